@@ -1,0 +1,39 @@
+# Balcão — the two commands a newcomer runs: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+            command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && { echo $$p; break; }; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test install system-deps translations test-fast test-distributed compose-check clean
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python >= 3.11 is required"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP) translations
+
+# Compiled message catalogues (.mo) are build output, made from the committed .po files.
+translations: $(STAMP)
+	@for d in services/*/translations; do \
+	  if ls $$d/*/LC_MESSAGES/messages.po >/dev/null 2>&1; then $(BIN)/pybabel compile -q -d $$d; fi; done
+
+# The browser tests drive Debian's Chromium (never a downloaded browser).
+system-deps:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Chromium is missing: install it (Debian: sudo apt-get install chromium)"; exit 1; fi; fi
+
+run: install
+	$(BIN)/balcao run
+
+test: install system-deps
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf var .pytest_cache

@@ -1,0 +1,136 @@
+"""The `balcao` command: run the product, migrate, run a service's web or worker process,
+and provision firms and companies against the configured databases."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from services.common.config import SERVICES, load_config
+
+
+def _migrate_all(config, services=SERVICES):
+    from services.common.runtime import migrate
+    for svc in services:
+        migrate(svc, config)
+
+
+def cmd_migrate(args):
+    config = load_config()
+    _migrate_all(config, [args.service] if args.service else SERVICES)
+    print("migrated:", ", ".join([args.service] if args.service else SERVICES))
+
+
+def cmd_makemigration(args):
+    """Developer helper: autogenerate a new Alembic revision for one service."""
+    from pathlib import Path
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+    from services.common.runtime import database, service_module
+    config = load_config()
+    module = service_module(args.service, "models")
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(Path(module.__file__).parent / "migrations"))
+    cfg.set_main_option("path_separator", "os")
+    cfg.attributes["database"] = database(args.service, config)
+    command.upgrade(cfg, "head")
+    command.revision(cfg, message=args.message, autogenerate=True)
+
+
+def cmd_keys(args):
+    from services.common.keys import ensure_keys
+    config = load_config()
+    ensure_keys(config.keys_dir)
+    print(config.keys_dir)
+
+
+def cmd_create_firm(args):
+    from services.provision import create_firm
+    config = load_config()
+    try:
+        firm = create_firm(config, name=args.name, cnpj=args.cnpj, admin_name=args.admin_name,
+                           admin_email=args.admin_email, admin_password=args.admin_password)
+    except ValueError as exc:
+        print(f"erro: {exc}", file=sys.stderr)
+        return 2
+    print(f"Escritório criado: {firm['name']} (administrador: {args.admin_email})")
+    print(firm["slug"])
+
+
+def cmd_create_company(args):
+    from services.provision import create_company
+    config = load_config()
+    try:
+        company = create_company(config, firm_slug=args.firm, name=args.name, cnpj=args.cnpj)
+    except ValueError as exc:
+        print(f"erro: {exc}", file=sys.stderr)
+        return 2
+    print(f"Empresa criada: {company['name']}")
+    print(company["id"])
+
+
+def cmd_run(args):
+    from services.common.embedded import run_embedded
+    run_embedded(load_config())
+
+
+def cmd_worker(args):
+    from services.common.worker import run_worker
+    run_worker(args.service, load_config())
+
+
+def cmd_web(args):
+    from services.common.worker import run_web
+    run_web(args.service, load_config(), bind=args.bind, workers=args.workers)
+
+
+def main(argv=None):
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    parser = argparse.ArgumentParser(prog="balcao", description="Balcão — Portal do Cliente")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run the whole product in one process (embedded mode)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("migrate", help="apply database migrations")
+    p.add_argument("--service", choices=SERVICES)
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("makemigration", help="autogenerate a migration for a service (developers)")
+    p.add_argument("service", choices=SERVICES)
+    p.add_argument("-m", "--message", required=True)
+    p.set_defaults(func=cmd_makemigration)
+
+    p = sub.add_parser("keys", help="create missing signing/sealing keys in BALCAO_KEYS_DIR")
+    p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("web", help="serve one service's web app under gunicorn")
+    p.add_argument("service", choices=SERVICES)
+    p.add_argument("--bind", default="127.0.0.1:8001")
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(func=cmd_web)
+
+    p = sub.add_parser("worker", help="run one service's consumers and outbox relay")
+    p.add_argument("service", choices=SERVICES)
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("create-firm", help="create a firm and its administrator")
+    p.add_argument("--name", required=True)
+    p.add_argument("--cnpj", required=True)
+    p.add_argument("--admin-name", required=True)
+    p.add_argument("--admin-email", required=True)
+    p.add_argument("--admin-password", required=True)
+    p.set_defaults(func=cmd_create_firm)
+
+    p = sub.add_parser("create-company", help="create a client company of a firm")
+    p.add_argument("--firm", required=True, help="the firm's slug")
+    p.add_argument("--name", required=True)
+    p.add_argument("--cnpj", required=True)
+    p.set_defaults(func=cmd_create_company)
+
+    args = parser.parse_args(argv)
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Configuration from environment variables only, with working embedded defaults.
+
+Every variable is documented in `.env.example` at the top of the repository.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVICES = ("auth", "users", "invitations", "notifier")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Config:
+    var_dir: Path
+    port: int
+    public_url: str
+    broker_url: str
+    smtp_url: str | None
+    mail_from: str
+    keys_dir: Path
+    secret_key: str
+    invitation_ttl_days: int
+    demo: bool
+    database_urls: dict
+
+    def database_url(self, service: str) -> str:
+        return self.database_urls[service]
+
+    @property
+    def https(self) -> bool:
+        return self.public_url.startswith("https://")
+
+    @property
+    def dev_mailbox(self) -> bool:
+        """Without an SMTP server configured, e-mails land in the local dev mailbox page."""
+        return not self.smtp_url
+
+
+def _secret_key(var_dir: Path) -> str:
+    configured = _env("BALCAO_SECRET_KEY")
+    if configured:
+        return configured
+    path = var_dir / "keys" / "flask-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def load_config() -> Config:
+    var_dir = Path(_env("BALCAO_VAR_DIR", "var")).resolve()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    port = int(_env("PORT", "8000"))
+    database_urls = {
+        svc: _env(f"BALCAO_{svc.upper()}_DATABASE_URL", f"sqlite:///{var_dir / (svc + '.sqlite3')}")
+        for svc in SERVICES
+    }
+    return Config(
+        var_dir=var_dir,
+        port=port,
+        public_url=_env("BALCAO_PUBLIC_URL", f"http://127.0.0.1:{port}").rstrip("/"),
+        broker_url=_env("BALCAO_BROKER_URL", "memory://"),
+        smtp_url=_env("BALCAO_SMTP_URL"),
+        mail_from=_env("BALCAO_MAIL_FROM", "nao-responda@balcao.localhost"),
+        keys_dir=Path(_env("BALCAO_KEYS_DIR", str(var_dir / "keys"))).resolve(),
+        secret_key=_secret_key(var_dir),
+        invitation_ttl_days=int(_env("BALCAO_INVITATION_TTL_DAYS", "7")),
+        demo=_env("BALCAO_DEMO", "1") != "0",
+        database_urls=database_urls,
+    )

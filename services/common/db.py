@@ -1,0 +1,64 @@
+"""One database per service: engine + session factory, with SQLite tuned for the embedded mode."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+class Database:
+    """A service's database. `begin()` is the unit of work: one transaction, committed on exit."""
+
+    def __init__(self, url: str, *, service: str):
+        self.url = url
+        self.service = service
+        self.engine = make_engine(url)
+        self.Session = sessionmaker(self.engine, expire_on_commit=False)
+        self._after_commit_hooks: list = []
+
+        @event.listens_for(self.Session, "after_commit")
+        def _after_commit(session):
+            if session.info.pop("outbox_dirty", False):
+                for hook in self._after_commit_hooks:
+                    hook()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def on_outbox_commit(self, hook) -> None:
+        """Call `hook()` after any commit that wrote an outbox row (wakes the relay)."""
+        self._after_commit_hooks.append(hook)
+
+    @contextmanager
+    def begin(self) -> Iterator[Session]:
+        with self.Session() as session:
+            with session.begin():
+                yield session
+
+    def session(self) -> Session:
+        return self.Session()
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,101 @@
+"""Keys: each service signs with its own Ed25519 key; the notifier has an X25519 key that
+producers seal secret e-mail context to (links with raw tokens never travel in the clear).
+
+Keys live as PEM files in BALCAO_KEYS_DIR (`<service>.ed25519.pem`, `notifier.x25519.pem`,
+and their `.pub.pem` public halves). `ensure_keys` creates missing ones.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from pathlib import Path
+
+import jwt
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .config import SERVICES
+
+_PEM = serialization.Encoding.PEM
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    tmp.chmod(mode)
+    os.replace(tmp, path)
+
+
+def ensure_keys(keys_dir: Path) -> None:
+    """Create every missing key pair (the embedded mode and the process runner call this)."""
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    for svc in SERVICES:
+        priv = keys_dir / f"{svc}.ed25519.pem"
+        if not priv.exists():
+            key = Ed25519PrivateKey.generate()
+            _write(priv, key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()), 0o600)
+            _write(keys_dir / f"{svc}.ed25519.pub.pem",
+                   key.public_key().public_bytes(_PEM, serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
+    seal = keys_dir / "notifier.x25519.pem"
+    if not seal.exists():
+        key = X25519PrivateKey.generate()
+        _write(seal, key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()), 0o600)
+        _write(keys_dir / "notifier.x25519.pub.pem",
+               key.public_key().public_bytes(_PEM, serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
+
+
+class KeyRing:
+    def __init__(self, keys_dir: Path):
+        self.keys_dir = Path(keys_dir)
+
+    @lru_cache(maxsize=None)
+    def _load(self, name: str, private: bool):
+        data = (self.keys_dir / name).read_bytes()
+        return serialization.load_pem_private_key(data, None) if private else serialization.load_pem_public_key(data)
+
+    # ---- signed tokens (sessions, invitation tickets)
+    def sign(self, issuer: str, claims: dict, *, audience: str, ttl: timedelta) -> str:
+        now = datetime.now(timezone.utc)
+        body = {**claims, "iss": issuer, "aud": audience, "iat": now, "exp": now + ttl}
+        key: Ed25519PrivateKey = self._load(f"{issuer}.ed25519.pem", True)
+        return jwt.encode(body, key, algorithm="EdDSA")
+
+    def verify(self, issuer: str, token: str, *, audience: str) -> dict | None:
+        """Claims of a valid token from `issuer` for `audience`, or None (bad, expired, forged)."""
+        if not token:
+            return None
+        key: Ed25519PublicKey = self._load(f"{issuer}.ed25519.pub.pem", False)
+        try:
+            return jwt.decode(token, key, algorithms=["EdDSA"], audience=audience, issuer=issuer,
+                              options={"require": ["exp", "iat", "iss", "aud"]})
+        except jwt.PyJWTError:
+            return None
+
+    # ---- sealing secrets for the notifier
+    def seal(self, data: dict) -> str:
+        recipient: X25519PublicKey = self._load("notifier.x25519.pub.pem", False)
+        eph = X25519PrivateKey.generate()
+        eph_pub = eph.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        key = _derive(eph.exchange(recipient), eph_pub)
+        nonce = os.urandom(12)
+        ct = ChaCha20Poly1305(key).encrypt(nonce, json.dumps(data).encode(), b"balcao-seal-v1")
+        return base64.urlsafe_b64encode(eph_pub + nonce + ct).decode()
+
+    def unseal(self, sealed: str) -> dict:
+        raw = base64.urlsafe_b64decode(sealed.encode())
+        eph_pub, nonce, ct = raw[:32], raw[32:44], raw[44:]
+        priv: X25519PrivateKey = self._load("notifier.x25519.pem", True)
+        key = _derive(priv.exchange(X25519PublicKey.from_public_bytes(eph_pub)), eph_pub)
+        return json.loads(ChaCha20Poly1305(key).decrypt(nonce, ct, b"balcao-seal-v1"))
+
+
+def _derive(shared: bytes, salt: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=b"balcao-seal-v1").derive(shared)

@@ -1,0 +1,62 @@
+"""Process-level wiring shared by every entry point (embedded mode, gunicorn, consumers, CLI):
+one Database, one KeyRing per process, and the service modules looked up by name."""
+from __future__ import annotations
+
+import importlib
+import threading
+
+from .config import SERVICES, Config, load_config
+from .db import Database
+from .keys import KeyRing
+
+_lock = threading.Lock()
+_databases: dict[str, Database] = {}
+
+
+def service_module(service: str, part: str):
+    if service not in SERVICES:
+        raise ValueError(f"unknown service {service!r}")
+    return importlib.import_module(f"services.{service}.{part}")
+
+
+def database(service: str, config: Config | None = None) -> Database:
+    config = config or load_config()
+    url = config.database_url(service)
+    key = f"{service}|{url}"
+    with _lock:
+        if key not in _databases:
+            _databases[key] = Database(url, service=service)
+        return _databases[key]
+
+
+def keyring(config: Config) -> KeyRing:
+    return KeyRing(config.keys_dir)
+
+
+def migrate(service: str, config: Config | None = None) -> None:
+    """alembic upgrade head for one service's own database."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+    from pathlib import Path
+
+    config = config or load_config()
+    module = service_module(service, "models")
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(Path(module.__file__).parent / "migrations"))
+    cfg.set_main_option("path_separator", "os")
+    cfg.attributes["database"] = database(service, config)
+    command.upgrade(cfg, "head")
+
+
+def consumer_worker(service: str, config: Config, **kwargs):
+    from .messaging import ConsumerWorker
+    models = service_module(service, "models")
+    handlers = service_module(service, "consumers").HANDLERS
+    return ConsumerWorker(service=service, db=database(service, config), processed=models.processed,
+                          handlers=handlers, broker_url=config.broker_url, **kwargs)
+
+
+def outbox_relay(service: str, config: Config, **kwargs):
+    from .messaging import OutboxRelay
+    models = service_module(service, "models")
+    return OutboxRelay(database(service, config), models.outbox, config.broker_url, **kwargs)

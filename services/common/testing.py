@@ -1,0 +1,183 @@
+"""pytest plugin with the fixtures every test shares (loaded from the top-level conftest).
+
+Databases: `BALCAO_TEST_DATABASE_URL` (a PostgreSQL server URL, e.g.
+postgresql://postgres@127.0.0.1:5432/postgres) gives each service a fresh database of its
+own there; otherwise testcontainers starts PostgreSQL when a Docker engine answers; otherwise
+each service gets a SQLite file (the embedded default). The schema is built by the services'
+own Alembic migrations. Between tests every table is emptied.
+
+`bus` delivers events in-process through the very `handle_message` the broker consumers
+use, so a test can drive the whole chain without a broker; tests that need the real broker
+(`BALCAO_TEST_BROKER_URL`) run the services as processes (see tests/).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text, update
+
+from . import events
+from .config import SERVICES, load_config
+from .gateway import PrefixDispatcher
+from .keys import ensure_keys
+from .messaging import Outcome, handle_message
+from .runtime import database, migrate, service_module
+
+
+def _docker_available() -> bool:
+    try:
+        import docker
+        docker.from_env().ping()
+        return True
+    except Exception:
+        return False
+
+
+def _postgres_server_url() -> str | None:
+    url = os.environ.get("BALCAO_TEST_DATABASE_URL")
+    if url:
+        return url
+    if os.environ.get("BALCAO_TEST_NO_CONTAINERS") != "1" and _docker_available():
+        from testcontainers.postgres import PostgresContainer
+        container = PostgresContainer("postgres:15-alpine", driver="psycopg")
+        container.start()
+        import atexit
+        atexit.register(container.stop)
+        return container.get_connection_url()
+    return None
+
+
+def _fresh_postgres_databases(server_url: str, tag: str) -> dict[str, str]:
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    base = make_url(server_url.replace("postgresql://", "postgresql+psycopg://", 1)
+                    if server_url.startswith("postgresql://") else server_url)
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    urls = {}
+    with admin.connect() as conn:
+        for svc in SERVICES:
+            name = f"balcao_{tag}_{svc}"
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            urls[svc] = base.set(database=name).render_as_string(hide_password=False)
+    admin.dispose()
+    return urls
+
+
+def make_test_config(var_dir: Path, database_urls: dict | None = None, **overrides):
+    os.environ.setdefault("BALCAO_VAR_DIR", str(var_dir))
+    base = load_config()
+    keys_dir = var_dir / "keys"
+    ensure_keys(keys_dir)
+    urls = database_urls or {svc: f"sqlite:///{var_dir / (svc + '.sqlite3')}" for svc in SERVICES}
+    values = dict(var_dir=var_dir, keys_dir=keys_dir, database_urls=urls, broker_url="memory://",
+                  smtp_url=None, public_url="http://balcao.test", demo=False)
+    values.update(overrides)
+    return dataclasses.replace(base, **values)
+
+
+@pytest.fixture(scope="session")
+def balcao_config(tmp_path_factory):
+    var_dir = tmp_path_factory.mktemp("balcao-var")
+    server = _postgres_server_url()
+    urls = _fresh_postgres_databases(server, uuid.uuid4().hex[:8]) if server else None
+    config = make_test_config(var_dir, urls)
+    for svc in SERVICES:
+        migrate(svc, config)
+    yield config
+    for svc in SERVICES:
+        database(svc, config).dispose()
+    shutil.rmtree(var_dir, ignore_errors=True)
+
+
+def _empty_all_tables(config) -> None:
+    for svc in SERVICES:
+        metadata = service_module(svc, "models").metadata
+        with database(svc, config).begin() as session:
+            for table in reversed(metadata.sorted_tables):
+                session.execute(table.delete())
+
+
+@pytest.fixture
+def config(balcao_config):
+    """The test stack's configuration; every table is empty when the test starts."""
+    _empty_all_tables(balcao_config)
+    yield balcao_config
+
+
+def db_for(config, service: str):
+    return database(service, config)
+
+
+class InProcessBus:
+    """Carries committed outbox rows to their consumers' handlers, in-process, until quiet."""
+
+    def __init__(self, config):
+        self.config = config
+        self.delivered: list[dict] = []
+
+    def pump(self, *, max_rounds: int = 100) -> list[dict]:
+        delivered_now = []
+        for _ in range(max_rounds):
+            moved = 0
+            for svc in SERVICES:
+                models = service_module(svc, "models")
+                db = database(svc, self.config)
+                with db.begin() as session:
+                    rows = session.execute(select(models.outbox.c.seq, models.outbox.c.envelope)
+                                           .where(models.outbox.c.published_at.is_(None))
+                                           .order_by(models.outbox.c.seq)).all()
+                    if rows:
+                        session.execute(update(models.outbox)
+                                        .where(models.outbox.c.seq.in_([r.seq for r in rows]))
+                                        .values(published_at=models.outbox.c.created_at))
+                for row in rows:
+                    moved += 1
+                    envelope = row.envelope
+                    delivered_now.append(envelope)
+                    for consumer in events.CATALOGUE[envelope["type"]][2]:
+                        cmodels = service_module(consumer, "models")
+                        handler = service_module(consumer, "consumers").HANDLERS[envelope["type"]]
+                        outcome, info = handle_message(database(consumer, self.config), cmodels.processed,
+                                                       consumer, handler, envelope)
+                        if outcome == Outcome.INVALID:
+                            raise AssertionError(f"invalid message {envelope}: {info}")
+            if not moved:
+                self.delivered.extend(delivered_now)
+                return delivered_now
+        raise AssertionError("the bus did not go quiet: an event loop between services?")
+
+    def of_type(self, event_type: str) -> list[dict]:
+        return [e for e in self.delivered if e["type"] == event_type]
+
+
+@pytest.fixture
+def bus(config):
+    return InProcessBus(config)
+
+
+def build_gateway(config):
+    apps = {svc: service_module(svc, "app").create_app(config) for svc in SERVICES}
+    for app in apps.values():
+        app.config["TESTING"] = True
+    return PrefixDispatcher(apps), apps
+
+
+@pytest.fixture
+def gateway(config):
+    """All four apps on one origin, like the embedded mode and the nginx gateway."""
+    dispatcher, apps = build_gateway(config)
+    return dispatcher
+
+
+@pytest.fixture
+def browser_client(gateway, config):
+    """A werkzeug test client on the one origin: cookies flow between services as in a browser."""
+    from werkzeug.test import Client
+    from werkzeug.wrappers import Response
+    return Client(gateway, Response, use_cookies=True)

@@ -1,0 +1,115 @@
+"""The messaging plumbing on a real kombu transport (the embedded in-memory broker, or the
+broker of BALCAO_TEST_BROKER_URL): outbox → relay → broker → consumer → handler, once."""
+import os
+import threading
+import uuid
+
+import pytest
+from kombu import Producer
+from sqlalchemy import func, select
+
+from services.common import events, messaging
+from services.common.runtime import database
+from services.invitations import models as inv_models
+
+BROKER = os.environ.get("BALCAO_TEST_BROKER_URL", "memory://")
+
+
+def _link_verified_payload():
+    return {"invitation_id": str(uuid.uuid4()), "identity_id": str(uuid.uuid4()), "email": "carlos@example.com"}
+
+
+@pytest.fixture
+def purge_queues():
+    with messaging.broker_connection(BROKER) as conn:
+        messaging.declare_topology(conn)
+        for q in messaging.all_queues():
+            q.bind(conn.default_channel).purge()
+    yield
+
+
+def _processed_count(db):
+    with db.begin() as s:
+        return s.execute(select(func.count()).select_from(inv_models.processed)).scalar_one()
+
+
+def test_outbox_event_reaches_its_handler_exactly_once(config, purge_queues):
+    db = database("invitations", config)
+    seen = []
+    handled = threading.Event()
+
+    def handler(payload, ctx):
+        seen.append((payload["invitation_id"], ctx.envelope["correlation_id"]))
+
+    worker = messaging.ConsumerWorker(
+        service="invitations", db=db, processed=inv_models.processed,
+        handlers={**{e: (lambda p, c: None) for e in events.consumed_by("invitations")}, "link.verified": handler},
+        broker_url=BROKER, on_handled=lambda etype, env: handled.set() if etype == "link.verified" else None)
+    relay = messaging.OutboxRelay(db, inv_models.outbox, BROKER, poll_interval=0.1)
+    threads = [threading.Thread(target=t.run, daemon=True) for t in (worker, relay)]
+    for t in threads:
+        t.start()
+    try:
+        assert worker.ready.wait(10)
+        payload = _link_verified_payload()
+        token = messaging.correlation_id_var.set("req-123")
+        try:
+            with db.begin() as s:
+                envelope = messaging.record_event(s, inv_models.outbox, "link.verified", payload)
+        finally:
+            messaging.correlation_id_var.reset(token)
+        assert handled.wait(10), "the event never reached its handler"
+        assert seen == [(uuid.UUID(payload["invitation_id"]), "req-123")]
+
+        # The same message delivered again (at-least-once) has no second effect.
+        handled.clear()
+        with messaging.broker_connection(BROKER) as conn:
+            messaging.publish_envelope(Producer(conn.default_channel), envelope)
+        outcome, _ = messaging.handle_message(db, inv_models.processed, "invitations", handler, envelope)
+        assert outcome == messaging.Outcome.DUPLICATE
+        assert len(seen) == 1
+        assert _processed_count(db) == 1
+        with db.begin() as s:
+            assert s.execute(select(inv_models.outbox.c.published_at)).scalar_one() is not None
+    finally:
+        worker.stop()
+        relay.stop()
+        for t in threads:
+            t.join(5)
+
+
+def test_malformed_message_goes_to_the_dead_letter_queue_with_its_reason(config, purge_queues):
+    db = database("invitations", config)
+    worker = messaging.ConsumerWorker(
+        service="invitations", db=db, processed=inv_models.processed,
+        handlers={e: (lambda p, c: None) for e in events.consumed_by("invitations")}, broker_url=BROKER)
+    t = threading.Thread(target=worker.run, daemon=True)
+    t.start()
+    try:
+        assert worker.ready.wait(10)
+        bad = {"id": str(uuid.uuid4()), "type": "link.verified", "version": 1,
+               "occurred_at": "2026-01-01T00:00:00+00:00", "correlation_id": "x",
+               "payload": {"invitation_id": "not-a-uuid"}}
+        with messaging.broker_connection(BROKER) as conn:
+            messaging.publish_envelope(Producer(conn.default_channel), bad)
+            dlq = messaging.dead_letter_queue().bind(conn.default_channel)
+            message = None
+            for _ in range(200):
+                message = dlq.get(no_ack=True)
+                if message:
+                    break
+                threading.Event().wait(0.05)
+        assert message is not None, "malformed message not dead-lettered"
+        assert message.headers["x-balcao-queue"] == "invitations.link.verified"
+        assert "invitation_id" in message.headers["x-balcao-reason"]
+        assert _processed_count(db) == 0
+    finally:
+        worker.stop()
+        t.join(5)
+
+
+def test_handlers_match_the_catalogue():
+    from services.common.config import SERVICES
+    from services.common.runtime import service_module
+    for svc in SERVICES:
+        assert set(service_module(svc, "consumers").HANDLERS) == events.consumed_by(svc), svc

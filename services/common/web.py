@@ -1,0 +1,147 @@
+"""The web layer every service shares: app factory, CSRF, translations, security headers,
+correlation ids, error pages, health checks and the base page layout."""
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from pathlib import Path
+
+from flask import Blueprint, Flask, g, render_template, request
+from flask_babel import Babel
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from jinja2 import ChoiceLoader, FileSystemLoader
+from sqlalchemy import text
+
+from . import messaging
+from .config import Config, load_config
+from .runtime import database, keyring
+from .sessions import current_identity
+
+COMMON_DIR = Path(__file__).parent
+_CID_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+csrf = CSRFProtect()
+
+log = logging.getLogger("balcao.web")
+
+
+def select_locale() -> str:
+    """pt-BR unless the person chose English (cookie `balcao_locale=en`)."""
+    chosen = request.cookies.get("balcao_locale")
+    return chosen if chosen in ("pt_BR", "en") else "pt_BR"
+
+
+def create_base_app(service: str, import_name: str, *, url_prefix: str, config: Config | None = None) -> Flask:
+    config = config or load_config()
+    service_dir = Path(__import__(import_name, fromlist=["_"]).__file__).parent
+    app = Flask(import_name, static_folder=str(service_dir / "static"),
+                static_url_path=f"{url_prefix}/static", template_folder=str(service_dir / "templates"))
+    app.jinja_loader = ChoiceLoader([FileSystemLoader(str(service_dir / "templates")),
+                                     FileSystemLoader(str(COMMON_DIR / "templates"))])
+    app.config.update(
+        BALCAO=config,
+        BALCAO_SERVICE=service,
+        BALCAO_PREFIX=url_prefix,
+        SECRET_KEY=config.secret_key,
+        # One short-lived browser session (CSRF token, flash messages) shared by the services of
+        # the one origin; authentication is NOT in it, it is the signed token issued by auth.
+        SESSION_COOKIE_NAME="balcao_csrf",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=config.https,
+        WTF_CSRF_TIME_LIMIT=None,
+        WTF_CSRF_SSL_STRICT=False,
+        BABEL_DEFAULT_LOCALE="pt_BR",
+        BABEL_TRANSLATION_DIRECTORIES=";".join([str(service_dir / "translations"),
+                                                  str(COMMON_DIR / "translations")]),
+        MAX_CONTENT_LENGTH=10 * 1024 * 1024,
+    )
+    app.extensions["balcao.db"] = database(service, config)
+    app.extensions["balcao.keyring"] = keyring(config)
+    csrf.init_app(app)
+    Babel(app, locale_selector=select_locale)
+
+    common_bp = Blueprint("common", __name__, static_folder=str(COMMON_DIR / "static"),
+                          static_url_path="/_common")
+    app.register_blueprint(common_bp, url_prefix=url_prefix)
+
+    @app.before_request
+    def _correlation_id():
+        incoming = request.headers.get("X-Request-ID", "")
+        g.correlation_id = incoming if _CID_RE.match(incoming) else uuid.uuid4().hex
+        g._cid_token = messaging.correlation_id_var.set(g.correlation_id)
+
+    app.teardown_appcontext(close_db_session)
+
+    @app.teardown_request
+    def _reset_cid(_exc):
+        token = g.pop("_cid_token", None)
+        if token is not None:
+            messaging.correlation_id_var.reset(token)
+
+    @app.after_request
+    def _headers(response):
+        response.headers["X-Request-ID"] = g.get("correlation_id", "")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if config.https:
+            response.headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+        if request.endpoint and not request.endpoint.endswith("static"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.context_processor
+    def _globals():
+        return {"current_identity": current_identity(), "service_name": service,
+                "public_url": config.public_url}
+
+    @app.errorhandler(404)
+    def _not_found(_e):
+        return render_template("errors/404.html"), 404
+
+    @app.errorhandler(CSRFError)
+    def _csrf(_e):
+        return render_template("errors/csrf.html"), 400
+
+    @app.errorhandler(500)
+    def _server_error(_e):
+        return render_template("errors/500.html"), 500
+
+    @app.get(f"{url_prefix}/healthz")
+    def healthz():
+        return {"status": "ok", "service": service}
+
+    @app.get(f"{url_prefix}/readyz")
+    def readyz():
+        try:
+            with app.extensions["balcao.db"].engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # reported, not swallowed: the operator sees why
+            return {"status": "unavailable", "service": service, "database": str(exc)[:200]}, 503
+        return {"status": "ready", "service": service}
+
+    return app
+
+
+def db_session():
+    """A request-scoped session (reads). Writes use `db().begin()` around a service function."""
+    from flask import current_app
+    if "balcao_db_session" not in g:
+        g.balcao_db_session = current_app.extensions["balcao.db"].session()
+    return g.balcao_db_session
+
+
+def db():
+    from flask import current_app
+    return current_app.extensions["balcao.db"]
+
+
+def close_db_session(_exc=None):
+    s = g.pop("balcao_db_session", None)
+    if s is not None:
+        s.close()

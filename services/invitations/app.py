@@ -1,0 +1,8 @@
+"""The invitations service's Flask application."""
+from services.common.gateway import PREFIXES
+from services.common.web import create_base_app
+
+
+def create_app(config=None):
+    app = create_base_app("invitations", "services.invitations", url_prefix=PREFIXES["invitations"], config=config)
+    return app
