@@ -198,6 +198,7 @@ class HandlerContext:
     session: Session
     envelope: dict
     service: str
+    config: object = None  # services.common.config.Config of the consuming process
 
 
 Handler = Callable[[dict, HandlerContext], None]
@@ -209,7 +210,8 @@ class Outcome:
     INVALID = "invalid"
 
 
-def handle_message(db: Database, processed: Table, service: str, handler: Handler, body) -> tuple[str, dict | None]:
+def handle_message(db: Database, processed: Table, service: str, handler: Handler, body, *,
+                   config=None) -> tuple[str, dict | None]:
     """Validate `body`, then run `handler` once in effect. Raises what the handler raises.
 
     Returns (Outcome, envelope). INVALID means: dead-letter it, never retry.
@@ -227,7 +229,7 @@ def handle_message(db: Database, processed: Table, service: str, handler: Handle
                 processed.c.message_id == message_id, processed.c.handler == handler_name)).first()
             if seen:
                 return Outcome.DUPLICATE, envelope
-            handler(payload, HandlerContext(session=session, envelope=envelope, service=service))
+            handler(payload, HandlerContext(session=session, envelope=envelope, service=service, config=config))
             session.execute(insert(processed).values(message_id=message_id, handler=handler_name,
                                                      processed_at=utcnow()))
     except IntegrityError:
@@ -246,12 +248,14 @@ class ConsumerWorker:
     """Consumes one service's queues (one handler per event type) until stopped."""
 
     def __init__(self, *, service: str, db: Database, processed: Table, handlers: dict[str, Handler],
-                 broker_url: str, prefetch: int = 10, on_handled: Callable[[str, dict], None] | None = None):
+                 broker_url: str, prefetch: int = 10, on_handled: Callable[[str, dict], None] | None = None,
+                 config=None):
         missing = events.consumed_by(service) ^ set(handlers)
         if missing:
             raise RuntimeError(f"{service}: handlers and catalogue disagree on {sorted(missing)}")
         self.service, self.db, self.processed, self.handlers = service, db, processed, handlers
         self.broker_url, self.prefetch, self.on_handled = broker_url, prefetch, on_handled
+        self.config = config
         self.stopped = threading.Event()
         self.ready = threading.Event()
 
@@ -261,7 +265,8 @@ class ConsumerWorker:
         def on_message(body, message):
             attempts = int((message.headers or {}).get(RETRY_HEADER, 0)) + 1
             try:
-                outcome, envelope = handle_message(self.db, self.processed, self.service, handler, body)
+                outcome, envelope = handle_message(self.db, self.processed, self.service, handler, body,
+                                                   config=self.config)
             except Exception as exc:  # the handler failed: retry with backoff, then dead-letter
                 log.exception("%s failed on attempt %d", queue_name, attempts)
                 if attempts >= MAX_ATTEMPTS:

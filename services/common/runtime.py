@@ -53,7 +53,7 @@ def consumer_worker(service: str, config: Config, **kwargs):
     models = service_module(service, "models")
     handlers = service_module(service, "consumers").HANDLERS
     return ConsumerWorker(service=service, db=database(service, config), processed=models.processed,
-                          handlers=handlers, broker_url=config.broker_url, **kwargs)
+                          handlers=handlers, broker_url=config.broker_url, config=config, **kwargs)
 
 
 def outbox_relay(service: str, config: Config, **kwargs):

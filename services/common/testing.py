@@ -16,6 +16,7 @@ import dataclasses
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -144,7 +145,7 @@ class InProcessBus:
                         cmodels = service_module(consumer, "models")
                         handler = service_module(consumer, "consumers").HANDLERS[envelope["type"]]
                         outcome, info = handle_message(database(consumer, self.config), cmodels.processed,
-                                                       consumer, handler, envelope)
+                                                       consumer, handler, envelope, config=self.config)
                         if outcome == Outcome.INVALID:
                             raise AssertionError(f"invalid message {envelope}: {info}")
             if not moved:
@@ -154,6 +155,40 @@ class InProcessBus:
 
     def of_type(self, event_type: str) -> list[dict]:
         return [e for e in self.delivered if e["type"] == event_type]
+
+
+class QueryCounter:
+    def __init__(self):
+        self.statements: list[str] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+
+@contextmanager
+def count_queries(config, service: str):
+    """Counts the SQL statements a block sends to one service's database."""
+    from sqlalchemy import event
+    engine = database(service, config).engine
+    counter = QueryCounter()
+
+    def _before(conn, cursor, statement, *args):
+        counter.statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", _before)
+    try:
+        yield counter
+    finally:
+        event.remove(engine, "before_cursor_execute", _before)
+
+
+def csrf_token(html: str) -> str:
+    """The CSRF token of the first form of a page (tests post forms like a browser does)."""
+    import re
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
 
 
 @pytest.fixture
