@@ -1,9 +1,5 @@
-"""Event handlers of the auth service: one per event type it consumes."""
-from services.common.events import consumed_by
+"""Event handlers of the auth service: one per event type it consumes.
 
-
-def _not_yet(payload, ctx):  # placeholder until the service's handlers are written
-    return None
-
-
-HANDLERS = {etype: _not_yet for etype in consumed_by("auth")}
+Auth consumes no event yet; a handler is `handler(payload, ctx)` calling service functions.
+"""
+HANDLERS: dict = {}
