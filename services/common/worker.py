@@ -1,0 +1,182 @@
+"""Entry points of the distributed mode: one service's web app under gunicorn (`balcao web`)
+and one service's consumers + outbox relay (`balcao worker`).
+
+Both read everything from the `Config` (environment variables only); neither knows about the
+other services: the gateway (deploy/gateway) puts the web processes on one origin and the
+broker (RabbitMQ) connects the workers.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+from .config import SERVICES, Config
+
+log = logging.getLogger("balcao.worker")
+
+STOP_TIMEOUT = 15.0
+
+
+def _log_format(service: str, role: str) -> str:
+    return f"%(asctime)s %(levelname)s [{service}-{role} pid=%(process)d] %(name)s: %(message)s"
+
+
+def _configure_logging(service: str, role: str) -> None:
+    logging.basicConfig(level=os.environ.get("BALCAO_LOG_LEVEL", "INFO").upper(),
+                        format=_log_format(service, role), stream=sys.stderr, force=True)
+
+
+def _check_service(service: str) -> None:
+    if service not in SERVICES:
+        raise SystemExit(f"unknown service {service!r}; expected one of {', '.join(SERVICES)}")
+
+
+# --------------------------------------------------------------------------- web
+
+def gunicorn_options(service: str, *, bind: str, workers: int) -> dict:
+    """The gunicorn settings of a service's web process (public for tests and operators)."""
+    return {
+        "bind": bind,
+        "workers": max(1, int(workers)),
+        "worker_class": "gthread",
+        "threads": 4,
+        "timeout": 30,
+        "graceful_timeout": 10,
+        "keepalive": 5,
+        "accesslog": "-",
+        "errorlog": "-",
+        "access_log_format": f'{service} %(h)s "%(r)s" %(s)s %(b)s %(L)ss rid=%({{x-request-id}}i)s',
+        "forwarded_allow_ips": os.environ.get("BALCAO_FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        "proc_name": f"balcao-{service}-web",
+        "preload_app": False,  # each worker builds its own app, engine and connections
+        # gunicorn >= 27 opens a control socket at one fixed path per user: several web processes
+        # on one host would fight over it. Settings unknown to older gunicorns are skipped.
+        "control_socket_disable": True,
+        "logconfig_dict": {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"balcao": {"format": _log_format(service, "web")}},
+            "handlers": {
+                "error": {"class": "logging.StreamHandler", "formatter": "balcao", "stream": "ext://sys.stderr"},
+                "access": {"class": "logging.StreamHandler", "formatter": "balcao", "stream": "ext://sys.stdout"},
+            },
+            "root": {"level": "INFO", "handlers": ["error"]},
+            "loggers": {
+                "gunicorn.error": {"level": "INFO", "handlers": ["error"], "propagate": False},
+                "gunicorn.access": {"level": "INFO", "handlers": ["access"], "propagate": False},
+            },
+        },
+    }
+
+
+def run_web(service: str, config: Config, *, bind: str, workers: int) -> None:
+    """Serve `services.<service>.app.create_app(config)` under gunicorn, in this process."""
+    _check_service(service)
+    from gunicorn.app.base import BaseApplication
+
+    options = gunicorn_options(service, bind=bind, workers=workers)
+
+    class BalcaoWebApplication(BaseApplication):
+        def load_config(self):
+            for key, value in options.items():
+                if key in self.cfg.settings:
+                    self.cfg.set(key, value)
+
+        def load(self):  # runs in each worker (preload_app is off)
+            from .runtime import service_module
+            return service_module(service, "app").create_app(config)
+
+    _configure_logging(service, "web")
+    log.info("serving %s on %s with %d worker(s)", service, bind, options["workers"])
+    BalcaoWebApplication().run()
+
+
+# --------------------------------------------------------------------------- worker
+
+class _Supervised(threading.Thread):
+    """A thread running `target.run()` that remembers how it ended."""
+
+    def __init__(self, name: str, target):
+        super().__init__(name=name, daemon=True)
+        self.runner = target
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.runner.run()
+        except BaseException as exc:  # noqa: BLE001 - reported and turned into an exit code
+            self.error = exc
+            log.exception("%s died", self.name)
+
+
+def run_worker(service: str, config: Config) -> None:
+    """Run the service's consumers and its outbox relay until SIGTERM/SIGINT.
+
+    A clean stop exits 0; a thread that ends on its own (it should never) makes the process
+    exit 1 so that the supervisor (Compose, systemd, the process runner) restarts it.
+    """
+    _check_service(service)
+    _configure_logging(service, "worker")
+    from .runtime import consumer_worker, outbox_relay
+
+    consumer = consumer_worker(service, config)
+    relay = outbox_relay(service, config, poll_interval=0.2)
+    threads = [_Supervised(f"{service}-consumer", consumer), _Supervised(f"{service}-outbox-relay", relay)]
+
+    stop_requested = threading.Event()
+    received: list[int] = []
+
+    def _on_signal(signum, _frame):
+        received.append(signum)
+        stop_requested.set()
+
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for t in threads:
+            t.start()
+        log.info("worker for %s started (broker %s)", service, _redact(config.broker_url))
+        announced = False
+        failed: _Supervised | None = None
+        while not stop_requested.wait(0.2):
+            if not announced and consumer.ready.is_set():
+                log.info("consuming %s queues; outbox relay running", service)
+                announced = True
+            dead = [t for t in threads if not t.is_alive()]
+            if dead:
+                failed = dead[0]
+                break
+        consumer.stop()
+        relay.stop()
+        for t in threads:
+            t.join(STOP_TIMEOUT)
+        still = [t.name for t in threads if t.is_alive()]
+        if still:
+            log.warning("threads did not stop within %.0fs: %s", STOP_TIMEOUT, ", ".join(still))
+        if failed is not None:
+            log.error("%s ended unexpectedly (%s); exiting so the supervisor restarts the worker",
+                      failed.name, repr(failed.error) if failed.error else "returned")
+            logging.shutdown()
+            raise SystemExit(1)
+        log.info("worker for %s stopped (signal %s)", service, received[0] if received else "?")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _redact(url: str) -> str:
+    """A broker URL without its password, for log lines."""
+    from urllib.parse import urlsplit, urlunsplit
+    try:
+        parts = urlsplit(url)
+        if parts.password:
+            host = parts.hostname or ""
+            if parts.port:
+                host = f"{host}:{parts.port}"
+            netloc = f"{parts.username}:***@{host}" if parts.username else f"***@{host}"
+            return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return "<unparseable>"
+    return url
