@@ -1,0 +1,124 @@
+"""marshmallow schemas for every HTTP input of the auth service (pt-BR messages)."""
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
+
+
+def safe_next(value: str | None) -> str | None:
+    """`value` if it is a relative path on this origin ("/..." but not "//..." nor "/\\..."), else None."""
+    if not value or not isinstance(value, str) or len(value) > 2000:
+        return None
+    if not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return None
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        return None
+    return value
+
+
+def _required(**kw):
+    return {"required": _l("Preencha este campo."), "null": _l("Preencha este campo."), **kw}
+
+
+def _text(max_len: int, **kw):
+    return fields.String(required=True, error_messages=_required(),
+                         validate=[validate.Length(min=1, error=_l("Preencha este campo.")),
+                                   validate.Length(max=max_len, error=_l("Texto longo demais."))], **kw)
+
+
+def _password():
+    # Long enough to let the policy say "no more than 128"; short enough to stop hashing abuse.
+    return fields.String(required=True, error_messages=_required(),
+                         validate=validate.Length(min=1, max=1024, error=_l("Informe a senha.")))
+
+
+class FormSchema(Schema):
+    """Form posts carry csrf_token and buttons: unknown fields are dropped. Text (not passwords)
+    is stripped of surrounding spaces."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    NOT_STRIPPED = ("password", "password_confirmation")
+
+    @pre_load
+    def _strip(self, data, **_kw):
+        return {k: (v.strip() if isinstance(v, str) and k not in self.NOT_STRIPPED else v)
+                for k, v in data.items()}
+
+
+class NextMixin(Schema):
+    next = fields.String(load_default=None)
+
+    @post_load
+    def _safe_next(self, data, **_kw):
+        data["next"] = safe_next(data.get("next"))
+        return data
+
+
+class LoginSchema(FormSchema, NextMixin):
+    email = _text(320)
+    password = _password()
+
+
+class LogoutSchema(FormSchema, NextMixin):
+    pass
+
+
+class ForgotPasswordSchema(FormSchema, NextMixin):
+    email = fields.String(required=True, error_messages=_required(),
+                          validate=[validate.Length(min=1, max=320, error=_l("Preencha este campo.")),
+                                    validate.Email(error=_l("Informe um e-mail válido."))])
+
+
+class TicketSchema(FormSchema):
+    ticket = fields.String(required=True, validate=validate.Length(min=1, max=4000))
+
+
+class InvitationRegisterSchema(TicketSchema):
+    name = _text(200)
+    password = _password()
+    password_confirmation = _password()
+
+
+class InvitationLinkSchema(TicketSchema):
+    password = _password()
+
+
+class ResetPasswordSchema(FormSchema):
+    password = _password()
+    password_confirmation = _password()
+
+
+class TicketClaims(Schema):
+    """The claims of a verified invitation ticket (signed by invitations)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    inv = fields.UUID(required=True)
+    email = fields.Email(required=True)
+    name = fields.String(required=True, validate=validate.Length(max=200))
+    firm = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    firm_slug = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+    @post_load
+    def _normalize(self, data, **_kw):
+        data["email"] = data["email"].strip().lower()
+        return data
+
+
+def load_ticket_claims(claims: dict | None) -> dict | None:
+    """Validated ticket claims, or None when they are missing something."""
+    if not claims:
+        return None
+    try:
+        return TicketClaims().load(claims)
+    except ValidationError:
+        return None
+
+
+def form_errors(exc: ValidationError) -> dict[str, list[str]]:
+    """marshmallow errors as {field: [pt-BR message, ...]} for the form macros."""
+    messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+    return {k: [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in messages.items()}
