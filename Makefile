@@ -22,12 +22,17 @@ translations: $(STAMP)
 	@for d in services/*/translations; do \
 	  if ls $$d/*/LC_MESSAGES/messages.po >/dev/null 2>&1; then $(BIN)/pybabel compile -q -d $$d; fi; done
 
-# The browser tests drive Debian's Chromium (never a downloaded browser).
+# System packages the tests drive: Debian's Chromium (never a downloaded browser), nginx (the
+# gateway of the distributed topology) and docker-compose (validates docker-compose.yml).
+SYSTEM_PACKAGES := chromium nginx docker-compose
 system-deps:
-	@if ! command -v chromium >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "Chromium is missing: install it (Debian: sudo apt-get install chromium)"; exit 1; fi; fi
+	@missing=""; command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	 { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } || missing="$$missing nginx"; \
+	 command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
+	 if [ -n "$$missing" ]; then \
+	   if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	   else echo "Missing system packages:$$missing (Debian: sudo apt-get install$$missing)"; exit 1; fi; fi
 
 run: install
 	$(BIN)/balcao run

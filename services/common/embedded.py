@@ -1,0 +1,116 @@
+"""The embedded mode (`make run` / `balcao run`): the whole product in one process.
+
+All four apps on one origin (the same prefix routing as the nginx gateway), every service's
+consumers and outbox relay in threads, the in-memory kombu broker by default, SQLite files
+under BALCAO_VAR_DIR, and the dev mailbox page instead of SMTP unless BALCAO_SMTP_URL is set.
+Served by gunicorn (one worker, threads); the background threads live in that worker.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import text
+
+from .config import SERVICES, Config
+from .gateway import PrefixDispatcher
+from .keys import ensure_keys
+from .runtime import consumer_worker, database, migrate, outbox_relay, service_module
+
+log = logging.getLogger("balcao.embedded")
+
+
+class EmbeddedStack:
+    def __init__(self, config: Config):
+        self.config = config
+        self.workers = [consumer_worker(svc, config) for svc in SERVICES]
+        self.relays = [outbox_relay(svc, config, poll_interval=0.5) for svc in SERVICES]
+        self.threads: list[threading.Thread] = []
+        apps = {svc: service_module(svc, "app").create_app(config) for svc in SERVICES}
+        self.wsgi = PrefixDispatcher(apps, extra={"/healthz": self.healthz})
+
+    def start(self) -> None:
+        for runner in [*self.workers, *self.relays]:
+            t = threading.Thread(target=runner.run, name=f"balcao-{type(runner).__name__}", daemon=True)
+            t.start()
+            self.threads.append(t)
+        for w in self.workers:
+            w.ready.wait(10)
+
+    def stop(self) -> None:
+        for runner in [*self.workers, *self.relays]:
+            runner.stop()
+        for t in self.threads:
+            t.join(5)
+
+    def ready(self) -> tuple[bool, dict]:
+        detail = {}
+        for svc in SERVICES:
+            try:
+                with database(svc, self.config).engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+                detail[svc] = "ok"
+            except Exception as exc:
+                detail[svc] = f"database unavailable: {exc}"[:200]
+        detail["consumers"] = "ok" if all(w.ready.is_set() for w in self.workers) else "starting"
+        detail["threads"] = "ok" if all(t.is_alive() for t in self.threads) else "stopped"
+        return all(v == "ok" for v in detail.values()), detail
+
+    def healthz(self, environ, start_response):
+        import json
+        ok, detail = self.ready()
+        body = json.dumps({"status": "ready" if ok else "unavailable", **detail}).encode()
+        start_response("200 OK" if ok else "503 Service Unavailable",
+                       [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                        ("Cache-Control", "no-store")])
+        return [body]
+
+
+def prepare(config: Config) -> bool:
+    """Keys, migrations and (unless BALCAO_DEMO=0) the demo data. Returns True if seeded now."""
+    ensure_keys(config.keys_dir)
+    for svc in SERVICES:
+        migrate(svc, config)
+    if config.demo:
+        from services.provision import seed_demo
+        return seed_demo(config)
+    return False
+
+
+def _banner(config: Config) -> str:
+    lines = ["", "Balcão — Portal do Cliente (modo embutido)", f"  Endereço:  {config.public_url}/"]
+    if config.dev_mailbox:
+        lines.append(f"  E-mails:   {config.public_url}/notificacoes/caixa-de-entrada  (caixa de entrada local)")
+    else:
+        lines.append(f"  E-mails:   enviados por SMTP para {config.smtp_url}")
+    lines.append(f"  Dados:     {config.var_dir}")
+    if config.demo:
+        from services.provision import DEMO_LOGINS
+        lines.append("  Acessos de demonstração (e-mail / senha):")
+        for name, email, password, role in DEMO_LOGINS:
+            lines.append(f"    {email:<26} {password:<18} {name}, {role}")
+    return "\n".join(lines) + "\n"
+
+
+def run_embedded(config: Config) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    prepare(config)
+    print(_banner(config), flush=True)
+
+    class EmbeddedApplication(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", f"127.0.0.1:{config.port}")
+            self.cfg.set("workers", 1)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", 8)
+            self.cfg.set("timeout", 60)
+            self.cfg.set("graceful_timeout", 5)
+            self.cfg.set("accesslog", None)
+
+        def load(self):
+            stack = EmbeddedStack(config)
+            stack.start()
+            return stack.wsgi
+
+    EmbeddedApplication().run()

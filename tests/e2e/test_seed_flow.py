@@ -1,0 +1,271 @@
+"""The help article's whole flow, in a real browser, against the running product.
+
+Firm Alfa registers Carlos → he registers; firm Beta registers him → he links with his
+password (a wrong one links nothing); the firm selector switches between Alfa and Beta;
+Alfa deactivates him → Alfa leaves his selector; Alfa reactivates him → he forgets his
+password, resets it (Esqueci a senha) and links again; Beta deletes him and registers him
+anew with Novo Usuário → he links with his password. Finally, no message that crossed the
+broker carried a password, a password hash or a raw token.
+"""
+from __future__ import annotations
+
+import json
+import re
+import uuid
+
+import pytest
+from playwright.sync_api import expect
+from sqlalchemy import create_engine, text
+
+from services.common.config import SERVICES
+from stdnum.br import cnpj as cnpj_mod
+
+from .conftest import link_in
+
+pytestmark = pytest.mark.browser
+
+ANA = ("Ana Souza", "ana@alfa.example", "Ana-Alfa-Senha-91")
+BRUNO = ("Bruno Lima", "bruno@beta.example", "Bruno-Beta-Senha-37")
+CARLOS_EMAIL = "carlos.pereira@cliente.example"
+CARLOS_PW = "Carlos-Senha-Forte-58"
+CARLOS_NEW_PW = "Carlos-Nova-Senha-64"
+WRONG_PW = "senha-errada-de-proposito-12"
+
+
+def cnpj(base12: str) -> str:
+    return base12 + cnpj_mod.calc_check_digits(base12)
+
+
+def login(page, url, email, password):
+    page.goto(url + "/")
+    expect(page).to_have_url(re.compile(r"/auth/entrar"))
+    page.get_by_label("E-mail", exact=True).fill(email)
+    page.get_by_label("Senha", exact=True).fill(password)
+    page.get_by_role("button", name="Entrar").click()
+    page.wait_for_load_state()
+
+
+def register_client_user(page, firm_slug: str, *, name, email, cpf, phone, company):
+    page.get_by_role("link", name=re.compile("Usuários de Clientes")).first.click()
+    expect(page.get_by_role("heading", name="Usuários de Clientes")).to_be_visible()
+    page.get_by_role("link", name="Novo Usuário").click()
+    page.get_by_label("Nome", exact=True).fill(name)
+    page.get_by_label("CPF", exact=True).fill(cpf)
+    page.get_by_label("Telefone", exact=True).fill(phone)
+    page.get_by_label("E-mail de contato", exact=True).fill(email)
+    page.get_by_role("button", name="Ativar").click()
+    page.get_by_role("button", name="Envie agora").click()
+    page.get_by_role("button", name="Avançar").click()
+    page.get_by_label(company, exact=True).check()
+    page.get_by_role("button", name="Concluir").click()
+    expect(page.get_by_text("Usuário registrado")).to_be_visible()
+
+
+def open_client_user(page, url, firm_slug, name):
+    page.goto(f"{url}/e/{firm_slug}/configuracoes/usuarios-de-clientes?excluidos=1")
+    page.get_by_role("link", name=name).first.click()
+    expect(page.get_by_role("heading", name=name)).to_be_visible()
+
+
+def selector_options(page) -> list[str]:
+    return [o.strip() for o in page.get_by_label("Escritório").locator("option").all_inner_texts()]
+
+
+def wait_home_of(page, firm_name):
+    page.wait_for_url(re.compile(r"/e/[^/]+/$"), timeout=45_000)
+    expect(page.get_by_role("heading", name=firm_name)).to_be_visible()
+
+
+@pytest.fixture
+def broker_tap(product):
+    """On a real broker, a queue bound to every event: what actually travelled."""
+    if not product.broker_url:
+        yield None
+        return
+    from kombu import Queue
+    from services.common import messaging
+    name = f"e2e.tap.{uuid.uuid4().hex[:8]}"
+    with messaging.broker_connection(product.broker_url) as conn:
+        queue = Queue(name, exchange=messaging.exchange(), routing_key="#", durable=False, auto_delete=False)
+        queue.bind(conn.default_channel).declare()
+
+        def drain() -> list[dict]:
+            got = []
+            bound = queue.bind(conn.default_channel)
+            while (message := bound.get(no_ack=True)) is not None:
+                got.append(json.loads(message.body))
+            return got
+
+        yield drain
+        queue.bind(conn.default_channel).delete()
+
+
+def test_seed_flow_end_to_end(product, mailbox, browser, artifacts, broker_tap):
+    url = product.url
+    alfa_slug = product.cli("create-firm", "--name", "Contabilidade Alfa", "--cnpj", cnpj("112223330001"),
+                            "--admin-name", ANA[0], "--admin-email", ANA[1], "--admin-password", ANA[2]).strip().splitlines()[-1]
+    beta_slug = product.cli("create-firm", "--name", "Contabilidade Beta", "--cnpj", cnpj("445556660001"),
+                            "--admin-name", BRUNO[0], "--admin-email", BRUNO[1], "--admin-password", BRUNO[2]).strip().splitlines()[-1]
+    product.cli("create-company", "--firm", alfa_slug, "--name", "Padaria Pão Quente Ltda", "--cnpj", cnpj("123456780001"))
+    product.cli("create-company", "--firm", alfa_slug, "--name", "Oficina Rápida ME", "--cnpj", cnpj("234567890001"))
+    product.cli("create-company", "--firm", beta_slug, "--name", "Mercado Bom Preço Ltda", "--cnpj", cnpj("345678900001"))
+
+    ana = browser.new_context().new_page()
+    bruno = browser.new_context().new_page()
+    carlos_ctx = browser.new_context()
+    carlos = carlos_ctx.new_page()
+    secrets_seen = {ANA[2], BRUNO[2], CARLOS_PW, CARLOS_NEW_PW, WRONG_PW}
+    try:
+        # --- Firm Alfa registers Carlos; he registers.
+        login(ana, url, ANA[1], ANA[2])
+        wait_home_of(ana, "Contabilidade Alfa")
+        sent_before = mailbox.count()
+        register_client_user(ana, alfa_slug, name="Carlos Pereira", email=CARLOS_EMAIL, cpf="529.982.247-25",
+                             phone="(11) 98765-4321", company="Padaria Pão Quente Ltda")
+        invite = mailbox.wait_for(to=CARLOS_EMAIL, subject_contains="Contabilidade Alfa", after=sent_before)
+        assert "Registre agora" in invite.get_body(preferencelist=("html",)).get_content()
+        link = link_in(invite, "/convite/")
+        secrets_seen.add(link.rsplit("/", 1)[-1])
+
+        carlos.goto(link)
+        expect(carlos.get_by_label("Nome", exact=True)).to_have_value("Carlos Pereira")
+        carlos.get_by_label("Senha", exact=True).fill(CARLOS_PW)
+        carlos.get_by_label("Confirme a senha", exact=True).fill(CARLOS_PW)
+        carlos.get_by_role("button", name="Registrar").click()
+        wait_home_of(carlos, "Contabilidade Alfa")
+        expect(carlos.get_by_text("Padaria Pão Quente Ltda")).to_be_visible()
+        assert selector_options(carlos) == ["Contabilidade Alfa"]
+
+        # --- Firm Beta registers him; the page says he already has access; a wrong password links nothing.
+        login(bruno, url, BRUNO[1], BRUNO[2])
+        wait_home_of(bruno, "Contabilidade Beta")
+        sent_before = mailbox.count()
+        register_client_user(bruno, beta_slug, name="Carlos Pereira", email=CARLOS_EMAIL, cpf="",
+                             phone="", company="Mercado Bom Preço Ltda")
+        invite_b = mailbox.wait_for(to=CARLOS_EMAIL, subject_contains="Contabilidade Beta", after=sent_before)
+        link_b = link_in(invite_b, "/convite/")
+        secrets_seen.add(link_b.rsplit("/", 1)[-1])
+
+        carlos.goto(link_b)
+        expect(carlos.get_by_text("já tem acesso")).to_be_visible()
+        carlos.get_by_label("Senha", exact=True).fill(WRONG_PW)
+        carlos.get_by_role("button", name="Vincular Contas").click()
+        expect(carlos.get_by_text("Senha incorreta")).to_be_visible()
+        carlos.goto(url + "/")
+        assert selector_options(carlos) == ["Contabilidade Alfa"]
+        assert carlos.goto(f"{url}/e/{beta_slug}/").status == 404
+
+        carlos.goto(link_b)
+        carlos.get_by_label("Senha", exact=True).fill(CARLOS_PW)
+        carlos.get_by_role("button", name="Vincular Contas").click()
+        wait_home_of(carlos, "Contabilidade Beta")
+
+        # --- The selector switches between the firms, and each shows only its own data.
+        assert sorted(selector_options(carlos)) == ["Contabilidade Alfa", "Contabilidade Beta"]
+        expect(carlos.get_by_text("Mercado Bom Preço Ltda")).to_be_visible()
+        assert "Contabilidade Alfa" not in carlos.locator("main").inner_text()
+        assert "Padaria" not in carlos.content()
+        carlos.get_by_label("Escritório").select_option(label="Contabilidade Alfa")
+        wait_home_of(carlos, "Contabilidade Alfa")
+        expect(carlos.get_by_text("Padaria Pão Quente Ltda")).to_be_visible()
+        assert "Mercado Bom Preço" not in carlos.content()
+        carlos.get_by_label("Escritório").select_option(label="Contabilidade Beta")
+        wait_home_of(carlos, "Contabilidade Beta")
+
+        # --- Beta's staff never see Alfa's data for Carlos.
+        open_client_user(bruno, url, beta_slug, "Carlos Pereira")
+        assert "Contabilidade Alfa" not in bruno.content() and "Padaria" not in bruno.content()
+
+        # --- Alfa deactivates him: Alfa leaves his selector at once, its pages answer 404.
+        open_client_user(ana, url, alfa_slug, "Carlos Pereira")
+        ana.get_by_role("button", name="Desativar").click()
+        expect(ana.get_by_text("Inativo").first).to_be_visible()
+        carlos.goto(url + "/")
+        assert selector_options(carlos) == ["Contabilidade Beta"]
+        assert carlos.goto(f"{url}/e/{alfa_slug}/").status == 404
+
+        # --- Alfa reactivates him: he forgot his password, resets it and links again.
+        sent_before = mailbox.count()
+        ana.get_by_role("button", name="Reativar").click()
+        invite_again = mailbox.wait_for(to=CARLOS_EMAIL, subject_contains="Contabilidade Alfa", after=sent_before)
+        link_again = link_in(invite_again, "/convite/")
+        secrets_seen.add(link_again.rsplit("/", 1)[-1])
+        carlos.goto(link_again)
+        expect(carlos.get_by_text("já tem acesso")).to_be_visible()
+        sent_before = mailbox.count()
+        carlos.get_by_role("link", name="Esqueci a senha").click()
+        expect(carlos.get_by_label("E-mail", exact=True)).to_have_value(CARLOS_EMAIL)
+        carlos.get_by_role("button", name="Enviar").click()
+        expect(carlos.get_by_text("Se houver uma conta com este e-mail")).to_be_visible()
+        reset_mail = mailbox.wait_for(to=CARLOS_EMAIL, subject_contains="Redefinição de senha", after=sent_before)
+        reset_link = link_in(reset_mail, "/auth/redefinir-senha/")
+        secrets_seen.add(reset_link.rsplit("/", 1)[-1])
+        carlos.goto(reset_link)
+        carlos.get_by_label("Nova senha", exact=True).fill(CARLOS_NEW_PW)
+        carlos.get_by_label("Confirme a nova senha", exact=True).fill(CARLOS_NEW_PW)
+        carlos.get_by_role("button", name="Salvar nova senha").click()
+        expect(carlos.get_by_text("já tem acesso")).to_be_visible()   # back on the link page
+        carlos.get_by_label("Senha", exact=True).fill(CARLOS_NEW_PW)
+        carlos.get_by_role("button", name="Vincular Contas").click()
+        wait_home_of(carlos, "Contabilidade Alfa")
+        assert sorted(selector_options(carlos)) == ["Contabilidade Alfa", "Contabilidade Beta"]
+
+        # --- Beta deletes him and registers him again with Novo Usuário: he links with his password.
+        open_client_user(bruno, url, beta_slug, "Carlos Pereira")
+        bruno.get_by_role("button", name="Excluir").click()
+        carlos.goto(url + "/")
+        assert selector_options(carlos) == ["Contabilidade Alfa"]
+        bruno.goto(f"{url}/e/{beta_slug}/")
+        sent_before = mailbox.count()
+        register_client_user(bruno, beta_slug, name="Carlos Pereira", email=CARLOS_EMAIL, cpf="",
+                             phone="", company="Mercado Bom Preço Ltda")
+        invite_new = mailbox.wait_for(to=CARLOS_EMAIL, subject_contains="Contabilidade Beta", after=sent_before)
+        link_new = link_in(invite_new, "/convite/")
+        secrets_seen.add(link_new.rsplit("/", 1)[-1])
+        carlos.goto(link_new)
+        carlos.get_by_label("Senha", exact=True).fill(CARLOS_NEW_PW)
+        carlos.get_by_role("button", name="Vincular Contas").click()
+        wait_home_of(carlos, "Contabilidade Beta")
+        assert sorted(selector_options(carlos)) == ["Contabilidade Alfa", "Contabilidade Beta"]
+    except Exception:
+        for name, page in (("ana", ana), ("bruno", bruno), ("carlos", carlos)):
+            try:
+                page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
+                (artifacts / f"{name}.html").write_text(page.content())
+            except Exception:
+                pass
+        raise
+
+    # --- Acceptance 4: nothing that crossed the broker carries a secret.
+    messages = published_messages(product)
+    assert len(messages) >= 20, "the flow should have published its events"
+    if broker_tap is not None:
+        travelled = broker_tap()
+        assert {m["id"] for m in messages} <= {m["id"] for m in travelled}
+        messages += travelled
+    types = {m["type"] for m in messages}
+    assert {"client_user.access_activated", "invitation.created", "notification.email_requested",
+            "identity.registered", "link.verified", "invitation.accepted", "membership.granted",
+            "membership.revoked"} <= types
+    for message in messages:
+        body = json.dumps(message)
+        assert "$argon2" not in body, message["type"]
+        for secret in secrets_seen:
+            assert secret not in body, f"a secret travelled in {message['type']}"
+
+
+def published_messages(product) -> list[dict]:
+    """Every message the services published: each leaves through its service's outbox, so the
+    outbox tables hold exactly what went to the broker."""
+    found = []
+    for svc in SERVICES:
+        url = product.database_urls[svc]
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            for (envelope, published_at) in conn.execute(text("SELECT envelope, published_at FROM outbox ORDER BY seq")):
+                assert published_at is not None, "an event was never published"
+                found.append(envelope if isinstance(envelope, dict) else json.loads(envelope))
+        engine.dispose()
+    return found
