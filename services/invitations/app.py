@@ -5,4 +5,6 @@ from services.common.web import create_base_app
 
 def create_app(config=None):
     app = create_base_app("invitations", "services.invitations", url_prefix=PREFIXES["invitations"], config=config)
+    from .views import bp
+    app.register_blueprint(bp, url_prefix=PREFIXES["invitations"])
     return app

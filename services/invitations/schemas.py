@@ -1,0 +1,12 @@
+"""Marshmallow schemas for the HTTP input of the invitations service."""
+from marshmallow import RAISE, Schema, fields, validate
+
+
+class InvitationLinkSchema(Schema):
+    """The path of the e-mailed link: /convite/<token>."""
+
+    class Meta:
+        unknown = RAISE
+
+    token = fields.String(required=True, validate=[validate.Length(min=20, max=200),
+                                                   validate.Regexp(r"^[A-Za-z0-9_-]+$")])

@@ -1,0 +1,124 @@
+"""Writes of the invitations service. Functions never commit: the caller's `db.begin()` is
+the transaction, and the events they record commit with the state change."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from services.common.messaging import record_event, utcnow
+
+from .models import Invitation, outbox
+
+log = logging.getLogger("balcao.invitations")
+
+TICKET_AUDIENCE = "balcao-invitation"
+TICKET_TTL = timedelta(hours=24)
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def hash_token(raw_token: str) -> str:
+    return hashlib.sha256(raw_token.encode("utf-8")).hexdigest()
+
+
+def aware(value: datetime) -> datetime:
+    """SQLite hands timestamps back naive; they are stored in UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def is_usable(invitation: Invitation, *, now: datetime | None = None) -> bool:
+    """Pending and not expired."""
+    return invitation.status == "pending" and aware(invitation.expires_at) > (now or utcnow())
+
+
+def void_invitations(session: Session, *, client_user_id, reason: str) -> int:
+    """Void every pending invitation of a client user; returns how many were voided."""
+    result = session.execute(
+        update(Invitation)
+        .where(Invitation.client_user_id == client_user_id, Invitation.status == "pending")
+        .values(status="voided", voided_reason=reason)
+        .execution_options(synchronize_session="fetch"))
+    return result.rowcount or 0
+
+
+def issue_invitation(session: Session, *, keyring, public_url: str, ttl: timedelta, firm_id, firm_name: str,
+                     firm_slug: str, client_user_id, email: str, name: str, resent: bool) -> Invitation:
+    """A new invitation (the previous pending one of this client user stops working) and
+    the request for its e-mail. The raw token leaves this function only sealed to the notifier."""
+    void_invitations(session, client_user_id=client_user_id, reason="superseded")
+    raw_token = secrets.token_urlsafe(32)  # 256 bits
+    now = utcnow()
+    invitation = Invitation(
+        id=uuid.uuid4(), firm_id=firm_id, firm_name=firm_name, firm_slug=firm_slug,
+        client_user_id=client_user_id, email=normalize_email(email), name=name.strip(),
+        token_hash=hash_token(raw_token), status="pending", created_at=now, expires_at=now + ttl)
+    session.add(invitation)
+    session.flush()
+    record_event(session, outbox, "invitation.created", {
+        "invitation_id": str(invitation.id), "firm_id": str(firm_id), "client_user_id": str(client_user_id),
+        "expires_at": invitation.expires_at.isoformat(), "resent": resent,
+    })
+    reference = f"invitation:{invitation.id}"
+    record_event(session, outbox, "notification.email_requested", {
+        "template": "invitation",
+        "recipient": invitation.email,
+        "locale": "pt_BR",
+        "context": {"firm_name": firm_name, "name": invitation.name,
+                    "expires_on": invitation.expires_at.strftime("%d/%m/%Y")},
+        "sealed": keyring.seal({"link": f"{public_url.rstrip('/')}/convite/{raw_token}"}),
+        "idempotency_key": reference,
+        "reference": reference,
+    })
+    log.info("invitation %s issued for client user %s (resent=%s)", invitation.id, client_user_id, resent)
+    return invitation
+
+
+def accept_invitation(session: Session, *, invitation_id, identity_id, email: str) -> None:
+    """Accept an invitation for an identity whose e-mail auth has verified.
+
+    The proof is bound to this invitation and this identity: it must still be pending,
+    unexpired and addressed to exactly that e-mail (the Keycloak CVE lesson)."""
+    invitation = session.execute(
+        select(Invitation).where(Invitation.id == invitation_id).with_for_update()).scalar_one_or_none()
+    if invitation is None:
+        log.warning("link.verified for unknown invitation %s ignored", invitation_id)
+        return
+    if invitation.status == "accepted" and invitation.accepted_identity_id == identity_id:
+        return  # the same acceptance again: already done
+    now = utcnow()
+    if invitation.status != "pending":
+        reason = "not_pending"
+    elif aware(invitation.expires_at) <= now:
+        reason = "expired"
+    elif invitation.email != normalize_email(email):
+        reason = "email_mismatch"
+    else:
+        invitation.status = "accepted"
+        invitation.accepted_at = now
+        invitation.accepted_identity_id = identity_id
+        record_event(session, outbox, "invitation.accepted", {
+            "invitation_id": str(invitation.id), "firm_id": str(invitation.firm_id),
+            "client_user_id": str(invitation.client_user_id), "identity_id": str(identity_id),
+        })
+        return
+    log.warning("invitation %s refused for identity %s: %s", invitation.id, identity_id, reason)
+    record_event(session, outbox, "invitation.acceptance_refused", {
+        "invitation_id": str(invitation.id), "firm_id": str(invitation.firm_id),
+        "client_user_id": str(invitation.client_user_id), "identity_id": str(identity_id), "reason": reason,
+    })
+
+
+def invitation_ticket(keyring, invitation: Invitation) -> str:
+    """The signed ticket the browser carries to auth's registration / link page."""
+    return keyring.sign("invitations", {
+        "inv": str(invitation.id), "email": invitation.email, "name": invitation.name,
+        "firm": invitation.firm_name, "firm_slug": invitation.firm_slug,
+    }, audience=TICKET_AUDIENCE, ttl=TICKET_TTL)

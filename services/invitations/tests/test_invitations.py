@@ -1,0 +1,282 @@
+"""Invitations: tokens, expiry, resend, acceptance — through the service functions, the
+event handlers (the same `handle_message` the broker consumers use) and the e-mailed link."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from sqlalchemy import select, update
+
+from services.common.events import make_envelope
+from services.common.keys import KeyRing
+from services.common.messaging import Outcome, handle_message, utcnow
+from services.common.runtime import database
+from services.invitations import consumers, models
+from services.invitations.models import Invitation
+from services.invitations.services import accept_invitation, issue_invitation
+
+ALFA = {"firm_id": uuid.uuid4(), "firm_name": "Contabilidade Alfa", "firm_slug": "alfa"}
+BETA = {"firm_id": uuid.uuid4(), "firm_name": "Escritório Beta", "firm_slug": "beta"}
+INVALID_TEXT = "Este convite é inválido, já foi usado ou expirou."
+
+
+@pytest.fixture
+def db(config):
+    return database("invitations", config)
+
+
+@pytest.fixture
+def keyring(config):
+    return KeyRing(config.keys_dir)
+
+
+def issue(config, db, *, firm=ALFA, client_user_id=None, email="Carlos@Example.com ", name="Carlos Souza",
+          resent=False, ttl=timedelta(days=7)):
+    with db.begin() as session:
+        inv = issue_invitation(session, keyring=KeyRing(config.keys_dir), public_url=config.public_url, ttl=ttl,
+                               client_user_id=client_user_id or uuid.uuid4(), email=email, name=name,
+                               resent=resent, **firm)
+    return inv
+
+
+def outbox_events(db, event_type=None):
+    with db.begin() as session:
+        rows = session.execute(select(models.outbox.c.envelope).order_by(models.outbox.c.seq)).scalars().all()
+    return [e for e in rows if event_type is None or e["type"] == event_type]
+
+
+def link_of(keyring, db, invitation_id) -> str:
+    [req] = [e for e in outbox_events(db, "notification.email_requested")
+             if e["payload"]["reference"] == f"invitation:{invitation_id}"]
+    return keyring.unseal(req["payload"]["sealed"])["link"]
+
+
+def token_of(keyring, db, invitation_id) -> str:
+    return link_of(keyring, db, invitation_id).rsplit("/", 1)[1]
+
+
+def deliver(config, db, event_type, payload):
+    envelope = make_envelope(event_type, payload, correlation_id="test")
+    handler = consumers.HANDLERS[event_type]
+    return handle_message(db, models.processed, "invitations", handler, envelope, config=config), envelope
+
+
+def get_invitation(db, invitation_id) -> Invitation:
+    with db.begin() as session:
+        return session.get(Invitation, invitation_id)
+
+
+def path_of(link: str) -> str:
+    return urlsplit(link).path
+
+
+# ------------------------------------------------------------------ issuing
+
+def test_token_has_at_least_128_bits_and_is_stored_only_hashed(config, db, keyring):
+    inv = issue(config, db)
+    raw = token_of(keyring, db, inv.id)
+    assert len(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))) >= 16
+    assert get_invitation(db, inv.id).token_hash == hashlib.sha256(raw.encode()).hexdigest()
+    # Grep every column of every row of every table (outbox included) for the raw token.
+    with db.begin() as session:
+        for table in models.metadata.sorted_tables:
+            for row in session.execute(select(table)).all():
+                for value in row:
+                    text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+                    assert raw not in text, f"raw token found in {table.name}"
+
+
+def test_issue_normalizes_email_and_emits_created_and_email_request(config, db, keyring):
+    client_user_id = uuid.uuid4()
+    inv = issue(config, db, client_user_id=client_user_id)
+    assert get_invitation(db, inv.id).email == "carlos@example.com"
+    [created] = outbox_events(db, "invitation.created")
+    assert created["payload"] == {"invitation_id": str(inv.id), "firm_id": str(ALFA["firm_id"]),
+                                  "client_user_id": str(client_user_id),
+                                  "expires_at": created["payload"]["expires_at"], "resent": False}
+    [req] = outbox_events(db, "notification.email_requested")
+    p = req["payload"]
+    assert p["template"] == "invitation" and p["recipient"] == "carlos@example.com" and p["locale"] == "pt_BR"
+    assert p["context"]["firm_name"] == "Contabilidade Alfa" and p["context"]["name"] == "Carlos Souza"
+    assert p["idempotency_key"] == p["reference"] == f"invitation:{inv.id}"
+    assert "link" not in json.dumps(p["context"])
+
+
+def test_sealed_link_opens_the_invitation(config, db, keyring, browser_client):
+    inv = issue(config, db)
+    link = link_of(keyring, db, inv.id)
+    assert link.startswith(f"{config.public_url}/convite/")
+    resp = browser_client.get(path_of(link))
+    assert resp.status_code == 303
+    location = urlsplit(resp.headers["Location"])
+    assert location.path == "/auth/convite"
+    [ticket] = parse_qs(location.query)["ticket"]
+    claims = keyring.verify("invitations", ticket, audience="balcao-invitation")
+    assert claims["inv"] == str(inv.id) and claims["email"] == "carlos@example.com"
+    assert claims["name"] == "Carlos Souza" and claims["firm"] == "Contabilidade Alfa"
+    assert claims["firm_slug"] == "alfa"
+    assert claims["exp"] - claims["iat"] == 24 * 3600
+    assert resp.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_unknown_or_malformed_link_shows_the_invalid_page(config, db, browser_client):
+    issue(config, db)
+    for path in ("/convite/" + "A" * 43, "/convite/curto", "/convite/" + "x" * 300):
+        resp = browser_client.get(path)
+        assert resp.status_code == 404
+        assert INVALID_TEXT in resp.get_data(as_text=True)
+        assert resp.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_resend_voids_the_previous_link(config, db, keyring, browser_client):
+    client_user_id = uuid.uuid4()
+    payload = {**ALFA, "client_user_id": client_user_id, "email": "carlos@example.com", "name": "Carlos Souza"}
+    (outcome, _), _ = deliver(config, db, "client_user.access_activated", {**payload, "send_now": True})
+    assert outcome == Outcome.HANDLED
+    [first] = outbox_events(db, "invitation.created")
+    old_token = token_of(keyring, db, first["payload"]["invitation_id"])
+
+    deliver(config, db, "client_user.invitation_requested", payload)
+    created = outbox_events(db, "invitation.created")
+    assert [c["payload"]["resent"] for c in created] == [False, True]
+    second_id = created[1]["payload"]["invitation_id"]
+    new_token = token_of(keyring, db, second_id)
+
+    old = get_invitation(db, uuid.UUID(first["payload"]["invitation_id"]))
+    assert (old.status, old.voided_reason) == ("voided", "superseded")
+    resp = browser_client.get(f"/convite/{old_token}")
+    assert resp.status_code == 404 and INVALID_TEXT in resp.get_data(as_text=True)
+    resp = browser_client.get(f"/convite/{new_token}")
+    assert resp.status_code == 303
+    [ticket] = parse_qs(urlsplit(resp.headers["Location"]).query)["ticket"]
+    assert KeyRing(config.keys_dir).verify("invitations", ticket, audience="balcao-invitation")["inv"] == second_id
+
+
+def test_activation_without_send_now_issues_nothing(config, db):
+    deliver(config, db, "client_user.access_activated",
+            {**ALFA, "client_user_id": uuid.uuid4(), "email": "c@example.com", "name": "C", "send_now": False})
+    assert outbox_events(db) == []
+
+
+def test_resend_does_not_touch_other_client_users(config, db):
+    carlos = issue(config, db, email="carlos@example.com")
+    issue(config, db, email="dora@example.com")
+    assert get_invitation(db, carlos.id).status == "pending"
+
+
+def test_expired_link_shows_the_invalid_page(config, db, keyring, browser_client):
+    inv = issue(config, db)
+    token = token_of(keyring, db, inv.id)
+    with db.begin() as session:
+        session.execute(update(Invitation).where(Invitation.id == inv.id)
+                        .values(expires_at=utcnow() - timedelta(seconds=1)))
+    resp = browser_client.get(f"/convite/{token}")
+    assert resp.status_code == 404 and INVALID_TEXT in resp.get_data(as_text=True)
+
+
+def test_access_revoked_voids_pending_invitation(config, db, keyring, browser_client):
+    client_user_id = uuid.uuid4()
+    inv = issue(config, db, client_user_id=client_user_id)
+    token = token_of(keyring, db, inv.id)
+    deliver(config, db, "client_user.access_revoked",
+            {"firm_id": ALFA["firm_id"], "client_user_id": client_user_id, "reason": "deactivated"})
+    assert get_invitation(db, inv.id).status == "voided"
+    assert browser_client.get(f"/convite/{token}").status_code == 404
+
+
+# ------------------------------------------------------------------ accepting
+
+def link_verified(config, db, invitation_id, identity_id, email="carlos@example.com"):
+    return deliver(config, db, "link.verified",
+                   {"invitation_id": invitation_id, "identity_id": identity_id, "email": email})
+
+
+def test_accept_happy_path(config, db, keyring, browser_client):
+    client_user_id = uuid.uuid4()
+    inv = issue(config, db, client_user_id=client_user_id)
+    identity_id = uuid.uuid4()
+    (outcome, _), _ = link_verified(config, db, inv.id, identity_id, email="CARLOS@example.com")
+    assert outcome == Outcome.HANDLED
+    stored = get_invitation(db, inv.id)
+    assert stored.status == "accepted" and stored.accepted_identity_id == identity_id
+    assert stored.accepted_at is not None
+    [accepted] = outbox_events(db, "invitation.accepted")
+    assert accepted["payload"] == {"invitation_id": str(inv.id), "firm_id": str(ALFA["firm_id"]),
+                                   "client_user_id": str(client_user_id), "identity_id": str(identity_id)}
+    # A used link no longer opens.
+    assert browser_client.get(f"/convite/{token_of(keyring, db, inv.id)}").status_code == 404
+
+
+def test_accept_is_idempotent_on_a_duplicate_message(config, db):
+    inv = issue(config, db)
+    identity_id = uuid.uuid4()
+    envelope = make_envelope("link.verified", {"invitation_id": inv.id, "identity_id": identity_id,
+                                               "email": "carlos@example.com"}, correlation_id="t")
+    handler = consumers.HANDLERS["link.verified"]
+    first, _ = handle_message(db, models.processed, "invitations", handler, envelope, config=config)
+    second, _ = handle_message(db, models.processed, "invitations", handler, envelope, config=config)
+    assert (first, second) == (Outcome.HANDLED, Outcome.DUPLICATE)
+    # A second, distinct proof for the same identity changes nothing either.
+    link_verified(config, db, inv.id, identity_id)
+    assert len(outbox_events(db, "invitation.accepted")) == 1
+    assert outbox_events(db, "invitation.acceptance_refused") == []
+
+
+def refusals(db):
+    return [e["payload"]["reason"] for e in outbox_events(db, "invitation.acceptance_refused")]
+
+
+def test_accept_refused_when_voided(config, db):
+    client_user_id = uuid.uuid4()
+    old = issue(config, db, client_user_id=client_user_id)
+    issue(config, db, client_user_id=client_user_id, resent=True)
+    link_verified(config, db, old.id, uuid.uuid4())
+    assert get_invitation(db, old.id).status == "voided"
+    assert refusals(db) == ["not_pending"]
+    assert outbox_events(db, "invitation.accepted") == []
+
+
+def test_accept_refused_when_accepted_by_another_identity(config, db):
+    inv = issue(config, db)
+    first = uuid.uuid4()
+    link_verified(config, db, inv.id, first)
+    link_verified(config, db, inv.id, uuid.uuid4())
+    assert refusals(db) == ["not_pending"]
+    assert get_invitation(db, inv.id).accepted_identity_id == first
+
+
+def test_accept_refused_when_expired(config, db):
+    inv = issue(config, db)
+    with db.begin() as session:
+        session.execute(update(Invitation).where(Invitation.id == inv.id)
+                        .values(expires_at=utcnow() - timedelta(minutes=1)))
+    link_verified(config, db, inv.id, uuid.uuid4())
+    assert refusals(db) == ["expired"]
+    assert get_invitation(db, inv.id).status == "pending"
+
+
+def test_accept_refused_for_another_email(config, db):
+    """The Keycloak lesson: a proof for another e-mail never accepts this invitation."""
+    inv = issue(config, db)
+    identity_id = uuid.uuid4()
+    link_verified(config, db, inv.id, identity_id, email="mallory@example.com")
+    assert refusals(db) == ["email_mismatch"]
+    assert get_invitation(db, inv.id).status == "pending"
+    [refused] = outbox_events(db, "invitation.acceptance_refused")
+    assert refused["payload"]["identity_id"] == str(identity_id)
+
+
+def test_accept_of_unknown_invitation_does_nothing(config, db):
+    with db.begin() as session:
+        accept_invitation(session, invitation_id=uuid.uuid4(), identity_id=uuid.uuid4(), email="a@example.com")
+    assert outbox_events(db) == []
+
+
+def test_handlers_match_the_catalogue():
+    from services.common.events import consumed_by
+    assert set(consumers.HANDLERS) == consumed_by("invitations")
