@@ -1,14 +1,131 @@
-"""Data owned by the users service (its own database)."""
-from sqlalchemy import MetaData
-from sqlalchemy.orm import DeclarativeBase
+"""Data owned by the users service (its own database): firms, their staff, client companies,
+client users (whose active row with an identity IS that identity's membership at the firm)."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+from sqlalchemy import (Boolean, Column, DateTime, ForeignKey, Index, MetaData, String, Table,
+                        UniqueConstraint, Uuid, text)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 from services.common.messaging import outbox_tables
 
-metadata = MetaData()
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class AwareDateTime(TypeDecorator):
+    """DateTime(timezone=True) that always reads back timezone-aware (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
 
 
 class Base(DeclarativeBase):
     metadata = metadata
+
+
+CLIENT_USER_STATUSES = ("not_invited", "invited", "active", "inactive", "deleted")
+
+
+class Firm(Base):
+    __tablename__ = "firms"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str] = mapped_column(String(80), unique=True)
+    cnpj: Mapped[str] = mapped_column(String(14), unique=True)
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow)
+
+
+class StaffMember(Base):
+    __tablename__ = "staff_members"
+    __table_args__ = (UniqueConstraint("firm_id", "identity_id", name="uq_staff_members_firm_identity"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"), index=True)
+    identity_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(10))  # "admin" | "staff"
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+client_user_companies = Table(
+    "client_user_companies", metadata,
+    Column("client_user_id", ForeignKey("client_users.id", ondelete="CASCADE"), primary_key=True),
+    Column("company_id", ForeignKey("companies.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
+class Company(Base):
+    __tablename__ = "companies"
+    __table_args__ = (UniqueConstraint("firm_id", "cnpj", name="uq_companies_firm_cnpj"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    cnpj: Mapped[str] = mapped_column(String(14))
+
+
+class ClientUser(Base):
+    __tablename__ = "client_users"
+    __table_args__ = (
+        Index("uq_client_users_firm_email_live", "firm_id", "email", unique=True,
+              sqlite_where=text("status != 'deleted'"), postgresql_where=text("status != 'deleted'")),
+        Index("ix_client_users_firm_name", "firm_id", "name"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320))
+    cpf: Mapped[str | None] = mapped_column(String(11), nullable=True)
+    phone: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    status: Mapped[str] = mapped_column(String(20), default="not_invited")
+    identity_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow, onupdate=utcnow)
+    invitation_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    invitation_sent_at: Mapped[datetime | None] = mapped_column(AwareDateTime, nullable=True)
+    invitation_expires_at: Mapped[datetime | None] = mapped_column(AwareDateTime, nullable=True)
+    delivery_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    link_refused_reason: Mapped[str | None] = mapped_column(String(50), nullable=True)
+
+    companies: Mapped[list[Company]] = relationship(secondary=client_user_companies, order_by=Company.name)
+
+
+class InvitationRef(Base):
+    """Which invitation (owned by the invitations service) belongs to which client user."""
+
+    __tablename__ = "invitation_refs"
+
+    invitation_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    firm_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    client_user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("client_users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow)
+    # set when invitations refused to accept it (not_pending, expired, email_mismatch)
+    refused_reason: Mapped[str | None] = mapped_column(String(50), nullable=True)
 
 
 outbox, processed = outbox_tables(metadata)

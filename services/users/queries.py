@@ -1,0 +1,116 @@
+"""Reads of the users service. Firm-owned rows are reached only through the firm: an object of
+another firm answers 404 exactly like a missing one."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.orm import selectinload
+from werkzeug.exceptions import NotFound
+
+from .models import ClientUser, Company, Firm, InvitationRef, StaffMember
+
+PAGE_SIZE = 50
+
+
+def _uuid(value) -> uuid.UUID:
+    try:
+        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+    except (TypeError, ValueError):
+        raise NotFound()
+
+
+def _is_staff(identity_id):
+    return exists().where(StaffMember.firm_id == Firm.id, StaffMember.identity_id == identity_id,
+                          StaffMember.active.is_(True))
+
+
+def _is_client(identity_id):
+    return exists().where(ClientUser.firm_id == Firm.id, ClientUser.identity_id == identity_id,
+                          ClientUser.status == "active")
+
+
+def firms_of(session, *, identity_id) -> list[Firm]:
+    """Every firm where this login is active staff or an active client user (one query)."""
+    identity_id = _uuid(identity_id)
+    return list(session.scalars(select(Firm).where(or_(_is_staff(identity_id), _is_client(identity_id)))
+                                .order_by(Firm.name)))
+
+
+def firm_for(session, *, identity_id, slug: str) -> tuple[Firm, str]:
+    """(firm, role) with role "admin", "staff" or "client"; 404 when the person is not a member."""
+    identity_id = _uuid(identity_id)
+    row = session.execute(
+        select(Firm, StaffMember.role, ClientUser.id)
+        .outerjoin(StaffMember, and_(StaffMember.firm_id == Firm.id, StaffMember.identity_id == identity_id,
+                                     StaffMember.active.is_(True)))
+        .outerjoin(ClientUser, and_(ClientUser.firm_id == Firm.id, ClientUser.identity_id == identity_id,
+                                    ClientUser.status == "active"))
+        .where(Firm.slug == slug).limit(1)).first()
+    if row is None:
+        raise NotFound()
+    firm, staff_role, client_user_id = row
+    if staff_role:
+        return firm, staff_role
+    if client_user_id:
+        return firm, "client"
+    raise NotFound()
+
+
+def client_membership(session, *, firm: Firm, identity_id) -> ClientUser:
+    """The active client user this identity is at the firm, with the companies it may see."""
+    cu = session.scalar(select(ClientUser).options(selectinload(ClientUser.companies))
+                        .where(ClientUser.firm_id == firm.id, ClientUser.identity_id == _uuid(identity_id),
+                               ClientUser.status == "active").limit(1))
+    if cu is None:
+        raise NotFound()
+    return cu
+
+
+def companies_of(session, *, firm: Firm) -> list[Company]:
+    return list(session.scalars(select(Company).where(Company.firm_id == firm.id).order_by(Company.name)))
+
+
+def client_user_of(session, *, firm: Firm, client_user_id) -> ClientUser:
+    cu = session.scalar(select(ClientUser).options(selectinload(ClientUser.companies))
+                        .where(ClientUser.firm_id == firm.id, ClientUser.id == _uuid(client_user_id)))
+    if cu is None:
+        raise NotFound()
+    return cu
+
+
+@dataclass
+class Page:
+    items: list
+    number: int
+    has_next: bool
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+
+def client_users_page(session, *, firm: Firm, q: str = "", show_deleted: bool = False, page: int = 1,
+                      per_page: int = PAGE_SIZE) -> Page:
+    """A page of the firm's client users by name; search by name or e-mail (case-insensitive).
+    Two statements whatever the page size: the users, then their companies."""
+    query = select(ClientUser).options(selectinload(ClientUser.companies)).where(ClientUser.firm_id == firm.id)
+    if not show_deleted:
+        query = query.where(ClientUser.status != "deleted")
+    if q:
+        pattern = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(or_(func.lower(ClientUser.name).like(pattern, escape="\\"),
+                                ClientUser.email.like(pattern, escape="\\")))
+    rows = list(session.scalars(query.order_by(ClientUser.name, ClientUser.id)
+                                .offset((page - 1) * per_page).limit(per_page + 1)))
+    return Page(items=rows[:per_page], number=page, has_next=len(rows) > per_page)
+
+
+def invitation_link_state(session, *, invitation_id) -> tuple[InvitationRef, ClientUser, Firm] | None:
+    """The invitation's client user and firm, or None while invitation.created is not known yet."""
+    row = session.execute(select(InvitationRef, ClientUser, Firm)
+                          .join(ClientUser, ClientUser.id == InvitationRef.client_user_id)
+                          .join(Firm, Firm.id == ClientUser.firm_id)
+                          .where(InvitationRef.invitation_id == _uuid(invitation_id))).first()
+    return tuple(row) if row else None

@@ -1,0 +1,146 @@
+"""Marshmallow schemas for every HTTP input of the users service, and the document validators
+(CPF, CNPJ, Brazilian phone numbers) the service functions share."""
+from __future__ import annotations
+
+import phonenumbers
+from flask_babel import gettext
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
+from stdnum.br import cnpj as stdnum_cnpj
+from stdnum.br import cpf as stdnum_cpf
+from stdnum.exceptions import ValidationError as StdnumError
+
+
+def _l(message: str) -> str:
+    """Marks a pt-BR msgid for extraction; `load_form` translates it when the form is shown."""
+    return message
+
+
+def clean_cpf(value: str | None) -> str | None:
+    """Digits of a valid CPF, None when empty; ValidationError "CPF inválido." otherwise."""
+    if value is None or not str(value).strip():
+        return None
+    try:
+        return stdnum_cpf.validate(str(value))
+    except StdnumError:
+        raise ValidationError(_l("CPF inválido."))
+
+
+def clean_cnpj(value: str | None) -> str:
+    try:
+        return stdnum_cnpj.validate(str(value or ""))
+    except StdnumError:
+        raise ValidationError(_l("CNPJ inválido."))
+
+
+def clean_phone(value: str | None) -> str | None:
+    """E.164 of a valid Brazilian phone number, None when empty."""
+    if value is None or not str(value).strip():
+        return None
+    try:
+        number = phonenumbers.parse(str(value), "BR")
+    except phonenumbers.NumberParseException:
+        raise ValidationError(_l("Telefone inválido."))
+    if not phonenumbers.is_valid_number(number):
+        raise ValidationError(_l("Telefone inválido."))
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def format_phone(e164: str | None) -> str:
+    if not e164:
+        return ""
+    try:
+        number = phonenumbers.parse(e164, "BR")
+    except phonenumbers.NumberParseException:
+        return e164
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+
+
+def format_cpf(digits: str | None) -> str:
+    return stdnum_cpf.format(digits) if digits else ""
+
+
+def format_cnpj(digits: str | None) -> str:
+    return stdnum_cnpj.format(digits) if digits else ""
+
+
+def normalize_email(value: str) -> str:
+    return (value or "").strip().lower()
+
+
+def _full_name(value: str) -> None:
+    if len(value.split()) < 2:
+        raise ValidationError(_l("Informe nome e sobrenome."))
+
+
+class ClientUserSchema(Schema):
+    """Novo Usuário / Editar: Nome, CPF, Telefone, E-mail de contato (+ access and companies)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    name = fields.String(required=True, validate=[validate.Length(max=200, error=_l("Nome muito longo.")),
+                                                  _full_name],
+                         error_messages={"required": _l("Informe nome e sobrenome."),
+                                         "null": _l("Informe nome e sobrenome.")})
+    cpf = fields.String(load_default=None, allow_none=True, validate=clean_cpf)
+    phone = fields.String(load_default=None, allow_none=True, validate=clean_phone)
+    email = fields.Email(required=True, validate=validate.Length(max=320, error=_l("E-mail inválido.")),
+                         error_messages={"required": _l("Informe o e-mail de contato."),
+                                         "null": _l("Informe o e-mail de contato."),
+                                         "invalid": _l("E-mail inválido.")})
+    access = fields.String(load_default=None, allow_none=True,
+                           validate=validate.OneOf(["now", "later"], error=_l("Escolha inválida.")))
+    company_ids = fields.List(fields.UUID(error_messages={"invalid_uuid": _l("Empresa inválida.")}),
+                              load_default=list)
+
+    @pre_load
+    def _strip(self, data, **_kw):
+        data = dict(data)
+        for key in ("name", "cpf", "phone", "email", "access"):
+            value = data.get(key)
+            if isinstance(value, str):
+                value = " ".join(value.split()) if key == "name" else value.strip()
+                data[key] = value or None
+        return data
+
+    @post_load
+    def _normalize(self, data, **_kw):
+        data["cpf"] = clean_cpf(data.get("cpf"))
+        data["phone"] = clean_phone(data.get("phone"))
+        data["email"] = normalize_email(data["email"])
+        return data
+
+
+class ListQuerySchema(Schema):
+    """Query string of the client users list: search, deleted toggle, page."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    q = fields.String(load_default="", validate=validate.Length(max=200))
+    excluidos = fields.Boolean(load_default=False)
+    pagina = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
+
+    @pre_load
+    def _blank(self, data, **_kw):
+        data = {k: v for k, v in dict(data).items() if v not in ("", None)}
+        if "q" in data:
+            data["q"] = str(data["q"]).strip()
+        return data
+
+
+class FirmChoiceSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    escritorio = fields.String(required=True, validate=validate.Length(min=1, max=80))
+
+
+def load_form(schema: Schema, data) -> tuple[dict | None, dict]:
+    """(values, errors) for a schema; errors map a field to a list of pt-BR messages."""
+    try:
+        return schema.load(data), {}
+    except ValidationError as exc:
+        messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+        return None, {k: [gettext(str(m)) for m in (v if isinstance(v, list) else [v])]
+                      for k, v in messages.items()}
