@@ -1,0 +1,70 @@
+"""Helpers for the auth tests: personas, invitation tickets, the auth outbox."""
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import select
+
+from services.auth import models, services
+from services.common.keys import KeyRing
+from services.common.sessions import SESSION_AUDIENCE
+from services.common.testing import db_for
+
+CARLOS = {"email": "carlos@exemplo.com.br", "name": "Carlos Souza", "password": "girassol-azul-42"}
+ANA = {"email": "ana@alfa.com.br", "name": "Ana Lima", "password": "caderno-verde-17"}
+ALFA = {"firm": "Contabilidade Alfa", "firm_slug": "alfa"}
+BETA = {"firm": "Beta Contadores", "firm_slug": "beta"}
+
+
+@pytest.fixture
+def keyring(config):
+    return KeyRing(config.keys_dir)
+
+
+@pytest.fixture
+def auth_db(config):
+    return db_for(config, "auth")
+
+
+@pytest.fixture
+def make_identity(auth_db):
+    def make(person=CARLOS):
+        with auth_db.begin() as s:
+            return services.register_identity(s, email=person["email"], name=person["name"],
+                                              password=person["password"])
+    return make
+
+
+@pytest.fixture
+def make_ticket(keyring):
+    def make(*, email=CARLOS["email"], name=CARLOS["name"], firm=BETA, inv=None, ttl=timedelta(hours=1),
+             issuer="invitations", audience="balcao-invitation"):
+        claims = {"inv": str(inv or uuid.uuid4()), "email": email, "name": name, **firm}
+        return keyring.sign(issuer, claims, audience=audience, ttl=ttl), claims
+    return make
+
+
+@pytest.fixture
+def outbox_events(auth_db):
+    """Every event auth has recorded so far (envelopes), oldest first."""
+    def read(event_type=None):
+        with auth_db.begin() as s:
+            rows = s.execute(select(models.outbox.c.envelope).order_by(models.outbox.c.seq)).scalars().all()
+        return [e for e in rows if event_type is None or e["type"] == event_type]
+    return read
+
+
+def session_claims(client, keyring):
+    """The claims of the browser's current session cookie, or None."""
+    cookie = client.get_cookie("balcao_session")
+    if cookie is None or not cookie.value:
+        return None
+    return keyring.verify("auth", cookie.value, audience=SESSION_AUDIENCE)
+
+
+def location_path(response) -> str:
+    parts = urlsplit(response.headers["Location"])
+    return parts.path + (f"?{parts.query}" if parts.query else "")
