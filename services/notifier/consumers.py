@@ -1,9 +1,13 @@
 """Event handlers of the notifier service: one per event type it consumes."""
-from services.common.events import consumed_by
+from __future__ import annotations
+
+from services.common.keys import KeyRing
+
+from .services import deliver_email
 
 
-def _not_yet(payload, ctx):  # placeholder until the service's handlers are written
-    return None
+def on_email_requested(payload: dict, ctx) -> None:
+    deliver_email(ctx.session, request=payload, config=ctx.config, keyring=KeyRing(ctx.config.keys_dir))
 
 
-HANDLERS = {etype: _not_yet for etype in consumed_by("notifier")}
+HANDLERS = {"notification.email_requested": on_email_requested}

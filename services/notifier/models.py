@@ -1,6 +1,11 @@
 """Data owned by the notifier service (its own database)."""
-from sqlalchemy import MetaData
-from sqlalchemy.orm import DeclarativeBase
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import DateTime, Integer, MetaData, String, Text, Uuid
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.messaging import outbox_tables
 
@@ -9,6 +14,32 @@ metadata = MetaData()
 
 class Base(DeclarativeBase):
     metadata = metadata
+
+
+class Delivery(Base):
+    """One e-mail: rendered once, sent at most once per idempotency key."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    idempotency_key: Mapped[str] = mapped_column(String(500), nullable=False, unique=True)
+    reference: Mapped[str] = mapped_column(String(500), nullable=False)
+    template: Mapped[str] = mapped_column(String(50), nullable=False)
+    recipient: Mapped[str] = mapped_column(String(320), nullable=False)
+    subject: Mapped[str] = mapped_column(String(500), nullable=False)
+    text_body: Mapped[str] = mapped_column(Text, nullable=False)
+    html_body: Mapped[str] = mapped_column(Text, nullable=False)
+    from_header: Mapped[str] = mapped_column(String(500), nullable=False)
+    date_header: Mapped[str] = mapped_column(String(100), nullable=False)
+    message_id: Mapped[str] = mapped_column(String(500), nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False, default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    def __repr__(self):
+        return f"<Delivery {self.id} {self.template} {self.status}>"
 
 
 outbox, processed = outbox_tables(metadata)
