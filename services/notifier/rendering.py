@@ -35,7 +35,7 @@ def render_email(template: str, context: dict) -> tuple[str, str, str]:
     """(subject, text body, HTML body) of one e-mail. `context` includes the unsealed secrets."""
     if template not in TEMPLATES:
         raise ValueError(f"unknown e-mail template {template!r}")
-    values = {"expires_on": None, **context}
+    values = {"expires_on": None, "name": "", **context}
     subject = subject_for(template, values)
     text = _env.get_template(f"{template}.txt").render(subject=subject, **values)
     html = _env.get_template(f"{template}.html").render(subject=subject, **values)

@@ -325,3 +325,33 @@ def test_mailbox_is_404_when_smtp_is_configured(config, db, keyring):
                  f"/notificacoes/caixa-de-entrada/{delivery.id}/html"):
         assert client.get(path).status_code == 404
     assert client.get("/notificacoes/healthz").status_code == 200
+
+
+def test_invitation_email_from_the_mailbox_opens_the_invitation(config, db, keyring, browser_client):
+    """The chain invitations → notifier: the e-mail in the dev mailbox carries a working link."""
+    import re
+    from datetime import timedelta
+
+    from services.invitations import models as inv_models
+    from services.invitations.services import issue_invitation
+
+    inv_db = database("invitations", config)
+    with inv_db.begin() as session:
+        issue_invitation(session, keyring=keyring, public_url=config.public_url, ttl=timedelta(days=7),
+                         firm_id=uuid.uuid4(), firm_name="Contabilidade Alfa", firm_slug="alfa",
+                         client_user_id=uuid.uuid4(), email="carlos@example.com", name="Carlos Souza",
+                         resent=False)
+        [envelope] = [e for e in session.execute(select(inv_models.outbox.c.envelope)).scalars()
+                      if e["type"] == "notification.email_requested"]
+    handler = consumers.HANDLERS["notification.email_requested"]
+    assert handle_message(db, models.processed, "notifier", handler, envelope, config=config)[0] == Outcome.HANDLED
+    [delivery] = deliveries(db)
+    page = browser_client.get(f"/notificacoes/caixa-de-entrada/{delivery.id}").get_data(as_text=True)
+    [link] = set(re.findall(r'href="(http://balcao\.test/convite/[^"]+)"', page))
+    resp = browser_client.get(link.removeprefix(config.public_url))
+    assert resp.status_code == 303 and resp.headers["Location"].startswith("/auth/convite?ticket=")
+
+
+def test_password_reset_without_a_name_still_renders():
+    _subject, text, html = render_email("password_reset", {"link": "http://balcao.test/auth/redefinir-senha/t"})
+    assert text.startswith("Olá!") and "Olá!" in html
