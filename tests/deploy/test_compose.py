@@ -1,0 +1,188 @@
+"""docker-compose.yml: valid for Compose, every Balcão container runs a real `balcao` command,
+secrets only from .env, and the stack can be scaled (no fixed names or host ports)."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from services.common.config import SERVICES
+
+from ._util import ROOT, balcao
+
+COMPOSE = ROOT / "docker-compose.yml"
+INFRA = {"gateway", "postgres", "rabbitmq"}
+ONE_SHOT = {"keys", "migrate"}
+
+
+@pytest.fixture(scope="module")
+def compose():
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def balcao_services(compose) -> dict:
+    return {name: svc for name, svc in compose["services"].items() if name not in INFRA}
+
+
+def test_compose_specification_without_version_key(compose):
+    assert "version" not in compose
+    expected = INFRA | ONE_SHOT | {f"{s}-{role}" for s in SERVICES for role in ("web", "worker")}
+    assert set(compose["services"]) == expected
+
+
+def _compose_binary() -> str:
+    binary = shutil.which("docker-compose")
+    if binary is None:  # the YAML checks in this file still run without it
+        pytest.skip("docker-compose is not installed (Debian package docker-compose)")
+    return binary
+
+
+def test_docker_compose_accepts_the_file(tmp_path):
+    binary = _compose_binary()
+    shutil.copy(COMPOSE, tmp_path / "docker-compose.yml")
+    shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env")
+    result = subprocess.run([binary, "-f", "docker-compose.yml", "config", "-q"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_docker_compose_refuses_to_run_without_the_passwords(tmp_path):
+    """A missing .env value must stop Compose, not start PostgreSQL with an empty password."""
+    binary = _compose_binary()
+    shutil.copy(COMPOSE, tmp_path / "docker-compose.yml")
+    (tmp_path / ".env").write_text("BALCAO_SECRET_KEY=x\n")
+    result = subprocess.run([binary, "-f", "docker-compose.yml", "config", "-q"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60,
+                            env={"PATH": "/usr/local/bin:/usr/bin:/bin"})
+    assert result.returncode != 0
+    assert "POSTGRES_PASSWORD" in result.stderr or "RABBITMQ_PASSWORD" in result.stderr
+
+
+def test_every_balcao_command_is_a_valid_invocation(compose):
+    for name, svc in balcao_services(compose).items():
+        command = svc["command"]
+        assert command[0] == "balcao", name
+        result = balcao(*command[1:], "--help")
+        assert result.returncode == 0, f"{name}: {command}: {result.stderr}"
+
+
+def test_the_command_check_catches_a_wrong_service_name():
+    """Control for the test above: `--help` does not hide an invalid service name."""
+    assert balcao("web", "billing", "--bind", "0.0.0.0:8000", "--help").returncode != 0
+
+
+def test_each_service_has_a_web_and_a_worker_running_itself(compose):
+    services = balcao_services(compose)
+    for svc in SERVICES:
+        web, worker = services[f"{svc}-web"], services[f"{svc}-worker"]
+        assert web["command"][:3] == ["balcao", "web", svc]
+        assert web["command"][web["command"].index("--bind") + 1] == "0.0.0.0:8000"
+        assert worker["command"] == ["balcao", "worker", svc]
+        for proc in (web, worker):
+            # each process gets its own database only (it owns its data), and the broker
+            env = proc["environment"]
+            db_vars = {k for k in env if k.endswith("_DATABASE_URL")}
+            assert db_vars == {f"BALCAO_{svc.upper()}_DATABASE_URL"}
+            assert env[f"BALCAO_{svc.upper()}_DATABASE_URL"].endswith(f"/balcao_{svc}")
+            assert env["BALCAO_BROKER_URL"].startswith("amqp://")
+
+
+def test_web_healthchecks_hit_their_own_readyz(compose):
+    from services.common.gateway import PREFIXES
+    for svc in SERVICES:
+        test = " ".join(compose["services"][f"{svc}-web"]["healthcheck"]["test"])
+        assert f"http://127.0.0.1:8000{PREFIXES[svc]}/readyz" in test
+
+
+def test_dependencies_wait_for_health_and_one_shot_jobs(compose):
+    services = compose["services"]
+    for name, svc in balcao_services(compose).items():
+        if name == "keys":
+            continue
+        deps = svc["depends_on"]
+        assert deps["postgres"]["condition"] == "service_healthy", name
+        assert deps["keys"]["condition"] == "service_completed_successfully", name
+        if name != "migrate":
+            assert deps["rabbitmq"]["condition"] == "service_healthy", name
+            assert deps["migrate"]["condition"] == "service_completed_successfully", name
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    assert services["rabbitmq"]["healthcheck"]["test"][1:] == ["rabbitmq-diagnostics", "-q", "ping"]
+    assert all(services["gateway"]["depends_on"][f"{s}-web"]["condition"] == "service_healthy" for s in SERVICES)
+
+
+def test_one_image_long_running_restart_and_scalable(compose):
+    services = compose["services"]
+    images = {svc["image"] for svc in balcao_services(compose).values()}
+    assert len(images) == 1
+    for name, svc in balcao_services(compose).items():
+        assert svc["build"]["dockerfile"] == "deploy/Dockerfile"
+        assert svc["env_file"] == ".env"
+        expected = "no" if name in ONE_SHOT else "unless-stopped"
+        assert svc["restart"] == expected, name
+    for name, svc in services.items():
+        assert "container_name" not in svc, name  # `--scale` needs generated names
+        if name != "gateway":
+            assert "ports" not in svc, name
+    assert services["gateway"]["ports"] == ["${BALCAO_HTTP_PORT:-8080}:8080"]
+
+
+def test_gateway_uses_the_template_and_names_the_upstreams(compose):
+    gw = compose["services"]["gateway"]
+    assert gw["image"] == "nginx:1.27-alpine"
+    mount = gw["volumes"][0]
+    assert mount["target"] == "/etc/nginx/templates/default.conf.template" and mount["read_only"] is True
+    assert (ROOT / mount["source"]).resolve() == ROOT / "deploy/gateway/balcao.conf.template"
+    for svc in SERVICES:
+        assert gw["environment"][f"{svc.upper()}_UPSTREAM"] == f"{svc}-web:8000"
+
+
+def test_keys_volume_shared_and_read_only_outside_the_keys_job(compose):
+    for name, svc in balcao_services(compose).items():
+        vols = svc["volumes"]
+        keys = [v for v in vols if (v["target"] if isinstance(v, dict) else v.split(":")[1]) == "/var/lib/balcao/keys"]
+        assert len(keys) == 1, name
+        if name == "keys":
+            assert keys[0] == "balcao-keys:/var/lib/balcao/keys"
+        else:
+            assert keys[0]["source"] == "balcao-keys" and keys[0]["read_only"] is True, name
+    assert {"balcao-keys", "postgres-data", "rabbitmq-data"} <= set(compose["volumes"])
+
+
+def test_no_secret_value_written_in_the_compose_file(compose):
+    text = COMPOSE.read_text()
+    for name, svc in compose["services"].items():
+        for key, value in (svc.get("environment") or {}).items():
+            if re.search(r"PASSWORD|PASS$|SECRET", key):
+                assert str(value).startswith("${"), f"{name}: {key}"
+    for url in re.findall(r"(?:postgresql|amqp)://[^\s]+", text):
+        password = url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+        assert password.startswith("${"), url
+
+
+def test_postgres_init_creates_one_database_per_service(compose):
+    init = (ROOT / "deploy/postgres/init-databases.sql").read_text()
+    created = set(re.findall(r"CREATE DATABASE (\w+);", init))
+    assert created == {f"balcao_{svc}" for svc in SERVICES}
+    mounts = compose["services"]["postgres"]["volumes"]
+    assert any(isinstance(m, dict) and m["source"] == "./deploy/postgres/init-databases.sql"
+               and m["target"].startswith("/docker-entrypoint-initdb.d/") for m in mounts)
+
+
+def test_env_example_documents_every_variable_with_placeholders():
+    text = (ROOT / ".env.example").read_text()
+    names = set(re.findall(r"^#?([A-Z][A-Z0-9_]+)=", text, flags=re.M))
+    config_src = (ROOT / "services/common/config.py").read_text()
+    read = set(re.findall(r'_env\("([A-Z0-9_]+)"', config_src))
+    read |= {f"BALCAO_{s.upper()}_DATABASE_URL" for s in SERVICES}
+    assert read <= names, read - names
+    assert {"POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "BALCAO_HTTP_PORT", "BALCAO_FORWARDED_ALLOW_IPS"} <= names
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"^#?[A-Z][A-Z0-9_]+=", line):
+            assert lines[i - 1].startswith("#"), f"no comment above {line}"
+    for secret in ("POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "BALCAO_SECRET_KEY"):
+        assert re.search(rf"^{secret}=change-me$", text, flags=re.M), secret
