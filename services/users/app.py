@@ -1,8 +1,20 @@
 """The users service's Flask application."""
+from zoneinfo import ZoneInfo
+
 from services.common.gateway import PREFIXES
 from services.common.web import create_base_app
+
+BRAZIL = ZoneInfo("America/Sao_Paulo")
+
+
+def _datetime_br(value) -> str:
+    """dd/mm/aaaa hh:mm in Brasília time."""
+    return value.astimezone(BRAZIL).strftime("%d/%m/%Y %H:%M") if value else ""
 
 
 def create_app(config=None):
     app = create_base_app("users", "services.users", url_prefix=PREFIXES["users"], config=config)
+    from .views import bp
+    app.register_blueprint(bp)
+    app.add_template_filter(_datetime_br, "datahora")
     return app

@@ -114,3 +114,12 @@ def invitation_link_state(session, *, invitation_id) -> tuple[InvitationRef, Cli
                           .join(Firm, Firm.id == ClientUser.firm_id)
                           .where(InvitationRef.invitation_id == _uuid(invitation_id))).first()
     return tuple(row) if row else None
+
+
+def email_taken(session, *, firm: Firm, email: str, exclude_id=None) -> bool:
+    """Is a non-deleted client user of this firm already using this (normalized) e-mail?"""
+    query = select(ClientUser.id).where(ClientUser.firm_id == firm.id, ClientUser.email == email,
+                                        ClientUser.status != "deleted")
+    if exclude_id is not None:
+        query = query.where(ClientUser.id != exclude_id)
+    return session.scalar(query.limit(1)) is not None

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from services.common.messaging import record_event
 
+from .queries import email_taken
 from .models import ClientUser, Company, Firm, InvitationRef, StaffMember, outbox, utcnow
 from .schemas import clean_cnpj, clean_cpf, clean_phone, normalize_email
 
@@ -127,11 +128,7 @@ def _clean_contact(*, name, email, cpf, phone) -> dict:
 
 
 def _check_email_free(session, *, firm: Firm, email: str, exclude_id=None) -> None:
-    query = select(ClientUser.id).where(ClientUser.firm_id == firm.id, ClientUser.email == email,
-                                        ClientUser.status != "deleted")
-    if exclude_id is not None:
-        query = query.where(ClientUser.id != exclude_id)
-    if session.scalar(query.limit(1)):
+    if email_taken(session, firm=firm, email=email, exclude_id=exclude_id):
         raise ClientUserError(_("Já existe um usuário com este e-mail neste escritório."), field="email")
 
 

@@ -1,0 +1,262 @@
+"""Pages of the users service: the client's home with the firm selector and the staff's
+Configurações › Usuários de Clientes. Each view parses, calls a query or a service function,
+and renders or redirects."""
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from flask import (Blueprint, abort, current_app, flash, make_response, redirect, render_template, request,
+                   url_for)
+from flask_babel import gettext as _
+from sqlalchemy.exc import IntegrityError
+
+from services.common.sessions import current_identity
+from services.common.web import db, db_session
+
+from . import queries, services
+from .schemas import (ClientUserSchema, FirmChoiceSchema, ListQuerySchema, format_cpf, format_phone,
+                      load_form)
+
+bp = Blueprint("users", __name__)
+
+FIRM_COOKIE = "balcao_firm"
+CLIENT_USERS = "/e/<slug>/configuracoes/usuarios-de-clientes"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _identity():
+    """The logged-in person, or a redirect to the login page that comes back here."""
+    identity = current_identity()
+    if identity is None:
+        target = request.full_path.rstrip("?") if request.query_string else request.path
+        abort(redirect("/auth/entrar?next=" + quote(target, safe="/"), code=303))
+    return identity
+
+
+def _member(slug: str):
+    identity = _identity()
+    firm, role = queries.firm_for(db_session(), identity_id=identity.id, slug=slug)
+    return identity, firm, role
+
+
+def _staff(slug: str):
+    identity, firm, role = _member(slug)
+    if role not in ("admin", "staff"):
+        abort(404)
+    return identity, firm
+
+
+def _render(template: str, *, current_firm=None, status: int = 200, **context):
+    identity = current_identity()
+    firms = queries.firms_of(db_session(), identity_id=identity.id) if identity else []
+    return render_template(template, selector_firms=firms, current_firm=current_firm, **context), status
+
+
+def _to_user(firm, client_user_id):
+    return redirect(url_for("users.client_user_detail", slug=firm.slug, client_user_id=client_user_id), code=303)
+
+
+def _form_data() -> dict:
+    data = {key: request.form.get(key, "") for key in ("name", "cpf", "phone", "email")}
+    # the hidden input set by the dialog, then (without JS) the <noscript> radios: the last choice wins
+    data["access"] = next((v for v in reversed(request.form.getlist("access")) if v), "")
+    data["company_ids"] = request.form.getlist("company_ids")
+    return data
+
+
+def _error_map(exc: services.ClientUserError) -> dict:
+    return {exc.field or "_schema": [exc.message]}
+
+
+# --------------------------------------------------------------------------- home and firm selector
+
+
+@bp.get("/")
+def index():
+    identity = _identity()
+    firms = queries.firms_of(db_session(), identity_id=identity.id)
+    if not firms:
+        return _render("no_firm.html")
+    remembered = request.cookies.get(FIRM_COOKIE)
+    firm = next((f for f in firms if f.slug == remembered), firms[0])
+    return redirect(url_for("users.firm_home", slug=firm.slug), code=303)
+
+
+@bp.get("/trocar-escritorio")
+def switch_firm():
+    identity = _identity()
+    values, errors = load_form(FirmChoiceSchema(), request.args)
+    if errors:
+        abort(404)
+    firm, _role = queries.firm_for(db_session(), identity_id=identity.id, slug=values["escritorio"])
+    response = redirect(url_for("users.firm_home", slug=firm.slug), code=303)
+    response.set_cookie(FIRM_COOKIE, firm.slug, max_age=365 * 24 * 3600, httponly=True, samesite="Lax",
+                        secure=current_app.config["BALCAO"].https, path="/")
+    return response
+
+
+@bp.get("/e/<slug>/")
+def firm_home(slug):
+    identity, firm, role = _member(slug)
+    if role == "client":
+        client_user = queries.client_membership(db_session(), firm=firm, identity_id=identity.id)
+        return _render("firm_home.html", current_firm=firm, role=role, companies=client_user.companies)
+    return _render("firm_home.html", current_firm=firm, role=role,
+                   companies=queries.companies_of(db_session(), firm=firm))
+
+
+# --------------------------------------------------------------------------- staff: client users
+
+
+@bp.get(CLIENT_USERS)
+def client_users(slug):
+    _identity_, firm = _staff(slug)
+    values, errors = load_form(ListQuerySchema(), request.args)
+    if errors:
+        values = ListQuerySchema().load({})
+    page = queries.client_users_page(db_session(), firm=firm, q=values["q"], show_deleted=values["excluidos"],
+                                     page=values["pagina"])
+    return _render("client_users/list.html", current_firm=firm, page=page, q=values["q"],
+                   show_deleted=values["excluidos"])
+
+
+@bp.route(CLIENT_USERS + "/novo", methods=["GET", "POST"])
+def client_user_new(slug):
+    _identity_, firm = _staff(slug)
+    if request.method == "GET":
+        return _render("client_users/new.html", current_firm=firm, step=1, values={}, errors={})
+    raw = _form_data()
+    step = request.form.get("step", "1")
+    values, errors = load_form(ClientUserSchema(), raw)
+    if not errors and queries.email_taken(db_session(), firm=firm, email=values["email"]):
+        errors = {"email": [_("Já existe um usuário com este e-mail neste escritório.")]}
+    if errors or step != "2" or request.form.get("voltar"):
+        if not errors and step == "1":
+            return _render("client_users/new.html", current_firm=firm, step=2, values=raw, errors={},
+                           companies=queries.companies_of(db_session(), firm=firm))
+        return _render("client_users/new.html", current_firm=firm, step=1, values=raw, errors=errors,
+                       status=422 if errors else 200)
+    try:
+        with db().begin() as session:
+            client_user = services.register_client_user(
+                session, firm=firm, name=values["name"], email=values["email"], cpf=values["cpf"],
+                phone=values["phone"], company_ids=values["company_ids"], access=values["access"])
+    except services.ClientUserError as exc:
+        return _render("client_users/new.html", current_firm=firm, step=1, values=raw, errors=_error_map(exc),
+                       status=422)
+    except IntegrityError:
+        errors = {"email": [_("Já existe um usuário com este e-mail neste escritório.")]}
+        return _render("client_users/new.html", current_firm=firm, step=1, values=raw, errors=errors, status=422)
+    flash(_("Usuário registrado."), "success")
+    if values["access"] == "now":
+        flash(_("O convite foi enviado para %(email)s.", email=client_user.email), "success")
+    return _to_user(firm, client_user.id)
+
+
+@bp.get(CLIENT_USERS + "/<client_user_id>")
+def client_user_detail(slug, client_user_id):
+    _identity_, firm = _staff(slug)
+    client_user = queries.client_user_of(db_session(), firm=firm, client_user_id=client_user_id)
+    return _render("client_users/detail.html", current_firm=firm, cu=client_user,
+                   cpf=format_cpf(client_user.cpf), phone=format_phone(client_user.phone))
+
+
+@bp.route(CLIENT_USERS + "/<client_user_id>/editar", methods=["GET", "POST"])
+def client_user_edit(slug, client_user_id):
+    _identity_, firm = _staff(slug)
+    client_user = queries.client_user_of(db_session(), firm=firm, client_user_id=client_user_id)
+    companies = queries.companies_of(db_session(), firm=firm)
+    if request.method == "GET":
+        values = {"name": client_user.name, "email": client_user.email, "cpf": format_cpf(client_user.cpf),
+                  "phone": format_phone(client_user.phone),
+                  "company_ids": [str(c.id) for c in client_user.companies]}
+        return _render("client_users/edit.html", current_firm=firm, cu=client_user, values=values, errors={},
+                       companies=companies)
+    raw = _form_data()
+    values, errors = load_form(ClientUserSchema(), raw)
+    if not errors:
+        try:
+            with db().begin() as session:
+                target = queries.client_user_of(session, firm=firm, client_user_id=client_user.id)
+                services.update_client_user(session, firm=firm, client_user=target, name=values["name"],
+                                            email=values["email"], cpf=values["cpf"], phone=values["phone"],
+                                            company_ids=values["company_ids"])
+        except services.ClientUserError as exc:
+            errors = _error_map(exc)
+        except IntegrityError:
+            errors = {"email": [_("Já existe um usuário com este e-mail neste escritório.")]}
+    if errors:
+        return _render("client_users/edit.html", current_firm=firm, cu=client_user, values=raw, errors=errors,
+                       companies=companies, status=422)
+    flash(_("Alterações salvas."), "success")
+    return _to_user(firm, client_user.id)
+
+
+def _action(slug, client_user_id, service_function, message):
+    _identity_, firm = _staff(slug)
+    try:
+        with db().begin() as session:
+            target = queries.client_user_of(session, firm=firm, client_user_id=client_user_id)
+            service_function(session, firm=firm, client_user=target)
+            email = target.email
+    except services.ClientUserError as exc:
+        flash(exc.message, "error")
+    except IntegrityError:
+        flash(_("Já existe um usuário com este e-mail neste escritório."), "error")
+    else:
+        flash(message(email), "success")
+    return _to_user(firm, client_user_id)
+
+
+@bp.post(CLIENT_USERS + "/<client_user_id>/desativar")
+def client_user_deactivate(slug, client_user_id):
+    return _action(slug, client_user_id, services.deactivate_client_user,
+                   lambda email: _("Usuário desativado. O acesso ao Portal do Cliente foi bloqueado."))
+
+
+@bp.post(CLIENT_USERS + "/<client_user_id>/excluir")
+def client_user_delete(slug, client_user_id):
+    return _action(slug, client_user_id, services.delete_client_user, lambda email: _("Usuário excluído."))
+
+
+@bp.post(CLIENT_USERS + "/<client_user_id>/reativar")
+def client_user_reactivate(slug, client_user_id):
+    return _action(slug, client_user_id, services.reactivate_client_user,
+                   lambda email: _("Usuário reativado. Um novo convite será enviado para %(email)s.", email=email))
+
+
+@bp.post(CLIENT_USERS + "/<client_user_id>/reenviar-convite")
+def client_user_resend(slug, client_user_id):
+    return _action(slug, client_user_id, services.resend_invitation,
+                   lambda email: _("O convite foi reenviado para %(email)s.", email=email))
+
+
+# --------------------------------------------------------------------------- after registering / linking
+
+
+@bp.get("/vinculando/<invitation_id>")
+def linking(invitation_id):
+    identity = _identity()
+    state = queries.invitation_link_state(db_session(), invitation_id=invitation_id)
+    if state is None:
+        return _waiting()
+    ref, client_user, firm = state
+    if client_user.identity_id is not None and client_user.identity_id != identity.id:
+        abort(404)
+    if client_user.status == "active":
+        flash(_("Contas vinculadas. Agora você também acessa %(firm)s.", firm=firm.name), "success")
+        return redirect(url_for("users.firm_home", slug=firm.slug), code=303)
+    superseded = client_user.invitation_id is not None and client_user.invitation_id != ref.invitation_id
+    if ref.refused_reason or superseded or client_user.status in ("inactive", "deleted"):
+        reason = ref.refused_reason or "not_pending"
+        return _render("link_refused.html", firm=firm, reason=reason, status=409)
+    return _waiting()
+
+
+def _waiting():
+    body, status = _render("linking.html")
+    response = make_response(body, status)
+    response.headers["Refresh"] = "1"
+    return response
