@@ -280,3 +280,19 @@ def test_accept_of_unknown_invitation_does_nothing(config, db):
 def test_handlers_match_the_catalogue():
     from services.common.events import consumed_by
     assert set(consumers.HANDLERS) == consumed_by("invitations")
+
+
+def test_invalid_page_in_english(config, browser_client):
+    from pathlib import Path
+
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+    po = Path(__file__).parents[1] / "translations" / "en" / "LC_MESSAGES" / "messages.po"
+    mo = po.with_suffix(".mo")
+    if not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime:  # `make translations` builds it too
+        with po.open("rb") as src, mo.open("wb") as dst:
+            write_mo(dst, read_po(src))
+    browser_client.set_cookie("balcao_locale", "en")
+    resp = browser_client.get("/convite/" + "A" * 43)
+    assert resp.status_code == 404
+    assert "This invitation is invalid, has already been used or has expired." in resp.get_data(as_text=True)
