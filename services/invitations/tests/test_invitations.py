@@ -296,3 +296,13 @@ def test_invalid_page_in_english(config, browser_client):
     resp = browser_client.get("/convite/" + "A" * 43)
     assert resp.status_code == 404
     assert "This invitation is invalid, has already been used or has expired." in resp.get_data(as_text=True)
+
+
+def test_raw_token_never_logged(config, db, keyring, caplog):
+    import logging
+    caplog.set_level(logging.DEBUG)
+    inv = issue(config, db)
+    link_verified(config, db, inv.id, uuid.uuid4(), email="mallory@example.com")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert str(inv.id) in logged
+    assert token_of(keyring, db, inv.id) not in logged and "/convite/" not in logged

@@ -355,3 +355,16 @@ def test_invitation_email_from_the_mailbox_opens_the_invitation(config, db, keyr
 def test_password_reset_without_a_name_still_renders():
     _subject, text, html = render_email("password_reset", {"link": "http://balcao.test/auth/redefinir-senha/t"})
     assert text.startswith("Olá!") and "Olá!" in html
+
+
+def test_no_link_sealed_value_or_body_in_logs(config, db, keyring, caplog):
+    import logging
+    caplog.set_level(logging.DEBUG)
+    request = invitation_request(keyring)
+    deliver(config, db, request)
+    with pytest.raises(TemporaryDeliveryError):
+        deliver(dataclasses.replace(config, smtp_url=f"smtp://127.0.0.1:{free_port()}"), db,
+                invitation_request(keyring))
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "sent as" in logged and "will retry" in logged
+    assert "/convite/" not in logged and request["sealed"] not in logged and "Registre agora" not in logged
