@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from ._util import ROOT
 
@@ -44,7 +45,23 @@ def test_multi_stage_python_311_slim_with_the_runtime_environment():
         assert env in text, env
     assert ("WORKDIR", "/app") in instructions
     assert instructions[-1] == ("CMD", '["balcao", "--help"]')
-    assert "pybabel compile" in text
+
+
+def test_the_translation_step_compiles_every_catalogue(tmp_path):
+    """Runs the Dockerfile's own `pybabel` RUN line on a copy of the services."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    [step] = [arg for word, arg in _instructions() if word == "RUN" and "pybabel" in arg]
+    shutil.copytree(ROOT / "services", tmp_path / "services",
+                    ignore=shutil.ignore_patterns("*.mo", "__pycache__"))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(["sh", "-c", step], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    catalogues = list((tmp_path / "services").glob("*/translations/*/LC_MESSAGES/messages.po"))
+    for po in catalogues:
+        assert po.with_suffix(".mo").exists(), po
 
 
 def test_the_build_context_copies_what_pip_install_needs():
