@@ -3,8 +3,10 @@ from datetime import timedelta
 from html import unescape
 from urllib.parse import parse_qs, quote, urlsplit
 
+import pytest
 from sqlalchemy import select
 
+from services.auth import services
 from services.auth.models import Identity
 from services.common.testing import csrf_token
 
@@ -243,3 +245,42 @@ def test_posting_with_a_forged_ticket_links_and_registers_nothing(browser_client
     assert r1.status_code == 404 and r2.status_code == 404
     assert outbox_events("link.verified") == []
     assert len(_identities(auth_db)) == 1
+
+
+def test_register_without_csrf_token_is_refused(browser_client, make_ticket, auth_db, outbox_events):
+    ticket, _claims = make_ticket()
+    _page(browser_client, ticket)
+    response = browser_client.post("/auth/convite/registrar", data={
+        "ticket": ticket, "name": "Carlos", "password": CARLOS["password"],
+        "password_confirmation": CARLOS["password"]})
+    assert response.status_code == 400
+    assert _identities(auth_db) == [] and outbox_events() == []
+
+
+# ---------------------------------------------------------------- the service functions alone
+
+def test_verify_link_request_needs_the_invited_identitys_password(auth_db, make_identity, make_ticket,
+                                                                 outbox_events):
+    carlos = make_identity(CARLOS)
+    make_identity(ANA)
+    _t, claims = make_ticket(email="Carlos@Exemplo.com.br")
+    _t, stranger = make_ticket(email="ninguem@exemplo.com.br")
+    with auth_db.begin() as s:
+        assert services.verify_link_request(s, ticket=claims, password=ANA["password"]) is None
+        assert services.verify_link_request(s, ticket=stranger, password=CARLOS["password"]) is None
+    assert outbox_events("link.verified") == []
+    with auth_db.begin() as s:
+        assert services.verify_link_request(s, ticket=claims, password=CARLOS["password"]).id == carlos.id
+    [event] = outbox_events("link.verified")
+    assert event["payload"] == {"invitation_id": claims["inv"], "identity_id": str(carlos.id),
+                                "email": CARLOS["email"]}
+
+
+def test_register_from_invitation_refuses_a_known_email(auth_db, make_identity, make_ticket, outbox_events):
+    make_identity(CARLOS)
+    _t, claims = make_ticket()
+    with pytest.raises(services.EmailAlreadyRegistered):
+        with auth_db.begin() as s:
+            services.register_from_invitation(s, ticket=claims, name="Carlos", password="outra-senha-segura-1",
+                                              password_confirmation="outra-senha-segura-1")
+    assert outbox_events("link.verified") == []

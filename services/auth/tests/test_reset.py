@@ -188,3 +188,13 @@ def test_request_password_reset_for_unknown_email_writes_nothing(auth_db, keyrin
     with auth_db.begin() as s:
         assert s.scalars(select(PasswordResetToken)).all() == []
     assert outbox_events("notification.email_requested") == []
+
+
+def test_reset_without_csrf_token_is_refused(browser_client, make_identity, outbox_events, keyring):
+    make_identity(CARLOS)
+    _forgot(browser_client, CARLOS["email"])
+    path = urlsplit(_reset_link(keyring, outbox_events)).path
+    response = browser_client.post(path, data={"password": NEW_PASSWORD, "password_confirmation": NEW_PASSWORD})
+    assert response.status_code == 400
+    assert browser_client.get(path).status_code == 200  # the link still works
+    assert _can_login(browser_client, CARLOS["email"], CARLOS["password"])
