@@ -109,7 +109,8 @@ def test_dependencies_wait_for_health_and_one_shot_jobs(compose):
         if name != "migrate":
             assert deps["rabbitmq"]["condition"] == "service_healthy", name
             assert deps["migrate"]["condition"] == "service_completed_successfully", name
-    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    pg_check = services["postgres"]["healthcheck"]["test"]
+    assert "pg_isready" in pg_check and pg_check[pg_check.index("-h") + 1] == "127.0.0.1"
     assert services["rabbitmq"]["healthcheck"]["test"][1:] == ["rabbitmq-diagnostics", "-q", "ping"]
     assert all(services["gateway"]["depends_on"][f"{s}-web"]["condition"] == "service_healthy" for s in SERVICES)
 
