@@ -87,7 +87,7 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
             "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
         response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Frame-Options"] = "DENY"
+        response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         if config.https:
             response.headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"

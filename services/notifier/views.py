@@ -11,8 +11,7 @@ from .schemas import MailboxItemSchema
 
 bp = Blueprint("notifier", __name__)
 
-# Framing of the HTML preview by the mailbox page (same origin only); see app.py.
-ALLOW_FRAMING_HEADER = "X-Balcao-Allow-Framing"
+# The mailbox page frames the HTML preview (same origin only).
 HTML_PREVIEW_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"
 
 
@@ -50,6 +49,5 @@ def message_html(delivery_id: str):
     response.headers["Content-Type"] = "text/html; charset=utf-8"
     response.headers["Content-Security-Policy"] = HTML_PREVIEW_CSP
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
-    response.headers[ALLOW_FRAMING_HEADER] = "SAMEORIGIN"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
