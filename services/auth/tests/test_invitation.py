@@ -10,7 +10,7 @@ from services.auth import services
 from services.auth.models import Identity
 from services.common.testing import csrf_token
 
-from .conftest import ALFA, ANA, BETA, CARLOS, location_path, session_claims
+from .conftest import ANA, BETA, CARLOS, location_path, session_claims
 
 INVALID = "Este link de convite é inválido ou expirou. Peça um novo convite ao seu escritório."
 
