@@ -10,7 +10,7 @@ from stdnum.br import cpf as stdnum_cpf
 from stdnum.exceptions import ValidationError as StdnumError
 
 
-def _l(message: str) -> str:
+def N_(message: str) -> str:
     """Marks a pt-BR msgid for extraction; `load_form` translates it when the form is shown."""
     return message
 
@@ -22,14 +22,14 @@ def clean_cpf(value: str | None) -> str | None:
     try:
         return stdnum_cpf.validate(str(value))
     except StdnumError:
-        raise ValidationError(_l("CPF inválido."))
+        raise ValidationError(N_("CPF inválido."))
 
 
 def clean_cnpj(value: str | None) -> str:
     try:
         return stdnum_cnpj.validate(str(value or ""))
     except StdnumError:
-        raise ValidationError(_l("CNPJ inválido."))
+        raise ValidationError(N_("CNPJ inválido."))
 
 
 def clean_phone(value: str | None) -> str | None:
@@ -39,9 +39,9 @@ def clean_phone(value: str | None) -> str | None:
     try:
         number = phonenumbers.parse(str(value), "BR")
     except phonenumbers.NumberParseException:
-        raise ValidationError(_l("Telefone inválido."))
+        raise ValidationError(N_("Telefone inválido."))
     if not phonenumbers.is_valid_number(number):
-        raise ValidationError(_l("Telefone inválido."))
+        raise ValidationError(N_("Telefone inválido."))
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -69,7 +69,7 @@ def normalize_email(value: str) -> str:
 
 def _full_name(value: str) -> None:
     if len(value.split()) < 2:
-        raise ValidationError(_l("Informe nome e sobrenome."))
+        raise ValidationError(N_("Informe nome e sobrenome."))
 
 
 class ClientUserSchema(Schema):
@@ -78,19 +78,19 @@ class ClientUserSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    name = fields.String(required=True, validate=[validate.Length(max=200, error=_l("Nome muito longo.")),
+    name = fields.String(required=True, validate=[validate.Length(max=200, error=N_("Nome muito longo.")),
                                                   _full_name],
-                         error_messages={"required": _l("Informe nome e sobrenome."),
-                                         "null": _l("Informe nome e sobrenome.")})
+                         error_messages={"required": N_("Informe nome e sobrenome."),
+                                         "null": N_("Informe nome e sobrenome.")})
     cpf = fields.String(load_default=None, allow_none=True, validate=clean_cpf)
     phone = fields.String(load_default=None, allow_none=True, validate=clean_phone)
-    email = fields.Email(required=True, validate=validate.Length(max=320, error=_l("E-mail inválido.")),
-                         error_messages={"required": _l("Informe o e-mail de contato."),
-                                         "null": _l("Informe o e-mail de contato."),
-                                         "invalid": _l("E-mail inválido.")})
+    email = fields.Email(required=True, validate=validate.Length(max=320, error=N_("E-mail inválido.")),
+                         error_messages={"required": N_("Informe o e-mail de contato."),
+                                         "null": N_("Informe o e-mail de contato."),
+                                         "invalid": N_("E-mail inválido.")})
     access = fields.String(load_default=None, allow_none=True,
-                           validate=validate.OneOf(["now", "later"], error=_l("Escolha inválida.")))
-    company_ids = fields.List(fields.UUID(error_messages={"invalid_uuid": _l("Empresa inválida.")}),
+                           validate=validate.OneOf(["now", "later"], error=N_("Escolha inválida.")))
+    company_ids = fields.List(fields.UUID(error_messages={"invalid_uuid": N_("Empresa inválida.")}),
                               load_default=list)
 
     @pre_load

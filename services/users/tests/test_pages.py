@@ -290,3 +290,34 @@ def test_staff_of_one_firm_only_see_that_firm(browser_client, config, world):
                                   email="paula@beta.com.br")
     login(browser_client, config, Person(uuid.uuid4(), "ninguem@example.com", "Ninguém Silva"))
     assert browser_client.get(_url(world.beta)).status_code == 404
+
+
+def _compile_english_catalogue():
+    from pathlib import Path
+
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+    po = Path(__file__).parents[1] / "translations" / "en" / "LC_MESSAGES" / "messages.po"
+    mo = po.with_suffix(".mo")
+    if not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime:  # `make translations` builds it too
+        with po.open("rb") as src, mo.open("wb") as dst:
+            write_mo(dst, read_po(src))
+
+
+def test_pages_in_english(browser_client, config, world):
+    _compile_english_catalogue()
+    login(browser_client, config, world.ana)
+    browser_client.set_cookie("balcao_locale", "en")
+    html = _page(browser_client, _url(world.alfa))
+    assert "Client Users" in html and "New User" in html and "Show deleted" in html and ">Active<" in html
+    new = _url(world.alfa, "/novo")
+    token = csrf_token(_page(browser_client, new))
+    html = browser_client.post(new, data={"csrf_token": token, "step": "1", "name": "Diana",
+                                          "email": "diana@example.com", "cpf": "1"}).get_data(as_text=True)
+    assert "Enter first and last name." in html and "Invalid CPF." in html
+
+
+def test_handlers_match_the_catalogue():
+    from services.common.events import consumed_by
+    from services.users import consumers
+    assert set(consumers.HANDLERS) == consumed_by("users")
