@@ -107,13 +107,32 @@ def client_users_page(session, *, firm: Firm, q: str = "", show_deleted: bool = 
     return Page(items=rows[:per_page], number=page, has_next=len(rows) > per_page)
 
 
-def invitation_link_state(session, *, invitation_id) -> tuple[InvitationRef, ClientUser, Firm] | None:
-    """The invitation's client user and firm, or None while invitation.created is not known yet."""
+@dataclass
+class LinkProgress:
+    state: str  # "waiting" | "linked" | "refused"
+    firm: Firm | None = None
+    reason: str | None = None  # for "refused": not_pending | expired | email_mismatch
+
+
+def link_progress(session, *, invitation_id, identity_id) -> LinkProgress:
+    """Where the link of this invitation to this identity stands, as far as users knows.
+    404 when the invitation's client user belongs to another identity."""
+    identity_id = _uuid(identity_id)
     row = session.execute(select(InvitationRef, ClientUser, Firm)
                           .join(ClientUser, ClientUser.id == InvitationRef.client_user_id)
                           .join(Firm, Firm.id == ClientUser.firm_id)
                           .where(InvitationRef.invitation_id == _uuid(invitation_id))).first()
-    return tuple(row) if row else None
+    if row is None:
+        return LinkProgress("waiting")  # invitation.created not handled yet
+    ref, client_user, firm = row
+    if client_user.identity_id is not None and client_user.identity_id != identity_id:
+        raise NotFound()
+    if client_user.status == "active":
+        return LinkProgress("linked", firm)
+    superseded = client_user.invitation_id is not None and client_user.invitation_id != ref.invitation_id
+    if ref.refused_reason or superseded or client_user.status in ("inactive", "deleted"):
+        return LinkProgress("refused", firm, ref.refused_reason or "not_pending")
+    return LinkProgress("waiting", firm)
 
 
 def email_taken(session, *, firm: Firm, email: str, exclude_id=None) -> bool:

@@ -132,20 +132,21 @@ def client_user_new(slug):
     values, errors = load_form(ClientUserSchema(), raw)
     if not errors and queries.email_taken(db_session(), firm=firm, email=values["email"]):
         errors = {"email": [_("Já existe um usuário com este e-mail neste escritório.")]}
-    if errors or step != "2" or request.form.get("voltar"):
-        if not errors and step == "1":
-            return _render("client_users/new.html", current_firm=firm, step=2, values=raw, errors={},
-                           companies=queries.companies_of(db_session(), firm=firm))
+    if request.form.get("voltar") or (errors and set(errors) != {"company_ids"}):
         return _render("client_users/new.html", current_firm=firm, step=1, values=raw, errors=errors,
                        status=422 if errors else 200)
+    if step != "2" or errors:
+        return _render("client_users/new.html", current_firm=firm, step=2, values=raw, errors=errors,
+                       companies=queries.companies_of(db_session(), firm=firm), status=422 if errors else 200)
     try:
         with db().begin() as session:
             client_user = services.register_client_user(
                 session, firm=firm, name=values["name"], email=values["email"], cpf=values["cpf"],
                 phone=values["phone"], company_ids=values["company_ids"], access=values["access"])
     except services.ClientUserError as exc:
-        return _render("client_users/new.html", current_firm=firm, step=1, values=raw, errors=_error_map(exc),
-                       status=422)
+        step = 2 if exc.field == "company_ids" else 1
+        return _render("client_users/new.html", current_firm=firm, step=step, values=raw, errors=_error_map(exc),
+                       companies=queries.companies_of(db_session(), firm=firm), status=422)
     except IntegrityError:
         errors = {"email": [_("Já existe um usuário com este e-mail neste escritório.")]}
         return _render("client_users/new.html", current_firm=firm, step=1, values=raw, errors=errors, status=422)
@@ -239,24 +240,13 @@ def client_user_resend(slug, client_user_id):
 @bp.get("/vinculando/<invitation_id>")
 def linking(invitation_id):
     identity = _identity()
-    state = queries.invitation_link_state(db_session(), invitation_id=invitation_id)
-    if state is None:
-        return _waiting()
-    ref, client_user, firm = state
-    if client_user.identity_id is not None and client_user.identity_id != identity.id:
-        abort(404)
-    if client_user.status == "active":
-        flash(_("Contas vinculadas. Agora você também acessa %(firm)s.", firm=firm.name), "success")
-        return redirect(url_for("users.firm_home", slug=firm.slug), code=303)
-    superseded = client_user.invitation_id is not None and client_user.invitation_id != ref.invitation_id
-    if ref.refused_reason or superseded or client_user.status in ("inactive", "deleted"):
-        reason = ref.refused_reason or "not_pending"
-        return _render("link_refused.html", firm=firm, reason=reason, status=409)
-    return _waiting()
-
-
-def _waiting():
+    progress = queries.link_progress(db_session(), invitation_id=invitation_id, identity_id=identity.id)
+    if progress.state == "linked":
+        flash(_("Contas vinculadas. Agora você também acessa %(firm)s.", firm=progress.firm.name), "success")
+        return redirect(url_for("users.firm_home", slug=progress.firm.slug), code=303)
+    if progress.state == "refused":
+        return _render("link_refused.html", firm=progress.firm, reason=progress.reason, status=409)
     body, status = _render("linking.html")
     response = make_response(body, status)
-    response.headers["Refresh"] = "1"
+    response.headers["Refresh"] = "1"  # with the page's <meta http-equiv="refresh">: no script needed
     return response

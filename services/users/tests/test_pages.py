@@ -321,3 +321,17 @@ def test_handlers_match_the_catalogue():
     from services.common.events import consumed_by
     from services.users import consumers
     assert set(consumers.HANDLERS) == consumed_by("users")
+
+
+def test_wizard_refuses_another_firms_company(browser_client, config, world):
+    login(browser_client, config, world.ana)
+    new = _url(world.alfa, "/novo")
+    token = csrf_token(_page(browser_client, new))
+    typed = {"csrf_token": token, "step": "2", "name": "Ivo Lima", "email": "ivo@example.com", "access": "now"}
+    for bad in (str(world.beta_company.id), "nao-e-empresa"):
+        response = browser_client.post(new, data={**typed, "company_ids": [str(world.alfa_company.id), bad]})
+        html = response.get_data(as_text=True)
+        assert response.status_code == 422 and "Empresa inválida." in html and "Concluir" in html
+        assert 'name="email" value="ivo@example.com"' in html
+    assert "Oficina Motor Forte" not in html
+    assert all(e["payload"]["email"] != "ivo@example.com" for e in outbox_events(config, "client_user.access_activated"))
