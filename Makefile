@@ -20,7 +20,7 @@ install: $(STAMP) translations
 # Compiled message catalogues (.mo) are build output, made from the committed .po files.
 translations: $(STAMP)
 	@for d in services/*/translations; do \
-	  if ls $$d/*/LC_MESSAGES/messages.po >/dev/null 2>&1; then $(BIN)/pybabel compile -q -d $$d; fi; done
+	  if ls $$d/*/LC_MESSAGES/messages.po >/dev/null 2>&1; then $(BIN)/pybabel -q compile -d $$d; fi; done
 
 # System packages the tests drive: Debian's Chromium (never a downloaded browser), nginx (the
 # gateway of the distributed topology) and docker-compose (validates docker-compose.yml).

@@ -44,11 +44,11 @@ class Config:
         return not self.smtp_url
 
 
-def _secret_key(var_dir: Path) -> str:
+def _secret_key(keys_dir: Path) -> str:
     configured = _env("BALCAO_SECRET_KEY")
     if configured:
         return configured
-    path = var_dir / "keys" / "flask-secret"
+    path = keys_dir / "flask-secret"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_urlsafe(48))
@@ -64,6 +64,7 @@ def load_config() -> Config:
         svc: _env(f"BALCAO_{svc.upper()}_DATABASE_URL", f"sqlite:///{var_dir / (svc + '.sqlite3')}")
         for svc in SERVICES
     }
+    keys_dir = Path(_env("BALCAO_KEYS_DIR", str(var_dir / "keys"))).resolve()
     return Config(
         var_dir=var_dir,
         port=port,
@@ -71,8 +72,8 @@ def load_config() -> Config:
         broker_url=_env("BALCAO_BROKER_URL", "memory://"),
         smtp_url=_env("BALCAO_SMTP_URL"),
         mail_from=_env("BALCAO_MAIL_FROM", "nao-responda@balcao.localhost"),
-        keys_dir=Path(_env("BALCAO_KEYS_DIR", str(var_dir / "keys"))).resolve(),
-        secret_key=_secret_key(var_dir),
+        keys_dir=keys_dir,
+        secret_key=_secret_key(keys_dir),
         invitation_ttl_days=int(_env("BALCAO_INVITATION_TTL_DAYS", "7")),
         demo=_env("BALCAO_DEMO", "1") != "0",
         database_urls=database_urls,

@@ -71,10 +71,18 @@ def _fresh_postgres_databases(server_url: str, tag: str) -> dict[str, str]:
 
 
 def make_test_config(var_dir: Path, database_urls: dict | None = None, **overrides):
-    os.environ.setdefault("BALCAO_VAR_DIR", str(var_dir))
-    base = load_config()
     keys_dir = var_dir / "keys"
     ensure_keys(keys_dir)
+    saved = {k: os.environ.get(k) for k in ("BALCAO_VAR_DIR", "BALCAO_KEYS_DIR")}
+    os.environ.update(BALCAO_VAR_DIR=str(var_dir), BALCAO_KEYS_DIR=str(keys_dir))
+    try:
+        base = load_config()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     urls = database_urls or {svc: f"sqlite:///{var_dir / (svc + '.sqlite3')}" for svc in SERVICES}
     values = dict(var_dir=var_dir, keys_dir=keys_dir, database_urls=urls, broker_url="memory://",
                   smtp_url=None, public_url="http://balcao.test", demo=False)
