@@ -7,7 +7,6 @@ import uuid
 
 from sqlalchemy import select
 from stdnum.br import cnpj as cnpj_mod
-from stdnum.br import cpf as cpf_mod
 
 from services.common.config import Config
 from services.common.runtime import database, migrate
@@ -63,10 +62,6 @@ def _cnpj(base12: str) -> str:
     return base12 + cnpj_mod.calc_check_digits(base12)
 
 
-def _cpf(base9: str) -> str:
-    return base9 + cpf_mod.calc_check_digits(base9)
-
-
 DEMO_LOGINS = [
     ("Ana Souza", "ana@alfa.example", "Alfa-Demo-2026", "administradora da Contabilidade Alfa"),
     ("Bruno Lima", "bruno@beta.example", "Beta-Demo-2026", "administrador da Contabilidade Beta"),
@@ -94,7 +89,7 @@ def seed_demo(config: Config) -> bool:
     with database("users", config).begin() as session:
         firm = session.execute(select(users_models.Firm).where(users_models.Firm.slug == alfa["slug"])).scalar_one()
         user = users_services.register_client_user(session, firm=firm, name=carlos, email=carlos_email,
-                                                   cpf=_cpf("123456789"), phone="+5511987654321",
+                                                   cpf="52998224725", phone="+5511987654321",
                                                    company_ids=[uuid.UUID(padaria["id"])], access=None)
         users_services.grant_membership(session, firm_id=firm.id, client_user_id=user.id, identity_id=carlos_id)
     return True

@@ -16,7 +16,6 @@ import contextvars
 import json
 import logging
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone

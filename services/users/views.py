@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from flask import (Blueprint, abort, current_app, flash, make_response, redirect, render_template, request,
+from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
                    url_for)
 from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
@@ -246,7 +246,4 @@ def linking(invitation_id):
         return redirect(url_for("users.firm_home", slug=progress.firm.slug), code=303)
     if progress.state == "refused":
         return _render("link_refused.html", firm=progress.firm, reason=progress.reason, status=409)
-    body, status = _render("linking.html")
-    response = make_response(body, status)
-    response.headers["Refresh"] = "1"  # with the page's <meta http-equiv="refresh">: no script needed
-    return response
+    return _render("linking.html")

@@ -12,7 +12,7 @@ from email.utils import parseaddr
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import func, select
+from sqlalchemy import select
 from werkzeug.test import Client
 from werkzeug.wrappers import Response
 

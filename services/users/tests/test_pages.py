@@ -3,11 +3,10 @@ import re
 import uuid
 from datetime import datetime, timezone
 
-import pytest
 
 from services.common.testing import count_queries, csrf_token
 from services.users import models, services
-from services.users.tests.conftest import (Person, get_client_user, login, main_html, make_cnpj, make_cpf,
+from services.users.tests.conftest import (Person, get_client_user, login, make_cnpj, make_cpf,
                                            outbox_events, text_of, users_db)
 
 LIST = "/e/{slug}/configuracoes/usuarios-de-clientes"
