@@ -20,16 +20,22 @@ def clean_cpf(value: str | None) -> str | None:
     if value is None or not str(value).strip():
         return None
     try:
-        return stdnum_cpf.validate(str(value))
+        digits = stdnum_cpf.validate(str(value))
     except StdnumError:
         raise ValidationError(N_("CPF inválido."))
+    if len(set(digits)) == 1:  # 111.111.111-11 and the like pass the check digits; the Receita refuses them
+        raise ValidationError(N_("CPF inválido."))
+    return digits
 
 
 def clean_cnpj(value: str | None) -> str:
     try:
-        return stdnum_cnpj.validate(str(value or ""))
+        digits = stdnum_cnpj.validate(str(value or ""))
     except StdnumError:
         raise ValidationError(N_("CNPJ inválido."))
+    if len(set(digits)) == 1:
+        raise ValidationError(N_("CNPJ inválido."))
+    return digits
 
 
 def clean_phone(value: str | None) -> str | None:

@@ -34,6 +34,7 @@ def test_cpf_and_phone_are_optional():
     ("name", "", "Informe nome e sobrenome."),
     ("cpf", "123.456.789-00", "CPF inválido."),
     ("cpf", "111", "CPF inválido."),
+    ("cpf", "111.111.111-11", "CPF inválido."),
     ("phone", "1234", "Telefone inválido."),
     ("phone", "(11) 0000-000", "Telefone inválido."),
     ("email", "carlos@", "E-mail inválido."),
