@@ -95,6 +95,7 @@ def _banner(config: Config) -> str:
 def run_embedded(config: Config) -> None:
     from gunicorn.app.base import BaseApplication
 
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     prepare(config)
     print(_banner(config), flush=True)
 
@@ -107,6 +108,8 @@ def run_embedded(config: Config) -> None:
             self.cfg.set("timeout", 60)
             self.cfg.set("graceful_timeout", 5)
             self.cfg.set("accesslog", None)
+            if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 27
+                self.cfg.set("control_socket_disable", True)
 
         def load(self):
             stack = EmbeddedStack(config)

@@ -7,7 +7,7 @@ import re
 import uuid
 from pathlib import Path
 
-from flask import Blueprint, Flask, g, render_template, request
+from flask import Blueprint, Flask, abort, g, redirect, render_template, request
 from flask_babel import Babel
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from jinja2 import ChoiceLoader, FileSystemLoader
@@ -111,6 +111,19 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
     @app.errorhandler(500)
     def _server_error(_e):
         return render_template("errors/500.html"), 500
+
+    @app.get(f"{url_prefix}/idioma/<locale>")
+    def choose_locale(locale):
+        """The footer's language switch: pt-BR (default) or English, remembered in a cookie."""
+        if locale not in ("pt_BR", "en"):
+            abort(404)
+        target = request.args.get("next", "/")
+        if not target.startswith("/") or target.startswith("//") or "\\" in target:
+            target = "/"
+        response = redirect(target, code=303)
+        response.set_cookie("balcao_locale", locale, max_age=365 * 24 * 3600, httponly=True,
+                            samesite="Lax", secure=config.https, path="/")
+        return response
 
     @app.get(f"{url_prefix}/healthz")
     def healthz():
