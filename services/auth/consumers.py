@@ -1,5 +1,9 @@
-"""Event handlers of the auth service: one per event type it consumes.
+"""Event handlers of the auth service: one per event type it consumes."""
 
-Auth consumes no event yet; a handler is `handler(payload, ctx)` calling service functions.
-"""
-HANDLERS: dict = {}
+
+def on_membership_granted(payload, ctx):
+    """Placeholder: the "Sua conta foi vinculada a …" security notice is sent from here (issue 4)."""
+    return None
+
+
+HANDLERS = {"membership.granted": on_membership_granted}

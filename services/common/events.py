@@ -16,6 +16,11 @@ DEAD_LETTER_EXCHANGE = "balcao.dead"
 DEAD_LETTER_QUEUE = "balcao.dead_letters"
 
 
+# E-mail templates the notifier renders (services/notifier/templates/emails/<name>.{txt,html}).
+EMAIL_TEMPLATES = ["invitation", "password_reset", "account_locked", "password_changed", "mfa_changed",
+                   "firm_linked"]
+
+
 class Payload(Schema):
     class Meta:
         unknown = RAISE
@@ -57,6 +62,8 @@ class InvitationCreated(Payload):
     client_user_id = UUID()
     expires_at = fields.AwareDateTime(required=True)
     resent = fields.Boolean(required=True)
+    # {"link": ...} sealed to the users service, so staff can copy the link (never in clear)
+    sealed_link = fields.String(load_default=None, allow_none=True)
 
 
 class InvitationAccepted(Payload):
@@ -75,7 +82,7 @@ class InvitationAcceptanceRefused(Payload):
 
 
 class EmailRequested(Payload):
-    template = fields.String(required=True, validate=validate.OneOf(["invitation", "password_reset"]))
+    template = fields.String(required=True, validate=validate.OneOf(EMAIL_TEMPLATES))
     recipient = Email()
     locale = fields.String(required=True, validate=validate.OneOf(["pt_BR", "en"]))
     context = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
@@ -136,7 +143,7 @@ CATALOGUE: dict[str, tuple[int, type[Payload], tuple[str, ...]]] = {
     "notification.failed": (1, NotificationFailed, ("users",)),
     "identity.registered": (1, IdentityRegistered, ()),
     "link.verified": (1, LinkVerified, ("invitations",)),
-    "membership.granted": (1, MembershipGranted, ()),
+    "membership.granted": (1, MembershipGranted, ("auth",)),
     "membership.revoked": (1, MembershipRevoked, ()),
 }
 

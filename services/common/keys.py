@@ -1,7 +1,8 @@
-"""Keys: each service signs with its own Ed25519 key; the notifier has an X25519 key that
-producers seal secret e-mail context to (links with raw tokens never travel in the clear).
+"""Keys: each service signs with its own Ed25519 key, and has an X25519 key that other
+services seal secrets to (a link with a raw token sealed to the notifier, or to users for the
+staff's "copy the invitation link") so that no raw token travels in the clear.
 
-Keys live as PEM files in BALCAO_KEYS_DIR (`<service>.ed25519.pem`, `notifier.x25519.pem`,
+Keys live as PEM files in BALCAO_KEYS_DIR (`<service>.ed25519.pem`, `<service>.x25519.pem`,
 and their `.pub.pem` public halves). `ensure_keys` creates missing ones.
 """
 from __future__ import annotations
@@ -43,13 +44,13 @@ def ensure_keys(keys_dir: Path) -> None:
                                            serialization.NoEncryption()), 0o600)
             _write(keys_dir / f"{svc}.ed25519.pub.pem",
                    key.public_key().public_bytes(_PEM, serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
-    seal = keys_dir / "notifier.x25519.pem"
-    if not seal.exists():
-        key = X25519PrivateKey.generate()
-        _write(seal, key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()), 0o600)
-        _write(keys_dir / "notifier.x25519.pub.pem",
-               key.public_key().public_bytes(_PEM, serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
+        seal = keys_dir / f"{svc}.x25519.pem"
+        if not seal.exists():
+            key = X25519PrivateKey.generate()
+            _write(seal, key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()), 0o600)
+            _write(keys_dir / f"{svc}.x25519.pub.pem",
+                   key.public_key().public_bytes(_PEM, serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
 
 
 class KeyRing:
@@ -79,20 +80,20 @@ class KeyRing:
         except jwt.PyJWTError:
             return None
 
-    # ---- sealing secrets for the notifier
-    def seal(self, data: dict) -> str:
-        recipient: X25519PublicKey = self._load("notifier.x25519.pub.pem", False)
+    # ---- sealing secrets to one service (the notifier by default)
+    def seal(self, data: dict, *, recipient: str = "notifier") -> str:
+        recipient_key: X25519PublicKey = self._load(f"{recipient}.x25519.pub.pem", False)
         eph = X25519PrivateKey.generate()
         eph_pub = eph.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        key = _derive(eph.exchange(recipient), eph_pub)
+        key = _derive(eph.exchange(recipient_key), eph_pub)
         nonce = os.urandom(12)
         ct = ChaCha20Poly1305(key).encrypt(nonce, json.dumps(data).encode(), b"balcao-seal-v1")
         return base64.urlsafe_b64encode(eph_pub + nonce + ct).decode()
 
-    def unseal(self, sealed: str) -> dict:
+    def unseal(self, sealed: str, *, recipient: str = "notifier") -> dict:
         raw = base64.urlsafe_b64decode(sealed.encode())
         eph_pub, nonce, ct = raw[:32], raw[32:44], raw[44:]
-        priv: X25519PrivateKey = self._load("notifier.x25519.pem", True)
+        priv: X25519PrivateKey = self._load(f"{recipient}.x25519.pem", True)
         key = _derive(priv.exchange(X25519PublicKey.from_public_bytes(eph_pub)), eph_pub)
         return json.loads(ChaCha20Poly1305(key).decrypt(nonce, ct, b"balcao-seal-v1"))
 

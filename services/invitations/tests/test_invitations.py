@@ -98,7 +98,7 @@ def test_issue_normalizes_email_and_emits_created_and_email_request(config, db, 
     [created] = outbox_events(db, "invitation.created")
     assert created["payload"] == {"invitation_id": str(inv.id), "firm_id": str(ALFA["firm_id"]),
                                   "client_user_id": str(client_user_id),
-                                  "expires_at": created["payload"]["expires_at"], "resent": False}
+                                  "expires_at": created["payload"]["expires_at"], "resent": False, "sealed_link": None}
     [req] = outbox_events(db, "notification.email_requested")
     p = req["payload"]
     assert p["template"] == "invitation" and p["recipient"] == "carlos@example.com" and p["locale"] == "pt_BR"
