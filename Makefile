@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test install system-deps translations test-fast test-distributed compose-check clean
+.PHONY: run test install system-deps translations bench clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python >= 3.11 is required"; exit 1; }
@@ -42,3 +42,7 @@ test: install system-deps
 
 clean:
 	rm -rf var .pytest_cache
+
+# Benchmarks against the distributed mode on the machine's RabbitMQ and PostgreSQL (see bench/README.md).
+bench: install system-deps
+	$(BIN)/python -m bench

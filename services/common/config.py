@@ -30,6 +30,12 @@ class Config:
     invitation_ttl_days: int
     demo: bool
     database_urls: dict
+    mail_reply_to: str | None = None
+    dkim_selector: str | None = None
+    dkim_private_key_file: str | None = None
+    smtp_max_attempts: int = 8
+    smtp_retry_base_seconds: float = 5.0
+    redis_url: str | None = None
 
     def database_url(self, service: str) -> str:
         return self.database_urls[service]
@@ -77,4 +83,10 @@ def load_config() -> Config:
         invitation_ttl_days=int(_env("BALCAO_INVITATION_TTL_DAYS", "7")),
         demo=_env("BALCAO_DEMO", "1") != "0",
         database_urls=database_urls,
+        mail_reply_to=_env("BALCAO_MAIL_REPLY_TO"),
+        dkim_selector=_env("BALCAO_DKIM_SELECTOR"),
+        dkim_private_key_file=_env("BALCAO_DKIM_PRIVATE_KEY_FILE"),
+        smtp_max_attempts=int(_env("BALCAO_SMTP_MAX_ATTEMPTS", "8")),
+        smtp_retry_base_seconds=float(_env("BALCAO_SMTP_RETRY_BASE_SECONDS", "5")),
+        redis_url=_env("BALCAO_REDIS_URL"),
     )

@@ -1,6 +1,6 @@
 """The distributed mode for real: every service under gunicorn plus its worker process, behind
 nginx, against RabbitMQ and PostgreSQL (BALCAO_TEST_BROKER_URL, BALCAO_TEST_DATABASE_URL).
-Without those variables tests/deploy/conftest.py deselects these tests and says so."""
+Without those variables tests/conftest.py deselects these tests and says so."""
 from __future__ import annotations
 
 import os

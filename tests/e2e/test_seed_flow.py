@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, text
 from services.common.config import SERVICES
 from stdnum.br import cnpj as cnpj_mod
 
-from .conftest import link_in
+from tests.conftest import link_in
 
 pytestmark = pytest.mark.browser
 

@@ -1,4 +1,4 @@
-"""End-to-end fixtures: the product running as it does for real, a real SMTP server, a real browser.
+"""Fixtures shared by the cross-service tests (tests/e2e, tests/faults): the product running as it does for real, a real SMTP server, a real browser.
 
 `stack`: with BALCAO_TEST_BROKER_URL and BALCAO_TEST_DATABASE_URL (CI gives the machine's
 RabbitMQ and PostgreSQL), the distributed topology from deploy/stack.py: every service under
@@ -25,7 +25,34 @@ import pytest
 
 from services.common.config import SERVICES
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
+DISTRIBUTED_ENV = ("BALCAO_TEST_BROKER_URL", "BALCAO_TEST_DATABASE_URL")
+
+
+def distributed_env_missing() -> list[str]:
+    return [name for name in DISTRIBUTED_ENV if not os.environ.get(name)]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `distributed` need a real RabbitMQ and PostgreSQL. Without
+    BALCAO_TEST_BROKER_URL and BALCAO_TEST_DATABASE_URL they are deselected — not skipped: a skip
+    would read as "ran and was fine" — and the run says so once."""
+    missing = distributed_env_missing()
+    if not missing:
+        return
+    deselected = [item for item in items if item.get_closest_marker("distributed")]
+    if not deselected:
+        return
+    items[:] = [item for item in items if item not in deselected]
+    config.hook.pytest_deselected(items=deselected)
+    message = (f"deselected {len(deselected)} distributed test(s): set {' and '.join(missing)} "
+               "(e.g. amqp://guest:guest@127.0.0.1:5672// and postgresql://postgres@127.0.0.1:5432/postgres) "
+               "to run the services as processes against RabbitMQ and PostgreSQL")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(message, yellow=True)
+    else:
+        print(message)
 CHROMIUM = os.environ.get("BALCAO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
