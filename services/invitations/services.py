@@ -52,7 +52,8 @@ def void_invitations(session: Session, *, client_user_id, reason: str) -> int:
 def issue_invitation(session: Session, *, keyring, public_url: str, ttl: timedelta, firm_id, firm_name: str,
                      firm_slug: str, client_user_id, email: str, name: str, resent: bool) -> Invitation:
     """A new invitation (the previous pending one of this client user stops working) and
-    the request for its e-mail. The raw token leaves this function only sealed to the notifier."""
+    the request for its e-mail. The raw token leaves this function only sealed: to the notifier (for
+the e-mail) and to users (so staff can copy the link)."""
     void_invitations(session, client_user_id=client_user_id, reason="superseded")
     raw_token = secrets.token_urlsafe(32)  # 256 bits
     now = utcnow()
@@ -62,9 +63,12 @@ def issue_invitation(session: Session, *, keyring, public_url: str, ttl: timedel
         token_hash=hash_token(raw_token), status="pending", created_at=now, expires_at=now + ttl)
     session.add(invitation)
     session.flush()
+    link = f"{public_url.rstrip('/')}/convite/{raw_token}"
     record_event(session, outbox, "invitation.created", {
         "invitation_id": str(invitation.id), "firm_id": str(firm_id), "client_user_id": str(client_user_id),
         "expires_at": invitation.expires_at.isoformat(), "resent": resent,
+        # sealed to users, so the firm's staff can copy the link and send it by another channel
+        "sealed_link": keyring.seal({"link": link}, recipient="users"),
     })
     reference = f"invitation:{invitation.id}"
     record_event(session, outbox, "notification.email_requested", {
@@ -73,7 +77,7 @@ def issue_invitation(session: Session, *, keyring, public_url: str, ttl: timedel
         "locale": "pt_BR",
         "context": {"firm_name": firm_name, "name": invitation.name,
                     "expires_on": invitation.expires_at.strftime("%d/%m/%Y")},
-        "sealed": keyring.seal({"link": f"{public_url.rstrip('/')}/convite/{raw_token}"}),
+        "sealed": keyring.seal({"link": link}),
         "idempotency_key": reference,
         "reference": reference,
     })

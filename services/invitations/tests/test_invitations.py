@@ -98,7 +98,13 @@ def test_issue_normalizes_email_and_emits_created_and_email_request(config, db, 
     [created] = outbox_events(db, "invitation.created")
     assert created["payload"] == {"invitation_id": str(inv.id), "firm_id": str(ALFA["firm_id"]),
                                   "client_user_id": str(client_user_id),
-                                  "expires_at": created["payload"]["expires_at"], "resent": False, "sealed_link": None}
+                                  "expires_at": created["payload"]["expires_at"], "resent": False,
+                                  "sealed_link": created["payload"]["sealed_link"]}
+    # the link travels sealed to users (staff copy it), never in clear, and only users can open it
+    assert keyring.unseal(created["payload"]["sealed_link"], recipient="users")["link"] == link_of(keyring, db, inv.id)
+    with pytest.raises(Exception):
+        keyring.unseal(created["payload"]["sealed_link"], recipient="notifier")
+    assert token_of(keyring, db, inv.id) not in json.dumps(created)
     [req] = outbox_events(db, "notification.email_requested")
     p = req["payload"]
     assert p["template"] == "invitation" and p["recipient"] == "carlos@example.com" and p["locale"] == "pt_BR"
