@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, MetaData, String, Text, Uuid
+from sqlalchemy import DateTime, Index, Integer, MetaData, String, Text, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.messaging import outbox_tables
@@ -17,9 +17,15 @@ class Base(DeclarativeBase):
 
 
 class Delivery(Base):
-    """One e-mail: rendered once, sent at most once per idempotency key."""
+    """One e-mail: rendered once, sent at most once per idempotency key.
+
+    status: "queued" (first attempt under way), "sent", "retrying" (a temporary failure; the
+    next attempt is due at `next_attempt_at`), "failed" (refused for good, or out of attempts).
+    While an attempt is under way `next_attempt_at` is the end of its lease: past it, an
+    attempt that crashed mid-send is picked up again (same Message-ID)."""
 
     __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     idempotency_key: Mapped[str] = mapped_column(String(500), nullable=False, unique=True)
@@ -37,6 +43,7 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     def __repr__(self):
         return f"<Delivery {self.id} {self.template} {self.status}>"

@@ -2,6 +2,7 @@
 text-to-HTML helper of the dev mailbox. Nothing here touches the database or the network."""
 from __future__ import annotations
 
+import email.policy
 import re
 from email.message import EmailMessage
 from email.utils import formataddr
@@ -11,7 +12,16 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup, escape
 
 EMAIL_TEMPLATES = Path(__file__).parent / "templates" / "emails"
-TEMPLATES = ("invitation", "password_reset")
+
+
+def _available_templates() -> tuple[str, ...]:
+    """Every name with both a text and an HTML file: adding an e-mail is adding two files
+    (the text file sets the subject with `{% set subject = ... -%}` on its first line)."""
+    return tuple(sorted(path.stem for path in EMAIL_TEMPLATES.glob("*.txt")
+                        if path.with_suffix(".html").exists()))
+
+
+TEMPLATES = _available_templates()
 
 _env = Environment(loader=FileSystemLoader(str(EMAIL_TEMPLATES)),
                    autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
@@ -23,23 +33,22 @@ def _one_line(value: str) -> str:
     return " ".join(str(value).split())
 
 
-def subject_for(template: str, context: dict) -> str:
-    if template == "invitation":
-        return _one_line(f"{context['firm_name']} convidou você para o Portal do Cliente")
-    if template == "password_reset":
-        return "Redefinição de senha do Portal do Cliente"
-    raise ValueError(f"unknown e-mail template {template!r}")
-
-
 def render_email(template: str, context: dict) -> tuple[str, str, str]:
     """(subject, text body, HTML body) of one e-mail. `context` includes the unsealed secrets."""
     if template not in TEMPLATES:
         raise ValueError(f"unknown e-mail template {template!r}")
     values = {"expires_on": None, "name": "", **context}
-    subject = subject_for(template, values)
-    text = _env.get_template(f"{template}.txt").render(subject=subject, **values)
+    text_module = _env.get_template(f"{template}.txt").make_module(values)
+    subject = _one_line(getattr(text_module, "subject", "") or "")
+    if not subject:
+        raise ValueError(f"e-mail template {template!r} sets no subject")
+    text = str(text_module)
     html = _env.get_template(f"{template}.html").render(subject=subject, **values)
     return subject, text, html
+
+
+def subject_for(template: str, context: dict) -> str:
+    return render_email(template, context)[0]
 
 
 def from_header(firm_name: str | None, mail_from: str) -> str:
@@ -48,16 +57,37 @@ def from_header(firm_name: str | None, mail_from: str) -> str:
 
 
 def build_message(*, from_: str, to: str, subject: str, date: str, message_id: str, text: str,
-                  html: str) -> EmailMessage:
+                  html: str, reply_to: str | None = None) -> EmailMessage:
+    """multipart/alternative (text, then HTML), quoted-printable so that no relay re-encodes
+    the body (which would break a DKIM signature)."""
     message = EmailMessage()
     message["From"] = from_
     message["To"] = to
+    if reply_to:
+        message["Reply-To"] = reply_to
     message["Subject"] = subject
     message["Date"] = date
     message["Message-ID"] = message_id
-    message.set_content(text)
-    message.add_alternative(html, subtype="html")
+    message.set_content(text, cte="quoted-printable")
+    message.add_alternative(html, subtype="html", cte="quoted-printable")
     return message
+
+
+DKIM_SIGNED_HEADERS = (b"from", b"to", b"reply-to", b"subject", b"date", b"message-id", b"mime-version",
+                       b"content-type")
+
+
+def message_bytes(message: EmailMessage, *, dkim_selector: str | None = None, dkim_domain: str | None = None,
+                  dkim_private_key: bytes | None = None) -> bytes:
+    """The message as sent over SMTP (CRLF line ends), DKIM-signed when a key is given."""
+    data = message.as_bytes(policy=email.policy.SMTP)
+    if dkim_selector and dkim_domain and dkim_private_key:
+        import dkim
+        signature = dkim.sign(data, dkim_selector.encode("ascii"), dkim_domain.encode("ascii"), dkim_private_key,
+                              canonicalize=(b"relaxed", b"relaxed"),
+                              include_headers=[h for h in DKIM_SIGNED_HEADERS if message[h.decode()] is not None])
+        data = signature + data
+    return data
 
 
 _URL_RE = re.compile(r"https?://[^\s<>\"']+")

@@ -1,4 +1,10 @@
-"""Writes of the notifier service: render, send (or keep in the dev mailbox), record.
+"""Writes of the notifier service: render, send (or keep in the dev mailbox), record, retry.
+
+Delivery states: "queued" → "sent" | "retrying" → ... → "sent" | "failed". Every attempt is
+committed (attempts + 1, a lease in `next_attempt_at`) in its own short transaction before
+SMTP is contacted, so a crash mid-send is visible and the next attempt reuses the same
+Message-ID; the outcome (status + `notification.sent` / `notification.failed`) commits with
+the caller's transaction.
 
 Never logged: the link, the sealed value, the bodies."""
 from __future__ import annotations
@@ -8,21 +14,29 @@ import smtplib
 import ssl
 import uuid
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from datetime import datetime, timedelta, timezone
+from email.utils import formatdate, make_msgid, parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.common.events import EmailRequested
 from services.common.messaging import record_event, utcnow
+from services.common.runtime import database
 
 from .models import Delivery, outbox
-from .rendering import build_message, from_header, render_email
+from .rendering import build_message, from_header, message_bytes, render_email
 
 log = logging.getLogger("balcao.notifier")
 
 SMTP_TIMEOUT = 10
+# How long an attempt owns its delivery: past it, an attempt that never reported back (the
+# process died mid-send) is due again. Comfortably above one SMTP conversation.
+SEND_LEASE_SECONDS = 60
+MAX_BACKOFF_SECONDS = 3600
+RETRY_BATCH = 100
 
 
 class PermanentDeliveryError(Exception):
@@ -33,10 +47,13 @@ class TemporaryDeliveryError(Exception):
     """The SMTP server could not be reached or answered 4xx: the consumer retries with backoff."""
 
 
-def send_smtp(smtp_url: str, message: EmailMessage) -> None:
-    """Send one message to `smtp://[user:password@]host[:port][?starttls=1]` or `smtps://...`.
+def send_smtp(smtp_url: str, message: EmailMessage, *, data: bytes | None = None,
+              envelope_from: str | None = None) -> None:
+    """Send one message to `smtp://[user:password@]host[:port][?starttls=1]` or `smtps://...`;
+    `data` (the exact bytes, e.g. DKIM-signed) replaces the serialisation of `message`.
 
-    Raises PermanentDeliveryError or TemporaryDeliveryError."""
+    Raises PermanentDeliveryError or TemporaryDeliveryError. The error text never carries
+    the SMTP URL's credentials."""
     url = urlsplit(smtp_url)
     if url.scheme not in ("smtp", "smtps") or not url.hostname:
         raise PermanentDeliveryError(f"invalid SMTP URL scheme {url.scheme!r}")
@@ -52,7 +69,10 @@ def send_smtp(smtp_url: str, message: EmailMessage) -> None:
                 client.starttls(context=ssl.create_default_context())
             if url.username:
                 client.login(unquote(url.username), unquote(url.password or ""))
-            client.send_message(message)
+            if data is None:
+                client.send_message(message, from_addr=envelope_from)
+            else:
+                client.sendmail(envelope_from or parseaddr(str(message["From"]))[1], [str(message["To"])], data)
     except smtplib.SMTPRecipientsRefused as exc:
         codes = [code for code, _msg in exc.recipients.values()]
         error = "; ".join(f"{code} {_text(msg)}" for code, msg in exc.recipients.values())
@@ -64,8 +84,10 @@ def send_smtp(smtp_url: str, message: EmailMessage) -> None:
         if exc.smtp_code >= 500:
             raise PermanentDeliveryError(error) from exc
         raise TemporaryDeliveryError(error) from exc
+    except smtplib.SMTPAuthenticationError as exc:  # pragma: no cover - a response exception above
+        raise TemporaryDeliveryError(f"authentication failed ({exc.smtp_code})") from exc
     except (smtplib.SMTPException, OSError) as exc:  # refused, timed out, disconnected, TLS
-        raise TemporaryDeliveryError(f"{type(exc).__name__}: {exc}") from exc
+        raise TemporaryDeliveryError(f"{type(exc).__name__}: {exc}"[:500]) from exc
 
 
 def _text(value) -> str:
@@ -76,85 +98,201 @@ def _domain(mail_from: str) -> str:
     return mail_from.rsplit("@", 1)[-1] if "@" in mail_from else "balcao.localhost"
 
 
+def backoff_seconds(config, attempts: int) -> float:
+    """Delay before attempt `attempts + 1`: base * 2**(attempts - 1), capped at one hour."""
+    return min(config.smtp_retry_base_seconds * 2 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite gives naive datetimes back (stored as UTC)."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def _decoded(address_header: str) -> str:
+    """An address header as a mail client shows it (RFC 2047 words decoded)."""
+    message = EmailMessage()
+    message["From"] = address_header
+    return str(message["From"])
+
+
+# ------------------------------------------------------------------ one attempt
+
+def _claim(db, delivery_id, *, status: str, attempts: int) -> bool:
+    """Take the next attempt of a delivery, in its own committed transaction: attempts + 1
+    and a lease. Only succeeds if nobody changed the row since it was read as
+    (status, attempts): two workers never both win."""
+    with db.begin() as session:
+        result = session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id, Delivery.status == status, Delivery.attempts == attempts)
+            .values(attempts=attempts + 1, next_attempt_at=utcnow() + timedelta(seconds=SEND_LEASE_SECONDS))
+            .execution_options(synchronize_session=False))
+        return result.rowcount == 1
+
+
+def _read_private_key(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def _message_of(delivery: Delivery, config) -> tuple[EmailMessage, bytes | None]:
+    message = build_message(from_=delivery.from_header, to=delivery.recipient, subject=delivery.subject,
+                            date=delivery.date_header, message_id=delivery.message_id, text=delivery.text_body,
+                            html=delivery.html_body, reply_to=config.mail_reply_to)
+    data = None
+    if config.dkim_selector and config.dkim_private_key_file:
+        data = message_bytes(message, dkim_selector=config.dkim_selector, dkim_domain=_domain(config.mail_from),
+                             dkim_private_key=_read_private_key(config.dkim_private_key_file))
+    return message, data
+
+
+def _send(delivery: Delivery, config) -> Exception | None:
+    """Send one claimed delivery. Returns the delivery error, or None when it went out."""
+    try:
+        message, data = _message_of(delivery, config)
+        if config.smtp_url:
+            send_smtp(config.smtp_url, message, data=data, envelope_from=config.mail_from)
+        # else: the dev mailbox — storing the delivery is the delivery.
+    except (PermanentDeliveryError, TemporaryDeliveryError) as exc:
+        return exc
+    return None
+
+
+def _record_outcome(session: Session, delivery_id, *, attempts: int, error: Exception | None, config) -> Delivery:
+    """Status of the attempt number `attempts` + its event, in the caller's transaction."""
+    delivery = session.get(Delivery, delivery_id, populate_existing=True)
+    key, now = delivery.idempotency_key, utcnow()
+    if error is None:
+        delivery.status, delivery.last_error, delivery.sent_at, delivery.next_attempt_at = "sent", None, now, None
+        session.flush()
+        record_event(session, outbox, "notification.sent", {
+            "idempotency_key": key, "reference": delivery.reference, "message_id": delivery.message_id,
+            "sent_at": now.isoformat(),
+        })
+        log.info("e-mail %s (%s) sent as %s (attempt %d)", key, delivery.template, delivery.message_id, attempts)
+        return delivery
+    permanent = isinstance(error, PermanentDeliveryError) or attempts >= config.smtp_max_attempts
+    delivery.last_error = str(error)[:1000] or type(error).__name__
+    if permanent:
+        delivery.status, delivery.next_attempt_at = "failed", None
+        log.warning("e-mail %s (%s) failed for good after %d attempt(s): %s", key, delivery.template, attempts,
+                    delivery.last_error)
+    else:
+        delivery.status = "retrying"
+        delivery.next_attempt_at = now + timedelta(seconds=backoff_seconds(config, attempts))
+        log.warning("e-mail %s (%s) attempt %d failed, next attempt at %s: %s", key, delivery.template, attempts,
+                    delivery.next_attempt_at.isoformat(), delivery.last_error)
+    session.flush()
+    record_event(session, outbox, "notification.failed", {
+        "idempotency_key": key, "reference": delivery.reference, "error": delivery.last_error[:500],
+        "failed_at": now.isoformat(), "permanent": permanent,
+    })
+    return delivery
+
+
+# ------------------------------------------------------------------ the consumer's entry point
+
 def deliver_email(session: Session, *, request: dict, config, keyring) -> Delivery:
     """Render and send the e-mail of a `notification.email_requested` payload, at most once
-    per idempotency key. Returns its Delivery.
+    per idempotency key. Returns its Delivery. Never raises for an SMTP failure:
 
-    Sent → status "sent" + `notification.sent`. Refused for good → status "failed" +
-    `notification.failed` (returns normally). Temporary failure → the attempt is recorded
-    (in its own transaction) and TemporaryDeliveryError is raised so the consumer retries."""
+    sent → "sent" + `notification.sent`; refused for good (5xx) → "failed" +
+    `notification.failed` (permanent); temporary failure (refused connection, timeout, 4xx)
+    → "retrying" with the next attempt scheduled (`retry_due_deliveries` makes it) +
+    `notification.failed` (not permanent), or "failed" (permanent) once
+    `config.smtp_max_attempts` attempts were made."""
     request = EmailRequested().load(dict(request))
     key = request["idempotency_key"]
+    db = database("notifier", config)
     existing = session.execute(select(Delivery).where(Delivery.idempotency_key == key)).scalar_one_or_none()
-    if existing is not None and existing.status != "queued":
-        return existing  # already sent or refused for good: never send twice
+    if existing is None:
+        existing = _create(db, request, config=config, keyring=keyring)
+        if existing is None:  # another worker created it a moment ago and owns its first attempt
+            return session.execute(select(Delivery).where(Delivery.idempotency_key == key)).scalar_one()
+        attempts = existing.attempts
+    else:
+        # Seen before: sent, failed, waiting for its retry, or an attempt under way (its lease
+        # running). Only a "queued" delivery whose lease ran out (the process died mid-send)
+        # is attempted again here; everything else is the retry loop's business.
+        lease = _aware(existing.next_attempt_at)
+        if existing.status != "queued" or (lease is not None and lease > utcnow()):
+            return existing
+        if not _claim(db, existing.id, status="queued", attempts=existing.attempts):
+            return existing
+        attempts = existing.attempts + 1
+    delivery = session.get(Delivery, existing.id, populate_existing=True)
+    error = _send(delivery, config)
+    return _record_outcome(session, delivery.id, attempts=attempts, error=error, config=config)
 
+
+def _create(db, request: dict, *, config, keyring) -> Delivery | None:
+    """Render the e-mail and commit it as "queued" with its first attempt claimed.
+    None when another worker created the same delivery first."""
     context = {**request["context"], **keyring.unseal(request["sealed"])}
     subject, text, html = render_email(request["template"], context)
-    values = dict(
-        idempotency_key=key, reference=request["reference"], template=request["template"],
-        recipient=request["recipient"], subject=subject, text_body=text, html_body=html,
-        date_header=formatdate(localtime=False, usegmt=True),
-        # Stable across retries: a receiving server can spot a duplicate.
-        message_id=existing.message_id if existing else make_msgid(domain=_domain(config.mail_from)),
-        attempts=(existing.attempts if existing else 0) + 1,
+    delivery = Delivery(
+        id=uuid.uuid4(), idempotency_key=request["idempotency_key"], reference=request["reference"],
+        template=request["template"], recipient=request["recipient"], subject=subject, text_body=text,
+        html_body=html, date_header=formatdate(localtime=False, usegmt=True),
+        # Stable across attempts: a receiving server can spot a duplicate.
+        message_id=make_msgid(domain=_domain(config.mail_from)),
+        from_header=_decoded(from_header(request["context"].get("firm_name"), config.mail_from)),
+        status="queued", attempts=1, last_error=None, created_at=utcnow(),
+        next_attempt_at=utcnow() + timedelta(seconds=SEND_LEASE_SECONDS),
     )
-    message = build_message(from_=from_header(request["context"].get("firm_name"), config.mail_from), to=values["recipient"], subject=subject,
-                            date=values["date_header"], message_id=values["message_id"], text=text, html=html)
-    values["from_header"] = str(message["From"])  # decoded, as a mail client shows it
     try:
-        if config.smtp_url:
-            send_smtp(config.smtp_url, message)
-        # else: the dev mailbox — storing the delivery is the delivery.
-    except PermanentDeliveryError as exc:
-        delivery = _save(session, existing, values, status="failed", last_error=str(exc)[:1000])
-        log.warning("e-mail %s (%s) refused for good: %s", key, request["template"], exc)
-        record_event(session, outbox, "notification.failed", {
-            "idempotency_key": key, "reference": delivery.reference, "error": str(exc)[:500] or "refused",
-            "failed_at": utcnow().isoformat(), "permanent": True,
-        })
-        return delivery
-    except TemporaryDeliveryError as exc:
-        log.warning("e-mail %s (%s) attempt %d failed, will retry: %s", key, request["template"],
-                    values["attempts"], exc)
-        _remember_attempt(session, values, error=str(exc)[:1000])
-        raise
-
-    delivery = _save(session, existing, values, status="sent", last_error=None)
-    delivery.sent_at = utcnow()
-    session.flush()
-    record_event(session, outbox, "notification.sent", {
-        "idempotency_key": key, "reference": delivery.reference, "message_id": delivery.message_id,
-        "sent_at": delivery.sent_at.isoformat(),
-    })
-    log.info("e-mail %s (%s) sent as %s", key, request["template"], delivery.message_id)
+        with db.begin() as own:
+            own.add(delivery)
+    except IntegrityError:
+        return None
     return delivery
 
 
-def _save(session: Session, existing: Delivery | None, values: dict, *, status: str,
-          last_error: str | None) -> Delivery:
-    delivery = existing or Delivery(id=uuid.uuid4(), created_at=utcnow())
-    for name, value in values.items():
-        setattr(delivery, name, value)
-    delivery.status, delivery.last_error = status, last_error
-    if existing is None:
-        session.add(delivery)
-    session.flush()
-    return delivery
+# ------------------------------------------------------------------ the retry loop
 
-
-def _remember_attempt(session: Session, values: dict, *, error: str) -> None:
-    """Record a failed attempt in its own short transaction: the caller's transaction is
-    about to roll back (so the message is retried), the attempt count must survive it."""
-    try:
-        with Session(bind=session.get_bind()) as other, other.begin():
-            row = other.execute(select(Delivery).where(
-                Delivery.idempotency_key == values["idempotency_key"])).scalar_one_or_none()
+def _due(db, now: datetime):
+    """The oldest due delivery (a retry whose time came, or an attempt whose lease ran out),
+    claimed for this worker; None when there is none."""
+    while True:
+        with db.begin() as session:
+            stmt = (select(Delivery.id, Delivery.status, Delivery.attempts)
+                    .where(Delivery.status.in_(("retrying", "queued")), Delivery.next_attempt_at <= now)
+                    .order_by(Delivery.next_attempt_at, Delivery.id).limit(1))
+            if not db.is_sqlite:
+                stmt = stmt.with_for_update(skip_locked=True)
+            row = session.execute(stmt).first()
             if row is None:
-                row = Delivery(id=uuid.uuid4(), created_at=utcnow(), status="queued", **values)
-                other.add(row)
-            elif row.status == "queued":
-                row.attempts = values["attempts"]
-            row.last_error = error
-    except Exception:  # never hide the delivery error behind a bookkeeping one
-        log.exception("could not record the failed attempt of %s", values["idempotency_key"])
+                return None
+            claimed = session.execute(
+                update(Delivery)
+                .where(Delivery.id == row.id, Delivery.status == row.status, Delivery.attempts == row.attempts)
+                .values(attempts=row.attempts + 1,
+                        next_attempt_at=utcnow() + timedelta(seconds=SEND_LEASE_SECONDS))
+                .execution_options(synchronize_session=False)).rowcount == 1
+        if claimed:
+            return row.id, row.attempts + 1
+        # another worker took it between our read and our update: look for the next one
+
+
+def retry_due_deliveries(config) -> int:
+    """Attempt again every delivery due for it (status "retrying" with `next_attempt_at` in
+    the past, or "queued" whose attempt lease ran out). Safe to run in several processes at
+    once: each delivery is claimed by one of them (SKIP LOCKED on PostgreSQL, a conditional
+    update everywhere). Returns how many deliveries were attempted."""
+    db = database("notifier", config)
+    now = utcnow()
+    done = 0
+    while done < RETRY_BATCH:
+        claimed = _due(db, now)
+        if claimed is None:
+            break
+        delivery_id, attempts = claimed
+        with db.begin() as session:
+            delivery = session.get(Delivery, delivery_id)
+        error = _send(delivery, config)
+        with db.begin() as session:
+            _record_outcome(session, delivery_id, attempts=attempts, error=error, config=config)
+        done += 1
+    return done

@@ -25,7 +25,7 @@ from services.notifier import consumers, models
 from services.notifier.app import create_app
 from services.notifier.models import Delivery
 from services.notifier.rendering import linkify, render_email
-from services.notifier.services import TemporaryDeliveryError, deliver_email
+from services.notifier.services import deliver_email
 
 LINK = "http://balcao.test/convite/abcDEF123_-tokenvalue&x=1"
 
@@ -217,38 +217,6 @@ def test_permanent_failure_marks_failed(config, db, keyring):
     assert outbox_events(db, "notification.sent") == []
 
 
-def test_temporary_failure_raises_counts_attempts_and_keeps_the_message_id(config, db, keyring):
-    request = invitation_request(keyring)
-    down = dataclasses.replace(config, smtp_url=f"smtp://127.0.0.1:{free_port()}")  # nothing listens
-    handler = consumers.HANDLERS["notification.email_requested"]
-    envelope = make_envelope("notification.email_requested", request, correlation_id="t")
-    for _ in range(2):
-        with pytest.raises(TemporaryDeliveryError):
-            handle_message(db, models.processed, "notifier", handler, envelope, config=down)
-    [delivery] = deliveries(db)
-    assert (delivery.status, delivery.attempts, delivery.sent_at) == ("queued", 2, None)
-    assert delivery.last_error
-    assert outbox_events(db, "notification.sent") == outbox_events(db, "notification.failed") == []
-
-    collector = Collector()
-    with smtp_server(collector) as url:  # the server is back: the retry goes through
-        outcome, _ = handle_message(db, models.processed, "notifier", handler, envelope,
-                                    config=dataclasses.replace(config, smtp_url=url))
-    assert outcome == Outcome.HANDLED
-    [delivery] = deliveries(db)
-    assert (delivery.status, delivery.attempts) == ("sent", 3)
-    message = email.message_from_bytes(collector.envelopes[0].original_content, policy=email.policy.default)
-    assert message["Message-ID"] == delivery.message_id
-
-
-def test_4xx_answer_is_temporary(config, db, keyring):
-    with smtp_server(DeferData()) as url:
-        with pytest.raises(TemporaryDeliveryError):
-            deliver(dataclasses.replace(config, smtp_url=url), db, invitation_request(keyring))
-    [delivery] = deliveries(db)
-    assert delivery.status == "queued" and "451" in delivery.last_error
-
-
 def test_handlers_match_the_catalogue():
     from services.common.events import consumed_by
     assert set(consumers.HANDLERS) == consumed_by("notifier")
@@ -362,9 +330,9 @@ def test_no_link_sealed_value_or_body_in_logs(config, db, keyring, caplog):
     caplog.set_level(logging.DEBUG)
     request = invitation_request(keyring)
     deliver(config, db, request)
-    with pytest.raises(TemporaryDeliveryError):
-        deliver(dataclasses.replace(config, smtp_url=f"smtp://127.0.0.1:{free_port()}"), db,
-                invitation_request(keyring))
+    retrying = deliver(dataclasses.replace(config, smtp_url=f"smtp://127.0.0.1:{free_port()}"), db,
+                       invitation_request(keyring))
+    assert retrying.status == "retrying"
     logged = "\n".join(r.getMessage() for r in caplog.records)
-    assert "sent as" in logged and "will retry" in logged
+    assert "sent as" in logged and "next attempt at" in logged
     assert "/convite/" not in logged and request["sealed"] not in logged and "Registre agora" not in logged
