@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-from sqlalchemy import DateTime, ForeignKey, MetaData, String, Uuid
+from sqlalchemy import Column, DateTime, Float, ForeignKey, Integer, MetaData, String, Table, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.messaging import outbox_tables
@@ -31,6 +31,16 @@ class Identity(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     password_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # TOTP second factor: the base32 secret once confirmed; the one being enrolled; the last
+    # accepted time step (a code is never accepted twice).
+    mfa_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    mfa_pending_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    mfa_enabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    mfa_last_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    @property
+    def mfa_enabled(self) -> bool:
+        return bool(self.mfa_secret)
 
     def __repr__(self) -> str:
         return f"<Identity {self.id}>"
@@ -49,5 +59,46 @@ class PasswordResetToken(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
+
+class RecoveryCode(Base):
+    """A single-use MFA recovery code; only its SHA-256 hash is stored."""
+
+    __tablename__ = "mfa_recovery_codes"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    identity_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("identities.id", ondelete="CASCADE"),
+                                                   index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AuthSession(Base):
+    """One login session (the JWT's `sid`). Ended sessions stay, with when and why."""
+
+    __tablename__ = "auth_sessions"
+
+    sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    identity_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("identities.id", ondelete="CASCADE"),
+                                                   index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # absolute expiry
+    idle_timeout_minutes: Mapped[int] = mapped_column(Integer)
+    user_agent: Mapped[str] = mapped_column(String(500), default="")
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ended_reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
+
+
+# Failed-attempt counters, account locks and rate-limit windows (the embedded store of
+# throttle.DatabaseStore; Redis replaces it when configured). Times are epoch seconds.
+counters = Table(
+    "auth_counters", metadata,
+    Column("key", String(255), primary_key=True),
+    Column("count", Integer, nullable=False, default=0),
+    Column("expires_at", Float, nullable=False, index=True),
+    Column("locked_until", Float, nullable=True),
+    Column("level", Integer, nullable=False, default=0),
+)
 
 outbox, processed = outbox_tables(metadata)

@@ -3,12 +3,13 @@ normalized e-mail; reset tokens only by the hash of the raw token."""
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .models import Identity, PasswordResetToken
+from . import clock
+from .models import AuthSession, Identity, PasswordResetToken, RecoveryCode
 
 
 def normalize_email(email: str | None) -> str:
@@ -39,6 +40,65 @@ def reset_token_by_raw(session: Session, raw_token: str) -> PasswordResetToken |
     if row is None or row.used_at is not None:
         return None
     expires_at = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=timezone.utc)
-    if expires_at <= datetime.now(timezone.utc):
+    if expires_at <= clock.now():
         return None
     return row
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def session_is_live(row: AuthSession | None, now: datetime) -> bool:
+    """Not ended, not past its absolute expiry, not idle for longer than its idle timeout."""
+    if row is None or row.ended_at is not None:
+        return False
+    if _aware(row.expires_at) <= now:
+        return False
+    return _aware(row.last_seen_at) + timedelta(minutes=row.idle_timeout_minutes) > now
+
+
+def active_sessions(session: Session, *, identity_id, now: datetime) -> list[AuthSession]:
+    """The identity's live sessions, most recently seen first (one query)."""
+    rows = session.scalars(select(AuthSession)
+                           .where(AuthSession.identity_id == identity_id, AuthSession.ended_at.is_(None),
+                                  AuthSession.expires_at > now)
+                           .order_by(AuthSession.last_seen_at.desc())).all()
+    return [r for r in rows if session_is_live(r, now)]
+
+
+def device_label(user_agent: str) -> str:
+    """A browser and system in plain words, from a User-Agent header."""
+    ua = user_agent or ""
+    if "Edg/" in ua:
+        browser = "Edge"
+    elif "OPR/" in ua or "Opera" in ua:
+        browser = "Opera"
+    elif "Firefox/" in ua:
+        browser = "Firefox"
+    elif "Chrome/" in ua or "Chromium/" in ua:
+        browser = "Chrome"
+    elif "Safari/" in ua:
+        browser = "Safari"
+    else:
+        browser = None
+    if "iPhone" in ua or "iPad" in ua:
+        system = "iPhone/iPad"
+    elif "Android" in ua:
+        system = "Android"
+    elif "Windows" in ua:
+        system = "Windows"
+    elif "Mac OS X" in ua or "Macintosh" in ua:
+        system = "macOS"
+    elif "Linux" in ua:
+        system = "Linux"
+    else:
+        system = None
+    if browser and system:
+        return f"{browser} — {system}"
+    return browser or system or ""
+
+
+def remaining_recovery_codes(session: Session, *, identity_id) -> int:
+    return session.scalar(select(func.count()).select_from(RecoveryCode)
+                          .where(RecoveryCode.identity_id == identity_id, RecoveryCode.used_at.is_(None)))

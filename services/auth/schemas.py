@@ -122,3 +122,25 @@ def form_errors(exc: ValidationError) -> dict[str, list[str]]:
     """marshmallow errors as {field: [pt-BR message, ...]} for the form macros."""
     messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
     return {k: [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in messages.items()}
+
+
+class ChangePasswordSchema(FormSchema):
+    NOT_STRIPPED = ("current_password", "password", "password_confirmation")
+    current_password = _password()
+    password = _password()
+    password_confirmation = _password()
+
+
+class PasswordConfirmSchema(FormSchema):
+    password = _password()
+
+
+class CodeSchema(FormSchema):
+    code = fields.String(required=True, error_messages=_required(),
+                         validate=[validate.Length(min=1, error=_l("Preencha este campo.")),
+                                   validate.Length(max=40, error=_l("Código inválido."))])
+
+
+class RenewSchema(NextMixin):
+    class Meta:
+        unknown = EXCLUDE

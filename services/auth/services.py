@@ -13,14 +13,15 @@ from datetime import datetime, timedelta, timezone
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask_babel import gettext as _
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from services.common.messaging import record_event
 
-from .models import Identity, PasswordResetToken, outbox
+from . import clock
+from .models import AuthSession, Identity, PasswordResetToken, RecoveryCode, outbox
 from .queries import identity_by_email, normalize_email, reset_token_by_raw, token_hash
 
 # OWASP password storage cheat sheet: argon2id, m=19 MiB, t=2, p=1.
@@ -57,7 +58,7 @@ class InvalidResetToken(Exception):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return clock.now()
 
 
 def password_problems(password: str, *, email: str) -> list[str]:
@@ -130,6 +131,11 @@ def authenticate(session: Session, *, email: str, password: str) -> Identity | N
     return identity
 
 
+def emit_link_verified(session: Session, *, ticket: dict, identity: Identity) -> None:
+    """Emit `link.verified` for an identity whose password (and second factor) were checked."""
+    _emit_link_verified(session, ticket=ticket, identity=identity)
+
+
 def _emit_link_verified(session: Session, *, ticket: dict, identity: Identity) -> None:
     record_event(session, outbox, "link.verified", {
         "invitation_id": str(ticket["inv"]), "identity_id": str(identity.id), "email": identity.email})
@@ -163,6 +169,10 @@ def request_password_reset(session: Session, *, email: str, keyring, public_url:
     e-mail the (sealed) link. For an unknown e-mail do nothing."""
     identity = identity_by_email(session, email)
     if identity is None:
+        # Comparable work for an unknown e-mail (token, hash, sealing), so timing reveals nothing.
+        raw_token = secrets.token_urlsafe(32)
+        token_hash(raw_token)
+        keyring.seal({"link": f"{public_url.rstrip('/')}/auth/redefinir-senha/{raw_token}"})
         return
     now = utcnow()
     session.execute(update(PasswordResetToken)
@@ -184,7 +194,8 @@ def request_password_reset(session: Session, *, email: str, keyring, public_url:
     })
 
 
-def reset_password(session: Session, *, raw_token: str, password: str, password_confirmation: str) -> Identity:
+def reset_password(session: Session, *, raw_token: str, password: str, password_confirmation: str,
+                   keyring=None, public_url: str = "") -> Identity:
     """Set a new password with a reset token: single use, expiring.
 
     Raises InvalidResetToken or PasswordPolicyError (the token then stays usable).
@@ -210,4 +221,241 @@ def reset_password(session: Session, *, raw_token: str, password: str, password_
                     .execution_options(synchronize_session=False))
     identity.password_hash = hash_password(password)
     identity.password_changed_at = now
+    # A reset ends every session (the MFA secret stays: the next login still asks for the code).
+    end_sessions(session, identity_id=identity.id, reason="password_reset")
+    if keyring is not None:
+        _notice(session, identity, "password_changed", {"name": identity.name, "changed_at": _iso(now)},
+                keyring=keyring, public_url=public_url, key=f"password_changed:{row.id}")
     return identity
+
+
+# --------------------------------------------------------------------------- notices
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _notice(session: Session, identity: Identity, template: str, context: dict, *, keyring, public_url: str,
+            key: str, link: str | None = None) -> None:
+    """Ask the notifier for a security e-mail to the identity; the link travels sealed."""
+    link = link or f"{public_url.rstrip('/')}/auth/esqueci-senha"
+    record_event(session, outbox, "notification.email_requested", {
+        "template": template,
+        "recipient": identity.email,
+        "locale": "pt_BR",
+        "context": context,
+        "sealed": keyring.seal({"link": link}),
+        "idempotency_key": key,
+        "reference": f"{template}:{identity.id}",
+    })
+
+
+def notify_account_locked(session: Session, *, email: str, locked_until: datetime, keyring,
+                          public_url: str) -> bool:
+    """E-mail the owner of `email` (if any) that the account is locked. True when sent."""
+    identity = identity_by_email(session, email)
+    if identity is None:
+        return False
+    _notice(session, identity, "account_locked", {"name": identity.name, "locked_until": _iso(locked_until)},
+            keyring=keyring, public_url=public_url, key=f"account_locked:{identity.id}:{int(locked_until.timestamp())}")
+    return True
+
+
+def notify_firm_linked(session: Session, *, identity_id, firm_id, firm_name: str, linked_at: datetime, keyring,
+                       public_url: str) -> bool:
+    """"Sua conta foi vinculada a …" with a link to report it was not them. False: unknown identity."""
+    identity = session.get(Identity, uuid.UUID(str(identity_id)))
+    if identity is None:
+        return False
+    _notice(session, identity, "firm_linked",
+            {"name": identity.name, "firm_name": firm_name, "linked_at": _iso(linked_at)},
+            keyring=keyring, public_url=public_url, key=f"firm_linked:{identity.id}:{firm_id}",
+            link=f"{public_url.rstrip('/')}/auth/minha-conta/nao-fui-eu")
+    return True
+
+
+# --------------------------------------------------------------------------- sessions
+
+class WrongPassword(Exception):
+    """The current password given to confirm a sensitive change is not the right one."""
+
+
+def start_session(session: Session, *, identity_id, user_agent: str, ip: str, idle_minutes: int,
+                  absolute_hours: int) -> AuthSession:
+    """A new session (new random sid) for the identity."""
+    now = utcnow()
+    row = AuthSession(sid=secrets.token_urlsafe(24), identity_id=identity_id, created_at=now, last_seen_at=now,
+                      expires_at=now + timedelta(hours=absolute_hours), idle_timeout_minutes=idle_minutes,
+                      user_agent=(user_agent or "")[:500], ip=(ip or "")[:64])
+    session.add(row)
+    session.flush()
+    return row
+
+
+def touch_session(session: Session, *, sid: str | None, identity_id) -> AuthSession | None:
+    """The live session `sid` of the identity, its last_seen_at now; None when it is not live
+    (a session found idle or expired is ended with that reason)."""
+    from .queries import session_is_live
+    if not sid:
+        return None
+    row = session.get(AuthSession, sid, with_for_update=not session.bind.dialect.name == "sqlite")
+    if row is None or str(row.identity_id) != str(identity_id) or row.ended_at is not None:
+        return None
+    now = utcnow()
+    if not session_is_live(row, now):
+        row.ended_at = now
+        expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=timezone.utc)
+        row.ended_reason = "expired" if expires <= now else "idle"
+        return None
+    row.last_seen_at = now
+    return row
+
+
+def end_sessions(session: Session, *, identity_id, reason: str, sids: list[str] | None = None,
+                 except_sid: str | None = None) -> list[str]:
+    """End the identity's open sessions (only `sids` when given; never `except_sid`).
+    Returns the ended sids. The proposed `session.ended` event would carry them."""
+    stmt = select(AuthSession.sid).where(AuthSession.identity_id == identity_id, AuthSession.ended_at.is_(None))
+    if sids is not None:
+        stmt = stmt.where(AuthSession.sid.in_(sids))
+    if except_sid:
+        stmt = stmt.where(AuthSession.sid != except_sid)
+    ended = list(session.scalars(stmt).all())
+    if ended:
+        session.execute(update(AuthSession).where(AuthSession.sid.in_(ended))
+                        .values(ended_at=utcnow(), ended_reason=reason)
+                        .execution_options(synchronize_session=False))
+    return ended
+
+
+def _check_current_password(identity: Identity, password: str) -> None:
+    try:
+        PASSWORD_HASHER.verify(identity.password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        raise WrongPassword() from None
+
+
+def change_password(session: Session, *, identity_id, current_password: str, password: str,
+                    password_confirmation: str, keyring, public_url: str) -> Identity:
+    """Change the password (the current one required) and end EVERY session of the identity:
+    the caller starts a new one for this browser. Raises WrongPassword or PasswordPolicyError."""
+    identity = session.get(Identity, identity_id)
+    _check_current_password(identity, current_password)
+    check_password_policy(password, email=identity.email, confirmation=password_confirmation)
+    now = utcnow()
+    identity.password_hash = hash_password(password)
+    identity.password_changed_at = now
+    end_sessions(session, identity_id=identity.id, reason="password_changed")
+    _notice(session, identity, "password_changed", {"name": identity.name, "changed_at": _iso(now)},
+            keyring=keyring, public_url=public_url, key=f"password_changed:{identity.id}:{int(now.timestamp())}")
+    return identity
+
+
+# --------------------------------------------------------------------------- second factor (TOTP)
+
+RECOVERY_CODES = 10
+MFA_ISSUER = "Balcão"
+
+
+class InvalidCode(Exception):
+    """The verification code is wrong, expired or already used."""
+
+
+def _normalize_code(code: str) -> str:
+    return "".join(ch for ch in (code or "") if ch.isalnum()).lower()
+
+
+def begin_mfa_enrollment(session: Session, *, identity_id, password: str) -> str:
+    """After re-entering the password: a new pending TOTP secret (base32). Raises WrongPassword."""
+    import pyotp
+    identity = session.get(Identity, identity_id)
+    _check_current_password(identity, password)
+    identity.mfa_pending_secret = pyotp.random_base32()
+    return identity.mfa_pending_secret
+
+
+def mfa_provisioning_uri(identity: Identity) -> str:
+    import pyotp
+    return pyotp.TOTP(identity.mfa_pending_secret).provisioning_uri(name=identity.email, issuer_name=MFA_ISSUER)
+
+
+def _totp_step(secret: str, code: str) -> int | None:
+    """The time step `code` belongs to (current ±1), or None."""
+    import pyotp
+    if not (code.isdigit() and len(code) == 6):
+        return None
+    totp = pyotp.TOTP(secret)
+    now = utcnow()
+    for drift in (0, -1, 1):
+        at = now + timedelta(seconds=30 * drift)
+        if secrets.compare_digest(totp.at(at), code):
+            return totp.timecode(at)
+    return None
+
+
+def confirm_mfa_enrollment(session: Session, *, identity_id, code: str, keyring, public_url: str) -> list[str]:
+    """Enable TOTP with a first code from the app; returns the 10 recovery codes (shown once)."""
+    identity = session.get(Identity, identity_id)
+    if not identity.mfa_pending_secret:
+        raise InvalidCode()
+    step = _totp_step(identity.mfa_pending_secret, _normalize_code(code))
+    if step is None:
+        raise InvalidCode()
+    identity.mfa_secret, identity.mfa_pending_secret = identity.mfa_pending_secret, None
+    identity.mfa_enabled_at, identity.mfa_last_step = utcnow(), step
+    codes = _new_recovery_codes(session, identity)
+    _notice(session, identity, "mfa_changed", {"name": identity.name, "change": "enabled"},
+            keyring=keyring, public_url=public_url, key=f"mfa_changed:{identity.id}:enabled:{step}")
+    return codes
+
+
+def _new_recovery_codes(session: Session, identity: Identity) -> list[str]:
+    from sqlalchemy import delete
+    session.execute(delete(RecoveryCode).where(RecoveryCode.identity_id == identity.id))
+    codes = []
+    for _i in range(RECOVERY_CODES):
+        raw = secrets.token_hex(5)  # 10 hex characters, shown as xxxxx-xxxxx
+        codes.append(f"{raw[:5]}-{raw[5:]}")
+        session.add(RecoveryCode(id=uuid.uuid4(), identity_id=identity.id, code_hash=token_hash(raw)))
+    return codes
+
+
+def disable_mfa(session: Session, *, identity_id, password: str, keyring, public_url: str) -> None:
+    """Remove TOTP and the recovery codes, after re-entering the password. Raises WrongPassword."""
+    from sqlalchemy import delete
+    identity = session.get(Identity, identity_id)
+    _check_current_password(identity, password)
+    identity.mfa_secret = identity.mfa_pending_secret = None
+    identity.mfa_enabled_at = identity.mfa_last_step = None
+    session.execute(delete(RecoveryCode).where(RecoveryCode.identity_id == identity.id))
+    now = utcnow()
+    _notice(session, identity, "mfa_changed", {"name": identity.name, "change": "disabled"},
+            keyring=keyring, public_url=public_url, key=f"mfa_changed:{identity.id}:disabled:{int(now.timestamp())}")
+
+
+def verify_second_factor(session: Session, *, identity_id, code: str) -> bool:
+    """A TOTP code (never the same time step twice) or an unused recovery code (then used up)."""
+    identity = session.get(Identity, identity_id, with_for_update=not session.bind.dialect.name == "sqlite")
+    if identity is None or not identity.mfa_secret:
+        return False
+    normalized = _normalize_code(code)
+    step = _totp_step(identity.mfa_secret, normalized)
+    if step is not None:
+        if identity.mfa_last_step is not None and step <= identity.mfa_last_step:
+            return False
+        identity.mfa_last_step = step
+        return True
+    if len(normalized) != 10:
+        return False
+    used = session.execute(update(RecoveryCode)
+                           .where(RecoveryCode.identity_id == identity.id,
+                                  RecoveryCode.code_hash == token_hash(normalized), RecoveryCode.used_at.is_(None))
+                           .values(used_at=utcnow()).execution_options(synchronize_session=False))
+    return used.rowcount == 1
+
+
+def _parse_time(value) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except (TypeError, ValueError):
+        return None

@@ -4,7 +4,10 @@ Parse (schemas) → call (services, inside `db().begin()`) → render/redirect. 
 """
 from __future__ import annotations
 
-from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request, session,
+import functools
+from urllib.parse import quote
+
+from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request, session,
                    url_for)
 from flask_babel import gettext as _
 from marshmallow import ValidationError
@@ -14,9 +17,11 @@ from services.common.sessions import (clear_session_cookie, current_identity, is
                                       set_session_cookie)
 from services.common.web import db, db_session
 
-from . import queries, services
-from .schemas import (ForgotPasswordSchema, InvitationLinkSchema, InvitationRegisterSchema, LoginSchema,
-                      LogoutSchema, ResetPasswordSchema, form_errors, load_ticket_claims, safe_next)
+from . import clock, queries, services
+from .schemas import (ChangePasswordSchema, CodeSchema, ForgotPasswordSchema, InvitationLinkSchema,
+                      InvitationRegisterSchema, LoginSchema, LogoutSchema, PasswordConfirmSchema,
+                      ResetPasswordSchema, form_errors, load_ticket_claims, safe_next)
+from .throttle import RATE_LIMITS
 
 bp = Blueprint("auth", __name__, url_prefix=PREFIXES["auth"])
 
@@ -33,12 +38,74 @@ def _no_referrer(response):
     return response
 
 
+def _public_url() -> str:
+    return current_app.config["BALCAO"].public_url
+
+
 def _signed_in(identity, target: str):
-    """A NEW session (new sid) for `identity`, then 303 to `target`."""
-    token = issue_session_token(_keyring(), identity_id=identity.id, email=identity.email, name=identity.name)
+    """A NEW session (new sid, recorded in auth_sessions) for `identity`, then 303 to `target`."""
+    with db().begin() as s:
+        row = services.start_session(s, identity_id=identity.id, user_agent=request.user_agent.string,
+                                     ip=_ip(), idle_minutes=current_app.config["AUTH_SESSION_IDLE_MINUTES"],
+                                     absolute_hours=current_app.config["AUTH_SESSION_ABSOLUTE_HOURS"])
+        sid = row.sid
+    token = issue_session_token(_keyring(), identity_id=identity.id, email=identity.email, name=identity.name,
+                                session_id=sid)
     response = redirect(target, code=303)
     set_session_cookie(response, token)
     return response
+
+
+# --------------------------------------------------------------------------- guessing: locks, rate limits
+
+def _store():
+    return current_app.extensions["balcao.auth.throttle"]
+
+
+def _ip() -> str:
+    return request.remote_addr or ""
+
+
+def _over_limit(name: str) -> bool:
+    limit, window = RATE_LIMITS[name]
+    return not _store().hit(name, _ip(), limit, window)
+
+
+def _too_many():
+    response = current_app.make_response((render_template("auth/too_many.html"), 429))
+    response.headers["Retry-After"] = "60"
+    return response
+
+
+def _locked_message() -> str:
+    return _("Conta bloqueada temporariamente por excesso de tentativas. "
+             "Tente novamente mais tarde ou redefina sua senha.")
+
+
+def _is_locked(email: str) -> bool:
+    return _store().locked_until(queries.normalize_email(email)) is not None
+
+
+def _record_failure(email: str) -> bool:
+    """Count a failed password/code for the account and the IP; True when the account is now locked.
+    The one failure that starts a lock e-mails the owner (if the e-mail has an account)."""
+    account = queries.normalize_email(email)
+    failure = _store().failure(account)
+    limit, window = RATE_LIMITS["failures"]
+    _store().hit("failures", _ip(), limit, window)
+    if failure.newly_locked:
+        from datetime import datetime, timezone
+        with db().begin() as s:
+            services.notify_account_locked(
+                s, email=account, locked_until=datetime.fromtimestamp(failure.locked_until, timezone.utc),
+                keyring=_keyring(), public_url=_public_url())
+    return failure.locked_until is not None
+
+
+def _ip_blocked() -> bool:
+    """Too many failed passwords/codes from this IP (any accounts) in the current window."""
+    limit, window = RATE_LIMITS["failures"]
+    return _store().count("failures", _ip(), window) >= limit
 
 
 # --------------------------------------------------------------------------- login / logout
@@ -48,23 +115,36 @@ def login():
     if request.method == "GET":
         return render_template("auth/login.html", email=request.args.get("email", ""),
                                next=safe_next(request.args.get("next")), errors={})
+    if _over_limit("login") or _ip_blocked():
+        return _too_many()
     form = request.form.to_dict()
     try:
         data = LoginSchema().load(form)
     except ValidationError as exc:
         return render_template("auth/login.html", email=form.get("email", ""),
                                next=safe_next(form.get("next")), errors=form_errors(exc)), 422
+    if _is_locked(data["email"]):  # same answer whether or not the e-mail has an account
+        return render_template("auth/login.html", email=data["email"], next=data["next"], errors={},
+                               failure=_locked_message()), 422
     with db().begin() as s:
         identity = services.authenticate(s, email=data["email"], password=data["password"])
     if identity is None:
+        failure = _locked_message() if _record_failure(data["email"]) else _("E-mail ou senha incorretos.")
         return render_template("auth/login.html", email=data["email"], next=data["next"], errors={},
-                               failure=_("E-mail ou senha incorretos.")), 422
+                               failure=failure), 422
+    _store().success(identity.email)
+    if identity.mfa_enabled:
+        return _ask_second_factor(identity, purpose="login", next_url=data["next"] or "/")
     return _signed_in(identity, data["next"] or "/")
 
 
 @bp.post("/sair")
 def logout():
     data = LogoutSchema().load(request.form.to_dict())
+    identity = current_identity()
+    if identity is not None and identity.session_id:
+        with db().begin() as s:
+            services.end_sessions(s, identity_id=identity.id, sids=[identity.session_id], reason="logout")
     response = redirect(data["next"] or url_for("auth.login"), code=303)
     clear_session_cookie(response)
     return response
@@ -106,6 +186,8 @@ def invitation_register():
     form = request.form.to_dict()
     raw = form.get("ticket", "")
     claims = _ticket_or_404(raw)
+    if _over_limit("register"):
+        return _too_many()
     try:
         data = InvitationRegisterSchema().load(form)
     except ValidationError as exc:
@@ -129,6 +211,8 @@ def invitation_link():
     form = request.form.to_dict()
     raw = form.get("ticket", "")
     claims = _ticket_or_404(raw)
+    if _over_limit("link") or _ip_blocked():
+        return _too_many()
     if not queries.email_has_identity(db_session(), claims["email"]):
         return redirect(url_for("auth.invitation", ticket=raw), code=303)
     try:
@@ -136,12 +220,82 @@ def invitation_link():
     except ValidationError as exc:
         return _invite_page("auth/invite_link.html", raw_ticket=raw, claims=claims,
                             errors=form_errors(exc), status=422)
-    with db().begin() as s:
-        identity = services.verify_link_request(s, ticket=claims, password=data["password"])
-    if identity is None:
+    if _is_locked(claims["email"]):
         return _invite_page("auth/invite_link.html", raw_ticket=raw, claims=claims, status=422,
-                            errors={"password": [_("Senha incorreta. Nenhuma conta foi vinculada.")]})
+                            errors={"password": [_locked_message()]})
+    with db().begin() as s:
+        identity = services.authenticate(s, email=claims["email"], password=data["password"])
+    if identity is None:
+        message = (_locked_message() if _record_failure(claims["email"])
+                   else _("Senha incorreta. Nenhuma conta foi vinculada."))
+        return _invite_page("auth/invite_link.html", raw_ticket=raw, claims=claims, status=422,
+                            errors={"password": [message]})
+    _store().success(identity.email)
+    if identity.mfa_enabled:  # linking a new firm asks for the second factor too
+        return _ask_second_factor(identity, purpose="link", next_url=f"/vinculando/{claims['inv']}", ticket=raw)
+    with db().begin() as s:
+        services.emit_link_verified(s, ticket=claims, identity=identity)
     return _signed_in(identity, f"/vinculando/{claims['inv']}")
+
+
+# --------------------------------------------------------------------------- second factor at login / link
+
+MFA_PENDING_SECONDS = 300
+
+
+def _ask_second_factor(identity, *, purpose: str, next_url: str, ticket: str | None = None):
+    """The password was right: remember that (signed browser session, 5 minutes) and ask the code."""
+    session["auth_mfa"] = {"identity": str(identity.id), "email": identity.email, "purpose": purpose,
+                           "next": next_url, "ticket": ticket, "until": clock.timestamp() + MFA_PENDING_SECONDS}
+    return redirect(url_for("auth.second_factor"), code=303)
+
+
+def _pending_second_factor() -> dict | None:
+    pending = session.get("auth_mfa")
+    if not isinstance(pending, dict) or pending.get("until", 0) < clock.timestamp():
+        return None
+    return pending
+
+
+@bp.route("/verificacao", methods=["GET", "POST"])
+def second_factor():
+    pending = _pending_second_factor()
+    if pending is None:
+        session.pop("auth_mfa", None)
+        return redirect(url_for("auth.login"), code=303)
+    if request.method == "GET":
+        return render_template("auth/second_factor.html", errors={}, purpose=pending["purpose"])
+    if _over_limit("mfa") or _ip_blocked():
+        return _too_many()
+    try:
+        data = CodeSchema().load(request.form.to_dict())
+    except ValidationError as exc:
+        return render_template("auth/second_factor.html", errors=form_errors(exc), purpose=pending["purpose"]), 422
+    if _is_locked(pending["email"]):
+        session.pop("auth_mfa", None)
+        return render_template("auth/second_factor.html", errors={"code": [_locked_message()]},
+                               purpose=pending["purpose"]), 422
+    claims = None
+    if pending["purpose"] == "link":
+        claims = _ticket_or_404(pending.get("ticket"))
+    with db().begin() as s:
+        ok = services.verify_second_factor(s, identity_id=_uuid(pending["identity"]), code=data["code"])
+        identity = s.get(services.Identity, _uuid(pending["identity"])) if ok else None
+        if identity is not None and claims is not None:
+            services.emit_link_verified(s, ticket=claims, identity=identity)
+    if identity is None:
+        message = (_locked_message() if _record_failure(pending["email"])
+                   else _("Código inválido. Confira o código no aplicativo e tente novamente."))
+        return render_template("auth/second_factor.html", errors={"code": [message]},
+                               purpose=pending["purpose"]), 422
+    _store().success(identity.email)
+    session.pop("auth_mfa", None)
+    return _signed_in(identity, pending["next"])
+
+
+def _uuid(value):
+    import uuid
+    return uuid.UUID(str(value))
 
 
 # --------------------------------------------------------------------------- password reset
@@ -154,6 +308,8 @@ def forgot_password():
             session["reset_next"] = next_url
         return render_template("auth/forgot.html", email=request.args.get("email", ""), next=next_url,
                                errors={}, sent=False)
+    if _over_limit("reset"):
+        return _too_many()
     form = request.form.to_dict()
     try:
         data = ForgotPasswordSchema().load(form)
@@ -185,13 +341,248 @@ def reset_password(token: str):
             (render_template("auth/reset.html", errors=form_errors(exc)), 422)))
     try:
         with db().begin() as s:
-            services.reset_password(s, raw_token=token, password=data["password"],
-                                    password_confirmation=data["password_confirmation"])
+            identity = services.reset_password(s, raw_token=token, password=data["password"],
+                                               password_confirmation=data["password_confirmation"],
+                                               keyring=_keyring(), public_url=_public_url())
     except services.InvalidResetToken:
         return _reset_invalid()
     except services.PasswordPolicyError as exc:
         return _no_referrer(current_app.make_response(
             (render_template("auth/reset.html", errors=exc.field_errors), 422)))
+    _store().success(identity.email)  # a reset ends a lock
     flash(_("Senha alterada. Agora use a nova senha."), "success")
     target = safe_next(session.pop("reset_next", None)) or url_for("auth.login")
-    return _no_referrer(redirect(target, code=303))
+    response = redirect(target, code=303)
+    clear_session_cookie(response)  # every session ended with the reset
+    return _no_referrer(response)
+
+
+# --------------------------------------------------------------------------- session renewal
+
+def _session_claims_ignoring_expiry() -> dict | None:
+    """The session cookie's claims if auth signed them, even when the token has expired: renewal
+    of a short-lived token is decided by the auth_sessions row, not by the token's exp."""
+    import jwt
+    from services.common.sessions import SESSION_AUDIENCE, cookie_name
+    token = request.cookies.get(cookie_name(current_app.config["BALCAO"].https))
+    if not token:
+        return None
+    key = _keyring()._load("auth.ed25519.pub.pem", False)
+    try:
+        return jwt.decode(token, key, algorithms=["EdDSA"], audience=SESSION_AUDIENCE, issuer="auth",
+                          options={"verify_exp": False, "require": ["iat", "iss", "aud", "sub"]})
+    except jwt.PyJWTError:
+        return None
+
+
+def _live_session(claims: dict | None):
+    """The live auth_sessions row for these claims (its last_seen_at now), or None."""
+    if not claims or not claims.get("sid"):
+        return None
+    try:
+        identity_id = _uuid(claims["sub"])
+    except ValueError:
+        return None
+    with db().begin() as s:
+        row = services.touch_session(s, sid=claims["sid"], identity_id=identity_id)
+        identity = s.get(services.Identity, identity_id) if row is not None else None
+    return identity
+
+
+def _to_login(next_url: str | None):
+    target = url_for("auth.login", next=next_url) if next_url else url_for("auth.login")
+    response = redirect(target, code=303)
+    clear_session_cookie(response)
+    return response
+
+
+@bp.get("/sessao/renovar")
+def renew_session():
+    next_url = safe_next(request.args.get("next")) or "/"
+    claims = _session_claims_ignoring_expiry()
+    identity = _live_session(claims)
+    if identity is None:
+        return _to_login(next_url)
+    token = issue_session_token(_keyring(), identity_id=identity.id, email=identity.email, name=identity.name,
+                                session_id=claims["sid"])
+    response = redirect(next_url, code=303)
+    set_session_cookie(response, token)
+    return response
+
+
+# --------------------------------------------------------------------------- Minha conta
+
+def requires_session(view):
+    """Minha conta pages: a live session (not ended, idle or expired), else the login page."""
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        identity = current_identity()
+        claims = {"sub": str(identity.id), "sid": identity.session_id} if identity else None
+        g.auth_identity = _live_session(claims)
+        if g.auth_identity is None:
+            return _to_login(request.full_path.rstrip("?") if request.method == "GET" else url_for("auth.account"))
+        g.auth_sid = identity.session_id
+        return view(*args, **kwargs)
+    return wrapper
+
+
+@bp.get("/minha-conta")
+@requires_session
+def account():
+    return redirect(url_for("auth.account_sessions"), code=303)
+
+
+@bp.get("/minha-conta/sessoes")
+@requires_session
+def account_sessions():
+    rows = queries.active_sessions(db_session(), identity_id=g.auth_identity.id, now=clock.now())
+    sessions = [{"sid": r.sid, "device": queries.device_label(r.user_agent), "ip": r.ip,
+                 "last_seen_at": r.last_seen_at, "current": r.sid == g.auth_sid} for r in rows]
+    return render_template("auth/account/sessions.html", sessions=sessions, section="sessions")
+
+
+@bp.post("/minha-conta/sessoes/<sid>/encerrar")
+@requires_session
+def account_end_session(sid: str):
+    with db().begin() as s:
+        ended = services.end_sessions(s, identity_id=g.auth_identity.id, sids=[sid[:64]], reason="ended_by_user")
+    if not ended:
+        abort(404)
+    if sid == g.auth_sid:
+        return _to_login(None)
+    flash(_("Sessão encerrada."), "success")
+    return redirect(url_for("auth.account_sessions"), code=303)
+
+
+@bp.post("/minha-conta/sessoes/encerrar-outras")
+@requires_session
+def account_end_other_sessions():
+    with db().begin() as s:
+        services.end_sessions(s, identity_id=g.auth_identity.id, except_sid=g.auth_sid, reason="ended_by_user")
+    flash(_("As outras sessões foram encerradas."), "success")
+    return redirect(url_for("auth.account_sessions"), code=303)
+
+
+@bp.route("/minha-conta/senha", methods=["GET", "POST"])
+@requires_session
+def account_password():
+    if request.method == "GET":
+        return render_template("auth/account/password.html", errors={}, section="password")
+    try:
+        data = ChangePasswordSchema().load(request.form.to_dict())
+    except ValidationError as exc:
+        return render_template("auth/account/password.html", errors=form_errors(exc), section="password"), 422
+    try:
+        with db().begin() as s:
+            identity = services.change_password(
+                s, identity_id=g.auth_identity.id, current_password=data["current_password"],
+                password=data["password"], password_confirmation=data["password_confirmation"],
+                keyring=_keyring(), public_url=_public_url())
+    except services.WrongPassword:
+        return render_template("auth/account/password.html", section="password",
+                               errors={"current_password": [_("Senha atual incorreta.")]}), 422
+    except services.PasswordPolicyError as exc:
+        return render_template("auth/account/password.html", errors=exc.field_errors, section="password"), 422
+    flash(_("Senha alterada. As outras sessões foram encerradas."), "success")
+    return _signed_in(identity, url_for("auth.account_sessions"))  # a new sid for this browser
+
+
+def _mfa_page(status: int = 200, **context):
+    identity = g.auth_identity
+    context.setdefault("errors", {})
+    remaining = (queries.remaining_recovery_codes(db_session(), identity_id=identity.id)
+                 if identity.mfa_enabled else 0)
+    return render_template("auth/account/mfa.html", identity=identity, remaining=remaining, section="mfa",
+                           **context), status
+
+
+def _qr_svg(uri: str) -> str:
+    import io
+
+    import segno
+    out = io.BytesIO()
+    segno.make(uri, error="m").save(out, kind="svg", scale=4, xmldecl=False, svgns=True,
+                                    title=_("QR Code para o aplicativo autenticador"))
+    return out.getvalue().decode()
+
+
+def _setup_page(identity, status: int = 200, errors=None):
+    from markupsafe import Markup
+    uri = services.mfa_provisioning_uri(identity)
+    return _mfa_page(status, setup=True, secret=identity.mfa_pending_secret, qr=Markup(_qr_svg(uri)),
+                     errors=errors or {})
+
+
+@bp.get("/minha-conta/verificacao-em-duas-etapas")
+@requires_session
+def account_mfa():
+    return _mfa_page()
+
+
+@bp.post("/minha-conta/verificacao-em-duas-etapas/ativar")
+@requires_session
+def account_mfa_begin():
+    if g.auth_identity.mfa_enabled:
+        return redirect(url_for("auth.account_mfa"), code=303)
+    try:
+        data = PasswordConfirmSchema().load(request.form.to_dict())
+        with db().begin() as s:
+            services.begin_mfa_enrollment(s, identity_id=g.auth_identity.id, password=data["password"])
+            identity = s.get(services.Identity, g.auth_identity.id)
+    except ValidationError as exc:
+        return _mfa_page(422, errors=form_errors(exc))
+    except services.WrongPassword:
+        return _mfa_page(422, errors={"password": [_("Senha incorreta.")]})
+    return _setup_page(identity)
+
+
+@bp.post("/minha-conta/verificacao-em-duas-etapas/confirmar")
+@requires_session
+def account_mfa_confirm():
+    identity = g.auth_identity
+    if identity.mfa_enabled or not identity.mfa_pending_secret:
+        return redirect(url_for("auth.account_mfa"), code=303)
+    try:
+        data = CodeSchema().load(request.form.to_dict())
+        with db().begin() as s:
+            codes = services.confirm_mfa_enrollment(s, identity_id=identity.id, code=data["code"],
+                                                    keyring=_keyring(), public_url=_public_url())
+    except ValidationError as exc:
+        return _setup_page(identity, 422, form_errors(exc))
+    except services.InvalidCode:
+        return _setup_page(identity, 422, {"code": [_("Código inválido. Confira o código no aplicativo e tente novamente.")]})
+    return render_template("auth/account/recovery_codes.html", codes=codes, section="mfa")
+
+
+@bp.post("/minha-conta/verificacao-em-duas-etapas/desativar")
+@requires_session
+def account_mfa_disable():
+    try:
+        data = PasswordConfirmSchema().load(request.form.to_dict())
+        with db().begin() as s:
+            services.disable_mfa(s, identity_id=g.auth_identity.id, password=data["password"],
+                                 keyring=_keyring(), public_url=_public_url())
+    except ValidationError as exc:
+        return _mfa_page(422, errors=form_errors(exc))
+    except services.WrongPassword:
+        return _mfa_page(422, errors={"password": [_("Senha incorreta.")]})
+    flash(_("Verificação em duas etapas desativada."), "success")
+    return redirect(url_for("auth.account_mfa"), code=303)
+
+
+@bp.route("/minha-conta/nao-fui-eu", methods=["GET", "POST"])
+def not_me():
+    """The link of the "Sua conta foi vinculada a …" e-mail: what to do if it was not you."""
+    identity = current_identity()
+    live = _live_session({"sub": str(identity.id), "sid": identity.session_id} if identity else None)
+    if request.method == "GET":
+        return _no_referrer(current_app.make_response(render_template("auth/account/not_me.html", live=live,
+                                                                       done=False)))
+    if live is None:
+        return _to_login(url_for("auth.not_me"))
+    with db().begin() as s:
+        services.end_sessions(s, identity_id=live.id, reason="not_me")
+        services.request_password_reset(s, email=live.email, keyring=_keyring(), public_url=_public_url())
+    response = current_app.make_response(render_template("auth/account/not_me.html", live=None, done=True))
+    clear_session_cookie(response)
+    return _no_referrer(response)
