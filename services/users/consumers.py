@@ -6,7 +6,7 @@ from . import services
 def on_invitation_created(payload, ctx):
     services.record_invitation_created(ctx.session, invitation_id=payload["invitation_id"],
                                        firm_id=payload["firm_id"], client_user_id=payload["client_user_id"],
-                                       expires_at=payload["expires_at"])
+                                       expires_at=payload["expires_at"], sealed_link=payload.get("sealed_link"))
 
 
 def on_invitation_accepted(payload, ctx):
@@ -25,7 +25,8 @@ def on_notification_sent(payload, ctx):
 
 
 def on_notification_failed(payload, ctx):
-    services.record_delivery(ctx.session, reference=payload["reference"], error=payload["error"])
+    services.record_delivery(ctx.session, reference=payload["reference"], error=payload["error"],
+                             permanent=payload["permanent"])
 
 
 HANDLERS = {
@@ -35,3 +36,47 @@ HANDLERS = {
     "notification.sent": on_notification_sent,
     "notification.failed": on_notification_failed,
 }
+
+
+# --------------------------------------------------------------------------- periodic work
+
+IMPORT_CHUNK = 100
+
+
+def process_imports(config, *, max_rows: int = 2000, chunk: int = IMPORT_CHUNK) -> int:
+    """Background processing of confirmed bulk imports (PERIODIC: called every second).
+
+    Takes the valid rows of queued jobs in chunks; each row is created in its own small
+    transaction together with its event (services.import_row), so other staff are never
+    blocked, nothing is half-created and a restarted process resumes where it stopped.
+    Returns how many rows were processed in this call (at most about `max_rows`)."""
+    from services.common.runtime import database
+
+    from . import queries
+    db = database("users", config)
+    done = 0
+    with db.begin() as session:
+        job_ids = queries.queued_import_job_ids(session)
+    for job_id in job_ids:
+        while done < max_rows:
+            with db.begin() as session:
+                lines = queries.pending_import_lines(session, job_id=job_id, limit=chunk)
+            if not lines:
+                with db.begin() as session:
+                    services.finish_import_job(session, job_id=job_id)
+                break
+            progressed = 0
+            for line in lines:
+                with db.begin() as session:
+                    if services.import_row(session, job_id=job_id, line=line, skip_locked=not db.is_sqlite):
+                        progressed += 1
+            done += progressed
+            if not progressed:
+                break  # another worker holds these rows: leave the job to it for now
+        if done >= max_rows:
+            break
+    return done
+
+
+# name -> (interval in seconds, fn(config)): the worker process and the embedded mode call each
+PERIODIC = {"users.process_imports": (1.0, process_imports)}

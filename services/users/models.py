@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-from sqlalchemy import (Boolean, Column, DateTime, ForeignKey, Index, MetaData, String, Table,
-                        UniqueConstraint, Uuid, text)
+from sqlalchemy import (JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table,
+                        Text, UniqueConstraint, Uuid, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -110,6 +110,12 @@ class ClientUser(Base):
     invitation_sent_at: Mapped[datetime | None] = mapped_column(AwareDateTime, nullable=True)
     invitation_expires_at: Mapped[datetime | None] = mapped_column(AwareDateTime, nullable=True)
     delivery_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    # False: the notifier retries by itself; True: it gave up (a permanent SMTP refusal)
+    delivery_error_permanent: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    # the live invitation's link, sealed to the users service's key (staff copy it); never in clear
+    invitation_sealed_link: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # when staff last asked for an invitation (the resend cooldown counts from here)
+    invitation_requested_at: Mapped[datetime | None] = mapped_column(AwareDateTime, nullable=True)
     link_refused_reason: Mapped[str | None] = mapped_column(String(50), nullable=True)
 
     companies: Mapped[list[Company]] = relationship(secondary=client_user_companies, order_by=Company.name)
@@ -126,6 +132,53 @@ class InvitationRef(Base):
     created_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow)
     # set when invitations refused to accept it (not_pending, expired, email_mismatch)
     refused_reason: Mapped[str | None] = mapped_column(String(50), nullable=True)
+
+
+IMPORT_JOB_STATUSES = ("preview", "queued", "done")
+IMPORT_ROW_STATES = ("invalid", "valid", "created", "failed")
+
+
+class ImportJob(Base):
+    """A bulk import of client users from a file: previewed, then processed in the background."""
+
+    __tablename__ = "import_jobs"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"), index=True)
+    created_by: Mapped[uuid.UUID] = mapped_column(Uuid)
+    filename: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(20), default="preview", index=True)
+    total_rows: Mapped[int] = mapped_column(Integer, default=0)
+    valid_rows: Mapped[int] = mapped_column(Integer, default=0)
+    invalid_rows: Mapped[int] = mapped_column(Integer, default=0)
+    created_count: Mapped[int] = mapped_column(Integer, default=0)
+    failed_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow)
+    queued_at: Mapped[datetime | None] = mapped_column(AwareDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(AwareDateTime, nullable=True)
+
+    @property
+    def processed(self) -> int:
+        return self.created_count + self.failed_count
+
+
+class ImportRow(Base):
+    """One line of an import file: what was typed, its validation errors, and what became of it."""
+
+    __tablename__ = "import_rows"
+    __table_args__ = (Index("ix_import_rows_job_state_line", "job_id", "state", "line"),)
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("import_jobs.id", ondelete="CASCADE"), primary_key=True)
+    line: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(500), default="")
+    email: Mapped[str] = mapped_column(String(500), default="")
+    cpf: Mapped[str] = mapped_column(String(100), default="")
+    phone: Mapped[str] = mapped_column(String(100), default="")
+    companies: Mapped[str] = mapped_column(String(2000), default="")
+    company_ids: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    state: Mapped[str] = mapped_column(String(10))
+    errors: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    client_user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
 
 
 outbox, processed = outbox_tables(metadata)

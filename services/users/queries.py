@@ -9,7 +9,7 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import NotFound
 
-from .models import ClientUser, Company, Firm, InvitationRef, StaffMember
+from .models import ClientUser, Company, Firm, ImportJob, ImportRow, InvitationRef, StaffMember
 
 PAGE_SIZE = 50
 
@@ -142,3 +142,73 @@ def email_taken(session, *, firm: Firm, email: str, exclude_id=None) -> bool:
     if exclude_id is not None:
         query = query.where(ClientUser.id != exclude_id)
     return session.scalar(query.limit(1)) is not None
+
+
+@dataclass
+class InvitationState:
+    """The invitation and delivery state staff see, in the list and on the user's page.
+
+    code: "active" | "waiting" | "sent" | "retrying" | "failed" | "expired" | None (nothing to show)
+    """
+    code: str | None
+    when: object = None  # datetime: sent at / expired at
+    error: str | None = None
+
+
+def invitation_state(cu: ClientUser, *, now=None) -> InvitationState:
+    from .models import utcnow
+    now = now or utcnow()
+    if cu.status == "active":
+        return InvitationState("active")
+    if cu.status != "invited":
+        return InvitationState(None)
+    if cu.invitation_expires_at is not None and cu.invitation_expires_at <= now:
+        return InvitationState("expired", when=cu.invitation_expires_at)
+    if cu.delivery_error:
+        return InvitationState("failed" if cu.delivery_error_permanent else "retrying", error=cu.delivery_error)
+    if cu.invitation_sent_at is not None:
+        return InvitationState("sent", when=cu.invitation_sent_at)
+    return InvitationState("waiting")
+
+
+def invitation_link(cu: ClientUser, *, keyring, now=None) -> str | None:
+    """The live invitation's link for staff to copy (unsealed with users' own key), or None when
+    there is no pending, unexpired invitation."""
+    state = invitation_state(cu, now=now)
+    if state.code not in ("waiting", "sent", "retrying", "failed") or not cu.invitation_sealed_link:
+        return None
+    try:
+        return keyring.unseal(cu.invitation_sealed_link, recipient="users")["link"]
+    except Exception:  # sealed with a key that has since been rotated: nothing to copy
+        return None
+
+
+# --------------------------------------------------------------------------- bulk import
+
+IMPORT_PAGE_SIZE = 50
+
+
+def import_job_of(session, *, firm: Firm, job_id) -> ImportJob:
+    job = session.scalar(select(ImportJob).where(ImportJob.firm_id == firm.id, ImportJob.id == _uuid(job_id)))
+    if job is None:
+        raise NotFound()
+    return job
+
+
+def import_rows_page(session, *, job: ImportJob, states=("invalid", "failed"), page: int = 1,
+                     per_page: int = IMPORT_PAGE_SIZE) -> Page:
+    """A page of a job's rows in the given states (the error report), by line: one statement."""
+    rows = list(session.scalars(select(ImportRow).where(ImportRow.job_id == job.id, ImportRow.state.in_(states))
+                                .order_by(ImportRow.line).offset((page - 1) * per_page).limit(per_page + 1)))
+    return Page(items=rows[:per_page], number=page, has_next=len(rows) > per_page)
+
+
+def queued_import_job_ids(session) -> list[uuid.UUID]:
+    """Jobs confirmed by staff and not finished, oldest first (the background processor's work)."""
+    return list(session.scalars(select(ImportJob.id).where(ImportJob.status == "queued")
+                                .order_by(ImportJob.queued_at, ImportJob.id)))
+
+
+def pending_import_lines(session, *, job_id, limit: int) -> list[int]:
+    return list(session.scalars(select(ImportRow.line).where(ImportRow.job_id == job_id, ImportRow.state == "valid")
+                                .order_by(ImportRow.line).limit(limit)))

@@ -150,3 +150,27 @@ def load_form(schema: Schema, data) -> tuple[dict | None, dict]:
         messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
         return None, {k: [gettext(str(m)) for m in (v if isinstance(v, list) else [v])]
                       for k, v in messages.items()}
+
+
+class ImportUploadSchema(Schema):
+    """Importar usuários: the uploaded file (CSV or XLSX)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    arquivo = fields.Raw(required=True, error_messages={"required": N_("Escolha um arquivo CSV ou XLSX."),
+                                                         "null": N_("Escolha um arquivo CSV ou XLSX.")})
+
+    @pre_load
+    def _no_empty_file(self, data, **_kw):
+        data = dict(data)
+        if not getattr(data.get("arquivo"), "filename", None):
+            data.pop("arquivo", None)
+        return data
+
+
+class PageQuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    pagina = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))

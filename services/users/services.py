@@ -7,16 +7,18 @@ import logging
 import re
 import unicodedata
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flask_babel import gettext as _
 from marshmallow import ValidationError
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from services.common.messaging import record_event
 
 from .queries import email_taken
-from .models import ClientUser, Company, Firm, InvitationRef, StaffMember, outbox, utcnow
+from .models import (ClientUser, Company, Firm, ImportJob, ImportRow, InvitationRef, StaffMember, outbox,
+                     utcnow)
 from .schemas import clean_cnpj, clean_cpf, clean_phone, normalize_email
 
 log = logging.getLogger("balcao.users")
@@ -151,7 +153,20 @@ def _invitee_payload(firm: Firm, cu: ClientUser) -> dict:
 def _reset_invitation_state(cu: ClientUser) -> None:
     cu.invitation_sent_at = None
     cu.delivery_error = None
+    cu.delivery_error_permanent = None
+    cu.invitation_sealed_link = None
     cu.link_refused_reason = None
+
+
+RESEND_COOLDOWN_SECONDS = 60
+
+
+class ResendTooSoon(ClientUserError):
+    """A second "Reenviar convite" within the cooldown; `available_at` is when it may be resent."""
+
+    def __init__(self, message: str, available_at: datetime):
+        super().__init__(message)
+        self.available_at = available_at
 
 
 def register_client_user(session, *, firm: Firm, name: str, email: str, cpf=None, phone=None,
@@ -163,7 +178,8 @@ def register_client_user(session, *, firm: Firm, name: str, email: str, cpf=None
     companies = _firm_companies(session, firm=firm, company_ids=company_ids)
     now = utcnow()
     cu = ClientUser(id=uuid.uuid4(), firm_id=firm.id, status="invited" if access == "now" else "not_invited",
-                    created_at=now, updated_at=now, **values)
+                    created_at=now, updated_at=now, invitation_requested_at=now if access == "now" else None,
+                    **values)
     cu.companies = companies
     session.add(cu)
     session.flush()
@@ -190,6 +206,7 @@ def update_client_user(session, *, firm: Firm, client_user: ClientUser, name: st
     session.flush()
     if email_changed and cu.status == "invited":
         _reset_invitation_state(cu)
+        cu.invitation_requested_at = utcnow()
         record_event(session, outbox, "client_user.invitation_requested", _invitee_payload(firm, cu))
     return cu
 
@@ -239,22 +256,33 @@ def reactivate_client_user(session, *, firm: Firm, client_user: ClientUser) -> C
     cu.identity_id = None
     cu.status = "invited"
     _reset_invitation_state(cu)
-    cu.updated_at = utcnow()
+    cu.updated_at = cu.invitation_requested_at = utcnow()
     session.flush()
     record_event(session, outbox, "client_user.access_activated",
                  {**_invitee_payload(firm, cu), "send_now": True})
     return cu
 
 
-def resend_invitation(session, *, firm: Firm, client_user: ClientUser) -> ClientUser:
+def resend_invitation(session, *, firm: Firm, client_user: ClientUser,
+                      cooldown_seconds: float = RESEND_COOLDOWN_SECONDS, now: datetime | None = None) -> ClientUser:
+    """A new invitation (the previous link stops working). Refused with `ResendTooSoon`, emitting
+    nothing, when the last one was asked for less than `cooldown_seconds` ago (a double click,
+    an impatient second try)."""
     cu = client_user
     if cu.firm_id != firm.id:
         raise ValueError("client user of another firm")
     if cu.status not in ("not_invited", "invited"):
         raise ClientUserError(_("Só é possível reenviar o convite a quem ainda não ativou o acesso."))
+    now = now or utcnow()
+    if cu.invitation_requested_at is not None and cooldown_seconds > 0:
+        available_at = cu.invitation_requested_at + timedelta(seconds=cooldown_seconds)
+        if now < available_at:
+            wait = max(1, int((available_at - now).total_seconds() + 0.999))
+            raise ResendTooSoon(_("O convite acabou de ser enviado. Você poderá reenviá-lo em %(seconds)s "
+                                  "segundos.", seconds=wait), available_at)
     cu.status = "invited"
     _reset_invitation_state(cu)
-    cu.updated_at = utcnow()
+    cu.updated_at = cu.invitation_requested_at = now
     session.flush()
     record_event(session, outbox, "client_user.invitation_requested", _invitee_payload(firm, cu))
     return cu
@@ -269,7 +297,7 @@ def _client_user(session, *, firm_id, client_user_id) -> ClientUser | None:
 
 
 def record_invitation_created(session, *, invitation_id, firm_id, client_user_id,
-                              expires_at: datetime) -> bool:
+                              expires_at: datetime, sealed_link: str | None = None) -> bool:
     """Remember which invitation belongs to which client user; the newest one is the live one."""
     invitation_id = uuid.UUID(str(invitation_id))
     cu = _client_user(session, firm_id=firm_id, client_user_id=client_user_id)
@@ -285,6 +313,7 @@ def record_invitation_created(session, *, invitation_id, firm_id, client_user_id
         cu.invitation_id = invitation_id
         cu.invitation_expires_at = expires_at
         _reset_invitation_state(cu)
+        cu.invitation_sealed_link = sealed_link
     session.flush()
     return True
 
@@ -327,8 +356,10 @@ def record_link_refused(session, *, invitation_id, firm_id, client_user_id, reas
 
 
 def record_delivery(session, *, reference: str, sent_at: datetime | None = None,
-                    error: str | None = None) -> bool:
-    """notifier's delivery report for an invitation e-mail ("invitation:<id>")."""
+                    error: str | None = None, permanent: bool = False) -> bool:
+    """notifier's delivery report for an invitation e-mail ("invitation:<id>"). A failure
+    (`permanent` False: the notifier retries by itself) is shown until a later success; a
+    failure report arriving after the success of the same e-mail changes nothing."""
     prefix, _sep, raw_id = (reference or "").partition(":")
     if prefix != "invitation":
         return False  # another kind of e-mail (e.g. a password reset): not ours to show
@@ -345,10 +376,153 @@ def record_delivery(session, *, reference: str, sent_at: datetime | None = None,
     if cu is None or cu.invitation_id != invitation_id:
         return False  # a superseded invitation: its delivery no longer matters
     if error:
+        if cu.invitation_sent_at is not None:
+            return False  # a late report of an attempt before the one that succeeded
         cu.delivery_error = error[:500]
+        cu.delivery_error_permanent = bool(permanent)
     else:
         cu.invitation_sent_at = sent_at or utcnow()
         cu.delivery_error = None
+        cu.delivery_error_permanent = None
     session.flush()
     return True
 
+
+
+# --------------------------------------------------------------------------- bulk import
+
+IMPORT_BATCH = 500
+
+
+def _company_index(session, *, firm: Firm) -> dict[str, uuid.UUID]:
+    """The firm's companies by lower-cased name and by CNPJ digits (what a file may name)."""
+    index = {}
+    for company in session.scalars(select(Company).where(Company.firm_id == firm.id)):
+        index[" ".join(company.name.lower().split())] = company.id
+        index[company.cnpj] = company.id
+    return index
+
+
+def _live_emails(session, *, firm: Firm) -> set[str]:
+    return set(session.scalars(select(ClientUser.email).where(ClientUser.firm_id == firm.id,
+                                                              ClientUser.status != "deleted")))
+
+
+def validate_import_row(raw: dict, *, companies: dict, taken: set, seen: set) -> tuple[dict, list[str]]:
+    """The same checks as the Novo Usuário form, for one file row: (values, pt-BR errors).
+    `seen` collects the file's e-mails so far (a repeated e-mail is an error on the later row)."""
+    from .schemas import ClientUserSchema, load_form
+    values, errors = load_form(ClientUserSchema(), {"name": raw.get("name"), "cpf": raw.get("cpf"),
+                                                    "phone": raw.get("phone"), "email": raw.get("email")})
+    messages = [m for field in ("name", "cpf", "phone", "email", "_schema") for m in (errors or {}).get(field, [])]
+    email = normalize_email(raw.get("email") or "")
+    if values is not None:
+        if email in taken:
+            messages.append(_("Já existe um usuário com este e-mail neste escritório."))
+        elif email in seen:
+            messages.append(_("E-mail repetido no arquivo."))
+    if email:
+        seen.add(email)
+    company_ids = []
+    for item in (raw.get("companies") or "").split("|"):
+        item = " ".join(item.split())
+        if not item:
+            continue
+        digits = re.sub(r"\D", "", item)
+        found = companies.get(item.lower()) or (companies.get(digits) if len(digits) == 14 else None)
+        if found is None:
+            messages.append(_("Empresa não encontrada: %(name)s.", name=item))
+        elif str(found) not in company_ids:
+            company_ids.append(str(found))
+    return {**(values or {}), "company_ids": company_ids}, messages
+
+
+def create_import_job(session, *, firm: Firm, identity_id, filename: str, rows) -> ImportJob:
+    """Validate every row of an import file and store them, in bulk inserts, for the preview.
+    `rows` is an iterator (a file being read): it is consumed once, never held whole in memory.
+    Raises what the reader raises (imports.ImportFileError) for an unreadable file."""
+    job = ImportJob(id=uuid.uuid4(), firm_id=firm.id, created_by=uuid.UUID(str(identity_id)),
+                    filename=(filename or "")[:255], status="preview", total_rows=0, valid_rows=0,
+                    invalid_rows=0, created_count=0, failed_count=0, created_at=utcnow())
+    session.add(job)
+    session.flush()
+    companies, taken, seen = _company_index(session, firm=firm), _live_emails(session, firm=firm), set()
+    batch: list[dict] = []
+    for raw in rows:
+        values, errors = validate_import_row(raw, companies=companies, taken=taken, seen=seen)
+        batch.append({"job_id": job.id, "line": raw["line"], "name": raw["name"][:500],
+                      "email": raw["email"][:500], "cpf": raw["cpf"][:100], "phone": raw["phone"][:100],
+                      "companies": raw["companies"][:2000], "company_ids": values["company_ids"],
+                      "state": "invalid" if errors else "valid", "errors": errors or None,
+                      "client_user_id": None})
+        job.total_rows += 1
+        if errors:
+            job.invalid_rows += 1
+        else:
+            job.valid_rows += 1
+        if len(batch) >= IMPORT_BATCH:
+            session.execute(insert(ImportRow), batch)
+            batch = []
+    if batch:
+        session.execute(insert(ImportRow), batch)
+    if job.total_rows == 0:
+        from .imports import ImportFileError
+        raise ImportFileError(_("O arquivo não tem nenhuma linha de usuário."))
+    session.flush()
+    return job
+
+
+def start_import_job(session, *, firm: Firm, job: ImportJob) -> bool:
+    """Confirm a previewed import ("Importar N usuários válidos"); False when already started."""
+    if job.firm_id != firm.id:
+        raise ValueError("import job of another firm")
+    if job.status != "preview":
+        return False
+    job.status = "queued"
+    job.queued_at = utcnow()
+    if job.valid_rows == 0:
+        job.status, job.finished_at = "done", job.queued_at
+    session.flush()
+    return True
+
+
+def import_row(session, *, job_id, line: int, skip_locked: bool = False) -> str | None:
+    """Create the client user of one valid row (access "now": the invitation follows), in the
+    caller's transaction together with its event and the row's new state, so a row is either
+    wholly done or not at all, and never done twice. Returns the row's new state, or None when
+    the row was already done (or is being done by another worker)."""
+    stmt = select(ImportRow).where(ImportRow.job_id == job_id, ImportRow.line == line,
+                                   ImportRow.state == "valid").with_for_update(skip_locked=skip_locked)
+    row = session.scalar(stmt)
+    if row is None:
+        return None
+    job = session.get(ImportJob, job_id)
+    firm = session.get(Firm, job.firm_id)
+    try:
+        with session.begin_nested():
+            cu = register_client_user(session, firm=firm, name=row.name, email=row.email, cpf=row.cpf or None,
+                                      phone=row.phone or None, company_ids=row.company_ids or (), access="now")
+    except ClientUserError as exc:  # changed since the preview, e.g. the e-mail is now taken
+        row.state, row.errors = "failed", [exc.message]
+    except IntegrityError:
+        row.state, row.errors = "failed", [_("Já existe um usuário com este e-mail neste escritório.")]
+    else:
+        row.state, row.client_user_id = "created", cu.id
+    counter = ImportJob.created_count if row.state == "created" else ImportJob.failed_count
+    session.execute(update(ImportJob).where(ImportJob.id == job_id).values({counter: counter + 1}))
+    session.flush()
+    return row.state
+
+
+def finish_import_job(session, *, job_id) -> bool:
+    """Mark a queued job done once no valid row is left."""
+    job = session.get(ImportJob, job_id)
+    if job is None or job.status != "queued":
+        return False
+    left = session.scalar(select(ImportRow.line).where(ImportRow.job_id == job_id, ImportRow.state == "valid")
+                          .limit(1))
+    if left is not None:
+        return False
+    job.status, job.finished_at = "done", utcnow()
+    session.flush()
+    return True

@@ -14,8 +14,9 @@ from services.common.sessions import current_identity
 from services.common.web import db, db_session
 
 from . import queries, services
-from .schemas import (ClientUserSchema, FirmChoiceSchema, ListQuerySchema, format_cpf, format_phone,
-                      load_form)
+from .imports import ImportFileError, read_rows
+from .schemas import (ClientUserSchema, FirmChoiceSchema, ImportUploadSchema, ListQuerySchema, PageQuerySchema,
+                      format_cpf, format_phone, load_form)
 
 bp = Blueprint("users", __name__)
 
@@ -160,7 +161,8 @@ def client_user_new(slug):
 def client_user_detail(slug, client_user_id):
     _identity_, firm = _staff(slug)
     client_user = queries.client_user_of(db_session(), firm=firm, client_user_id=client_user_id)
-    return _render("client_users/detail.html", current_firm=firm, cu=client_user,
+    link = queries.invitation_link(client_user, keyring=current_app.extensions["balcao.keyring"])
+    return _render("client_users/detail.html", current_firm=firm, cu=client_user, invite_link=link,
                    cpf=format_cpf(client_user.cpf), phone=format_phone(client_user.phone))
 
 
@@ -230,7 +232,9 @@ def client_user_reactivate(slug, client_user_id):
 
 @bp.post(CLIENT_USERS + "/<client_user_id>/reenviar-convite")
 def client_user_resend(slug, client_user_id):
-    return _action(slug, client_user_id, services.resend_invitation,
+    cooldown = current_app.config["BALCAO_RESEND_COOLDOWN_SECONDS"]
+    return _action(slug, client_user_id,
+                   lambda session, **kw: services.resend_invitation(session, cooldown_seconds=cooldown, **kw),
                    lambda email: _("O convite foi reenviado para %(email)s.", email=email))
 
 
@@ -247,3 +251,48 @@ def linking(invitation_id):
     if progress.state == "refused":
         return _render("link_refused.html", firm=progress.firm, reason=progress.reason, status=409)
     return _render("linking.html")
+
+
+# --------------------------------------------------------------------------- staff: bulk import
+
+
+@bp.route(CLIENT_USERS + "/importar", methods=["GET", "POST"])
+def import_new(slug):
+    identity, firm = _staff(slug)
+    if request.method == "GET":
+        return _render("client_users/import_new.html", current_firm=firm, errors={})
+    values, errors = load_form(ImportUploadSchema(), request.files)
+    if not errors:
+        upload = values["arquivo"]
+        try:
+            with db().begin() as session:
+                job = services.create_import_job(session, firm=firm, identity_id=identity.id,
+                                                 filename=upload.filename,
+                                                 rows=read_rows(upload.filename, upload.stream))
+                job_id = job.id
+        except ImportFileError as exc:
+            errors = {"arquivo": [exc.message]}
+    if errors:
+        return _render("client_users/import_new.html", current_firm=firm, errors=errors, status=422)
+    return redirect(url_for("users.import_job", slug=firm.slug, job_id=job_id), code=303)
+
+
+@bp.get(CLIENT_USERS + "/importar/<job_id>")
+def import_job(slug, job_id):
+    _identity_, firm = _staff(slug)
+    job = queries.import_job_of(db_session(), firm=firm, job_id=job_id)
+    values, errors = load_form(PageQuerySchema(), request.args)
+    page = queries.import_rows_page(db_session(), job=job, page=values["pagina"] if not errors else 1)
+    return _render("client_users/import_job.html", current_firm=firm, job=job, page=page)
+
+
+@bp.post(CLIENT_USERS + "/importar/<job_id>")
+def import_start(slug, job_id):
+    _identity_, firm = _staff(slug)
+    with db().begin() as session:
+        job = queries.import_job_of(session, firm=firm, job_id=job_id)
+        started = services.start_import_job(session, firm=firm, job=job)
+        valid = job.valid_rows
+    if started:
+        flash(_("Importação iniciada: %(n)s usuários serão registrados e convidados.", n=valid), "success")
+    return redirect(url_for("users.import_job", slug=firm.slug, job_id=job_id), code=303)

@@ -136,6 +136,14 @@ def test_invitation_state_on_the_details_page(browser_client, config, world):
     assert "(11) 98765-4321" in html
 
 
+def _age_invitation_request(config, client_user_id, seconds=120):
+    """Pretend the last invitation was asked for `seconds` ago (past the resend cooldown)."""
+    from datetime import datetime, timedelta, timezone
+    with users_db(config).begin() as s:
+        s.get(models.ClientUser, client_user_id).invitation_requested_at = (
+            datetime.now(timezone.utc) - timedelta(seconds=seconds))
+
+
 def test_actions_change_the_status_and_flash(browser_client, config, world):
     login(browser_client, config, world.ana)
     cu = world.carlos_at_alfa
@@ -150,6 +158,10 @@ def test_actions_change_the_status_and_flash(browser_client, config, world):
     html = _page(browser_client, response.headers["Location"])
     assert "Usuário reativado. Um novo convite será enviado para carlos@example.com." in html
     assert "Convite enviado" in html and ">Reenviar convite<" in html
+    # within the resend cooldown, a second invitation is refused with when it can be sent
+    _post(browser_client, url + "/reenviar-convite", {}, page_url=url)
+    assert "Você poderá reenviá-lo em" in _page(browser_client, url)
+    _age_invitation_request(config, cu.id)
     _post(browser_client, url + "/reenviar-convite", {}, page_url=url)
     assert "O convite foi reenviado para carlos@example.com." in _page(browser_client, url)
     _post(browser_client, url + "/excluir", {}, page_url=url)
