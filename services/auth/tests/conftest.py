@@ -68,3 +68,62 @@ def session_claims(client, keyring):
 def location_path(response) -> str:
     parts = urlsplit(response.headers["Location"])
     return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+class FakeClock:
+    """Replaces services.auth.clock.now: time moves only when a test says so."""
+
+    def __init__(self):
+        from datetime import datetime, timezone
+        # Frozen at the start of the current hour: rate-limit windows never roll over by accident.
+        self.current = datetime.now(timezone.utc).replace(minute=0, second=1, microsecond=0)
+
+    def __call__(self):
+        return self.current
+
+    def advance(self, **delta):
+        self.current += timedelta(**delta)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    from services.auth import clock as auth_clock
+    fake = FakeClock()
+    monkeypatch.setattr(auth_clock, "now", fake)
+    return fake
+
+
+def new_browser(config, *, ip="127.0.0.1", user_agent="Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"):
+    """Another browser (its own cookies) on a NEW set of app instances, like another worker/host."""
+    from werkzeug.test import Client
+    from werkzeug.wrappers import Response
+
+    from services.common.testing import build_gateway
+    class Browser(Client):
+        def open(self, *args, **kwargs):
+            kwargs["environ_base"] = {"REMOTE_ADDR": ip, "HTTP_USER_AGENT": user_agent,
+                                      **(kwargs.get("environ_base") or {})}
+            return super().open(*args, **kwargs)
+
+    dispatcher, apps = build_gateway(config)
+    return Browser(dispatcher, Response, use_cookies=True), apps
+
+
+def login(client, *, email, password, next_=None):
+    from services.common.testing import csrf_token
+    page = client.get("/auth/entrar")
+    data = {"csrf_token": csrf_token(page.get_data(as_text=True)), "email": email, "password": password}
+    if next_ is not None:
+        data["next"] = next_
+    return client.post("/auth/entrar", data=data)
+
+
+def post_form(client, page_path, action, data):
+    """GET the page, then POST `data` with its CSRF token to `action`."""
+    from services.common.testing import csrf_token
+    html = client.get(page_path).get_data(as_text=True)
+    return client.post(action, data={"csrf_token": csrf_token(html), **data})
+
+
+LOCKED = ("Conta bloqueada temporariamente por excesso de tentativas. "
+          "Tente novamente mais tarde ou redefina sua senha.")
