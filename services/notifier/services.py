@@ -13,8 +13,8 @@ import logging
 import smtplib
 import ssl
 import uuid
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from datetime import datetime, timedelta, timezone
 from email.utils import formatdate, make_msgid, parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -106,7 +106,7 @@ def backoff_seconds(config, attempts: int) -> float:
 def _aware(value: datetime | None) -> datetime | None:
     """SQLite gives naive datetimes back (stored as UTC)."""
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value
 
 

@@ -10,7 +10,7 @@ import email.policy
 import threading
 import uuid
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import dkim
 import pytest
@@ -23,11 +23,24 @@ from services.common.messaging import Outcome, handle_message, utcnow
 from services.notifier import consumers, models
 from services.notifier.models import Delivery
 from services.notifier.rendering import TEMPLATES, render_email
-from services.notifier.services import (MAX_BACKOFF_SECONDS, backoff_seconds, deliver_email,
-                                        retry_due_deliveries)
+from services.notifier.services import (
+    MAX_BACKOFF_SECONDS,
+    backoff_seconds,
+    deliver_email,
+    retry_due_deliveries,
+)
 
-from .test_notifier import (Collector, DeferData, RefuseRecipient, deliver, deliveries, free_port,
-                            invitation_request, outbox_events, smtp_server)
+from .test_notifier import (
+    Collector,
+    DeferData,
+    RefuseRecipient,
+    deliver,
+    deliveries,
+    free_port,
+    invitation_request,
+    outbox_events,
+    smtp_server,
+)
 
 HANDLER = consumers.HANDLERS["notification.email_requested"]
 
@@ -62,8 +75,7 @@ def make_due(db):
 
 
 def aware(value):
-    from datetime import timezone
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def received_message_ids(collector):
@@ -208,7 +220,7 @@ def test_two_workers_retrying_at_once_send_each_delivery_once(config, db, keyrin
             try:
                 start.wait()
                 counts.append(retry_due_deliveries(up))
-            except Exception as exc:  # pragma: no cover - reported below
+            except Exception as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
 
         threads = [threading.Thread(target=worker) for _ in range(2)]
