@@ -84,6 +84,33 @@ def cmd_web(args):
     run_web(args.service, load_config(), bind=args.bind, workers=args.workers)
 
 
+def cmd_dead_letters_list(args):
+    from services.common.messaging import list_dead_letters
+    letters = list_dead_letters(load_config().broker_url)
+    if not letters:
+        print("no dead letters")
+        return 0
+    print(f"{'ID':<14} {'TYPE':<32} {'QUEUE':<48} {'ATTEMPTS':>8}  REASON")
+    for d in letters:
+        print(f"{d.id:<14} {d.type:<32} {d.queue:<48} {d.attempts:>8}  {d.reason}")
+    return 0
+
+
+def cmd_dead_letters_replay(args):
+    from services.common.messaging import replay_dead_letters
+    if not args.all and not args.ids:
+        print("error: give dead-letter IDs or --all", file=sys.stderr)
+        return 2
+    replayed = replay_dead_letters(load_config().broker_url, None if args.all else args.ids)
+    for d in replayed:
+        print(f"replayed {d.id} ({d.type}) to {d.queue}")
+    missing = sorted(set(args.ids or []) - {d.id for d in replayed})
+    for ident in missing:
+        print(f"not found: {ident}", file=sys.stderr)
+    print(f"{len(replayed)} dead letter(s) replayed")
+    return 1 if missing else 0
+
+
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     parser = argparse.ArgumentParser(prog="balcao", description="Balcão — Portal do Cliente")
@@ -113,6 +140,15 @@ def main(argv=None):
     p = sub.add_parser("worker", help="run one service's consumers and outbox relay")
     p.add_argument("service", choices=SERVICES)
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("dead-letters", help="list or replay the messages in the dead-letter queue")
+    dl = p.add_subparsers(dest="action", required=True)
+    q = dl.add_parser("list", help="id, type, queue, attempts and reason of every dead letter")
+    q.set_defaults(func=cmd_dead_letters_list)
+    q = dl.add_parser("replay", help="republish dead letters to their original queue")
+    q.add_argument("ids", nargs="*", metavar="ID")
+    q.add_argument("--all", action="store_true", help="replay every dead letter")
+    q.set_defaults(func=cmd_dead_letters_replay)
 
     p = sub.add_parser("create-firm", help="create a firm and its administrator")
     p.add_argument("--name", required=True)

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from .config import SERVICES, Config
 from .gateway import PrefixDispatcher
 from .keys import ensure_keys
-from .runtime import consumer_worker, database, migrate, outbox_relay, service_module
+from .runtime import consumer_worker, database, migrate, outbox_relay, periodic_jobs, service_module
 
 log = logging.getLogger("balcao.embedded")
 
@@ -25,12 +25,13 @@ class EmbeddedStack:
         self.config = config
         self.workers = [consumer_worker(svc, config) for svc in SERVICES]
         self.relays = [outbox_relay(svc, config, poll_interval=0.5) for svc in SERVICES]
+        self.periodic = [job for svc in SERVICES for job in periodic_jobs(svc, config)]
         self.threads: list[threading.Thread] = []
         apps = {svc: service_module(svc, "app").create_app(config) for svc in SERVICES}
         self.wsgi = PrefixDispatcher(apps, extra={"/healthz": self.healthz})
 
     def start(self) -> None:
-        for runner in [*self.workers, *self.relays]:
+        for runner in [*self.workers, *self.relays, *self.periodic]:
             t = threading.Thread(target=runner.run, name=f"balcao-{type(runner).__name__}", daemon=True)
             t.start()
             self.threads.append(t)
@@ -38,7 +39,7 @@ class EmbeddedStack:
             w.ready.wait(10)
 
     def stop(self) -> None:
-        for runner in [*self.workers, *self.relays]:
+        for runner in [*self.workers, *self.relays, *self.periodic]:
             runner.stop()
         for t in self.threads:
             t.join(5)

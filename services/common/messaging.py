@@ -9,9 +9,15 @@
   writes and the processed-message id commit in one transaction.
 * `ConsumerWorker` is the kombu loop around it: durable queues, manual ack after commit,
   bounded retries with backoff, then the dead-letter queue with the reason.
+  On RabbitMQ a failed message is republished to `<queue>.retry` with a per-message expiration
+  (exponential backoff); the retry queue dead-letters it back to `<queue>` when it expires, so
+  the consumer never sleeps on a failing message. On the in-memory broker (embedded mode) a
+  short bounded sleep stands in for the delay.
+* `list_dead_letters` / `replay_dead_letters`: the operator commands `balcao dead-letters`.
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
@@ -37,6 +43,12 @@ correlation_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 MAX_ATTEMPTS = 5
 RETRY_HEADER = "x-balcao-attempts"
+REASON_HEADER = "x-balcao-reason"
+QUEUE_HEADER = "x-balcao-queue"
+DEAD_LETTER_ID_HEADER = "x-balcao-dead-letter-id"
+RETRY_BASE_SECONDS = 0.5
+RETRY_MAX_SECONDS = 60.0
+MEMORY_RETRY_MAX_SLEEP = 2.0
 
 
 def current_correlation_id() -> str:
@@ -94,6 +106,21 @@ def service_queues(service: str) -> list[Queue]:
             for etype in sorted(events.consumed_by(service))]
 
 
+def retry_queue(queue_name: str) -> Queue:
+    """`<queue>.retry`: no consumer; expired messages are dead-lettered back to `<queue>`."""
+    return Queue(f"{queue_name}.retry", durable=True,
+                 queue_arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue_name})
+
+
+def retry_delay(attempts: int) -> float:
+    """Backoff before the next attempt after `attempts` failed ones: 0.5 s, 1 s, 2 s, ... ≤ 60 s."""
+    return min(RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1), RETRY_MAX_SECONDS)
+
+
+def is_amqp(url: str) -> bool:
+    return url.startswith(("amqp://", "pyamqp://", "amqps://"))
+
+
 def all_queues() -> list[Queue]:
     from .config import SERVICES
     return [q for svc in SERVICES for q in service_queues(svc)] + [dead_letter_queue()]
@@ -113,13 +140,15 @@ def broker_connection(url: str) -> Connection:
     options = {}
     if url.startswith("memory://"):
         options = {"polling_interval": 0.02}
-    elif url.startswith(("amqp://", "pyamqp://", "amqps://")):
+    elif is_amqp(url):
         options = {"confirm_publish": True}
     return Connection(url, transport_options=options, connect_timeout=5, heartbeat=0)
 
 
 def publish_envelope(producer: Producer, envelope: dict, *, routing_key: str | None = None,
-                     exchange_name: str | None = None, headers: dict | None = None) -> None:
+                     exchange_name: str | None = None, headers: dict | None = None,
+                     expiration: float | None = None) -> None:
+    extra = {"expiration": expiration} if expiration is not None else {}
     producer.publish(
         envelope,
         exchange=events.EXCHANGE if exchange_name is None else exchange_name,
@@ -131,7 +160,63 @@ def publish_envelope(producer: Producer, envelope: dict, *, routing_key: str | N
         headers=headers or {},
         retry=True,
         retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2},
+        **extra,
     )
+
+
+def check_broker(url: str, *, timeout: float = 3.0) -> None:
+    """Raise if the broker does not accept a connection within `timeout` seconds."""
+    conn = Connection(url, connect_timeout=timeout, heartbeat=0,
+                      transport_options={"polling_interval": 0.02} if url.startswith("memory://") else {})
+    try:
+        conn.ensure_connection(max_retries=1, timeout=timeout)
+    finally:
+        conn.release()
+
+
+_broker_status: dict[str, tuple[float, str | None]] = {}
+_broker_status_lock = threading.Lock()
+BROKER_CHECK_TTL = 5.0
+
+
+def broker_problem(url: str, *, ttl: float = BROKER_CHECK_TTL) -> str | None:
+    """None if the broker was reachable within the last `ttl` seconds, else the reason (cached)."""
+    import time
+    now = time.monotonic()
+    with _broker_status_lock:
+        cached = _broker_status.get(url)
+        if cached and now - cached[0] < ttl:
+            return cached[1]
+    try:
+        check_broker(url)
+        problem = None
+    except Exception as exc:  # reported to the operator by /readyz
+        problem = f"{type(exc).__name__}: {exc}"[:200]
+    with _broker_status_lock:
+        _broker_status[url] = (time.monotonic(), problem)
+    return problem
+
+
+def queue_depths(url: str, service: str) -> dict[str, int]:
+    """Messages ready in each of the service's queues (passive declare: nothing is created)."""
+    depths = {}
+    with broker_connection(url) as conn:
+        conn.ensure_connection(max_retries=1, timeout=3)
+        channel = conn.channel()
+        try:
+            for q in service_queues(service):
+                try:
+                    _, count, _ = channel.queue_declare(queue=q.name, passive=True)
+                except Exception:  # not declared yet (no worker or publisher has run)
+                    channel = conn.channel()
+                    continue
+                depths[q.name] = int(count)
+        finally:
+            try:
+                channel.close()
+            except Exception:
+                pass
+    return depths
 
 
 # --------------------------------------------------------------------------- outbox relay
@@ -161,6 +246,11 @@ class OutboxRelay:
             rows = session.execute(stmt).all()
             for row in rows:
                 publish_envelope(producer, row.envelope)
+                token = correlation_id_var.set(row.envelope.get("correlation_id"))
+                try:
+                    log.info("published %s id=%s", row.envelope.get("type"), row.envelope.get("id"))
+                finally:
+                    correlation_id_var.reset(token)
             if rows:
                 session.execute(update(self.outbox).where(self.outbox.c.seq.in_([r.seq for r in rows]))
                                 .values(published_at=utcnow()))
@@ -171,7 +261,7 @@ class OutboxRelay:
         while not self.stopped.is_set():
             try:
                 with broker_connection(self.broker_url) as conn:
-                    conn.ensure_connection(max_retries=3)
+                    conn.ensure_connection(max_retries=1, interval_start=0.2)  # the loop retries
                     declare_topology(conn)
                     producer = Producer(conn.default_channel)
                     backoff = 0.5
@@ -259,37 +349,72 @@ class ConsumerWorker:
         self.ready = threading.Event()
 
     def _callback_for(self, queue_name: str, event_type: str, producer: Producer):
+        from . import metrics
         handler = self.handlers[event_type]
 
         def on_message(body, message):
             attempts = int((message.headers or {}).get(RETRY_HEADER, 0)) + 1
+            cid = (body.get("correlation_id") if isinstance(body, dict) else None) \
+                or (message.properties or {}).get("correlation_id")
+            token = correlation_id_var.set(str(cid) if cid else None)
             try:
-                outcome, envelope = handle_message(self.db, self.processed, self.service, handler, body,
-                                                   config=self.config)
-            except Exception as exc:  # the handler failed: retry with backoff, then dead-letter
-                log.exception("%s failed on attempt %d", queue_name, attempts)
-                if attempts >= MAX_ATTEMPTS:
-                    self._dead_letter(producer, body, queue_name, f"{type(exc).__name__}: {exc}", attempts)
+                try:
+                    outcome, envelope = handle_message(self.db, self.processed, self.service, handler, body,
+                                                       config=self.config)
+                except Exception as exc:  # the handler failed: retry with backoff, then dead-letter
+                    metrics.MESSAGES_FAILED.labels(self.service, queue_name).inc()
+                    log.exception("%s failed on attempt %d", queue_name, attempts)
+                    if attempts >= MAX_ATTEMPTS:
+                        self._dead_letter(producer, body, queue_name,
+                                          f"failed {attempts} times: {type(exc).__name__}: {exc}", attempts)
+                    else:
+                        self._retry_later(producer, body, queue_name, attempts)
+                    message.ack()
+                    return
+                if outcome == Outcome.INVALID:
+                    log.error("%s: invalid message dead-lettered: %s", queue_name, envelope["error"])
+                    self._dead_letter(producer, body, queue_name, f"invalid: {envelope['error']}", attempts)
                 else:
-                    self.stopped.wait(min(0.2 * 2 ** attempts, 10))
-                    publish_envelope(producer, body, exchange_name="", routing_key=queue_name,
-                                     headers={RETRY_HEADER: attempts})
+                    metrics.MESSAGES_CONSUMED.labels(self.service, queue_name, outcome).inc()
+                    log.info("%s %s id=%s from %s", outcome, event_type, envelope.get("id"), queue_name)
                 message.ack()
-                return
-            if outcome == Outcome.INVALID:
-                log.error("%s: invalid message dead-lettered: %s", queue_name, envelope["error"])
-                self._dead_letter(producer, body, queue_name, f"invalid: {envelope['error']}", attempts)
-            message.ack()
-            if outcome == Outcome.HANDLED and self.on_handled:
-                self.on_handled(event_type, envelope)
+                if outcome == Outcome.HANDLED and self.on_handled:
+                    self.on_handled(event_type, envelope)
+            finally:
+                correlation_id_var.reset(token)
 
         return on_message
 
+    def _decode_error_handler(self, queue_name: str, producer: Producer):
+        """A body that is not JSON at all: dead-letter it (never redeliver it forever)."""
+
+        def on_decode_error(message, exc):
+            log.error("%s: undecodable message dead-lettered: %s", queue_name, type(exc).__name__)
+            raw = message.body.decode("utf-8", "replace") if isinstance(message.body, bytes) else str(message.body)
+            self._dead_letter(producer, {"raw": raw[:10000]}, queue_name,
+                              f"invalid: undecodable body ({type(exc).__name__}: {exc})"[:1000], 1)
+            message.ack()
+
+        return on_decode_error
+
+    def _retry_later(self, producer: Producer, body, queue_name: str, attempts: int) -> None:
+        delay = retry_delay(attempts)
+        headers = {RETRY_HEADER: attempts}
+        if is_amqp(self.broker_url):
+            # Parked in <queue>.retry until it expires, then dead-lettered back to <queue>.
+            publish_envelope(producer, body, exchange_name="", routing_key=f"{queue_name}.retry",
+                             headers=headers, expiration=delay)
+        else:
+            self.stopped.wait(min(delay, MEMORY_RETRY_MAX_SLEEP))
+            publish_envelope(producer, body, exchange_name="", routing_key=queue_name, headers=headers)
+
     def _dead_letter(self, producer: Producer, body, queue_name: str, reason: str, attempts: int) -> None:
+        from . import metrics
+        metrics.MESSAGES_DEAD_LETTERED.labels(self.service, queue_name).inc()
         publish_envelope(producer, body if isinstance(body, dict) else {"raw": str(body)},
                          exchange_name=events.DEAD_LETTER_EXCHANGE, routing_key="dead",
-                         headers={"x-balcao-reason": reason[:1000], "x-balcao-queue": queue_name,
-                                  RETRY_HEADER: attempts})
+                         headers={REASON_HEADER: reason[:1000], QUEUE_HEADER: queue_name,
+                                  RETRY_HEADER: attempts, DEAD_LETTER_ID_HEADER: uuid.uuid4().hex[:12]})
 
     def run(self) -> None:
         backoff = 0.5
@@ -303,9 +428,13 @@ class ConsumerWorker:
                     producer = Producer(conn.channel())
                     consumers = []
                     for q in service_queues(self.service):
+                        if is_amqp(self.broker_url):
+                            retry_queue(q.name).bind(channel).declare()
                         etype = q.routing_key
-                        consumers.append(conn.Consumer([q], channel=channel, accept=["json"], no_ack=False,
-                                                       callbacks=[self._callback_for(q.name, etype, producer)]))
+                        consumers.append(conn.Consumer(
+                            [q], channel=channel, accept=["json"], no_ack=False,
+                            callbacks=[self._callback_for(q.name, etype, producer)],
+                            on_decode_error=self._decode_error_handler(q.name, producer)))
                     for c in consumers:
                         c.consume()
                     self.ready.set()
@@ -326,3 +455,114 @@ class ConsumerWorker:
 
     def stop(self) -> None:
         self.stopped.set()
+
+
+# --------------------------------------------------------------------------- periodic jobs
+
+class PeriodicJob:
+    """Runs `fn(config)` every `interval` seconds until stopped; an exception is logged and the
+    loop goes on (the next run is the retry)."""
+
+    def __init__(self, name: str, interval: float, fn: Callable, config=None):
+        self.name, self.interval, self.fn, self.config = name, float(interval), fn, config
+        self.stopped = threading.Event()
+        self.runs = 0
+        self.failures = 0
+
+    def run_once(self) -> None:
+        try:
+            self.fn(self.config)
+        except Exception:
+            self.failures += 1
+            log.exception("periodic job %s failed; it runs again in %.1fs", self.name, self.interval)
+        finally:
+            self.runs += 1
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            self.run_once()
+            self.stopped.wait(self.interval)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+# --------------------------------------------------------------------------- dead letters
+
+@dataclass
+class DeadLetter:
+    id: str
+    type: str
+    queue: str
+    reason: str
+    attempts: int
+
+
+def _dead_letter_info(message) -> DeadLetter:
+    import hashlib
+    headers = message.headers or {}
+    body = message.body if isinstance(message.body, bytes) else str(message.body).encode()
+    dl_id = headers.get(DEAD_LETTER_ID_HEADER) or (message.properties or {}).get("message_id") \
+        or hashlib.sha256(body).hexdigest()[:12]
+    try:
+        payload = json.loads(body)
+        etype = payload.get("type") if isinstance(payload, dict) else None
+    except ValueError:
+        etype = None
+    return DeadLetter(id=str(dl_id), type=str(etype or "?"), queue=str(headers.get(QUEUE_HEADER, "?")),
+                      reason=str(headers.get(REASON_HEADER, "")), attempts=int(headers.get(RETRY_HEADER, 0) or 0))
+
+
+@contextlib.contextmanager
+def _dead_letters_held(conn: Connection):
+    """Every message of the dead-letter queue fetched without acknowledgement, as
+    [(DeadLetter, message)]. The caller acks what it removes; the rest is requeued on exit
+    (explicitly: the in-memory transport does not restore unacked messages on close)."""
+    channel = conn.channel()
+    held = []
+    try:
+        queue = dead_letter_queue().bind(channel)
+        queue.declare()
+        while True:
+            message = queue.get(no_ack=False)
+            if message is None:
+                break
+            held.append((_dead_letter_info(message), message))
+        yield held
+    finally:
+        for _, message in held:
+            if not message.acknowledged:
+                message.requeue()
+        channel.close()
+
+
+def list_dead_letters(broker_url: str) -> list[DeadLetter]:
+    """Every message in balcao.dead_letters (left in place)."""
+    with broker_connection(broker_url) as conn:
+        conn.ensure_connection(max_retries=3)
+        with _dead_letters_held(conn) as held:
+            return [info for info, _ in held]
+
+
+def replay_dead_letters(broker_url: str, ids: list[str] | None = None) -> list[DeadLetter]:
+    """Republish dead letters to their original queue (attempts reset) and remove them from the
+    dead-letter queue. `ids=None` replays all. Returns what was replayed."""
+    wanted = None if ids is None else set(ids)
+    replayed = []
+    with broker_connection(broker_url) as conn:
+        conn.ensure_connection(max_retries=3)
+        declare_topology(conn)
+        producer = Producer(conn.channel())
+        with _dead_letters_held(conn) as held:
+            for info, message in held:
+                if (wanted is not None and info.id not in wanted) or info.queue == "?":
+                    continue
+                producer.publish(message.body, exchange="", routing_key=info.queue,
+                                 content_type=message.content_type, content_encoding=message.content_encoding,
+                                 delivery_mode=2, headers={"x-balcao-replayed-from": info.id},
+                                 message_id=(message.properties or {}).get("message_id"),
+                                 correlation_id=(message.properties or {}).get("correlation_id"))
+                message.ack()  # only after the broker confirmed the republished copy
+                replayed.append(info)
+                log.info("dead letter %s replayed to %s", info.id, info.queue)
+    return replayed

@@ -60,3 +60,11 @@ def outbox_relay(service: str, config: Config, **kwargs):
     from .messaging import OutboxRelay
     models = service_module(service, "models")
     return OutboxRelay(database(service, config), models.outbox, config.broker_url, **kwargs)
+
+
+def periodic_jobs(service: str, config: Config) -> list:
+    """The service's `consumers.PERIODIC = {name: (interval_seconds, fn(config))}` as PeriodicJobs."""
+    from .messaging import PeriodicJob
+    module = service_module(service, "consumers")
+    return [PeriodicJob(name, interval, fn, config)
+            for name, (interval, fn) in sorted(getattr(module, "PERIODIC", {}).items())]

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from pathlib import Path
 
-from flask import Blueprint, Flask, abort, g, redirect, render_template, request
+from flask import Blueprint, Flask, Response, abort, g, redirect, render_template, request
 from flask_babel import Babel
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from jinja2 import ChoiceLoader, FileSystemLoader
 from sqlalchemy import text
 
-from . import messaging
+from . import messaging, metrics
 from .config import Config, load_config
 from .runtime import database, keyring
 from .sessions import current_identity
@@ -69,6 +70,7 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
     def _correlation_id():
         incoming = request.headers.get("X-Request-ID", "")
         g.correlation_id = incoming if _CID_RE.match(incoming) else uuid.uuid4().hex
+        g._started = time.perf_counter()
         g._cid_token = messaging.correlation_id_var.set(g.correlation_id)
 
     app.teardown_appcontext(close_db_session)
@@ -81,6 +83,11 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
 
     @app.after_request
     def _headers(response):
+        started = g.get("_started")
+        if started is not None:
+            # The endpoint name, never the raw path: ids and tokens stay out of the labels.
+            metrics.observe_request(service, request.method, request.endpoint or "unmatched",
+                                    response.status_code, time.perf_counter() - started)
         response.headers["X-Request-ID"] = g.get("correlation_id", "")
         response.headers.setdefault(
             "Content-Security-Policy",
@@ -131,12 +138,27 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
 
     @app.get(f"{url_prefix}/readyz")
     def readyz():
+        """Ready = this service's database answers AND the broker accepts a connection (the broker
+        check is cached a few seconds: load balancers poll often)."""
+        problems = {}
         try:
             with app.extensions["balcao.db"].engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except Exception as exc:  # reported, not swallowed: the operator sees why
-            return {"status": "unavailable", "service": service, "database": str(exc)[:200]}, 503
-        return {"status": "ready", "service": service}
+            problems["database"] = str(exc)[:200]
+        broker = messaging.broker_problem(config.broker_url)
+        if broker:
+            problems["broker"] = broker
+        if problems:
+            log.warning("%s not ready: %s", service, ", ".join(sorted(problems)))
+            return {"status": "unavailable", "service": service, **problems}, 503
+        return {"status": "ready", "service": service, "database": "ok", "broker": "ok"}
+
+    @app.get(f"{url_prefix}/metrics")
+    def prometheus_metrics():
+        """Prometheus exposition. Operators scrape the service port; the gateway denies it."""
+        return Response(metrics.render(service, config), mimetype=None,
+                        headers={"Content-Type": metrics.CONTENT_TYPE})
 
     return app
 

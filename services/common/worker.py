@@ -20,13 +20,10 @@ log = logging.getLogger("balcao.worker")
 STOP_TIMEOUT = 15.0
 
 
-def _log_format(service: str, role: str) -> str:
-    return f"%(asctime)s %(levelname)s [{service}-{role} pid=%(process)d] %(name)s: %(message)s"
-
-
 def _configure_logging(service: str, role: str) -> None:
-    logging.basicConfig(level=os.environ.get("BALCAO_LOG_LEVEL", "INFO").upper(),
-                        format=_log_format(service, role), stream=sys.stderr, force=True)
+    """JSON lines on stderr (services/common/logs.py)."""
+    from .logs import configure_logging
+    configure_logging(service, role, stream=sys.stderr)
 
 
 def _check_service(service: str) -> None:
@@ -36,9 +33,18 @@ def _check_service(service: str) -> None:
 
 # --------------------------------------------------------------------------- web
 
+def _child_exit(_server, worker) -> None:
+    """gunicorn hook: a dead worker's live gauges leave the multiprocess metrics."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+        multiprocess.mark_process_dead(worker.pid)
+
+
 def gunicorn_options(service: str, *, bind: str, workers: int) -> dict:
     """The gunicorn settings of a service's web process (public for tests and operators)."""
+    from .logs import formatter_config
     return {
+        "child_exit": _child_exit,
         "bind": bind,
         "workers": max(1, int(workers)),
         "worker_class": "gthread",
@@ -58,7 +64,7 @@ def gunicorn_options(service: str, *, bind: str, workers: int) -> dict:
         "logconfig_dict": {
             "version": 1,
             "disable_existing_loggers": False,
-            "formatters": {"balcao": {"format": _log_format(service, "web")}},
+            "formatters": {"balcao": formatter_config(service, "web")},
             "handlers": {
                 "error": {"class": "logging.StreamHandler", "formatter": "balcao", "stream": "ext://sys.stderr"},
                 "access": {"class": "logging.StreamHandler", "formatter": "balcao", "stream": "ext://sys.stdout"},
@@ -78,6 +84,11 @@ def run_web(service: str, config: Config, *, bind: str, workers: int) -> None:
     from gunicorn.app.base import BaseApplication
 
     options = gunicorn_options(service, bind=bind, workers=workers)
+    # Metrics of every gunicorn worker, aggregated at scrape (prometheus_client multiprocess
+    # mode). Set before any worker imports prometheus_client; one fresh directory per process.
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        import tempfile
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"balcao-{service}-metrics-")
 
     class BalcaoWebApplication(BaseApplication):
         def load_config(self):
@@ -113,18 +124,27 @@ class _Supervised(threading.Thread):
 
 
 def run_worker(service: str, config: Config) -> None:
-    """Run the service's consumers and its outbox relay until SIGTERM/SIGINT.
+    """Run the service's consumers, its outbox relay and its periodic jobs
+    (`consumers.PERIODIC`) until SIGTERM/SIGINT. With BALCAO_METRICS_PORT set, the worker's
+    Prometheus metrics are served on that port.
 
     A clean stop exits 0; a thread that ends on its own (it should never) makes the process
     exit 1 so that the supervisor (Compose, systemd, the process runner) restarts it.
     """
     _check_service(service)
     _configure_logging(service, "worker")
-    from .runtime import consumer_worker, outbox_relay
+    from .runtime import consumer_worker, outbox_relay, periodic_jobs
 
     consumer = consumer_worker(service, config)
     relay = outbox_relay(service, config, poll_interval=0.2)
-    threads = [_Supervised(f"{service}-consumer", consumer), _Supervised(f"{service}-outbox-relay", relay)]
+    jobs = periodic_jobs(service, config)
+    threads = [_Supervised(f"{service}-consumer", consumer), _Supervised(f"{service}-outbox-relay", relay),
+               *[_Supervised(f"{service}-periodic-{job.name}", job) for job in jobs]]
+    metrics_port = os.environ.get("BALCAO_METRICS_PORT")
+    if metrics_port:
+        from .metrics import start_worker_server
+        start_worker_server(service, config, int(metrics_port))
+        log.info("metrics of the %s worker on port %s", service, metrics_port)
 
     stop_requested = threading.Event()
     received: list[int] = []
@@ -150,6 +170,8 @@ def run_worker(service: str, config: Config) -> None:
                 break
         consumer.stop()
         relay.stop()
+        for job in jobs:
+            job.stop()
         for t in threads:
             t.join(STOP_TIMEOUT)
         still = [t.name for t in threads if t.is_alive()]

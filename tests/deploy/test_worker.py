@@ -2,6 +2,7 @@
 broker password; `balcao web` is configured as the deployment expects."""
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -78,7 +79,8 @@ def test_worker_process_stops_cleanly_on_signal(tmp_path, sig):
     try:
         log = LineReader(proc.stderr)
         line = log.wait_for("consuming")
-        assert "[notifier-worker" in line  # the service name is on every line
+        record = json.loads(line)  # one JSON object per line, the service on every one
+        assert (record["service"], record["role"], record["level"]) == ("notifier", "worker", "INFO")
         proc.send_signal(sig)
         assert proc.wait(15) == 0
         output = log.rest()

@@ -12,7 +12,17 @@ from services.common import events, messaging
 from services.common.runtime import database
 from services.invitations import models as inv_models
 
-BROKER = os.environ.get("BALCAO_TEST_BROKER_URL", "memory://")
+from services.common.tests.vhost import private_vhost
+
+BROKER = "memory://"  # a private vhost of BALCAO_TEST_BROKER_URL when given (the broker is shared)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _broker_url():
+    global BROKER
+    with private_vhost(os.environ.get("BALCAO_TEST_BROKER_URL", "memory://")) as url:
+        BROKER = url
+        yield url
 
 
 def _link_verified_payload():
