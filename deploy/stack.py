@@ -86,13 +86,21 @@ class StackError(RuntimeError):
 class Stack:
     """Runs the four services (web + worker each) and the nginx gateway as local processes."""
 
-    def __init__(self, *, env: dict, gateway_port: int, workdir: Path, web_workers: int = 1):
+    def __init__(self, *, env: dict, gateway_port: int, workdir: Path, web_workers: int = 1,
+                 worker_processes: dict[str, int] | None = None):
+        """`worker_processes`: how many `balcao worker` processes per service (default 1 each);
+        the extra ones are named "<svc>-worker-2", "<svc>-worker-3", ... Every worker serves its
+        metrics on its own port (`metrics_ports[name]`)."""
         missing = [name for name in REQUIRED_ENV if not env.get(name)]
         if missing:
             raise StackError(f"the stack needs {', '.join(missing)} in env")
         self.gateway_port = gateway_port
         self.workdir = Path(workdir).resolve()
         self.web_workers = web_workers
+        self.worker_processes = {svc: 1 for svc in SERVICES}
+        self.worker_processes.update(worker_processes or {})
+        self.metrics_ports: dict[str, int] = {}
+        self._process_env: dict[str, dict] = {}
         self.logs_dir = self.workdir / "logs"
         defaults = {
             "BALCAO_VAR_DIR": str(self.workdir / "var"),
@@ -124,7 +132,11 @@ class Stack:
                 self.web_ports[svc] = port
                 self._spawn(f"{svc}-web", self._balcao("web", svc, "--bind", f"127.0.0.1:{port}",
                                                        "--workers", str(self.web_workers)))
-                self._spawn(f"{svc}-worker", self._balcao("worker", svc))
+                for n in range(1, self.worker_processes[svc] + 1):
+                    name = f"{svc}-worker" if n == 1 else f"{svc}-worker-{n}"
+                    self.metrics_ports[name] = free_port()
+                    self._process_env[name] = {"BALCAO_METRICS_PORT": str(self.metrics_ports[name])}
+                    self._spawn(name, self._balcao("worker", svc))
             self._spawn("gateway", self._nginx_command())
             self.wait_ready(timeout)
         except BaseException:
@@ -222,7 +234,8 @@ class Stack:
         log = open(self.logs_dir / f"{name}.log", "ab")
         self._log_files[name] = log
         self._commands[name] = command
-        proc = subprocess.Popen(command, env=self.env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+        env = {**self.env, **self._process_env.get(name, {})}
+        proc = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         self.processes[name] = proc
         return proc

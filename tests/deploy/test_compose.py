@@ -187,3 +187,53 @@ def test_env_example_documents_every_variable_with_placeholders():
             assert lines[i - 1].startswith("#"), f"no comment above {line}"
     for secret in ("POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "BALCAO_SECRET_KEY"):
         assert re.search(rf"^{secret}=change-me$", text, flags=re.M), secret
+
+
+COMPOSE_SPEC_CANDIDATES = (
+    "/usr/lib/python3/dist-packages/compose/config/compose_spec.json",  # Debian's docker-compose
+)
+
+
+def _compose_spec_schema() -> dict:
+    import json
+    from pathlib import Path
+    for candidate in COMPOSE_SPEC_CANDIDATES:
+        if Path(candidate).exists():
+            return json.loads(Path(candidate).read_text())
+    found = subprocess.run(["dpkg", "-L", "docker-compose"], capture_output=True, text=True)
+    for line in found.stdout.splitlines():
+        if line.endswith("compose_spec.json"):
+            return json.loads(Path(line).read_text())
+    pytest.skip("the Compose specification schema is not installed (Debian package docker-compose)")
+
+
+def _spec_errors(document) -> list[str]:
+    import jsonschema
+    schema = _compose_spec_schema()
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator = validator_class(schema)
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document)]
+
+
+def test_compose_file_is_valid_against_the_compose_specification_schema(compose):
+    assert _spec_errors(compose) == []
+
+
+def test_the_schema_check_catches_an_invalid_compose_file(compose):
+    """Control for the test above: the schema does reject what Compose would reject."""
+    import copy
+    broken = copy.deepcopy(compose)
+    broken["services"]["notifier-worker"]["restart_policy"] = "always"   # not a service key
+    broken["services"]["auth-web"]["healthcheck"]["retries"] = "many"     # not a number
+    errors = _spec_errors(broken)
+    assert any("notifier-worker" in e and "restart_policy" in e for e in errors), errors
+    assert any("auth-web/healthcheck/retries" in e for e in errors), errors
+
+
+def test_workers_expose_metrics_inside_the_network_only(compose):
+    for svc in SERVICES:
+        worker = compose["services"][f"{svc}-worker"]
+        assert worker["environment"]["BALCAO_METRICS_PORT"] == "9100"
+        assert "ports" not in worker  # scraped on the compose network, never published
+    template = (ROOT / "deploy/gateway/balcao.conf.template").read_text()
+    assert re.search(r'if \(\$uri ~\*? "/metrics/\?\$"\) \{\s*return 404;', template)

@@ -102,3 +102,27 @@ def test_the_stack_refuses_to_start_without_broker_and_databases(tmp_path):
     with pytest.raises(StackError) as err:
         Stack(env={"BALCAO_BROKER_URL": "amqp://x"}, gateway_port=free_port(), workdir=tmp_path)
     assert "BALCAO_AUTH_DATABASE_URL" in str(err.value)
+
+
+@pytest.mark.distributed
+def test_metrics_on_the_service_ports_never_through_the_gateway(stack):
+    for path in ("/metrics", "/auth/metrics", "/convite/metrics/", "/notificacoes//metrics", "/AUTH/METRICS"):
+        status, _, body = _get(stack.url + path)
+        assert status == 404 and "balcao_" not in body, path
+    _get(stack.url + "/convite/healthz")
+    status, headers, body = _get(f"http://127.0.0.1:{stack.web_ports['invitations']}/convite/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    assert 'balcao_http_requests_total{endpoint="healthz",method="GET",service="invitations",status="200"}' in body
+    assert 'balcao_outbox_lag_seconds{service="invitations"}' in body
+    status, _, body = _get(f"http://127.0.0.1:{stack.metrics_ports['notifier-worker']}/metrics")
+    assert status == 200
+    assert 'balcao_queue_depth{queue="notifier.notification.email_requested"}' in body
+    assert 'balcao_broker_up{service="notifier"} 1.0' in body
+
+
+@pytest.mark.distributed
+def test_readyz_reports_database_and_broker(stack):
+    import json
+    status, _, body = _get(stack.url + "/auth/readyz")
+    assert status == 200 and json.loads(body) == {"status": "ready", "service": "auth", "database": "ok",
+                                                  "broker": "ok"}
