@@ -49,3 +49,31 @@ def test_events_and_logs_carry_no_secret(browser_client, make_ticket, make_ident
     for secret in secrets:
         assert secret not in dumped
         assert secret not in caplog.text
+
+
+def test_mfa_secrets_and_session_ids_stay_out_of_events_and_logs(config, make_identity, outbox_events, clock,
+                                                                  auth_db, caplog):
+    from services.auth.models import AuthSession, RecoveryCode
+
+    from .conftest import login, new_browser
+    from .test_mfa import _code_step, _enrol, _signed_in
+    caplog.set_level(logging.DEBUG)
+    make_identity()
+    client = _signed_in(config)
+    secret, codes = _enrol(client, clock)
+    clock.advance(seconds=30)
+    other, _apps = new_browser(config)
+    login(other, email=CARLOS["email"], password=CARLOS["password"])
+    _code_step(other, codes[0])
+    for _i in range(10):  # a lock, and its e-mail
+        login(other, email=CARLOS["email"], password="errada-de-proposito-2")
+    with auth_db.begin() as s:
+        code_hashes = list(s.scalars(select(RecoveryCode.code_hash)))
+        sids = list(s.scalars(select(AuthSession.sid)))
+    events = outbox_events()
+    assert {e["payload"].get("template") for e in events} >= {"mfa_changed", "account_locked"}
+    dumped = json.dumps(events)
+    for value in [secret, CARLOS["password"], "errada-de-proposito-2", *codes,
+                  *(c.replace("-", "") for c in codes), *code_hashes, *sids]:
+        assert value not in dumped
+        assert value not in caplog.text
