@@ -27,7 +27,7 @@ def _lock_emails(outbox_events):
 def test_ten_wrong_passwords_on_the_link_page_lock_even_the_right_one(
         browser_client, make_identity, make_ticket, outbox_events, keyring, clock):
     make_identity()
-    ticket, _ = make_ticket()
+    ticket, claims = make_ticket()
     for i in range(9):
         response = _link(browser_client, ticket, f"errada-{i}-xyz")
         assert "Senha incorreta. Nenhuma conta foi vinculada." in response.get_data(as_text=True)
@@ -50,7 +50,7 @@ def test_ten_wrong_passwords_on_the_link_page_lock_even_the_right_one(
     assert LOCKED in _link(browser_client, ticket, CARLOS["password"]).get_data(as_text=True)
     clock.advance(minutes=2)
     after = _link(browser_client, ticket, CARLOS["password"])
-    assert after.status_code == 303 and after.headers["Location"].endswith("/vinculando/" + _["inv"])
+    assert after.status_code == 303 and after.headers["Location"].endswith("/vinculando/" + claims["inv"])
     assert len(outbox_events("link.verified")) == 1
 
 
@@ -160,3 +160,31 @@ def test_many_failures_from_one_ip_block_that_ip(config, make_identity, clock):
     assert response.status_code == 429
     honest, _apps2 = new_browser(config, ip="10.0.0.7")
     assert login(honest, email=CARLOS["email"], password=CARLOS["password"]).status_code == 303
+
+
+def test_registration_and_link_posts_are_rate_limited_per_ip(browser_client, make_identity, make_ticket, clock):
+    ticket, _claims = make_ticket(email="nova@exemplo.com.br")
+    html = browser_client.get("/auth/convite?ticket=" + quote(ticket)).get_data(as_text=True)
+    statuses = [browser_client.post("/auth/convite/registrar", data={
+        "csrf_token": csrf_token(html), "ticket": ticket, "name": "Nova", "password": "123",
+        "password_confirmation": "123"}).status_code for _i in range(11)]
+    assert statuses == [422] * 10 + [429]
+
+    make_identity()
+    link_ticket, _claims = make_ticket()
+    page = browser_client.get("/auth/convite?ticket=" + quote(link_ticket)).get_data(as_text=True)
+    clock.advance(hours=1)  # fresh windows; the failures cap (100/h) is not reached by this test
+    codes = []
+    for i in range(31):
+        # different accounts are not involved: the link page's own limit (30/min per IP) answers first
+        codes.append(browser_client.post("/auth/convite/vincular", data={
+            "csrf_token": csrf_token(page), "ticket": link_ticket, "password": ""}).status_code)
+    assert codes[:30] == [422] * 30 and codes[30] == 429
+
+
+def test_the_lock_message_in_english(browser_client, make_identity):
+    make_identity()
+    browser_client.set_cookie("balcao_locale", "en")
+    for _i in range(10):
+        response = login(browser_client, email=CARLOS["email"], password="errada-abc-123")
+    assert "Account temporarily locked after too many attempts." in response.get_data(as_text=True)
