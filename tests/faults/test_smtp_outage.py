@@ -69,8 +69,36 @@ def smtp():
     server.stop()
 
 
+def _rabbitmqctl(*args: str) -> bool:
+    import shutil
+    import subprocess
+    if not shutil.which("rabbitmqctl"):
+        return False
+    return subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, timeout=60, check=False).returncode == 0
+
+
 @pytest.fixture(scope="module")
-def outage_product(smtp, tmp_path_factory):
+def broker_url():
+    """A RabbitMQ virtual host of this module's own: stacks of other test runs on the same broker
+    use the same queue names and would consume this stack's messages (and it theirs). Without
+    rabbitmqctl, the shared URL."""
+    import os
+    from urllib.parse import urlsplit, urlunsplit
+    shared = os.environ["BALCAO_TEST_BROKER_URL"]
+    vhost = "balcao-test-" + uuid.uuid4().hex[:8]
+    parts = urlsplit(shared)
+    user = parts.username or "guest"
+    if not (_rabbitmqctl("add_vhost", vhost) and _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")):
+        yield shared
+        return
+    try:
+        yield urlunsplit((parts.scheme, parts.netloc, "/" + vhost, parts.query, parts.fragment))
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture(scope="module")
+def outage_product(smtp, broker_url, tmp_path_factory):
     """Like tests/conftest.py's distributed `product`, with SMTP at `smtp` and fast retries."""
     import os
 
@@ -84,7 +112,7 @@ def outage_product(smtp, tmp_path_factory):
            "BALCAO_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}", "BALCAO_PUBLIC_URL": url,
            "BALCAO_DEMO": "0", "BALCAO_SECRET_KEY": uuid.uuid4().hex, "PORT": str(port),
            "BALCAO_SMTP_RETRY_BASE_SECONDS": "0.5", "BALCAO_SMTP_MAX_ATTEMPTS": "10",
-           "BALCAO_BROKER_URL": os.environ["BALCAO_TEST_BROKER_URL"],
+           "BALCAO_BROKER_URL": broker_url,
            **{f"BALCAO_{svc.upper()}_DATABASE_URL": urls[svc] for svc in SERVICES}}
     stack = Stack(env=env, gateway_port=port, workdir=workdir)
     stack.start(timeout=120)
