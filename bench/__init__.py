@@ -1,0 +1,1 @@
+"""Balcão's benchmark suite (`python -m bench`, `make bench`); see bench/README.md."""

@@ -1,0 +1,666 @@
+"""`python -m bench`: Balcão's benchmark suite against the distributed mode (deploy/stack.py:
+every service under gunicorn + a worker process, nginx in front) on the machine's RabbitMQ and
+PostgreSQL. See bench/README.md."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import platform
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import seed
+from .stats import Row, fmt, ms, render_table, summarize, verdict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
+PASSWORD = "Bench-Senha-Longa-2026"
+
+FULL = dict(sizes=(1_000, 10_000, 100_000), firms=1_000, users_per_other_firm=10, companies=20,
+            login_rounds=10, login_seconds=3.0, login_threads=4,
+            links=100, link_threads=4, list_reps=100, home_reps=200, warmup=10)
+QUICK = dict(sizes=(1_000, 10_000), firms=100, users_per_other_firm=5, companies=5,
+             login_rounds=3, login_seconds=1.5, login_threads=4,
+             links=12, link_threads=4, list_reps=8, home_reps=20, warmup=3)
+# What a staff member does on the list: first page, paging, search by a common surname, by an
+# e-mail domain fragment, and a search nobody matches (every row of the firm examined).
+LIST_KINDS = {"page 1": {}, "page 20": {"pagina": "20"}, "search name": {"q": "silva"},
+              "search e-mail": {"q": "@cliente7.example"}, "search no match": {"q": "xyzw"}}
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- machine and processes
+
+
+def machine_info() -> dict:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_kb = 0
+    try:
+        mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+    except (OSError, AttributeError):
+        pass
+    return {"cores": os.cpu_count(), "cpu_model": model or platform.processor(), "ram_gb": round(mem_kb / 1024**2, 1),
+            "python": platform.python_version(), "kernel": platform.release()}
+
+
+def proc_memory_mb(pid: int) -> dict:
+    """RSS and PSS (proportional: shared pages split between the processes sharing them) in MB."""
+    out = {"rss_mb": None, "pss_mb": None}
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        out["rss_mb"] = round(int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024, 1)
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        out["pss_mb"] = round(int(re.search(r"^Pss:\s+(\d+)", rollup, re.M).group(1)) / 1024, 1)
+    except (OSError, AttributeError):
+        pass
+    return out
+
+
+def children_of(pid: int) -> list[int]:
+    kids = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids += [int(x) for x in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return kids
+
+
+# --------------------------------------------------------------------------- raw argon2id
+
+
+def _argon_verify_loop(seconds: float) -> int:
+    from services.auth.services import PASSWORD_HASHER
+    hashed = PASSWORD_HASHER.hash(PASSWORD)
+    n, end = 0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        PASSWORD_HASHER.verify(hashed, PASSWORD)
+        n += 1
+    return n
+
+
+def _argon_params() -> dict:
+    from services.auth.services import PASSWORD_HASHER
+    return {"time_cost": PASSWORD_HASHER.time_cost, "memory_cost_kib": PASSWORD_HASHER.memory_cost,
+            "parallelism": PASSWORD_HASHER.parallelism}
+
+
+def raw_argon2_rate(*, cores: int, rounds: int, seconds: float) -> dict:
+    """argon2id verifies per second per core with auth's PASSWORD_HASHER, one process per core."""
+    rates = []
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(cores) as pool:
+        pool.map(_argon_verify_loop, [0.2] * cores)  # imports and warm-up
+        for _ in range(rounds):
+            counts = pool.map(_argon_verify_loop, [seconds] * cores)
+            rates.append(sum(counts) / seconds / cores)
+    return {"per_core": summarize(rates), "params": _argon_params()}
+
+
+# --------------------------------------------------------------------------- HTTP helpers
+
+
+def _csrf(html: str) -> str:
+    from services.common.testing import csrf_token
+    return csrf_token(html)
+
+
+def http_login(url: str, email: str, password: str):
+    import requests
+    s = requests.Session()
+    r = s.get(url + "/auth/entrar", timeout=30)
+    r.raise_for_status()
+    r = s.post(url + "/auth/entrar", data={"email": email, "password": password, "csrf_token": _csrf(r.text)},
+               allow_redirects=False, timeout=30)
+    if r.status_code != 303 or not any(c.name.endswith("balcao_session") for c in s.cookies):
+        raise RuntimeError(f"login of {email} failed: HTTP {r.status_code}")
+    return s
+
+
+def login_vs_raw(url: str, emails: list[str], *, rounds: int, seconds: float, threads: int, cores: int) -> dict:
+    """Concurrent password logins (POST /auth/entrar with CSRF → 303 + session cookie) through the
+    gateway, alternating with rounds of raw argon2id verifies (one process per core): the machine is
+    shared, so each login round is compared with the raw round just before it."""
+    import requests
+    latencies, stamps, errors = [], [], []
+    lock = threading.Lock()
+    stop, go = threading.Event(), threading.Event()
+
+    def client(i: int):
+        s = requests.Session()
+        page = s.get(url + "/auth/entrar", timeout=30)
+        token = _csrf(page.text)
+        email = emails[i % len(emails)]
+        while not stop.is_set():
+            if not go.wait(0.2):
+                continue
+            s.cookies.set("balcao_session", None)
+            t0 = time.perf_counter()
+            r = s.post(url + "/auth/entrar", data={"email": email, "password": PASSWORD, "csrf_token": token},
+                       allow_redirects=False, timeout=30)
+            t1 = time.perf_counter()
+            ok = r.status_code == 303 and "balcao_session=" in r.headers.get("Set-Cookie", "")
+            with lock:
+                if ok:
+                    latencies.append(t1 - t0)
+                    stamps.append(t1)
+                else:
+                    errors.append(r.status_code)
+
+    workers = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(threads)]
+    for w in workers:
+        w.start()
+    go.set()
+    time.sleep(1.0)  # warm-up: sessions, CSRF pages, connection pools, argon2 memory
+    go.clear()
+    raw_rates, login_rates, ratios, windows = [], [], [], []
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(cores) as pool:
+        pool.map(_argon_verify_loop, [0.2] * cores)
+        for _ in range(rounds):
+            time.sleep(0.5)  # let in-flight logins finish
+            counts = pool.map(_argon_verify_loop, [seconds] * cores)
+            raw = sum(counts) / seconds / cores
+            go.set()
+            start = time.perf_counter()
+            time.sleep(seconds)
+            end = time.perf_counter()
+            go.clear()
+            windows.append((start, end))
+            with lock:
+                done = sum(1 for t in stamps if start <= t < end)
+            login = done / (end - start) / cores
+            raw_rates.append(raw)
+            login_rates.append(login)
+            ratios.append(login / raw if raw else math.nan)
+    stop.set()
+    for w in workers:
+        w.join(60)
+    measured = [lat for lat, t in zip(latencies, stamps) if any(a <= t < b for a, b in windows)]
+    return {"argon2_raw": {"per_core": summarize(raw_rates), "params": _argon_params()},
+            "login": {"per_core": summarize(login_rates), "total_per_s": summarize([r * cores for r in login_rates]),
+                      "latency_ms": summarize(ms(measured)), "errors": len(errors), "threads": threads,
+                      "ratio_by_round": summarize(ratios), "ratio_to_raw": summarize(ratios)["median"]}}
+
+
+def link_benchmark(url: str, jobs: list[dict], *, threads: int) -> dict:
+    """Each job: open the link page, [Vincular Contas] with the password, then follow
+    /vinculando/<id> (polled every 20 ms, as a browser's refresh would) until the firm's home shows."""
+    import requests
+    work: queue.Queue = queue.Queue()
+    for job in jobs:
+        work.put(job)
+    latencies, errors = [], []
+    lock = threading.Lock()
+
+    def client():
+        s = requests.Session()
+        while True:
+            try:
+                job = work.get_nowait()
+            except queue.Empty:
+                return
+            s.cookies.clear()
+            page = s.get(url + "/auth/convite", params={"ticket": job["ticket"]}, timeout=30)
+            token = _csrf(page.text)
+            t0 = time.perf_counter()
+            r = s.post(url + "/auth/convite/vincular", data={"ticket": job["ticket"], "password": PASSWORD,
+                                                             "csrf_token": token}, allow_redirects=False, timeout=30)
+            location = r.headers.get("Location", "")
+            ok, reason = False, f"POST vincular: HTTP {r.status_code} {location}"
+            if r.status_code == 303 and "/vinculando/" in location:
+                reason = "no firm home within 60 s"
+                deadline = t0 + 60
+                while time.perf_counter() < deadline:
+                    r = s.get(url + location, allow_redirects=False, timeout=30)
+                    if r.status_code == 303:
+                        home = s.get(url + r.headers["Location"], timeout=30)
+                        ok = home.status_code == 200 and job["firm_name"] in home.text
+                        reason = f"home {r.headers['Location']}: HTTP {home.status_code}"
+                        break
+                    if r.status_code != 200:
+                        reason = f"GET {location}: HTTP {r.status_code}"
+                        break
+                    time.sleep(0.02)
+            t1 = time.perf_counter()
+            with lock:
+                if ok:
+                    latencies.append(t1 - t0)
+                else:
+                    errors.append(reason)
+
+    workers = [threading.Thread(target=client, daemon=True) for _ in range(threads)]
+    start = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(300)
+    elapsed = time.perf_counter() - start
+    # rate per worker-thread batch: completions over the run, and per-link latency
+    return {"per_s": len(latencies) / elapsed if elapsed else 0.0, "completed": len(latencies),
+            "errors": len(errors), "error_samples": sorted(set(errors))[:5],
+            "latency_ms": summarize(ms(latencies)), "threads": threads}
+
+
+def timed_gets(session, url: str, paths: list[str], *, reps: int, warmup: int, expect: str | None = None) -> dict:
+    """Sequential GETs (one request in flight: latency, not throughput), round-robin over paths."""
+    out = {p: [] for p in paths}
+    for _ in range(warmup):
+        for p in paths:
+            session.get(url + p, timeout=30)
+    for _ in range(reps):
+        for p in paths:
+            t0 = time.perf_counter()
+            r = session.get(url + p, timeout=30, allow_redirects=False)
+            dt = time.perf_counter() - t0
+            if r.status_code != 200 or (expect and expect not in r.text):
+                raise RuntimeError(f"GET {p}: HTTP {r.status_code}")
+            out[p].append(dt)
+    return out
+
+
+# --------------------------------------------------------------------------- in-process SQL counts
+
+
+class InProcessUsers:
+    """The users app in this process on the same databases, to count SQL statements per request
+    with services.common.testing.count_queries (exactly the statements the web worker sends)."""
+
+    def __init__(self, config, *, identity_id, email: str, name: str):
+        from werkzeug.test import Client
+        from werkzeug.wrappers import Response
+        from services.common.keys import KeyRing
+        from services.common.sessions import issue_session_token
+        from services.users.app import create_app
+        self.config = config
+        self.client = Client(create_app(config), Response, use_cookies=True)
+        token = issue_session_token(KeyRing(config.keys_dir), identity_id=identity_id, email=email, name=name)
+        self.client.set_cookie("balcao_session", token, domain="localhost")
+
+    def statements(self, path: str, query: dict | None = None) -> int:
+        from services.common.testing import count_queries
+        self.client.get(path, query_string=query)  # warm caches (same as a warm worker)
+        with count_queries(self.config, "users") as counter:
+            r = self.client.get(path, query_string=query)
+        if r.status_code not in (200, 303):
+            raise RuntimeError(f"in-process GET {path}: HTTP {r.status_code}")
+        return counter.count
+
+
+def list_paths(slug: str) -> dict[str, str]:
+    from urllib.parse import urlencode
+    base = f"/e/{slug}/configuracoes/usuarios-de-clientes"
+    return {kind: base + ("?" + urlencode(q) if q else "") for kind, q in LIST_KINDS.items()}
+
+
+# --------------------------------------------------------------------------- databases
+
+
+def fresh_databases(server_url: str, tag: str) -> dict[str, str]:
+    from services.common.testing import _fresh_postgres_databases
+    return _fresh_postgres_databases(server_url, tag)
+
+
+def drop_databases(server_url: str, urls: dict[str, str]) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from services.common.runtime import _databases
+    for key in [k for k in _databases if k.split("|", 1)[1] in urls.values()]:
+        _databases.pop(key).engine.dispose()
+    admin = create_engine(server_url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for url in urls.values():
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def analyze(config, service: str) -> None:
+    """What autovacuum does shortly after a bulk load: fresh planner statistics."""
+    from sqlalchemy import text
+    from services.common.runtime import database
+    engine = database(service, config).engine
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("ANALYZE"))
+
+
+# --------------------------------------------------------------------------- embedded mode
+
+
+def embedded_memory(*, warm_reps: int) -> dict:
+    """`balcao run` (demo data) in a subprocess, warmed with the same pages, then its RSS."""
+    from deploy.stack import free_port
+    import requests
+    tmp = Path(tempfile.mkdtemp(prefix="balcao-bench-embedded-"))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BALCAO_")}
+    env.update(BALCAO_VAR_DIR=str(tmp / "var"), PORT=str(port), BALCAO_DEMO="1", PYTHONPATH=str(REPO_ROOT))
+    logf = open(tmp / "embedded.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "balcao_cli", "run"], cwd=REPO_ROOT, env=env, stdout=logf,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if requests.get(url + "/auth/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("embedded mode did not start:\n" + (tmp / "embedded.log").read_text()[-3000:])
+            time.sleep(0.3)
+        from services.provision import DEMO_LOGINS
+        (_, ana, ana_pw, _), _bruno, (_, carlos, carlos_pw, _) = DEMO_LOGINS
+        staff = http_login(url, ana, ana_pw)
+        paths = list(list_paths("contabilidade-alfa").values()) + ["/e/contabilidade-alfa/"]
+        timed_gets(staff, url, paths, reps=warm_reps, warmup=1)
+        client = http_login(url, carlos, carlos_pw)
+        for _ in range(warm_reps):
+            client.get(url + "/trocar-escritorio?escritorio=contabilidade-alfa", timeout=30)
+        pids = [proc.pid] + children_of(proc.pid)
+        mem = {pid: proc_memory_mb(pid) for pid in pids}
+        return {"rss_mb": round(sum(m["rss_mb"] or 0 for m in mem.values()), 1),
+                "processes": len(pids), "per_process": {str(k): v for k, v in mem.items()}}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        logf.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = True) -> dict:
+    from deploy.stack import Stack, free_port
+    from services.common.config import SERVICES
+    from services.common.runtime import migrate
+    from services.common.testing import make_test_config
+    from services.common.keys import KeyRing
+
+    p = QUICK if quick else FULL
+    machine = machine_info()
+    cores = machine["cores"]
+    server_url = os.environ.get("BALCAO_BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
+    broker_url = os.environ.get("BALCAO_BENCH_BROKER_URL", DEFAULT_BROKER_URL)
+    tag = "bench_" + uuid.uuid4().hex[:8]
+    workdir = Path(tempfile.mkdtemp(prefix="balcao-bench-"))
+    port = free_port()
+    machine["loadavg_at_start"] = Path("/proc/loadavg").read_text().split()[:3]
+    results: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": quick,
+                     "machine": machine, "params": {k: list(v) if isinstance(v, tuple) else v for k, v in p.items()}}
+    log(f"{cores} cores, {machine['cpu_model']}; databases balcao_{tag}_* on {server_url.split('@')[-1]}")
+    urls = fresh_databases(server_url, tag)
+    stack = None
+    try:
+        config = make_test_config(workdir / "var", urls, broker_url=broker_url, public_url=f"http://127.0.0.1:{port}")
+        for svc in SERVICES:
+            migrate(svc, config)
+        env = {"BALCAO_BROKER_URL": broker_url, "BALCAO_VAR_DIR": str(config.var_dir),
+               "BALCAO_KEYS_DIR": str(config.keys_dir), "BALCAO_DEMO": "0",
+               **{f"BALCAO_{svc.upper()}_DATABASE_URL": url for svc, url in urls.items()}}
+        env = {**env, "BALCAO_SMTP_URL": ""}
+        if lift_rate_limits:
+            env["BALCAO_BENCH_LIFT_RATE_LIMITS"] = "1"
+            patch_dir = str(Path(__file__).resolve().parent / "stackpatch")
+            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (patch_dir, os.environ.get("PYTHONPATH", "")) if p)
+        results["rate_limits_lifted"] = lift_rate_limits
+        stack = Stack(env=env, gateway_port=port, workdir=workdir / "stack", web_workers=cores)
+        log(f"starting the stack ({cores} gunicorn workers per service) at {stack.url}")
+        stack.start(timeout=120)
+        url = stack.url
+
+        # ---- seed
+        t_seed = time.perf_counter()
+        admin_email = "admin@bench.example"
+        admin_id = seed.register_identity(config, email=admin_email, name="Admin Bench", password=PASSWORD)
+        big = seed.create_firm(config, n=1, name="Contabilidade Grande", admin_identity_id=admin_id,
+                               admin_email=admin_email)
+        link_firm = seed.create_firm(config, n=2, name="Contabilidade Vínculo", admin_identity_id=admin_id,
+                                     admin_email=admin_email)
+        person_firms = [seed.create_firm(config, n=10 + i, name=f"Contabilidade Cliente {i:02d}",
+                                         admin_identity_id=admin_id, admin_email=admin_email) for i in range(10)]
+        real = 2 + len(person_firms)
+        other_ids = seed.bulk_firms(config, count=p["firms"] - real, start=1000)
+        for i, fid in enumerate(other_ids):
+            pass
+        for chunk in range(0, len(other_ids), 50):
+            for j, fid in enumerate(other_ids[chunk:chunk + 50]):
+                seed.bulk_client_users(config, firm_id=fid, count=p["users_per_other_firm"],
+                                       start=10_000_000 + (chunk + j) * 1000, seed=chunk + j)
+        person_email = "pessoa.dez.escritorios@bench.example"
+        person_id = seed.register_identity(config, email=person_email, name="Pessoa Dez", password=PASSWORD)
+        seed.client_of_firms(config, identity_id=person_id, email=person_email, name="Pessoa Dez Escritórios",
+                             firm_ids=[f["id"] for f in person_firms])
+        login_emails = []
+        for i in range(p["login_threads"]):
+            email = f"login{i}@bench.example"
+            seed.register_identity(config, email=email, name=f"Login {i}", password=PASSWORD)
+            login_emails.append(email)
+        link_people = []
+        for i in range(p["links"]):
+            email = f"vinculo{i}@bench.example"
+            seed.register_identity(config, email=email, name=f"Vínculo {i}", password=PASSWORD)
+            link_people.append((f"Pessoa Vínculo {i}", email))
+        link_cus = seed.invite(config, firm_id=link_firm["id"], people=link_people)
+        company_ids = seed.create_companies(config, firm_id=big["id"], count=p["companies"], start=5000)
+        seeded = seed.bulk_client_users(config, firm_id=big["id"], count=p["sizes"][0], start=0,
+                                        company_ids=company_ids)
+        analyze(config, "users")
+        deadline = time.monotonic() + 180
+        while True:  # the chain (users → invitations → users) creates the invitations
+            ready = seed.invitations_ready(config, client_user_ids=link_cus)
+            if len(ready) == len(link_cus) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        keyring = KeyRing(config.keys_dir)
+        from services.invitations.services import invitation_ticket
+        link_jobs = [{"ticket": invitation_ticket(keyring, inv), "firm_name": link_firm["name"]}
+                     for inv in ready.values()]
+        results["seed_seconds"] = round(time.perf_counter() - t_seed, 1)
+        log(f"seeded in {results['seed_seconds']} s ({len(ready)}/{len(link_cus)} invitations ready)")
+
+        # ---- 1. logins vs raw argon2id
+        log("logins through the gateway, alternating with raw argon2id verify rounds")
+        results.update(login_vs_raw(url, login_emails, rounds=p["login_rounds"], seconds=p["login_seconds"],
+                                    threads=p["login_threads"], cores=cores))
+
+        # ---- 2. link requests
+        log(f"{len(link_jobs)} link requests")
+        results["link"] = link_benchmark(url, link_jobs, threads=p["link_threads"])
+
+        # ---- 4. client home after switching firm
+        log("client home after switching firm")
+        person = http_login(url, person_email, PASSWORD)
+        home, switch = [], []
+        for _ in range(p["warmup"]):
+            person.get(url + f"/trocar-escritorio?escritorio={person_firms[0]['slug']}", timeout=30)
+        for i in range(p["home_reps"]):
+            firm = person_firms[i % len(person_firms)]
+            t0 = time.perf_counter()
+            r = person.get(url + f"/trocar-escritorio?escritorio={firm['slug']}", allow_redirects=False, timeout=30)
+            t1 = time.perf_counter()
+            h = person.get(url + r.headers["Location"], allow_redirects=False, timeout=30)
+            t2 = time.perf_counter()
+            if r.status_code != 303 or h.status_code != 200 or firm["name"] not in h.text:
+                raise RuntimeError(f"switch to {firm['slug']}: HTTP {r.status_code}/{h.status_code}")
+            home.append(t2 - t1)
+            switch.append(t2 - t0)
+        in_proc_person = InProcessUsers(config, identity_id=person_id, email=person_email, name="Pessoa Dez")
+        results["client_home"] = {"home_ms": summarize(ms(home)), "switch_and_home_ms": summarize(ms(switch)),
+                                  "sql_statements": in_proc_person.statements(f"/e/{person_firms[3]['slug']}/")}
+
+        # ---- 3. staff list at every size
+        staff = http_login(url, admin_email, PASSWORD)
+        in_proc_staff = InProcessUsers(config, identity_id=admin_id, email=admin_email, name="Admin Bench")
+        paths = list_paths(big["slug"])
+        results["list"] = {}
+        for size in p["sizes"]:
+            if seeded < size:
+                log(f"seeding the big firm up to {size} client users")
+                seed.bulk_client_users(config, firm_id=big["id"], count=size - seeded, start=seeded,
+                                       company_ids=company_ids)
+                seeded = size
+                analyze(config, "users")
+            log(f"staff list at {size} client users")
+            timings = timed_gets(staff, url, list(paths.values()), reps=p["list_reps"], warmup=p["warmup"],
+                                 expect="Usuários de Clientes")
+            every = [t for ts in timings.values() for t in ts]
+            results["list"][str(size)] = {
+                "all_ms": summarize(ms(every)),
+                "by_kind": {kind: {"ms": summarize(ms(timings[path])),
+                                   "sql_statements": in_proc_staff.statements(path.split("?")[0],
+                                                                              LIST_KINDS[kind])}
+                            for kind, path in paths.items()}}
+        first, last = str(p["sizes"][0]), str(p["sizes"][-1])
+        results["list_ratio"] = {"sizes": [first, last],
+                                 "p50_ratio": results["list"][last]["all_ms"]["median"]
+                                 / results["list"][first]["all_ms"]["median"]}
+        counts = {size: sorted({k: v["sql_statements"] for k, v in d["by_kind"].items()}.items())
+                  for size, d in results["list"].items()}
+        results["list_sql_constant"] = len({tuple(c) for c in counts.values()}) == 1
+
+        # ---- 5. memory of the stack
+        mem = {}
+        for svc in SERVICES:
+            master = stack.processes[f"{svc}-web"].pid
+            workers = children_of(master)
+            consumer = stack.processes[f"{svc}-worker"].pid
+            mem[svc] = {"web_master": proc_memory_mb(master),
+                        "web_workers": [proc_memory_mb(w) for w in workers],
+                        "worker": proc_memory_mb(consumer),
+                        "worker_children": [proc_memory_mb(c) for c in children_of(consumer)]}
+        results["memory"] = mem
+    finally:
+        if stack is not None:
+            stack.stop()
+        try:
+            drop_databases(server_url, urls)
+        except Exception as exc:  # never leave the run without its results
+            log(f"could not drop the bench databases: {exc}")
+        shutil.rmtree(workdir, ignore_errors=True)
+    if embedded:
+        log("embedded mode memory")
+        results["embedded"] = embedded_memory(warm_reps=p["list_reps"] // 2 or 1)
+    return results
+
+
+# --------------------------------------------------------------------------- report
+
+
+def rows_of(results: dict) -> list[Row]:
+    cores = results["machine"]["cores"]
+    rows = []
+    a, lg = results.get("argon2_raw"), results.get("login")
+    if a and lg:
+        rows.append(Row(f"raw argon2id verify /s/core (t={a['params']['time_cost']}, "
+                        f"m={a['params']['memory_cost_kib']} KiB, p={a['params']['parallelism']})",
+                        f"median {fmt(a['per_core']['median'])}, p99 {fmt(a['per_core']['p99'])}"))
+        rows.append(Row(f"logins /s/core via gateway ({lg['threads']} clients, {cores} cores)",
+                        f"median {fmt(lg['per_core']['median'])}, p99 {fmt(lg['per_core']['p99'])}"))
+        rows.append(Row("login latency ms", f"p50 {fmt(lg['latency_ms']['median'])}, p99 {fmt(lg['latency_ms']['p99'])}"))
+        rows.append(Row("login rate / raw argon2id rate (median of per-round ratios)",
+                        f"{fmt(lg['ratio_to_raw'], 2)} (p99 {fmt(lg.get('ratio_by_round', {}).get('p99'), 2)})", ">= 0.90",
+                        verdict("login_ratio", lg["ratio_to_raw"])))
+    lk = results.get("link")
+    if lk:
+        rows.append(Row(f"link requests /s ({lk['threads']} clients; {lk['completed']} ok, {lk['errors']} failed)",
+                        fmt(lk["per_s"], 2)))
+        rows.append(Row("link end-to-end latency ms (POST → new firm's home)",
+                        f"p50 {fmt(lk['latency_ms']['median'], 0)}, p99 {fmt(lk['latency_ms']['p99'], 0)}"))
+    for size, d in results.get("list", {}).items():
+        sql = sorted({v["sql_statements"] for v in d["by_kind"].values()})
+        worst = max(d["by_kind"].items(), key=lambda kv: kv[1]["ms"]["median"])
+        rows.append(Row(f"staff list, {int(size):,} client users: ms (all kinds)",
+                        f"p50 {fmt(d['all_ms']['median'])}, p99 {fmt(d['all_ms']['p99'])}; SQL/request {sql}",
+                        "p50 <= 15", verdict("list_p50_ms", d["all_ms"]["median"])))
+        rows.append(Row(f"  slowest kind at {int(size):,}: {worst[0]}",
+                        f"p50 {fmt(worst[1]['ms']['median'])}, p99 {fmt(worst[1]['ms']['p99'])}", "p50 <= 15",
+                        verdict("list_p50_ms", worst[1]["ms"]["median"])))
+    if "list_ratio" in results:
+        r = results["list_ratio"]
+        rows.append(Row(f"list p50 {int(r['sizes'][1]):,} / {int(r['sizes'][0]):,}", fmt(r["p50_ratio"], 2), "<= 1.3",
+                        verdict("list_ratio_100k_1k", r["p50_ratio"])))
+        rows.append(Row("list SQL statements constant across sizes", str(results["list_sql_constant"]), "constant",
+                        verdict("list_sql_constant", results["list_sql_constant"])))
+    ch = results.get("client_home")
+    if ch:
+        rows.append(Row(f"client home after switching firm (10 firms) ms; SQL {ch['sql_statements']}",
+                        f"p50 {fmt(ch['home_ms']['median'])}, p99 {fmt(ch['home_ms']['p99'])}", "p50 <= 20",
+                        verdict("home_p50_ms", ch["home_ms"]["median"])))
+        rows.append(Row("switch (303) + home ms", f"p50 {fmt(ch['switch_and_home_ms']['median'])}, "
+                                                 f"p99 {fmt(ch['switch_and_home_ms']['p99'])}"))
+    for svc, m in results.get("memory", {}).items():
+        workers = m["web_workers"]
+        top = max((w["rss_mb"] or 0 for w in workers), default=None)
+        pss = max((w["pss_mb"] or 0 for w in workers), default=None)
+        rows.append(Row(f"{svc}: gunicorn worker RSS MB (max of {len(workers)}; PSS)", f"{fmt(top)} ({fmt(pss)})",
+                        "<= 80", verdict("service_worker_rss_mb", top)))
+        rows.append(Row(f"{svc}: gunicorn master RSS MB", fmt(m["web_master"]["rss_mb"])))
+        rows.append(Row(f"{svc}: worker (consumers + relay) RSS MB", fmt(m["worker"]["rss_mb"]), "<= 80",
+                        verdict("service_worker_rss_mb", m["worker"]["rss_mb"])))
+    e = results.get("embedded")
+    if e:
+        rows.append(Row(f"embedded mode RSS MB ({e['processes']} process(es))", fmt(e["rss_mb"]), "<= 250",
+                        verdict("embedded_rss_mb", e["rss_mb"])))
+    return rows
+
+
+def write_results(results: dict, out_dir: Path = RESULTS_DIR) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = out_dir / f"{stamp}.json"
+    text = json.dumps(results, indent=2, default=str, ensure_ascii=False)
+    path.write_text(text)
+    (out_dir / "latest.json").write_text(text)
+    return path
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and shorter runs (~2 minutes)")
+    parser.add_argument("--no-embedded", action="store_true", help="skip the embedded mode's memory")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where the JSON goes (default bench/results)")
+    parser.add_argument("--keep-rate-limits", action="store_true",
+                        help="leave auth's per-IP login/link limits as shipped (behind the gateway every client "
+                             "is the nginx address, so the login and link figures then measure the limiter)")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    results = run(quick=args.quick, embedded=not args.no_embedded, lift_rate_limits=not args.keep_rate_limits)
+    results["total_seconds"] = round(time.perf_counter() - started, 1)
+    m = results["machine"]
+    title = (f"Balcão benchmark {results['date']} — {m['cores']} cores ({m['cpu_model']}), {m['ram_gb']} GB RAM"
+             + (" — QUICK" if args.quick else ""))
+    print(render_table(rows_of(results), title=title))
+    path = write_results(results, args.out)
+    print(f"\nJSON: {path} (and {path.parent / 'latest.json'}); total {results['total_seconds']} s")
+    return 0

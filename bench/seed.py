@@ -1,0 +1,154 @@
+"""Seeding for the benchmark through the services' own functions, with bulk paths for volume.
+
+The bulk paths write rows exactly as `users.services.create_firm` / `register_client_user`
+would (same columns, normalized e-mails, valid CPFs, status "not_invited"), but in
+executemany batches and without the outbox events those functions record (nobody consumes
+them for firms nobody logs into, and 100,000 events would only measure the relay).
+"""
+from __future__ import annotations
+
+import random
+import uuid
+
+from sqlalchemy import insert, select
+from stdnum.br import cnpj as cnpj_mod
+
+from services.auth import services as auth_services
+from services.common.runtime import database
+from services.users import models as um
+from services.users import services as users_services
+
+FIRST = ["Ana", "Bruno", "Carlos", "Daniela", "Eduardo", "Fernanda", "Gabriel", "Helena", "Igor", "Juliana",
+         "Kátia", "Lucas", "Mariana", "Nelson", "Olívia", "Paulo", "Quitéria", "Rafael", "Sofia", "Tiago",
+         "Úrsula", "Vinícius", "Wagner", "Xênia", "Yara", "Zeca"]
+LAST = ["Silva", "Santos", "Oliveira", "Souza", "Rodrigues", "Ferreira", "Alves", "Pereira", "Lima", "Gomes",
+        "Costa", "Ribeiro", "Martins", "Carvalho", "Almeida", "Lopes", "Soares", "Fernandes", "Vieira", "Barbosa",
+        "Rocha", "Dias", "Nascimento", "Andrade", "Moreira", "Nunes", "Marques", "Machado", "Mendes", "Freitas"]
+BATCH = 5000
+
+
+def cnpj_for(n: int) -> str:
+    base = f"{n:08d}0001"
+    return base + cnpj_mod.calc_check_digits(base)
+
+
+def cpf_for(n: int) -> str:
+    base = f"{(n * 7919) % 10**9:09d}"
+    if len(set(base)) == 1:
+        base = "123456780"
+    return base + _cpf_check_digits(base)
+
+
+def _cpf_check_digits(base9: str) -> str:
+    """The two CPF check digits (mod 11) of nine digits."""
+    d1 = sum((10 - i) * int(c) for i, c in enumerate(base9)) * 10 % 11 % 10
+    d2 = sum((11 - i) * int(c) for i, c in enumerate(base9 + str(d1))) * 10 % 11 % 10
+    return f"{d1}{d2}"
+
+
+def person_name(rng: random.Random) -> str:
+    return f"{rng.choice(FIRST)} {rng.choice(LAST)} {rng.choice(LAST)}"
+
+
+def register_identity(config, *, email: str, name: str, password: str):
+    """An identity through auth's own function (argon2id hash, identity.registered event)."""
+    with database("auth", config).begin() as session:
+        return auth_services.register_identity(session, email=email, name=name, password=password).id
+
+
+def create_firm(config, *, n: int, name: str, admin_identity_id, admin_email: str) -> dict:
+    with database("users", config).begin() as session:
+        firm = users_services.create_firm(session, name=name, cnpj=cnpj_for(n), admin_identity_id=admin_identity_id,
+                                          admin_name="Admin " + name, admin_email=admin_email)
+        return {"id": firm.id, "name": firm.name, "slug": firm.slug}
+
+
+def create_companies(config, *, firm_id, count: int, start: int) -> list:
+    ids = []
+    with database("users", config).begin() as session:
+        firm = session.get(um.Firm, firm_id)
+        for i in range(count):
+            ids.append(users_services.create_company(session, firm=firm, name=f"Empresa {start + i} Ltda",
+                                                     cnpj=cnpj_for(start + i)).id)
+    return ids
+
+
+def bulk_firms(config, *, count: int, start: int) -> list[uuid.UUID]:
+    """`count` firms, each with an administrator, as create_firm writes them."""
+    now = um.utcnow()
+    firms, staff = [], []
+    for i in range(start, start + count):
+        fid = uuid.uuid4()
+        firms.append({"id": fid, "name": f"Escritório Bench {i}", "slug": f"escritorio-bench-{i}",
+                      "cnpj": cnpj_for(i), "created_at": now})
+        staff.append({"id": uuid.uuid4(), "firm_id": fid, "identity_id": uuid.uuid4(), "name": f"Admin {i}",
+                      "email": f"admin{i}@bench-firm.example", "role": "admin", "active": True})
+    with database("users", config).begin() as session:
+        for chunk in range(0, len(firms), BATCH):
+            session.execute(insert(um.Firm), firms[chunk:chunk + BATCH])
+            session.execute(insert(um.StaffMember), staff[chunk:chunk + BATCH])
+    return [f["id"] for f in firms]
+
+
+def bulk_client_users(config, *, firm_id, count: int, start: int, company_ids=(), seed: int = 0) -> int:
+    """`count` client users of one firm, rows as register_client_user(access=None) writes them:
+    name and surname, normalized e-mail, a valid CPF on every other row, one company each."""
+    rng = random.Random(seed * 1_000_003 + start)
+    now = um.utcnow()
+    company_ids = list(company_ids)
+    users, links = [], []
+    for i in range(start, start + count):
+        name = person_name(rng)
+        first, last = name.split()[0], name.split()[-1]
+        cid = uuid.uuid4()
+        users.append({"id": cid, "firm_id": firm_id, "name": name,
+                      "email": f"{first}.{last}.{i}@cliente{i % 97}.example".lower(),
+                      "cpf": cpf_for(i) if i % 2 == 0 else None, "phone": None, "status": "not_invited",
+                      "identity_id": None, "created_at": now, "updated_at": now, "invitation_id": None,
+                      "invitation_sent_at": None, "invitation_expires_at": None, "delivery_error": None,
+                      "link_refused_reason": None})
+        if company_ids:
+            links.append({"client_user_id": cid, "company_id": company_ids[i % len(company_ids)]})
+    db = database("users", config)
+    for chunk in range(0, count, BATCH):
+        with db.begin() as session:
+            session.execute(insert(um.ClientUser), users[chunk:chunk + BATCH])
+            if links:
+                session.execute(insert(um.client_user_companies), links[chunk:chunk + BATCH])
+    return count
+
+
+def client_of_firms(config, *, identity_id, email: str, name: str, firm_ids) -> None:
+    """The person becomes an active client user of every firm, through register_client_user and
+    grant_membership (the same functions the invitation chain ends in)."""
+    with database("users", config).begin() as session:
+        for fid in firm_ids:
+            firm = session.get(um.Firm, fid)
+            cu = users_services.register_client_user(session, firm=firm, name=name, email=email)
+            users_services.grant_membership(session, firm_id=fid, client_user_id=cu.id, identity_id=identity_id)
+
+
+def invite(config, *, firm_id, people: list[tuple[str, str]]) -> list:
+    """Client users registered with access "now": the running stack's chain creates the invitations."""
+    ids = []
+    with database("users", config).begin() as session:
+        firm = session.get(um.Firm, firm_id)
+        for name, email in people:
+            ids.append(users_services.register_client_user(session, firm=firm, name=name, email=email,
+                                                           access="now").id)
+    return ids
+
+
+def invitations_ready(config, *, client_user_ids) -> dict:
+    """{client_user_id: invitation} for those whose invitation exists in invitations AND is known to users."""
+    from services.invitations import models as im
+    wanted = set(client_user_ids)
+    with database("users", config).begin() as session:
+        known = {cid: inv for cid, inv in session.execute(
+            select(um.ClientUser.id, um.ClientUser.invitation_id).where(um.ClientUser.id.in_(wanted))) if inv}
+    with database("invitations", config).begin() as session:
+        rows = session.scalars(select(im.Invitation).where(im.Invitation.id.in_(set(known.values())),
+                                                           im.Invitation.status == "pending")).all()
+        for row in rows:
+            session.expunge(row)
+    return {row.client_user_id: row for row in rows if known.get(row.client_user_id) == row.id}

@@ -1,0 +1,97 @@
+"""Pure helpers of the benchmark: percentiles, summaries, budgets and the printed table.
+No I/O here, so the smoke test can check them in milliseconds."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# Budgets of issue 5 ("Fast at every size"). `kind`: "min" (figure must be >= limit) or "max".
+BUDGETS = {
+    "login_ratio": ("min", 0.90, "logins/s/core >= 90 % of the raw argon2id verify rate"),
+    "list_p50_ms": ("max", 15.0, "staff list p50 <= 15 ms (every size)"),
+    "list_ratio_100k_1k": ("max", 1.3, "staff list p50 at 100k / p50 at 1k <= 1.3"),
+    "list_sql_constant": ("eq", True, "SQL statements per list request constant across sizes"),
+    "home_p50_ms": ("max", 20.0, "client home after switching firm p50 <= 20 ms"),
+    "service_worker_rss_mb": ("max", 80.0, "<= 80 MB per service worker process"),
+    "embedded_rss_mb": ("max", 250.0, "<= 250 MB for the embedded mode"),
+}
+
+
+def percentile(values, q: float) -> float:
+    """The q-th percentile (0..100) with linear interpolation between closest ranks."""
+    data = sorted(values)
+    if not data:
+        return math.nan
+    if len(data) == 1:
+        return float(data[0])
+    pos = (len(data) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = math.ceil(pos)
+    if lo == hi:
+        return float(data[lo])
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+
+
+def summarize(values) -> dict:
+    """n, median, p99, min, max of a list of numbers (NaN-free; empty gives NaNs and n=0)."""
+    values = list(values)
+    return {"n": len(values), "median": percentile(values, 50), "p99": percentile(values, 99),
+            "min": min(values) if values else math.nan, "max": max(values) if values else math.nan}
+
+
+def ms(seconds_list) -> list[float]:
+    return [s * 1000.0 for s in seconds_list]
+
+
+def verdict(budget: str, value) -> str:
+    """"met", "missed" or "n/a" (no figure) for a figure against its budget."""
+    kind, limit, _text = BUDGETS[budget]
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if kind == "min":
+        return "met" if value >= limit else "missed"
+    if kind == "max":
+        return "met" if value <= limit else "missed"
+    return "met" if value == limit else "missed"
+
+
+@dataclass
+class Row:
+    name: str
+    value: str
+    budget: str = ""
+    status: str = ""
+
+
+def fmt(value, digits: int = 1, unit: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}{unit}"
+    return f"{value}{unit}"
+
+
+def render_table(rows: list[Row], *, title: str) -> str:
+    """A plain-text table (also valid Markdown) of figure / value / budget / met-or-missed."""
+    header = ("figure", "value", "budget", "status")
+    cells = [header] + [(r.name, r.value, r.budget, r.status) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(4)]
+
+    def line(c):
+        return "| " + " | ".join(c[i].ljust(widths[i]) for i in range(4)) + " |"
+
+    out = [title, "", line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out += [line(c) for c in cells[1:]]
+    return "\n".join(out)
+
+
+def windows_rate(timestamps: list[float], *, start: float, end: float, window: float = 1.0) -> list[float]:
+    """Completions per second in consecutive windows of `window` seconds between start and end
+    (only whole windows), so a rate gets a median and a p99 like a latency."""
+    n = int((end - start) // window)
+    counts = [0] * n
+    for t in timestamps:
+        i = int((t - start) // window)
+        if 0 <= i < n:
+            counts[i] += 1
+    return [c / window for c in counts]
