@@ -79,6 +79,20 @@ def render_nginx_conf(*, server_block: str, workdir: Path, temp_dir: Path) -> st
     )
 
 
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free ports (all bound at once while chosen, so none is handed out twice)."""
+    sockets = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 class StackError(RuntimeError):
     pass
 
@@ -127,14 +141,17 @@ class Stack:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         try:
             self._prepare()
+            n_workers = sum(self.worker_processes.values())
+            ports = free_ports(len(SERVICES) + n_workers + 1)
+            ports = [p for p in ports if p != self.gateway_port][:len(SERVICES) + n_workers]
             for svc in SERVICES:
-                port = free_port()
+                port = ports.pop()
                 self.web_ports[svc] = port
                 self._spawn(f"{svc}-web", self._balcao("web", svc, "--bind", f"127.0.0.1:{port}",
                                                        "--workers", str(self.web_workers)))
                 for n in range(1, self.worker_processes[svc] + 1):
                     name = f"{svc}-worker" if n == 1 else f"{svc}-worker-{n}"
-                    self.metrics_ports[name] = free_port()
+                    self.metrics_ports[name] = ports.pop()
                     self._process_env[name] = {"BALCAO_METRICS_PORT": str(self.metrics_ports[name])}
                     self._spawn(name, self._balcao("worker", svc))
             self._spawn("gateway", self._nginx_command())
