@@ -298,7 +298,7 @@ def touch_session(session: Session, *, sid: str | None, identity_id) -> AuthSess
     from .queries import session_is_live
     if not sid:
         return None
-    row = session.get(AuthSession, sid, with_for_update=not session.bind.dialect.name == "sqlite")
+    row = session.get(AuthSession, sid, with_for_update=session.bind.dialect.name != "sqlite")
     if row is None or str(row.identity_id) != str(identity_id) or row.ended_at is not None:
         return None
     now = utcnow()
@@ -435,7 +435,7 @@ def disable_mfa(session: Session, *, identity_id, password: str, keyring, public
 
 def verify_second_factor(session: Session, *, identity_id, code: str) -> bool:
     """A TOTP code (never the same time step twice) or an unused recovery code (then used up)."""
-    identity = session.get(Identity, identity_id, with_for_update=not session.bind.dialect.name == "sqlite")
+    identity = session.get(Identity, identity_id, with_for_update=session.bind.dialect.name != "sqlite")
     if identity is None or not identity.mfa_secret:
         return False
     normalized = _normalize_code(code)

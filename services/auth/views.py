@@ -5,7 +5,7 @@ Parse (schemas) → call (services, inside `db().begin()`) → render/redirect. 
 from __future__ import annotations
 
 import functools
-from urllib.parse import quote
+from datetime import datetime, timezone
 
 from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request, session,
                    url_for)
@@ -94,7 +94,6 @@ def _record_failure(email: str) -> bool:
     limit, window = RATE_LIMITS["failures"]
     _store().hit("failures", _ip(), limit, window)
     if failure.newly_locked:
-        from datetime import datetime, timezone
         with db().begin() as s:
             services.notify_account_locked(
                 s, email=account, locked_until=datetime.fromtimestamp(failure.locked_until, timezone.utc),
@@ -132,9 +131,9 @@ def login():
         failure = _locked_message() if _record_failure(data["email"]) else _("E-mail ou senha incorretos.")
         return render_template("auth/login.html", email=data["email"], next=data["next"], errors={},
                                failure=failure), 422
-    _store().success(identity.email)
-    if identity.mfa_enabled:
+    if identity.mfa_enabled:  # the failure count is reset only once the second factor is right too
         return _ask_second_factor(identity, purpose="login", next_url=data["next"] or "/")
+    _store().success(identity.email)
     return _signed_in(identity, data["next"] or "/")
 
 
@@ -230,9 +229,9 @@ def invitation_link():
                    else _("Senha incorreta. Nenhuma conta foi vinculada."))
         return _invite_page("auth/invite_link.html", raw_ticket=raw, claims=claims, status=422,
                             errors={"password": [message]})
-    _store().success(identity.email)
     if identity.mfa_enabled:  # linking a new firm asks for the second factor too
         return _ask_second_factor(identity, purpose="link", next_url=f"/vinculando/{claims['inv']}", ticket=raw)
+    _store().success(identity.email)
     with db().begin() as s:
         services.emit_link_verified(s, ticket=claims, identity=identity)
     return _signed_in(identity, f"/vinculando/{claims['inv']}")

@@ -129,7 +129,7 @@ def test_logins_are_rate_limited_per_ip(config, make_identity, redis, clock):
     if redis:
         busy, calm = _redis_browser(config, prefix, "10.0.0.1"), _redis_browser(config, prefix, "10.0.0.9")
     else:
-        (busy, _a), (calm, _b) = new_browser(config, ip="10.0.0.1"), new_browser(config, ip="10.0.0.9")
+        busy, calm = new_browser(config, ip="10.0.0.1")[0], new_browser(config, ip="10.0.0.9")[0]
     html = busy.get("/auth/entrar").get_data(as_text=True)
     statuses = [busy.post("/auth/entrar", data={"csrf_token": csrf_token(html), "email": f"p{i}@exemplo.com.br",
                                                  "password": "x"}).status_code for i in range(31)]

@@ -136,7 +136,10 @@ def test_wrong_codes_count_towards_the_lock(config, make_identity, clock):
     make_identity()
     _enrol(_signed_in(config), clock)
     client, _apps = new_browser(config)
-    login(client, email=CARLOS["email"], password=CARLOS["password"])
     for _i in range(10):
+        # re-entering the right password does not reset the count while the code is wrong
+        login(client, email=CARLOS["email"], password=CARLOS["password"])
         response = _code_step(client, "000000")
     assert "Conta bloqueada temporariamente" in response.get_data(as_text=True)
+    again = login(client, email=CARLOS["email"], password=CARLOS["password"])
+    assert again.status_code == 422 and "Conta bloqueada temporariamente" in again.get_data(as_text=True)
