@@ -50,6 +50,9 @@ def process_imports(config, *, max_rows: int = 2000, chunk: int = IMPORT_CHUNK) 
     transaction together with its event (services.import_row), so other staff are never
     blocked, nothing is half-created and a restarted process resumes where it stopped.
     Returns how many rows were processed in this call (at most about `max_rows`)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
     from services.common.runtime import database
 
     from . import queries
@@ -58,6 +61,8 @@ def process_imports(config, *, max_rows: int = 2000, chunk: int = IMPORT_CHUNK) 
     with db.begin() as session:
         job_ids = queries.queued_import_job_ids(session)
     for job_id in job_ids:
+        with db.begin() as session:
+            firm = queries.import_job_firm(session, job_id=job_id)
         while done < max_rows:
             with db.begin() as session:
                 lines = queries.pending_import_lines(session, job_id=job_id, limit=chunk)
@@ -67,9 +72,19 @@ def process_imports(config, *, max_rows: int = 2000, chunk: int = IMPORT_CHUNK) 
                 break
             progressed = 0
             for line in lines:
-                with db.begin() as session:
-                    if services.import_row(session, job_id=job_id, line=line, skip_locked=not db.is_sqlite):
-                        progressed += 1
+                try:
+                    with db.begin() as session:
+                        if not db.is_sqlite:
+                            # A lost commit (crash) loses the row, its user and its event together:
+                            # the row stays "valid" and is done again. So no need to wait for fsync.
+                            session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+                        if services.import_row(session, job_id=job_id, line=line, firm=firm,
+                                               skip_locked=not db.is_sqlite):
+                            progressed += 1
+                except IntegrityError:  # raced with a hand-made registration of the same e-mail
+                    with db.begin() as session:
+                        services.fail_import_row(session, job_id=job_id, line=line)
+                    progressed += 1
             done += progressed
             if not progressed:
                 break  # another worker holds these rows: leave the job to it for now

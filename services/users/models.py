@@ -151,15 +151,12 @@ class ImportJob(Base):
     total_rows: Mapped[int] = mapped_column(Integer, default=0)
     valid_rows: Mapped[int] = mapped_column(Integer, default=0)
     invalid_rows: Mapped[int] = mapped_column(Integer, default=0)
+    # final totals, stored when the job is done (while it runs they are counted from the rows)
     created_count: Mapped[int] = mapped_column(Integer, default=0)
     failed_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow)
     queued_at: Mapped[datetime | None] = mapped_column(AwareDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(AwareDateTime, nullable=True)
-
-    @property
-    def processed(self) -> int:
-        return self.created_count + self.failed_count
 
 
 class ImportRow(Base):

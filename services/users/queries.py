@@ -203,6 +203,21 @@ def import_rows_page(session, *, job: ImportJob, states=("invalid", "failed"), p
     return Page(items=rows[:per_page], number=page, has_next=len(rows) > per_page)
 
 
+def import_progress(session, *, job: ImportJob) -> tuple[int, int]:
+    """(created, failed) rows of a job so far: one statement on the (job, state) index while it
+    runs (the rows are never updated by more than their own small transaction); the stored
+    totals once it is done."""
+    if job.status != "queued":
+        return job.created_count, job.failed_count
+    counts = dict(session.execute(select(ImportRow.state, func.count()).where(
+        ImportRow.job_id == job.id, ImportRow.state.in_(("created", "failed"))).group_by(ImportRow.state)).all())
+    return counts.get("created", 0), counts.get("failed", 0)
+
+
+def import_job_firm(session, *, job_id) -> Firm:
+    return session.scalar(select(Firm).join(ImportJob, ImportJob.firm_id == Firm.id).where(ImportJob.id == job_id))
+
+
 def queued_import_job_ids(session) -> list[uuid.UUID]:
     """Jobs confirmed by staff and not finished, oldest first (the background processor's work)."""
     return list(session.scalars(select(ImportJob.id).where(ImportJob.status == "queued")

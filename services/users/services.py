@@ -11,8 +11,7 @@ from datetime import datetime, timedelta
 
 from flask_babel import gettext as _
 from marshmallow import ValidationError
-from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, insert, select
 
 from services.common.messaging import record_event
 
@@ -486,32 +485,35 @@ def start_import_job(session, *, firm: Firm, job: ImportJob) -> bool:
     return True
 
 
-def import_row(session, *, job_id, line: int, skip_locked: bool = False) -> str | None:
+def import_row(session, *, job_id, line: int, firm: Firm, skip_locked: bool = False) -> str | None:
     """Create the client user of one valid row (access "now": the invitation follows), in the
     caller's transaction together with its event and the row's new state, so a row is either
     wholly done or not at all, and never done twice. Returns the row's new state, or None when
-    the row was already done (or is being done by another worker)."""
+    the row was already done (or is being done by another worker). `firm` is the job's firm
+    (it may come from another session: only its id, name and slug are read)."""
     stmt = select(ImportRow).where(ImportRow.job_id == job_id, ImportRow.line == line,
                                    ImportRow.state == "valid").with_for_update(skip_locked=skip_locked)
     row = session.scalar(stmt)
     if row is None:
         return None
-    job = session.get(ImportJob, job_id)
-    firm = session.get(Firm, job.firm_id)
-    try:
-        with session.begin_nested():
-            cu = register_client_user(session, firm=firm, name=row.name, email=row.email, cpf=row.cpf or None,
-                                      phone=row.phone or None, company_ids=row.company_ids or (), access="now")
+    try:  # register_client_user checks everything before it writes anything
+        cu = register_client_user(session, firm=firm, name=row.name, email=row.email, cpf=row.cpf or None,
+                                  phone=row.phone or None, company_ids=row.company_ids or (), access="now")
     except ClientUserError as exc:  # changed since the preview, e.g. the e-mail is now taken
         row.state, row.errors = "failed", [exc.message]
-    except IntegrityError:
-        row.state, row.errors = "failed", [_("Já existe um usuário com este e-mail neste escritório.")]
     else:
         row.state, row.client_user_id = "created", cu.id
-    counter = ImportJob.created_count if row.state == "created" else ImportJob.failed_count
-    session.execute(update(ImportJob).where(ImportJob.id == job_id).values({counter: counter + 1}))
     session.flush()
     return row.state
+
+
+def fail_import_row(session, *, job_id, line: int) -> None:
+    """The row's registration hit the firm's unique e-mail (a concurrent registration)."""
+    row = session.scalar(select(ImportRow).where(ImportRow.job_id == job_id, ImportRow.line == line,
+                                                 ImportRow.state == "valid").with_for_update())
+    if row is not None:
+        row.state, row.errors = "failed", [_("Já existe um usuário com este e-mail neste escritório.")]
+        session.flush()
 
 
 def finish_import_job(session, *, job_id) -> bool:
@@ -523,6 +525,9 @@ def finish_import_job(session, *, job_id) -> bool:
                           .limit(1))
     if left is not None:
         return False
+    counts = dict(session.execute(select(ImportRow.state, func.count()).where(ImportRow.job_id == job_id)
+                                  .group_by(ImportRow.state)).all())
+    job.created_count, job.failed_count = counts.get("created", 0), counts.get("failed", 0)
     job.status, job.finished_at = "done", utcnow()
     session.flush()
     return True

@@ -283,7 +283,9 @@ def import_job(slug, job_id):
     job = queries.import_job_of(db_session(), firm=firm, job_id=job_id)
     values, errors = load_form(PageQuerySchema(), request.args)
     page = queries.import_rows_page(db_session(), job=job, page=values["pagina"] if not errors else 1)
-    return _render("client_users/import_job.html", current_firm=firm, job=job, page=page)
+    created, failed = queries.import_progress(db_session(), job=job)
+    return _render("client_users/import_job.html", current_firm=firm, job=job, page=page, created=created,
+                   failed=failed, processed=created + failed)
 
 
 @bp.post(CLIENT_USERS + "/importar/<job_id>")

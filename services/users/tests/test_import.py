@@ -229,7 +229,7 @@ def test_ten_thousand_rows_preview_process_and_report(browser_client, config, wo
     with users_db(config).begin() as s:
         first_done = s.scalar(select(models.ImportRow.line).where(models.ImportRow.job_id == job_id,
                                                                   models.ImportRow.state == "created").limit(1))
-        assert services.import_row(s, job_id=job_id, line=first_done) is None
+        assert services.import_row(s, job_id=job_id, line=first_done, firm=world.alfa) is None
     _run_to_completion(config)
     job = _job(config, job_id)
     assert (job.status, job.created_count, job.failed_count) == ("done", valid, 0)
