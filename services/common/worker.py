@@ -162,7 +162,8 @@ def run_worker(service: str, config: Config) -> None:
         failed: _Supervised | None = None
         while not stop_requested.wait(0.2):
             if not announced and consumer.ready.is_set():
-                log.info("consuming %s queues; outbox relay running", service)
+                log.info("consuming %s queues; outbox relay running; periodic jobs: %s", service,
+                         ", ".join(f"{j.name} every {j.interval:g}s" for j in jobs) or "none")
                 announced = True
             dead = [t for t in threads if not t.is_alive()]
             if dead:

@@ -81,6 +81,7 @@ def test_worker_process_stops_cleanly_on_signal(tmp_path, sig):
         line = log.wait_for("consuming")
         record = json.loads(line)  # one JSON object per line, the service on every one
         assert (record["service"], record["role"], record["level"]) == ("notifier", "worker", "INFO")
+        assert "periodic jobs: notifier.retry_due_deliveries every" in record["message"]
         proc.send_signal(sig)
         assert proc.wait(15) == 0
         output = log.rest()

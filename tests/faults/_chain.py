@@ -108,13 +108,14 @@ class Staff:
         self.csrf = csrf_token(self.http.get(self.form_url, timeout=30).text)
         self.invited: list[str] = []
 
-    def invite(self, n: int) -> list[str]:
+    def invite(self, n: int, *, request_id: str | None = None) -> list[str]:
         """Register `n` client users with access "now" (Ativar + Envie agora); their e-mails."""
         emails = []
+        headers = {"X-Request-ID": request_id} if request_id else {}
         for _ in range(n):
             i = len(self.invited) + 1
             email = f"cliente{i}-{self.tag}@cliente.example"
-            response = self.http.post(self.form_url, timeout=30, data={
+            response = self.http.post(self.form_url, timeout=30, headers=headers, data={
                 "csrf_token": self.csrf, "step": "2", "name": f"Cliente {i} {self.tag}", "email": email,
                 "cpf": "", "phone": "", "access": "now", "company_ids": self.company_id})
             assert response.status_code == 200 and "/novo" not in response.url, \

@@ -61,3 +61,33 @@ def test_two_notifier_workers_send_every_email_once(product_two_notifiers, mailb
                             if line.startswith("balcao_messages_consumed_total{")
                             and 'queue="notifier.notification.email_requested"' in line)
     assert sum(handled.values()) >= BATCH and all(handled.values()), handled
+
+
+def test_the_request_id_follows_the_invitation_through_every_hop(product_two_notifiers, mailbox):
+    """One X-Request-ID from the staff's click to the e-mail: in the JSON log lines of the users
+    relay, the invitations consumer and relay, and the notifier consumer."""
+    import json
+    product = product_two_notifiers
+    staff = Staff(product, "rastreio")
+    rid = "trace-" + staff.tag
+    staff.invite(1, request_id=rid)
+    assert_every_invitation_delivered_once(product, mailbox, staff)
+
+    def lines_with_rid():
+        found = {}
+        for path in product.stack.logs_dir.glob("*-worker*.log"):
+            for line in path.read_text(errors="replace").splitlines():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if record.get("correlation_id") == rid:
+                    found.setdefault(record["service"], []).append(record["message"])
+        return found
+
+    found = lines_with_rid()
+    assert any(m.startswith("published client_user.access_activated") for m in found.get("users", [])), found
+    assert any(m.startswith("handled client_user.access_activated") for m in found.get("invitations", [])), found
+    assert any(m.startswith("published notification.email_requested") for m in found.get("invitations", [])), found
+    assert any(m.startswith("handled notification.email_requested") for m in found.get("notifier", [])), found
+    assert not any(staff.invited[0] in m for ms in found.values() for m in ms)  # no body in the logs

@@ -290,3 +290,12 @@ def test_log_lines_are_json_with_the_correlation_id():
         "level": "WARNING", "logger": "balcao.test.json", "message": "hello world", "service": "users",
         "role": "web", "correlation_id": "req-42"}
     assert first["timestamp"].endswith("+00:00") and "KeyError" in second["exc_info"]
+
+
+def test_the_embedded_mode_runs_the_periodic_jobs_too(config):
+    from services.common.embedded import EmbeddedStack
+    stack = EmbeddedStack(config)
+    expected = [(job.name, job.interval) for svc in ("auth", "users", "invitations", "notifier")
+                for job in runtime.periodic_jobs(svc, config)]
+    assert ("notifier.retry_due_deliveries", 1.0) in expected
+    assert [(job.name, job.interval) for job in stack.periodic] == expected
