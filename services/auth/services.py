@@ -269,7 +269,8 @@ def notify_firm_linked(session: Session, *, identity_id, firm_id, firm_name: str
         return False
     _notice(session, identity, "firm_linked",
             {"name": identity.name, "firm_name": firm_name, "linked_at": _iso(linked_at)},
-            keyring=keyring, public_url=public_url, key=f"firm_linked:{identity.id}:{firm_id}",
+            keyring=keyring, public_url=public_url,
+            key=f"firm_linked:{identity.id}:{firm_id}:{int(linked_at.timestamp())}",
             link=f"{public_url.rstrip('/')}/auth/minha-conta/nao-fui-eu")
     return True
 

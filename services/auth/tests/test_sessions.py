@@ -172,3 +172,41 @@ def test_a_password_reset_ends_the_sessions_of_other_browsers(config, make_ident
     assert elsewhere.get("/auth/minha-conta/sessoes").status_code == 303
     assert [e["payload"]["template"] for e in outbox_events("notification.email_requested")] == [
         "password_reset", "password_changed"]
+
+
+def test_renewal_accepts_an_expired_token_of_a_live_session(config, make_identity, keyring):
+    """The building block for short-lived tokens: the session row decides, not the token's exp."""
+    from datetime import timedelta
+
+    from services.common.sessions import SESSION_AUDIENCE
+    carlos = make_identity()
+    client = _sign_in(config)
+    sid = session_claims(client, keyring)["sid"]
+    expired = keyring.sign("auth", {"sub": str(carlos.id), "email": carlos.email, "name": carlos.name, "sid": sid},
+                           audience=SESSION_AUDIENCE, ttl=timedelta(seconds=-60))
+    client.set_cookie("balcao_session", expired)
+    assert session_claims(client, keyring) is None
+    assert location_path(_renew(client)) == "/e/alfa/"
+    assert session_claims(client, keyring)["sid"] == sid
+    # a token signed by someone else is not renewed
+    forged = keyring.sign("invitations", {"sub": str(carlos.id), "sid": sid, "email": carlos.email,
+                                          "name": carlos.name}, audience=SESSION_AUDIENCE, ttl=timedelta(hours=1))
+    client.set_cookie("balcao_session", forged)
+    assert location_path(_renew(client)).startswith("/auth/entrar")
+
+
+def test_timeouts_come_from_the_environment(config, make_identity, clock, monkeypatch):
+    make_identity()
+    monkeypatch.setenv("BALCAO_SESSION_IDLE_MINUTES", "5")
+    monkeypatch.setenv("BALCAO_SESSION_ABSOLUTE_HOURS", "1")
+    client = _sign_in(config)
+    clock.advance(minutes=4)
+    assert location_path(_renew(client)) == "/e/alfa/"
+    clock.advance(minutes=6)
+    assert location_path(_renew(client)).startswith("/auth/entrar")
+    client = _sign_in(config)
+    for _i in range(14):
+        clock.advance(minutes=4)
+        assert location_path(_renew(client)) == "/e/alfa/"
+    clock.advance(minutes=4)  # 60 min after login
+    assert location_path(_renew(client)).startswith("/auth/entrar")
