@@ -10,11 +10,13 @@ import codecs
 import csv
 import io
 import unicodedata
-from typing import IO, Iterator
+from collections.abc import Iterator
+from typing import IO
 
 from flask_babel import gettext as _
 
 MAX_ROWS = 20_000
+MAX_ROWS_TEXT = "20.000"
 HEADERS = {"nome": "name", "cpf": "cpf", "telefone": "phone", "e-mail": "email", "email": "email",
            "e-mail de contato": "email", "empresas": "companies"}
 REQUIRED = ("name", "email")
@@ -52,7 +54,7 @@ def _rows(header_row, data_rows) -> Iterator[dict]:
         count += 1
         if count > MAX_ROWS:
             raise ImportFileError(_("O arquivo tem mais de %(n)s linhas. Divida-o em arquivos menores.",
-                                    n=f"{MAX_ROWS:,}".replace(",", ".")))
+                                    n=MAX_ROWS_TEXT))
         row = {"line": line, "name": "", "cpf": "", "phone": "", "email": "", "companies": ""}
         for column, cell in zip(columns, cells):
             if column:

@@ -177,9 +177,10 @@ def invitation_link(cu: ClientUser, *, keyring, now=None) -> str | None:
     state = invitation_state(cu, now=now)
     if state.code not in ("waiting", "sent", "retrying", "failed") or not cu.invitation_sealed_link:
         return None
+    from cryptography.exceptions import InvalidTag
     try:
         return keyring.unseal(cu.invitation_sealed_link, recipient="users")["link"]
-    except Exception:  # sealed with a key that has since been rotated: nothing to copy
+    except (InvalidTag, ValueError, KeyError, TypeError):  # sealed to a key since rotated: nothing to copy
         return None
 
 

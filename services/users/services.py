@@ -15,9 +15,9 @@ from sqlalchemy import func, insert, select
 
 from services.common.messaging import record_event
 
-from .queries import email_taken
 from .models import (ClientUser, Company, Firm, ImportJob, ImportRow, InvitationRef, StaffMember, outbox,
                      utcnow)
+from .queries import email_taken
 from .schemas import clean_cnpj, clean_cpf, clean_phone, normalize_email
 
 log = logging.getLogger("balcao.users")

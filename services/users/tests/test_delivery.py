@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
@@ -16,7 +16,14 @@ from services.common.messaging import Outcome, handle_message
 from services.common.runtime import database, service_module
 from services.common.testing import count_queries, csrf_token
 from services.users import models, services
-from services.users.tests.conftest import get_client_user, login, main_html, outbox_events, text_of, users_db
+from services.users.tests.conftest import (
+    get_client_user,
+    login,
+    main_html,
+    outbox_events,
+    text_of,
+    users_db,
+)
 
 LIST = "/e/{slug}/configuracoes/usuarios-de-clientes"
 
@@ -45,7 +52,7 @@ def _created(config, firm, cu, *, expires_at=None, sealed_link=None) -> uuid.UUI
     invitation_id = uuid.uuid4()
     with users_db(config).begin() as s:
         services.record_invitation_created(s, invitation_id=invitation_id, firm_id=firm.id, client_user_id=cu.id,
-                                           expires_at=expires_at or datetime.now(timezone.utc) + timedelta(days=7),
+                                           expires_at=expires_at or datetime.now(UTC) + timedelta(days=7),
                                            sealed_link=sealed_link)
     return invitation_id
 
@@ -67,7 +74,7 @@ def test_every_state_in_plain_portuguese_in_the_list_and_on_the_page(browser_cli
     assert "Aguardando envio" in _state(browser_client, detail) and "Aguardando envio" in _state(browser_client, listing)
     inv = _created(config, world.alfa, cu)
     ref = f"invitation:{inv}"
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     # a temporary failure: the notifier retries by itself, and staff are told so
     _deliver_users(config, "notification.failed", {"idempotency_key": ref, "reference": ref, "permanent": False,
                                                     "error": "Servidor de e-mail indisponível", "failed_at": now})
@@ -75,7 +82,7 @@ def test_every_state_in_plain_portuguese_in_the_list_and_on_the_page(browser_cli
         assert "Falha no envio: Servidor de e-mail indisponível — nova tentativa automática" in _state(browser_client, url)
     # the retry succeeded: back to sent
     _deliver_users(config, "notification.sent", {"idempotency_key": ref, "reference": ref, "message_id": "<m@x>",
-                                                  "sent_at": datetime(2026, 3, 4, 15, 30, tzinfo=timezone.utc)})
+                                                  "sent_at": datetime(2026, 3, 4, 15, 30, tzinfo=UTC)})
     for url in (detail, listing):
         page = _state(browser_client, url)
         assert "Convite enviado em 04/03/2026 12:30" in page and "Falha no envio" not in page
@@ -84,7 +91,7 @@ def test_every_state_in_plain_portuguese_in_the_list_and_on_the_page(browser_cli
                                                     "error": "timeout", "failed_at": now})
     assert "Convite enviado em 04/03/2026 12:30" in _state(browser_client, detail)
     # a permanent failure of a new invitation: no automatic retry is promised
-    inv2 = _created(config, world.alfa, cu, expires_at=datetime.now(timezone.utc) + timedelta(days=8))
+    inv2 = _created(config, world.alfa, cu, expires_at=datetime.now(UTC) + timedelta(days=8))
     ref2 = f"invitation:{inv2}"
     _deliver_users(config, "notification.failed", {"idempotency_key": ref2, "reference": ref2, "permanent": True,
                                                     "error": "550 caixa inexistente", "failed_at": now})
@@ -92,7 +99,7 @@ def test_every_state_in_plain_portuguese_in_the_list_and_on_the_page(browser_cli
     assert "Falha no envio: 550 caixa inexistente" in page and "nova tentativa automática" not in page
     # expired
     with users_db(config).begin() as s:
-        s.get(models.ClientUser, cu.id).invitation_expires_at = datetime(2026, 1, 2, 13, 0, tzinfo=timezone.utc)
+        s.get(models.ClientUser, cu.id).invitation_expires_at = datetime(2026, 1, 2, 13, 0, tzinfo=UTC)
     for url in (detail, listing):
         assert "Convite expirado em 02/01/2026 10:00" in _state(browser_client, url)
     # active
@@ -161,7 +168,7 @@ def test_no_link_to_copy_once_active_or_expired(browser_client, config, bus, wor
     url = _url(world.alfa, f"/{cu.id}")
     assert 'id="invite-link"' in _page(browser_client, url)
     with users_db(config).begin() as s:
-        s.get(models.ClientUser, cu.id).invitation_expires_at = datetime.now(timezone.utc) - timedelta(minutes=1)
+        s.get(models.ClientUser, cu.id).invitation_expires_at = datetime.now(UTC) - timedelta(minutes=1)
     html = _page(browser_client, url)
     assert 'id="invite-link"' not in html and "Copiar link do convite" not in html
     assert 'id="invite-link"' not in _page(browser_client, _url(world.alfa, f"/{world.carlos_at_alfa.id}"))
@@ -179,7 +186,7 @@ def test_resend_within_the_cooldown_says_when_and_emits_nothing(browser_client, 
     assert len(outbox_events(config, "client_user.invitation_requested")) == before
     # after the cooldown the resend goes out, and a new invitation replaces the old link
     with users_db(config).begin() as s:
-        s.get(models.ClientUser, cu.id).invitation_requested_at = datetime.now(timezone.utc) - timedelta(seconds=61)
+        s.get(models.ClientUser, cu.id).invitation_requested_at = datetime.now(UTC) - timedelta(seconds=61)
     old_link = re.search(r'id="invite-link" type="text" readonly value="([^"]+)"', html).group(1)
     _post(browser_client, url + "/reenviar-convite", page_url=url)
     assert "O convite foi reenviado para diana@example.com." in _page(browser_client, url)
@@ -197,7 +204,7 @@ def test_resend_within_the_cooldown_says_when_and_emits_nothing(browser_client, 
 
 def test_resend_cooldown_is_a_service_rule():
     cu = models.ClientUser(id=uuid.uuid4(), firm_id=uuid.uuid4(), status="invited", name="A B", email="a@b.co",
-                           invitation_requested_at=datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc))
+                           invitation_requested_at=datetime(2026, 1, 1, 12, 0, tzinfo=UTC))
     firm = models.Firm(id=cu.firm_id, name="F", slug="f", cnpj="1")
 
     class Session:
@@ -209,9 +216,9 @@ def test_resend_cooldown_is_a_service_rule():
 
     try:
         services.resend_invitation(Session(), firm=firm, client_user=cu,
-                                   now=datetime(2026, 1, 1, 12, 0, 45, tzinfo=timezone.utc))
+                                   now=datetime(2026, 1, 1, 12, 0, 45, tzinfo=UTC))
     except services.ResendTooSoon as exc:
-        assert exc.available_at == datetime(2026, 1, 1, 12, 1, tzinfo=timezone.utc)
+        assert exc.available_at == datetime(2026, 1, 1, 12, 1, tzinfo=UTC)
         assert "15 segundos" in exc.message
     else:
         raise AssertionError("resend within the cooldown was accepted")
@@ -261,3 +268,22 @@ def test_the_same_acceptance_delivered_twice_makes_one_membership(config, bus, w
                if e["payload"]["identity_id"] == str(identity_id)]
     assert len(granted) == 1
     assert get_client_user(config, cu.id).status == "active"
+
+
+def test_states_and_import_pages_in_english(browser_client, config, bus, world):
+    from pathlib import Path
+
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+    po = Path(__file__).parents[1] / "translations" / "en" / "LC_MESSAGES" / "messages.po"
+    mo = po.with_suffix(".mo")
+    if not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime:  # `make translations` builds it too
+        with po.open("rb") as src, mo.open("wb") as dst:
+            write_mo(dst, read_po(src))
+    cu = _chain_invite(browser_client, config, bus, world)
+    login(browser_client, config, world.ana)
+    browser_client.set_cookie("balcao_locale", "en")
+    html = _page(browser_client, _url(world.alfa, f"/{cu.id}"))
+    assert "Copy invitation link" in html and "Copiar link do convite" not in html
+    assert "Import users" in _page(browser_client, _url(world.alfa))
+    assert "Choose a CSV or XLSX file." not in _page(browser_client, _url(world.alfa, "/importar"))

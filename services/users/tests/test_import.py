@@ -3,7 +3,6 @@ processing in small transactions → final report; invitations follow for every 
 from __future__ import annotations
 
 import io
-import re
 import time
 import uuid
 from collections import Counter
@@ -14,7 +13,14 @@ from sqlalchemy import func, select
 from services.common.testing import count_queries, csrf_token
 from services.users import consumers, models, services
 from services.users.imports import csv_bytes
-from services.users.tests.conftest import login, main_html, make_cnpj, make_cpf, outbox_events, text_of, users_db
+from services.users.tests.conftest import (
+    login,
+    main_html,
+    make_cpf,
+    outbox_events,
+    text_of,
+    users_db,
+)
 
 HEADER = ["Nome", "CPF", "Telefone", "E-mail", "Empresas"]
 
