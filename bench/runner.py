@@ -32,10 +32,11 @@ PASSWORD = "Bench-Senha-Longa-2026"
 
 FULL = dict(sizes=(1_000, 10_000, 100_000), firms=1_000, users_per_other_firm=10, companies=20,
             login_rounds=10, login_seconds=3.0, login_threads=4,
-            links=100, link_threads=4, list_reps=100, home_reps=200, warmup=10)
+            links=100, link_threads=4, list_reps=100, home_reps=200, warmup=10, invitations=100,
+            kombu_messages=5000)
 QUICK = dict(sizes=(1_000, 10_000), firms=100, users_per_other_firm=5, companies=5,
              login_rounds=3, login_seconds=1.5, login_threads=4,
-             links=12, link_threads=4, list_reps=8, home_reps=20, warmup=3)
+             links=12, link_threads=4, list_reps=8, home_reps=20, warmup=3, invitations=12, kombu_messages=500)
 # What a staff member does on the list: first page, paging, search by a common surname, by an
 # e-mail domain fragment, and a search nobody matches (every row of the firm examined).
 LIST_KINDS = {"page 1": {}, "page 20": {"pagina": "20"}, "search name": {"q": "silva"},
@@ -283,6 +284,101 @@ def timed_gets(session, url: str, paths: list[str], *, reps: int, warmup: int, e
     return out
 
 
+class SmtpSink:
+    """An aiosmtpd server on this host that records when each recipient's message arrived."""
+
+    def __init__(self):
+        from aiosmtpd.controller import Controller
+        from deploy.stack import free_port
+        self.arrivals: dict[str, float] = {}
+        self._cond = threading.Condition()
+        self.port = free_port()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server, session, envelope):  # aiosmtpd hook
+        now = time.perf_counter()
+        with self._cond:
+            for rcpt in envelope.rcpt_tos:
+                self.arrivals.setdefault(rcpt.lower(), now)
+            self._cond.notify_all()
+        return "250 OK"
+
+    def wait(self, emails, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not all(e in self.arrivals for e in emails) and time.monotonic() < deadline:
+                self._cond.wait(max(0.0, min(1.0, deadline - time.monotonic())))
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+
+def invitation_benchmark(config, sink: SmtpSink, *, firm_id, count: int, threads: int) -> dict:
+    """Activations ([Ativar] + [Envie agora] = register_client_user(access="now"), each its own
+    transaction, from `threads` concurrent staff) → invitations → notifier → the e-mail on SMTP."""
+    work: queue.Queue = queue.Queue()
+    for i in range(count):
+        work.put((f"Pessoa Convidada {i}", f"convidada{i}@bench.example"))
+    started: dict[str, float] = {}
+    lock = threading.Lock()
+
+    def staff():
+        while True:
+            try:
+                name, email = work.get_nowait()
+            except queue.Empty:
+                return
+            t0 = time.perf_counter()
+            seed.invite(config, firm_id=firm_id, people=[(name, email)])
+            with lock:
+                started[email] = t0
+
+    t_start = time.perf_counter()
+    workers = [threading.Thread(target=staff, daemon=True) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(300)
+    sink.wait(list(started), timeout=180)
+    arrived = {e: sink.arrivals[e] for e in started if e in sink.arrivals}
+    latencies = [arrived[e] - started[e] for e in arrived]
+    span = (max(arrived.values()) - t_start) if arrived else math.nan
+    return {"per_s": len(arrived) / span if arrived else 0.0, "activated": len(started), "delivered": len(arrived),
+            "latency_ms": summarize(ms(latencies)), "threads": threads}
+
+
+def kombu_rate(broker_url: str, *, count: int) -> dict:
+    """Raw kombu publish → consume of `count` small persistent messages on the same broker."""
+    from kombu import Connection, Exchange, Queue
+    name = "balcao.bench." + uuid.uuid4().hex[:8]
+    exchange = Exchange(name, type="direct", durable=False, auto_delete=True)
+    q = Queue(name, exchange, routing_key=name, auto_delete=True, durable=False)
+    received = []
+    with Connection(broker_url) as conn:
+        with conn.channel() as ch:
+            q(ch).declare()
+        t0 = time.perf_counter()
+        with conn.Producer() as producer:
+            for i in range(count):
+                producer.publish({"i": i}, exchange=exchange, routing_key=name, delivery_mode=2)
+        t_pub = time.perf_counter()
+        with conn.Consumer(q, callbacks=[lambda body, msg: (received.append(body), msg.ack())], prefetch_count=200):
+            deadline = time.monotonic() + 60
+            while len(received) < count and time.monotonic() < deadline:
+                try:
+                    conn.drain_events(timeout=1)
+                except TimeoutError:
+                    pass
+                except OSError:
+                    break
+        t_end = time.perf_counter()
+        with conn.channel() as ch:
+            q(ch).delete()
+    return {"publish_per_s": count / (t_pub - t0), "publish_consume_per_s": len(received) / (t_end - t0),
+            "messages": count, "received": len(received)}
+
+
 # --------------------------------------------------------------------------- in-process SQL counts
 
 
@@ -432,6 +528,7 @@ def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = Tru
     log(f"{cores} cores, {machine['cpu_model']}; databases balcao_{tag}_* on {server_url.split('@')[-1]}")
     urls = fresh_databases(server_url, tag)
     stack = None
+    sinks: list = []
     vhost = private_broker(broker_url)
     broker_url = vhost.__enter__()
     results["broker_vhost"] = broker_url.rsplit("/", 1)[-1] or "/"
@@ -442,7 +539,10 @@ def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = Tru
         env = {"BALCAO_BROKER_URL": broker_url, "BALCAO_VAR_DIR": str(config.var_dir),
                "BALCAO_KEYS_DIR": str(config.keys_dir), "BALCAO_DEMO": "0",
                **{f"BALCAO_{svc.upper()}_DATABASE_URL": url for svc, url in urls.items()}}
-        env = {**env, "BALCAO_SMTP_URL": ""}
+        sink = SmtpSink()
+        sink.controller.start()
+        sinks.append(sink)
+        env = {**env, "BALCAO_SMTP_URL": sink.url}
         if lift_rate_limits:
             env["BALCAO_BENCH_LIFT_RATE_LIMITS"] = "1"
             patch_dir = str(Path(__file__).resolve().parent / "stackpatch")
@@ -512,6 +612,12 @@ def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = Tru
         log(f"{len(link_jobs)} link requests")
         results["link"] = link_benchmark(url, link_jobs, threads=p["link_threads"])
 
+        # ---- invitations (issue 3): activation → e-mail on SMTP, beside raw kombu
+        log(f"{p['invitations']} invitation e-mails through SMTP")
+        results["invitations"] = invitation_benchmark(config, sink, firm_id=link_firm["id"], count=p["invitations"],
+                                                      threads=p["link_threads"])
+        results["invitations"]["kombu_raw"] = kombu_rate(broker_url, count=p["kombu_messages"])
+
         # ---- 4. client home after switching firm
         log("client home after switching firm")
         person = http_login(url, person_email, PASSWORD)
@@ -578,6 +684,8 @@ def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = Tru
         if stack is not None:
             stack.stop()
         vhost.__exit__(None, None, None)
+        for sink in sinks:
+            sink.controller.stop()
         try:
             drop_databases(server_url, urls)
         except Exception as exc:  # never leave the run without its results
@@ -612,6 +720,15 @@ def rows_of(results: dict) -> list[Row]:
                         fmt(lk["per_s"], 2)))
         rows.append(Row("link end-to-end latency ms (POST → new firm's home)",
                         f"p50 {fmt(lk['latency_ms']['median'], 0)}, p99 {fmt(lk['latency_ms']['p99'], 0)}"))
+    inv = results.get("invitations")
+    if inv:
+        k = inv["kombu_raw"]
+        rows.append(Row(f"invitations /s, activation → e-mail on SMTP ({inv['delivered']}/{inv['activated']} delivered)",
+                        fmt(inv["per_s"], 2)))
+        rows.append(Row("invitation latency ms (activation → e-mail arrives)",
+                        f"p50 {fmt(inv['latency_ms']['median'], 0)}, p99 {fmt(inv['latency_ms']['p99'], 0)}"))
+        rows.append(Row("raw kombu publish → consume /s (same broker)",
+                        f"{fmt(k['publish_consume_per_s'], 0)} (publish alone {fmt(k['publish_per_s'], 0)})"))
     for size, d in results.get("list", {}).items():
         sql = sorted({v["sql_statements"] for v in d["by_kind"].values()})
         worst = max(d["by_kind"].items(), key=lambda kv: kv[1]["ms"]["median"])
