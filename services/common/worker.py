@@ -87,8 +87,17 @@ def run_web(service: str, config: Config, *, bind: str, workers: int) -> None:
     # Metrics of every gunicorn worker, aggregated at scrape (prometheus_client multiprocess
     # mode). Set before any worker imports prometheus_client; one fresh directory per process.
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        import atexit
+        import shutil
         import tempfile
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"balcao-{service}-metrics-")
+        metrics_dir, master = os.environ["PROMETHEUS_MULTIPROC_DIR"], os.getpid()
+
+        def _remove_metrics_dir():  # forked gunicorn workers inherit atexit: only the master cleans
+            if os.getpid() == master:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
+
+        atexit.register(_remove_metrics_dir)
 
     class BalcaoWebApplication(BaseApplication):
         def load_config(self):
