@@ -471,6 +471,9 @@ def account_password():
         data = ChangePasswordSchema().load(request.form.to_dict())
     except ValidationError as exc:
         return render_template("auth/account/password.html", errors=form_errors(exc), section="password"), 422
+    if _is_locked(g.auth_identity.email):
+        return render_template("auth/account/password.html", section="password",
+                               errors={"current_password": [_locked_message()]}), 422
     try:
         with db().begin() as s:
             identity = services.change_password(
@@ -478,8 +481,9 @@ def account_password():
                 password=data["password"], password_confirmation=data["password_confirmation"],
                 keyring=_keyring(), public_url=_public_url())
     except services.WrongPassword:
+        message = _locked_message() if _record_failure(g.auth_identity.email) else _("Senha atual incorreta.")
         return render_template("auth/account/password.html", section="password",
-                               errors={"current_password": [_("Senha atual incorreta.")]}), 422
+                               errors={"current_password": [message]}), 422
     except services.PasswordPolicyError as exc:
         return render_template("auth/account/password.html", errors=exc.field_errors, section="password"), 422
     flash(_("Senha alterada. As outras sessões foram encerradas."), "success")
@@ -523,6 +527,8 @@ def account_mfa():
 def account_mfa_begin():
     if g.auth_identity.mfa_enabled:
         return redirect(url_for("auth.account_mfa"), code=303)
+    if _is_locked(g.auth_identity.email):
+        return _mfa_page(422, errors={"password": [_locked_message()]})
     try:
         data = PasswordConfirmSchema().load(request.form.to_dict())
         with db().begin() as s:
@@ -531,7 +537,8 @@ def account_mfa_begin():
     except ValidationError as exc:
         return _mfa_page(422, errors=form_errors(exc))
     except services.WrongPassword:
-        return _mfa_page(422, errors={"password": [_("Senha incorreta.")]})
+        return _mfa_page(422, errors={"password": [_locked_message() if _record_failure(g.auth_identity.email)
+                                                   else _("Senha incorreta.")]})
     return _setup_page(identity)
 
 
@@ -549,13 +556,16 @@ def account_mfa_confirm():
     except ValidationError as exc:
         return _setup_page(identity, 422, form_errors(exc))
     except services.InvalidCode:
-        return _setup_page(identity, 422, {"code": [_("Código inválido. Confira o código no aplicativo e tente novamente.")]})
+        return _setup_page(identity, 422,
+                           {"code": [_("Código inválido. Confira o código no aplicativo e tente novamente.")]})
     return render_template("auth/account/recovery_codes.html", codes=codes, section="mfa")
 
 
 @bp.post("/minha-conta/verificacao-em-duas-etapas/desativar")
 @requires_session
 def account_mfa_disable():
+    if _is_locked(g.auth_identity.email):
+        return _mfa_page(422, errors={"password": [_locked_message()]})
     try:
         data = PasswordConfirmSchema().load(request.form.to_dict())
         with db().begin() as s:
@@ -564,7 +574,8 @@ def account_mfa_disable():
     except ValidationError as exc:
         return _mfa_page(422, errors=form_errors(exc))
     except services.WrongPassword:
-        return _mfa_page(422, errors={"password": [_("Senha incorreta.")]})
+        return _mfa_page(422, errors={"password": [_locked_message() if _record_failure(g.auth_identity.email)
+                                                   else _("Senha incorreta.")]})
     flash(_("Verificação em duas etapas desativada."), "success")
     return redirect(url_for("auth.account_mfa"), code=303)
 

@@ -210,3 +210,19 @@ def test_timeouts_come_from_the_environment(config, make_identity, clock, monkey
         assert location_path(_renew(client)) == "/e/alfa/"
     clock.advance(minutes=4)  # 60 min after login
     assert location_path(_renew(client)).startswith("/auth/entrar")
+
+
+def test_wrong_current_passwords_in_minha_conta_lock_the_account_too(config, make_identity):
+    make_identity()
+    client = _sign_in(config)
+    page = "/auth/minha-conta/senha"
+    for _i in range(10):
+        response = post_form(client, page, page, {"current_password": "nao-e-essa-123", "password": NEW_PASSWORD,
+                                                  "password_confirmation": NEW_PASSWORD})
+    assert "Conta bloqueada temporariamente" in response.get_data(as_text=True)
+    right = post_form(client, page, page, {"current_password": CARLOS["password"], "password": NEW_PASSWORD,
+                                           "password_confirmation": NEW_PASSWORD})
+    assert right.status_code == 422 and "Conta bloqueada temporariamente" in right.get_data(as_text=True)
+    mfa = "/auth/minha-conta/verificacao-em-duas-etapas"
+    refused = post_form(client, mfa, mfa + "/ativar", {"password": CARLOS["password"]})
+    assert refused.status_code == 422 and "Conta bloqueada temporariamente" in refused.get_data(as_text=True)
