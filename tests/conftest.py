@@ -159,16 +159,18 @@ def product(mailbox, tmp_path_factory):
                 "BALCAO_DEMO": "0", "BALCAO_SECRET_KEY": uuid.uuid4().hex, "PORT": str(port)}
     if broker and server:
         from deploy.stack import Stack
-        from services.common.testing import _fresh_postgres_databases
+        from services.common.testing import _fresh_postgres_databases, private_vhost
         urls = _fresh_postgres_databases(server, "e2e" + uuid.uuid4().hex[:6])
-        env = {**base_env, "BALCAO_BROKER_URL": broker,
-               **{f"BALCAO_{svc.upper()}_DATABASE_URL": urls[svc] for svc in SERVICES}}
-        stack = Stack(env=env, gateway_port=port, workdir=workdir)
-        stack.start(timeout=120)
-        try:
-            yield RunningProduct(url, env, urls, broker)
-        finally:
-            stack.stop()
+        # A private vhost: other test runs on the machine's broker consume the same queue names.
+        with private_vhost(broker) as broker:
+            env = {**base_env, "BALCAO_BROKER_URL": broker,
+                   **{f"BALCAO_{svc.upper()}_DATABASE_URL": urls[svc] for svc in SERVICES}}
+            stack = Stack(env=env, gateway_port=port, workdir=workdir)
+            stack.start(timeout=120)
+            try:
+                yield RunningProduct(url, env, urls, broker)
+            finally:
+                stack.stop()
     else:
         env = {**base_env, "BALCAO_BROKER_URL": "memory://"}
         urls = {svc: f"sqlite:///{workdir / 'var' / (svc + '.sqlite3')}" for svc in SERVICES}

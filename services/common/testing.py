@@ -12,10 +12,13 @@ use, so a test can drive the whole chain without a broker; tests that need the r
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
+import subprocess
 import uuid
+from urllib.parse import unquote, urlsplit, urlunsplit
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,6 +31,56 @@ from .gateway import PrefixDispatcher
 from .keys import ensure_keys
 from .messaging import Outcome, handle_message
 from .runtime import database, migrate, service_module
+
+
+# --------------------------------------------------------------------------- a private RabbitMQ vhost
+# The machine's broker is shared with other test runs (and benchmarks) that consume the same
+# queue names on "/": each distributed stack and broker test gets a vhost of its own.
+
+def _rabbitmqctl(*args: str) -> bool:
+    binary = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+    try:
+        return subprocess.run([binary, *args], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@contextlib.contextmanager
+def private_vhost(url: str):
+    """Yields `url` moved to a fresh vhost (created with rabbitmqctl on this machine, deleted
+    afterwards); yields `url` unchanged for non-AMQP URLs or when rabbitmqctl cannot do it."""
+    if not url.startswith(("amqp://", "pyamqp://")):
+        yield url
+        return
+    parts = urlsplit(url)
+    user = unquote(parts.username or "guest")
+    name = f"balcao-test-{uuid.uuid4().hex[:10]}"
+    if not (_rabbitmqctl("add_vhost", name)
+            and _rabbitmqctl("set_permissions", "-p", name, user, ".*", ".*", ".*")):
+        yield url
+        return
+    try:
+        yield urlunsplit(parts._replace(path="/" + name))
+    finally:
+        _rabbitmqctl("delete_vhost", name)
+
+
+# --------------------------------------------------------------------------- English catalogues
+
+@pytest.fixture(scope="session", autouse=True)
+def compiled_catalogues():
+    """Compile the .po catalogues whose .mo is missing or older (build output, not committed), so
+    that the suite also runs outside `make test`."""
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+    root = Path(__file__).resolve().parents[1]
+    for po in root.glob("*/translations/*/LC_MESSAGES/messages.po"):
+        mo = po.with_suffix(".mo")
+        if not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime:
+            with open(po, "rb") as src:
+                catalog = read_po(src)
+            with open(mo, "wb") as dst:
+                write_mo(dst, catalog)
 
 
 def _docker_available() -> bool:
