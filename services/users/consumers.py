@@ -43,7 +43,7 @@ HANDLERS = {
 IMPORT_CHUNK = 100
 
 
-def process_imports(config, *, max_rows: int = 2000, chunk: int = IMPORT_CHUNK) -> int:
+def process_imports(config, *, max_rows: int = 500, chunk: int = IMPORT_CHUNK) -> int:
     """Background processing of confirmed bulk imports (PERIODIC: called every second).
 
     Takes the valid rows of queued jobs in chunks; each row is created in its own small

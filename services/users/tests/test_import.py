@@ -250,3 +250,9 @@ def test_ten_thousand_rows_preview_process_and_report(browser_client, config, wo
                         .where(models.client_user_companies.c.company_id == world.alfa_company.id)) == valid + 1
     page = text_of(main_html(_page(browser_client, world.alfa, job_id)))
     assert f"Importação concluída: {valid} usuários registrados, {invalid} linhas não importadas." in page
+
+
+def test_the_worker_runs_the_import_processor_every_second(config):
+    # the contract with the worker process and the embedded mode: fn(config) every interval
+    assert consumers.PERIODIC == {"users.process_imports": (1.0, consumers.process_imports)}
+    assert consumers.process_imports(config) == 0  # nothing queued: nothing done
