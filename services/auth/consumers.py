@@ -19,4 +19,10 @@ def on_membership_granted(payload, ctx):
     return None
 
 
-HANDLERS = {"membership.granted": on_membership_granted}
+def _not_yet(payload, ctx):  # placeholder: the staff-MFA projection lands with issue 4's next step
+    return None
+
+
+HANDLERS = {"membership.granted": on_membership_granted,
+            "membership.revoked": _not_yet,
+            "firm.mfa_policy_changed": _not_yet}

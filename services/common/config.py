@@ -36,6 +36,11 @@ class Config:
     smtp_max_attempts: int = 8
     smtp_retry_base_seconds: float = 5.0
     redis_url: str | None = None
+    session_idle_minutes: int = 30
+    session_absolute_hours: int = 12
+    resend_cooldown_seconds: int = 60
+    pii_key: str | None = None       # base64 32-byte key encrypting CPF/phone at rest
+    trusted_proxies: int = 0         # reverse proxies in front (the nginx gateway: 1)
 
     def database_url(self, service: str) -> str:
         return self.database_urls[service]
@@ -89,4 +94,9 @@ def load_config() -> Config:
         smtp_max_attempts=int(_env("BALCAO_SMTP_MAX_ATTEMPTS", "8")),
         smtp_retry_base_seconds=float(_env("BALCAO_SMTP_RETRY_BASE_SECONDS", "5")),
         redis_url=_env("BALCAO_REDIS_URL"),
+        session_idle_minutes=int(_env("BALCAO_SESSION_IDLE_MINUTES", "30")),
+        session_absolute_hours=int(_env("BALCAO_SESSION_ABSOLUTE_HOURS", "12")),
+        resend_cooldown_seconds=int(_env("BALCAO_RESEND_COOLDOWN_SECONDS", "60")),
+        pii_key=_env("BALCAO_PII_KEY"),
+        trusted_proxies=int(_env("BALCAO_TRUSTED_PROXIES", "0")),
     )

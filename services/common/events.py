@@ -130,6 +130,25 @@ class MembershipRevoked(Payload):
     reason = fields.String(required=True, validate=validate.OneOf(["deactivated", "deleted", "left"]))
 
 
+class SessionEnded(Payload):
+    identity_id = UUID()
+    # sha256 hex of each ended session id (the `sid` claim): services refuse those tokens at once
+    session_hashes = fields.List(fields.String(validate=validate.Length(equal=64)), required=True)
+    reason = fields.String(required=True, validate=validate.OneOf(
+        ["logout", "ended_by_user", "password_changed", "password_reset", "not_me", "idle", "expired"]))
+
+
+class IdentityLoggedIn(Payload):
+    identity_id = UUID()
+    ip = fields.String(required=True, validate=validate.Length(max=64))  # for the firms' audit logs
+    at = fields.AwareDateTime(required=True)
+
+
+class FirmMfaPolicyChanged(Payload):
+    firm_id = UUID()
+    require_staff_mfa = fields.Boolean(required=True)
+
+
 # event type -> (version, payload schema, consuming services)
 CATALOGUE: dict[str, tuple[int, type[Payload], tuple[str, ...]]] = {
     "client_user.access_activated": (1, AccessActivated, ("invitations",)),
@@ -144,7 +163,10 @@ CATALOGUE: dict[str, tuple[int, type[Payload], tuple[str, ...]]] = {
     "identity.registered": (1, IdentityRegistered, ()),
     "link.verified": (1, LinkVerified, ("invitations",)),
     "membership.granted": (1, MembershipGranted, ("auth",)),
-    "membership.revoked": (1, MembershipRevoked, ()),
+    "membership.revoked": (1, MembershipRevoked, ("auth",)),
+    "session.ended": (1, SessionEnded, ("users",)),
+    "identity.logged_in": (1, IdentityLoggedIn, ("users",)),
+    "firm.mfa_policy_changed": (1, FirmMfaPolicyChanged, ("auth",)),
 }
 
 

@@ -1,5 +1,4 @@
 """The users service's Flask application."""
-import os
 from zoneinfo import ZoneInfo
 
 from services.common.gateway import PREFIXES
@@ -20,6 +19,4 @@ def create_app(config=None):
     app.add_template_filter(_datetime_br, "datahora")
     from .queries import invitation_state
     app.add_template_global(lambda cu: invitation_state(cu), "invitation_state_of")
-    # seconds between two "Reenviar convite" of one user (BALCAO_RESEND_COOLDOWN_SECONDS, default 60)
-    app.config["BALCAO_RESEND_COOLDOWN_SECONDS"] = float(os.environ.get("BALCAO_RESEND_COOLDOWN_SECONDS") or 60)
     return app

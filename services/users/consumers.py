@@ -35,6 +35,8 @@ HANDLERS = {
     "invitation.acceptance_refused": on_invitation_acceptance_refused,
     "notification.sent": on_notification_sent,
     "notification.failed": on_notification_failed,
+    "session.ended": lambda payload, ctx: None,       # placeholder: issue 4's next step
+    "identity.logged_in": lambda payload, ctx: None,  # placeholder: issue 4's next step
 }
 
 

@@ -232,7 +232,7 @@ def client_user_reactivate(slug, client_user_id):
 
 @bp.post(CLIENT_USERS + "/<client_user_id>/reenviar-convite")
 def client_user_resend(slug, client_user_id):
-    cooldown = current_app.config["BALCAO_RESEND_COOLDOWN_SECONDS"]
+    cooldown = current_app.config["BALCAO"].resend_cooldown_seconds
     return _action(slug, client_user_id,
                    lambda session, **kw: services.resend_invitation(session, cooldown_seconds=cooldown, **kw),
                    lambda email: _("O convite foi reenviado para %(email)s.", email=email))
