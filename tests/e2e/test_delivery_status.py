@@ -75,7 +75,7 @@ def product_with_flaky_smtp(smtp, tmp_path_factory):
     if broker and server:
         from deploy.stack import Stack
         from services.common.testing import _fresh_postgres_databases
-        from services.common.tests.vhost import private_vhost
+        from services.common.testing import private_vhost
         urls = _fresh_postgres_databases(server, "e2ed" + uuid.uuid4().hex[:6])
         # a private vhost: other test runs on the machine's broker consume the same queue names on "/"
         with private_vhost(broker) as vhost_broker:

@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, text
 from deploy.stack import Stack, free_port
 from services.common.config import SERVICES
 from services.common.testing import _fresh_postgres_databases, csrf_token
-from services.common.tests.vhost import private_vhost
+from services.common.testing import private_vhost
 from tests.conftest import ROOT
 
 ADMIN_PASSWORD = "Uma-senha-bem-longa-2026"

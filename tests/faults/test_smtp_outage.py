@@ -69,32 +69,14 @@ def smtp():
     server.stop()
 
 
-def _rabbitmqctl(*args: str) -> bool:
-    import shutil
-    import subprocess
-    if not shutil.which("rabbitmqctl"):
-        return False
-    return subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, timeout=60, check=False).returncode == 0
-
-
 @pytest.fixture(scope="module")
 def broker_url():
-    """A RabbitMQ virtual host of this module's own: stacks of other test runs on the same broker
-    use the same queue names and would consume this stack's messages (and it theirs). Without
-    rabbitmqctl, the shared URL."""
+    """A RabbitMQ virtual host of this module's own (other stacks on the machine's broker use the
+    same queue names)."""
     import os
-    from urllib.parse import urlsplit, urlunsplit
-    shared = os.environ["BALCAO_TEST_BROKER_URL"]
-    vhost = "balcao-test-" + uuid.uuid4().hex[:8]
-    parts = urlsplit(shared)
-    user = parts.username or "guest"
-    if not (_rabbitmqctl("add_vhost", vhost) and _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")):
-        yield shared
-        return
-    try:
-        yield urlunsplit((parts.scheme, parts.netloc, "/" + vhost, parts.query, parts.fragment))
-    finally:
-        _rabbitmqctl("delete_vhost", vhost)
+    from services.common.testing import private_vhost
+    with private_vhost(os.environ["BALCAO_TEST_BROKER_URL"]) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from services.common import events, messaging
 from services.common.runtime import database
 from services.invitations import models as inv_models
 
-from services.common.tests.vhost import private_vhost
+from services.common.testing import private_vhost
 
 BROKER = "memory://"  # a private vhost of BALCAO_TEST_BROKER_URL when given (the broker is shared)
 

@@ -17,7 +17,7 @@ from services.common import events, logs, messaging, metrics, runtime
 from services.common.runtime import database
 from services.invitations import models as inv_models
 
-from services.common.tests.vhost import private_vhost
+from services.common.testing import private_vhost
 
 BROKER = "memory://"  # replaced by a private vhost of BALCAO_TEST_BROKER_URL when given
 REFUSED = "amqp://guest:guest@127.0.0.1:1//"
