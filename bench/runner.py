@@ -449,9 +449,12 @@ def private_broker(url: str):
     machine consume the same queue names on "/"); the URL unchanged where that is not possible."""
     import contextlib
     try:
-        from services.common.tests.vhost import private_vhost
+        from services.common.testing import private_vhost
     except ImportError:
-        return contextlib.nullcontext(url)
+        try:
+            from services.common.tests.vhost import private_vhost
+        except ImportError:
+            return contextlib.nullcontext(url)
     return private_vhost(url)
 
 
