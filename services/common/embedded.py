@@ -8,6 +8,7 @@ Served by gunicorn (one worker, threads); the background threads live in that wo
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
 
 from sqlalchemy import text
@@ -97,7 +98,13 @@ def run_embedded(config: Config) -> None:
     from gunicorn.app.base import BaseApplication
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    prepare(config)
+    # Migrations and the demo seed run in a short-lived child process: what they import and
+    # allocate does not stay resident in the gunicorn master for the life of the server.
+    child = multiprocessing.get_context("fork").Process(target=prepare, args=(config,), name="balcao-prepare")
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise SystemExit(f"preparing the databases failed (exit code {child.exitcode}); see the messages above")
     print(_banner(config), flush=True)
 
     class EmbeddedApplication(BaseApplication):

@@ -30,7 +30,7 @@ from typing import Callable
 from kombu import Connection, Exchange, Producer, Queue
 from marshmallow import ValidationError
 from sqlalchemy import (JSON, Column, DateTime, Integer, MetaData, String, Table, insert, select,
-                        update)
+                        text, update)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -79,12 +79,19 @@ def outbox_tables(metadata: MetaData) -> tuple[Table, Table]:
     return outbox, processed
 
 
+OUTBOX_CHANNEL = "balcao_outbox"
+
+
 def record_event(session: Session, outbox: Table, event_type: str, payload: dict) -> dict:
     """Add an event to the outbox in the current transaction. Returns the envelope."""
     envelope = events.make_envelope(event_type, payload, correlation_id=current_correlation_id())
     session.execute(insert(outbox).values(
         id=envelope["id"], type=event_type, envelope=envelope, created_at=utcnow(), published_at=None,
     ))
+    if not session.info.get("outbox_dirty") and session.get_bind().dialect.name == "postgresql":
+        # Delivered at commit to the relays LISTENing on this database, in whatever process they run
+        # (the web process writes, the worker process relays): no polling delay between the two.
+        session.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
     session.info["outbox_dirty"] = True
     return envelope
 
@@ -235,6 +242,26 @@ class OutboxRelay:
     def wake(self) -> None:
         self._wake.set()
 
+    def _listen(self) -> None:
+        """On PostgreSQL: wake the relay on every NOTIFY from record_event's commits (any process)."""
+        import psycopg
+        conninfo = self.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        backoff = 0.5
+        while not self.stopped.is_set():
+            try:
+                with psycopg.connect(conninfo, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
+                    self._wake.set()  # rows committed while we were not listening
+                    backoff = 0.5
+                    while not self.stopped.is_set():
+                        for _notify in conn.notifies(timeout=1.0):
+                            self._wake.set()
+            except Exception:  # the relay still polls meanwhile; report and reconnect
+                log.warning("outbox LISTEN for %s lost; reconnecting in %.1fs", self.db.service, backoff,
+                            exc_info=True)
+                self.stopped.wait(backoff)
+                backoff = min(backoff * 2, 30)
+
     def publish_pending(self, producer: Producer) -> int:
         """One batch: lock unpublished rows (SKIP LOCKED where the database has it), publish, mark."""
         with self.db.begin() as session:
@@ -257,6 +284,8 @@ class OutboxRelay:
         return len(rows)
 
     def run(self) -> None:
+        if not self.db.is_sqlite:
+            threading.Thread(target=self._listen, name=f"outbox-listen-{self.db.service}", daemon=True).start()
         backoff = 0.5
         while not self.stopped.is_set():
             try:

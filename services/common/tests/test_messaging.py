@@ -123,3 +123,34 @@ def test_handlers_match_the_catalogue():
     from services.common.runtime import service_module
     for svc in SERVICES:
         assert set(service_module(svc, "consumers").HANDLERS) == events.consumed_by(svc), svc
+
+
+@pytest.mark.distributed
+def test_a_commit_in_another_process_wakes_the_relay_at_once(config):
+    """On PostgreSQL the web process commits and the worker process relays: the commit's NOTIFY
+    wakes the relay, so an event does not wait for the next poll (here: a 60 s poll)."""
+    from services.common.db import Database
+    url = config.database_url("invitations")
+    writer = Database(url, service="invitations")       # another engine, as another process has
+    relay_db = Database(url, service="invitations")
+    relay = messaging.OutboxRelay(relay_db, inv_models.outbox, BROKER, poll_interval=60)
+    thread = threading.Thread(target=relay.run, daemon=True)
+    thread.start()
+    try:
+        threading.Event().wait(1.0)  # let the relay publish what is pending and start listening
+        with writer.begin() as s:
+            envelope = messaging.record_event(s, inv_models.outbox, "link.verified", _link_verified_payload())
+        published = None
+        for _ in range(100):
+            with writer.begin() as s:
+                published = s.execute(select(inv_models.outbox.c.published_at).where(
+                    inv_models.outbox.c.id == envelope["id"])).scalar_one()
+            if published is not None:
+                break
+            threading.Event().wait(0.05)
+        assert published is not None, "the relay was not woken by the other engine's commit"
+    finally:
+        relay.stop()
+        thread.join(5)
+        writer.dispose()
+        relay_db.dispose()

@@ -13,7 +13,7 @@ from kombu import Producer
 from sqlalchemy import select
 
 import balcao_cli
-from services.common import events, logs, messaging, metrics, runtime
+from services.common import events, logs, messaging, runtime
 from services.common.runtime import database
 from services.invitations import models as inv_models
 
