@@ -8,6 +8,7 @@ Either way e-mail goes over SMTP to an aiosmtpd server owned by the test.
 """
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import os
@@ -26,33 +27,6 @@ import pytest
 from services.common.config import SERVICES
 
 ROOT = Path(__file__).resolve().parents[1]
-DISTRIBUTED_ENV = ("BALCAO_TEST_BROKER_URL", "BALCAO_TEST_DATABASE_URL")
-
-
-def distributed_env_missing() -> list[str]:
-    return [name for name in DISTRIBUTED_ENV if not os.environ.get(name)]
-
-
-def pytest_collection_modifyitems(config, items):
-    """Tests marked `distributed` need a real RabbitMQ and PostgreSQL. Without
-    BALCAO_TEST_BROKER_URL and BALCAO_TEST_DATABASE_URL they are deselected — not skipped: a skip
-    would read as "ran and was fine" — and the run says so once."""
-    missing = distributed_env_missing()
-    if not missing:
-        return
-    deselected = [item for item in items if item.get_closest_marker("distributed")]
-    if not deselected:
-        return
-    items[:] = [item for item in items if item not in deselected]
-    config.hook.pytest_deselected(items=deselected)
-    message = (f"deselected {len(deselected)} distributed test(s): set {' and '.join(missing)} "
-               "(e.g. amqp://guest:guest@127.0.0.1:5672// and postgresql://postgres@127.0.0.1:5432/postgres) "
-               "to run the services as processes against RabbitMQ and PostgreSQL")
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(message, yellow=True)
-    else:
-        print(message)
 CHROMIUM = os.environ.get("BALCAO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -97,6 +71,14 @@ class Mailbox:
         with self._cond:
             return len(self.messages)
 
+    def by_recipient(self) -> dict[str, list]:
+        with self._cond:
+            messages = list(self.messages)
+        grouped: dict[str, list] = {}
+        for msg in messages:
+            grouped.setdefault(str(msg["To"]), []).append(msg)
+        return grouped
+
 
 def text_of(msg) -> str:
     return msg.get_body(preferencelist=("plain",)).get_content()
@@ -108,21 +90,57 @@ def link_in(msg, path_fragment: str) -> str:
     return match.group(0)
 
 
+class SwitchableSmtp:
+    """A real SMTP server (aiosmtpd) on a fixed port that a test may stop and start again (an
+    outage); what it received survives the restarts (one Mailbox)."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.mailbox = Mailbox()
+        self.mailbox.port = self.port
+        self._controller = None
+
+    def start(self) -> None:
+        from aiosmtpd.controller import Controller
+        if self._controller is None:
+            self._controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
+            self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+
 @pytest.fixture(scope="module")
 def mailbox():
-    from aiosmtpd.controller import Controller
-    box = Mailbox()
-    port = free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    box.port = port
-    yield box
-    controller.stop()
+    smtp = SwitchableSmtp()
+    smtp.start()
+    yield smtp.mailbox
+    smtp.stop()
+
+
+def wait_until(predicate, *, timeout: float, message: str, state=None, interval: float = 0.2):
+    """Poll observable state until `predicate()` is truthy; at the deadline fail with `message`
+    (and `state()`, what was observed last)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            seen = f"; last seen: {state()}" if state else ""
+            raise AssertionError(f"{message} (after {timeout:.0f}s){seen}")
+        time.sleep(interval)
 
 
 class RunningProduct:
-    def __init__(self, url: str, env: dict, database_urls: dict, broker_url: str | None):
+    """The product as it runs for real, plus what a test needs to drive and inspect it."""
+
+    def __init__(self, url: str, env: dict, database_urls: dict, broker_url: str | None, stack=None):
         self.url, self.env, self.database_urls, self.broker_url = url, env, database_urls, broker_url
+        self.stack = stack  # deploy.stack.Stack in the distributed mode, None in the embedded one
+        self._engines: dict = {}
 
     def cli(self, *args: str) -> str:
         """Run the `balcao` command against the running product's configuration."""
@@ -130,6 +148,20 @@ class RunningProduct:
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
         return result.stdout
+
+    def scalar(self, service: str, sql: str):
+        """One value read from a service's own database (what an operator would look at)."""
+        from sqlalchemy import text as sql_text
+
+        from services.common.db import make_engine
+        if service not in self._engines:
+            self._engines[service] = make_engine(self.database_urls[service])
+        with self._engines[service].connect() as conn:
+            return conn.execute(sql_text(sql)).scalar()
+
+    def dispose(self) -> None:
+        for engine in self._engines.values():
+            engine.dispose()
 
 
 def _wait_healthy(url: str, proc=None, timeout: float = 90, log: Path | None = None) -> None:
@@ -147,46 +179,114 @@ def _wait_healthy(url: str, proc=None, timeout: float = 90, log: Path | None = N
     raise AssertionError(f"not healthy in {timeout}s: {log.read_text()[-3000:] if log else ''}")
 
 
-@pytest.fixture(scope="module")
-def product(mailbox, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("product")
+@contextlib.contextmanager
+def running_product(workdir: Path, *, smtp_port: int, extra_env: dict | None = None,
+                    worker_processes: dict | None = None, tag: str = "e2e"):
+    """Start the product with e-mail going to the SMTP server on `smtp_port`.
+
+    With BALCAO_TEST_BROKER_URL and BALCAO_TEST_DATABASE_URL: the distributed topology
+    (deploy/stack.py) on fresh PostgreSQL databases and a private vhost of the RabbitMQ.
+    Without them: the embedded mode (`balcao run`) in a subprocess."""
     broker = os.environ.get("BALCAO_TEST_BROKER_URL")
     server = os.environ.get("BALCAO_TEST_DATABASE_URL")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     base_env = {"BALCAO_VAR_DIR": str(workdir / "var"), "BALCAO_KEYS_DIR": str(workdir / "var" / "keys"),
-                "BALCAO_SMTP_URL": f"smtp://127.0.0.1:{mailbox.port}", "BALCAO_PUBLIC_URL": url,
-                "BALCAO_DEMO": "0", "BALCAO_SECRET_KEY": uuid.uuid4().hex, "PORT": str(port)}
+                "BALCAO_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}", "BALCAO_PUBLIC_URL": url,
+                "BALCAO_DEMO": "0", "BALCAO_SECRET_KEY": uuid.uuid4().hex, "PORT": str(port),
+                **(extra_env or {})}
     if broker and server:
         from deploy.stack import Stack
         from services.common.testing import _fresh_postgres_databases, private_vhost
-        urls = _fresh_postgres_databases(server, "e2e" + uuid.uuid4().hex[:6])
+        urls = _fresh_postgres_databases(server, tag + uuid.uuid4().hex[:6])
         # A private vhost: other test runs on the machine's broker consume the same queue names.
         with private_vhost(broker) as broker:
             env = {**base_env, "BALCAO_BROKER_URL": broker,
                    **{f"BALCAO_{svc.upper()}_DATABASE_URL": urls[svc] for svc in SERVICES}}
-            stack = Stack(env=env, gateway_port=port, workdir=workdir)
+            stack = Stack(env=env, gateway_port=port, workdir=workdir, worker_processes=worker_processes)
             stack.start(timeout=120)
+            product = RunningProduct(url, env, urls, broker, stack)
             try:
-                yield RunningProduct(url, env, urls, broker)
+                yield product
             finally:
                 stack.stop()
-    else:
-        env = {**base_env, "BALCAO_BROKER_URL": "memory://"}
-        urls = {svc: f"sqlite:///{workdir / 'var' / (svc + '.sqlite3')}" for svc in SERVICES}
-        log = workdir / "embedded.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "balcao_cli", "run"], cwd=ROOT,
-                                    env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+                product.dispose()
+        return
+    env = {**base_env, "BALCAO_BROKER_URL": "memory://"}
+    urls = {svc: f"sqlite:///{workdir / 'var' / (svc + '.sqlite3')}" for svc in SERVICES}
+    log = workdir / "embedded.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "balcao_cli", "run"], cwd=ROOT,
+                                env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+    product = RunningProduct(url, env, urls, None)
+    try:
+        _wait_healthy(url, proc, log=log)
+        yield product
+    finally:
+        proc.terminate()
         try:
-            _wait_healthy(url, proc, log=log)
-            yield RunningProduct(url, env, urls, None)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        product.dispose()
+
+
+@pytest.fixture(scope="module")
+def product(mailbox, tmp_path_factory):
+    with running_product(tmp_path_factory.mktemp("product"), smtp_port=mailbox.port) as running:
+        yield running
+
+
+def random_cnpj() -> str:
+    """A random valid CNPJ (check digits computed by python-stdnum)."""
+    import random
+
+    from stdnum.br import cnpj
+    base = "".join(str(random.randint(0, 9)) for _ in range(8)) + "0001"
+    return base + cnpj.calc_check_digits(base)
+
+
+class Staff:
+    """The administrator of a fresh firm (created with the `balcao` CLI), logged in through the
+    gateway with requests.Session, registering client users as the browser posts the form."""
+
+    PASSWORD = "Uma-senha-bem-longa-2026"
+
+    def __init__(self, product: RunningProduct, tag: str):
+        import requests
+
+        from services.common.testing import csrf_token
+        self.product, self.tag = product, tag
+        admin_email = f"admin-{tag}@firma.example"
+        self.slug = product.cli("create-firm", "--name", f"Contabilidade {tag}", "--cnpj", random_cnpj(),
+                                "--admin-name", f"Admin {tag}", "--admin-email", admin_email,
+                                "--admin-password", self.PASSWORD).strip().splitlines()[-1]
+        self.company_id = product.cli("create-company", "--firm", self.slug, "--name", f"Empresa {tag} Ltda",
+                                      "--cnpj", random_cnpj()).strip().splitlines()[-1]
+        self.http = requests.Session()
+        page = self.http.get(product.url + "/auth/entrar", timeout=30)
+        done = self.http.post(product.url + "/auth/entrar", timeout=30,
+                              data={"csrf_token": csrf_token(page.text), "email": admin_email,
+                                    "password": self.PASSWORD})
+        assert done.status_code == 200 and "/auth/entrar" not in done.url, done.text[:500]
+        self.form_url = f"{product.url}/e/{self.slug}/configuracoes/usuarios-de-clientes/novo"
+        self.csrf = csrf_token(self.http.get(self.form_url, timeout=30).text)
+        self.invited: list[str] = []
+
+    def invite(self, n: int, *, request_id: str | None = None, emails: list[str] | None = None) -> list[str]:
+        """Register client users with access "now" (Ativar + Envie agora); their e-mails."""
+        headers = {"X-Request-ID": request_id} if request_id else {}
+        if emails is None:
+            emails = [f"cliente{len(self.invited) + i + 1}-{self.tag}@cliente.example" for i in range(n)]
+        for address in emails:
+            i = len(self.invited) + 1
+            response = self.http.post(self.form_url, timeout=30, headers=headers, data={
+                "csrf_token": self.csrf, "step": "2", "name": f"Cliente {i} {self.tag}", "email": address,
+                "cpf": "", "phone": "", "access": "now", "company_ids": self.company_id})
+            assert response.status_code == 200 and "/novo" not in response.url, \
+                f"{response.status_code} {response.url}: {response.text[:300]}"
+            self.invited.append(address)
+        return emails
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,37 @@ from .messaging import Outcome, handle_message
 from .runtime import database, migrate, service_module
 
 
+# --------------------------------------------------------------------------- distributed tests
+
+DISTRIBUTED_ENV = ("BALCAO_TEST_BROKER_URL", "BALCAO_TEST_DATABASE_URL")
+
+
+def distributed_env_missing() -> list[str]:
+    return [name for name in DISTRIBUTED_ENV if not os.environ.get(name)]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `distributed` need a real RabbitMQ and PostgreSQL. Without
+    BALCAO_TEST_BROKER_URL and BALCAO_TEST_DATABASE_URL they are deselected — not skipped: a skip
+    would read as "ran and was fine" — and the run says so once."""
+    missing = distributed_env_missing()
+    if not missing:
+        return
+    deselected = [item for item in items if item.get_closest_marker("distributed")]
+    if not deselected:
+        return
+    items[:] = [item for item in items if item not in deselected]
+    config.hook.pytest_deselected(items=deselected)
+    message = (f"deselected {len(deselected)} distributed test(s): set {' and '.join(missing)} "
+               "(e.g. amqp://guest:guest@127.0.0.1:5672// and postgresql://postgres@127.0.0.1:5432/postgres) "
+               "to run the services as processes against RabbitMQ and PostgreSQL")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(message, yellow=True)
+    else:
+        print(message)
+
+
 # --------------------------------------------------------------------------- a private RabbitMQ vhost
 # The machine's broker is shared with other test runs (and benchmarks) that consume the same
 # queue names on "/": each distributed stack and broker test gets a vhost of its own.

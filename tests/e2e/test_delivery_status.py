@@ -8,19 +8,14 @@ in another browser.
 """
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import time
-import uuid
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
-from services.common.config import SERVICES
-from tests.conftest import ROOT, Mailbox, _wait_healthy, free_port, link_in
+from tests.conftest import SwitchableSmtp, link_in, running_product
 from tests.e2e.test_seed_flow import cnpj, login, register_client_user, wait_home_of
 
 pytestmark = pytest.mark.browser
@@ -29,25 +24,6 @@ ANA = ("Ana Souza", "ana@alfa.example", "Ana-Alfa-Senha-91")
 DIANA_EMAIL = "diana.prado@cliente.example"
 DIANA_PW = "Diana-Senha-Forte-73"
 DEADLINE = 60.0
-
-
-class SwitchableSmtp:
-    """An aiosmtpd server on a fixed port that the test stops and starts again (an outage)."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.mailbox = Mailbox()
-        self.controller = None
-
-    def start(self) -> None:
-        from aiosmtpd.controller import Controller
-        self.controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-
-    def stop(self) -> None:
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
 
 
 @pytest.fixture(scope="module")
@@ -59,50 +35,11 @@ def smtp():
 
 @pytest.fixture(scope="module")
 def product_with_flaky_smtp(smtp, tmp_path_factory):
-    """The product as tests/conftest.py's `product` runs it (distributed with RabbitMQ and
-    PostgreSQL when given, else embedded), with fast SMTP retries and a short resend cooldown."""
-    from tests.conftest import RunningProduct
-    workdir = tmp_path_factory.mktemp("product-delivery")
-    broker = os.environ.get("BALCAO_TEST_BROKER_URL")
-    server = os.environ.get("BALCAO_TEST_DATABASE_URL")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    base_env = {"BALCAO_VAR_DIR": str(workdir / "var"), "BALCAO_KEYS_DIR": str(workdir / "var" / "keys"),
-                "BALCAO_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}", "BALCAO_PUBLIC_URL": url,
-                "BALCAO_DEMO": "0", "BALCAO_SECRET_KEY": uuid.uuid4().hex, "PORT": str(port),
-                "BALCAO_SMTP_RETRY_BASE_SECONDS": "0.5", "BALCAO_SMTP_MAX_ATTEMPTS": "30",
-                "BALCAO_RESEND_COOLDOWN_SECONDS": "1"}
-    if broker and server:
-        from deploy.stack import Stack
-        from services.common.testing import _fresh_postgres_databases
-        from services.common.testing import private_vhost
-        urls = _fresh_postgres_databases(server, "e2ed" + uuid.uuid4().hex[:6])
-        # a private vhost: other test runs on the machine's broker consume the same queue names on "/"
-        with private_vhost(broker) as vhost_broker:
-            env = {**base_env, "BALCAO_BROKER_URL": vhost_broker,
-                   **{f"BALCAO_{svc.upper()}_DATABASE_URL": urls[svc] for svc in SERVICES}}
-            stack = Stack(env=env, gateway_port=port, workdir=workdir)
-            stack.start(timeout=120)
-            try:
-                yield RunningProduct(url, env, urls, vhost_broker)
-            finally:
-                stack.stop()
-    else:
-        env = {**base_env, "BALCAO_BROKER_URL": "memory://"}
-        urls = {svc: f"sqlite:///{workdir / 'var' / (svc + '.sqlite3')}" for svc in SERVICES}
-        log = workdir / "embedded.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "balcao_cli", "run"], cwd=ROOT,
-                                    env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            _wait_healthy(url, proc, log=log)
-            yield RunningProduct(url, env, urls, None)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    """The product as tests/conftest.py runs it, with fast SMTP retries and a short resend cooldown."""
+    with running_product(tmp_path_factory.mktemp("product-delivery"), smtp_port=smtp.port, tag="e2ed",
+                         extra_env={"BALCAO_SMTP_RETRY_BASE_SECONDS": "0.5", "BALCAO_SMTP_MAX_ATTEMPTS": "30",
+                                    "BALCAO_RESEND_COOLDOWN_SECONDS": "1"}) as running:
+        yield running
 
 
 def reload_until(page, pattern: str, *, deadline: float = DEADLINE) -> str:

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.distributed
 
 @pytest.fixture(scope="module")
 def product(mailbox, tmp_path_factory):
-    with running_product(tmp_path_factory.mktemp("broker-faults"), mailbox) as running:
+    with running_product(tmp_path_factory.mktemp("broker-faults"), smtp_port=mailbox.port, tag="flt") as running:
         yield running
 
 

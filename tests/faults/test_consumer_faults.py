@@ -16,7 +16,7 @@ pytestmark = pytest.mark.distributed
 
 @pytest.fixture(scope="module")
 def product(mailbox, tmp_path_factory):
-    with running_product(tmp_path_factory.mktemp("consumer-faults"), mailbox) as running:
+    with running_product(tmp_path_factory.mktemp("consumer-faults"), smtp_port=mailbox.port, tag="flt") as running:
         yield running
 
 
@@ -40,7 +40,7 @@ def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(product, mailbox, w
 
 @pytest.fixture(scope="module")
 def product_two_notifiers(mailbox, tmp_path_factory):
-    with running_product(tmp_path_factory.mktemp("two-notifiers"), mailbox,
+    with running_product(tmp_path_factory.mktemp("two-notifiers"), smtp_port=mailbox.port, tag="flt",
                          worker_processes={"notifier": 2}) as running:
         yield running
 
