@@ -97,6 +97,8 @@ def _banner(config: Config) -> str:
 def run_embedded(config: Config) -> None:
     from gunicorn.app.base import BaseApplication
 
+    from .worker import limit_malloc_arenas
+    limit_malloc_arenas()
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # Migrations and the demo seed run in a short-lived child process: what they import and
     # allocate does not stay resident in the gunicorn master for the life of the server.
