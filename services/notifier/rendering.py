@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import email.policy
 import re
+from datetime import UTC, datetime, timedelta, timezone
 from email.message import EmailMessage
 from email.utils import formataddr
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
@@ -26,6 +28,40 @@ TEMPLATES = _available_templates()
 _env = Environment(loader=FileSystemLoader(str(EMAIL_TEMPLATES)),
                    autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
                    undefined=StrictUndefined, keep_trailing_newline=True)
+
+try:
+    BRASILIA = ZoneInfo("America/Sao_Paulo")
+except ZoneInfoNotFoundError:  # no tz database: Brasília has had no daylight saving time since 2019
+    BRASILIA = timezone(timedelta(hours=-3))
+
+
+def br_datetime(value) -> str:
+    """An ISO-8601 moment (as auth sends `locked_until`, `changed_at`, `linked_at`) in pt-BR:
+    "28/11/2026 às 14:05 (horário de Brasília)". Anything else (already formatted) as given."""
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            return str(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    local = moment.astimezone(BRASILIA)
+    return f"{local:%d/%m/%Y} às {local:%H:%M} (horário de Brasília)"
+
+
+MFA_CHANGES = {"enabled": "ativada", "disabled": "desativada",
+               "recovery_codes_regenerated": "códigos de recuperação gerados"}
+
+
+def mfa_change(value) -> str:
+    """What happened to the second factor ("enabled"/"disabled"/…) in pt-BR; pt-BR text as given."""
+    return MFA_CHANGES.get(str(value), str(value))
+
+
+_env.filters["br_datetime"] = br_datetime
+_env.filters["mfa_change"] = mfa_change
 
 
 def _one_line(value: str) -> str:
