@@ -147,6 +147,8 @@ class Stack:
             for svc in SERVICES:
                 port = ports.pop()
                 self.web_ports[svc] = port
+                # Behind the nginx gateway (one proxy hop): the client's IP from X-Forwarded-For.
+                self._process_env[f"{svc}-web"] = {"BALCAO_TRUSTED_PROXIES": "1"}
                 self._spawn(f"{svc}-web", self._balcao("web", svc, "--bind", f"127.0.0.1:{port}",
                                                        "--workers", str(self.web_workers)))
                 for n in range(1, self.worker_processes[svc] + 1):

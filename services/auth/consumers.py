@@ -9,8 +9,9 @@ from . import services
 def on_membership_granted(payload, ctx):
     """A firm was linked to a client's login: send "Sua conta foi vinculada a …" with a link to
     report that it was not them (staff/admin memberships are not client links)."""
-    if payload["role"] != "client":
-        return None
+    if payload["role"] != "client":  # staff/admin: the firm's MFA policy applies to them
+        on_membership_granted_staff(payload, ctx)
+        return
     envelope = ctx.envelope or {}
     linked_at = services._parse_time(envelope.get("occurred_at")) or services.utcnow()
     services.notify_firm_linked(ctx.session, identity_id=payload["identity_id"], firm_id=payload["firm_id"],
@@ -19,10 +20,22 @@ def on_membership_granted(payload, ctx):
     return None
 
 
-def _not_yet(payload, ctx):  # placeholder: the staff-MFA projection lands with issue 4's next step
-    return None
+def on_membership_granted_staff(payload, ctx):
+    services.project_membership_granted(ctx.session, identity_id=payload["identity_id"],
+                                        firm_id=payload["firm_id"], role=payload["role"])
+
+
+def on_membership_revoked(payload, ctx):
+    """The person no longer works at (or left) the firm: its MFA policy no longer applies."""
+    services.project_membership_revoked(ctx.session, identity_id=payload["identity_id"], firm_id=payload["firm_id"])
+
+
+def on_mfa_policy_changed(payload, ctx):
+    """A firm admin turned "exigir verificação em duas etapas" on or off for the firm's staff."""
+    services.set_firm_mfa_policy(ctx.session, firm_id=payload["firm_id"],
+                                 require_staff_mfa=payload["require_staff_mfa"])
 
 
 HANDLERS = {"membership.granted": on_membership_granted,
-            "membership.revoked": _not_yet,
-            "firm.mfa_policy_changed": _not_yet}
+            "membership.revoked": on_membership_revoked,
+            "firm.mfa_policy_changed": on_mfa_policy_changed}

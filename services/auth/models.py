@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-from sqlalchemy import Column, DateTime, Float, ForeignKey, Integer, MetaData, String, Table, Uuid
+from sqlalchemy import Boolean, Column, DateTime, Float, ForeignKey, Integer, MetaData, String, Table, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.messaging import outbox_tables
@@ -88,6 +88,25 @@ class AuthSession(Base):
     ip: Mapped[str] = mapped_column(String(64), default="")
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     ended_reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
+
+
+class StaffMembership(Base):
+    """Projection of users' memberships with role staff/admin (membership.granted / .revoked):
+    who works at which firm, for the firm's "exigir verificação em duas etapas" policy."""
+
+    __tablename__ = "staff_memberships"
+
+    identity_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    firm_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, index=True)
+
+
+class FirmMfaPolicy(Base):
+    """Projection of firm.mfa_policy_changed: the firms that require MFA of their staff."""
+
+    __tablename__ = "firm_mfa_policies"
+
+    firm_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    require_staff_mfa: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 # Failed-attempt counters, account locks and rate-limit windows (the embedded store of

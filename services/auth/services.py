@@ -6,6 +6,7 @@ into an event payload or a log line.
 """
 from __future__ import annotations
 
+import hashlib
 import secrets
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -21,7 +22,15 @@ from zxcvbn.frequency_lists import FREQUENCY_LISTS
 from services.common.messaging import record_event
 
 from . import clock
-from .models import AuthSession, Identity, PasswordResetToken, RecoveryCode, outbox
+from .models import (
+    AuthSession,
+    FirmMfaPolicy,
+    Identity,
+    PasswordResetToken,
+    RecoveryCode,
+    StaffMembership,
+    outbox,
+)
 from .queries import identity_by_email, normalize_email, reset_token_by_raw, token_hash
 
 # OWASP password storage cheat sheet: argon2id, m=19 MiB, t=2, p=1.
@@ -307,6 +316,7 @@ def touch_session(session: Session, *, sid: str | None, identity_id) -> AuthSess
         row.ended_at = now
         expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=timezone.utc)
         row.ended_reason = "expired" if expires <= now else "idle"
+        _emit_session_ended(session, identity_id=row.identity_id, sids=[row.sid], reason=row.ended_reason)
         return None
     row.last_seen_at = now
     return row
@@ -326,7 +336,25 @@ def end_sessions(session: Session, *, identity_id, reason: str, sids: list[str] 
         session.execute(update(AuthSession).where(AuthSession.sid.in_(ended))
                         .values(ended_at=utcnow(), ended_reason=reason)
                         .execution_options(synchronize_session=False))
+        _emit_session_ended(session, identity_id=identity_id, sids=ended, reason=reason)
     return ended
+
+
+def session_hash(sid: str) -> str:
+    """How other services know a session: the SHA-256 (hex) of its sid, never the sid itself."""
+    return hashlib.sha256(sid.encode()).hexdigest()
+
+
+def _emit_session_ended(session: Session, *, identity_id, sids: list[str], reason: str) -> None:
+    record_event(session, outbox, "session.ended", {
+        "identity_id": str(identity_id), "session_hashes": [session_hash(sid) for sid in sids], "reason": reason})
+
+
+def record_login(session: Session, *, identity_id, ip: str) -> None:
+    """A successful login (password, and second factor when there is one): `identity.logged_in`
+    for the firms' audit logs."""
+    record_event(session, outbox, "identity.logged_in", {
+        "identity_id": str(identity_id), "ip": (ip or "")[:64], "at": _iso(utcnow())})
 
 
 def _check_current_password(identity: Identity, password: str) -> None:
@@ -371,6 +399,15 @@ def begin_mfa_enrollment(session: Session, *, identity_id, password: str) -> str
     import pyotp
     identity = session.get(Identity, identity_id)
     _check_current_password(identity, password)
+    identity.mfa_pending_secret = pyotp.random_base32()
+    return identity.mfa_pending_secret
+
+
+def begin_required_mfa_enrollment(session: Session, *, identity_id) -> str:
+    """A new pending TOTP secret for an identity whose password was JUST verified at login (the
+    firm requires MFA of its staff): no second password prompt. Returns the base32 secret."""
+    import pyotp
+    identity = session.get(Identity, identity_id)
     identity.mfa_pending_secret = pyotp.random_base32()
     return identity.mfa_pending_secret
 
@@ -460,3 +497,36 @@ def _parse_time(value) -> datetime | None:
         return datetime.fromisoformat(value) if value else None
     except (TypeError, ValueError):
         return None
+
+
+# --------------------------------------------------------------------------- staff MFA policy (projection)
+
+STAFF_ROLES = ("staff", "admin")
+
+
+def project_membership_granted(session: Session, *, identity_id, firm_id, role: str) -> None:
+    """Remember that the identity works at the firm (staff/admin); client memberships are not kept."""
+    if role not in STAFF_ROLES:
+        return
+    key = (uuid.UUID(str(identity_id)), uuid.UUID(str(firm_id)))
+    if session.get(StaffMembership, key) is None:
+        session.add(StaffMembership(identity_id=key[0], firm_id=key[1]))
+        session.flush()
+
+
+def project_membership_revoked(session: Session, *, identity_id, firm_id) -> None:
+    row = session.get(StaffMembership, (uuid.UUID(str(identity_id)), uuid.UUID(str(firm_id))))
+    if row is not None:
+        session.delete(row)
+        session.flush()
+
+
+def set_firm_mfa_policy(session: Session, *, firm_id, require_staff_mfa: bool) -> None:
+    """The firm's "exigir verificação em duas etapas" setting for its staff."""
+    firm_id = uuid.UUID(str(firm_id))
+    row = session.get(FirmMfaPolicy, firm_id)
+    if row is None:
+        session.add(FirmMfaPolicy(firm_id=firm_id, require_staff_mfa=bool(require_staff_mfa)))
+    else:
+        row.require_staff_mfa = bool(require_staff_mfa)
+    session.flush()

@@ -14,7 +14,7 @@ from marshmallow import ValidationError
 
 from services.common.gateway import PREFIXES
 from services.common.sessions import (clear_session_cookie, current_identity, issue_session_token,
-                                      set_session_cookie)
+                                      session_claims_ignoring_expiry, set_session_cookie)
 from services.common.web import db, db_session
 
 from . import clock, queries, services
@@ -42,18 +42,39 @@ def _public_url() -> str:
     return current_app.config["BALCAO"].public_url
 
 
-def _signed_in(identity, target: str):
-    """A NEW session (new sid, recorded in auth_sessions) for `identity`, then 303 to `target`."""
+def _signed_in(identity, target: str, *, login: bool = False, response=None):
+    """A NEW session (new sid, recorded in auth_sessions) for `identity`, then 303 to `target`
+    (or `response`, given the cookie). `login`: a successful login, reported as identity.logged_in."""
     with db().begin() as s:
         row = services.start_session(s, identity_id=identity.id, user_agent=request.user_agent.string,
                                      ip=_ip(), idle_minutes=current_app.config["AUTH_SESSION_IDLE_MINUTES"],
                                      absolute_hours=current_app.config["AUTH_SESSION_ABSOLUTE_HOURS"])
+        if login:
+            services.record_login(s, identity_id=identity.id, ip=_ip())
         sid = row.sid
     token = issue_session_token(_keyring(), identity_id=identity.id, email=identity.email, name=identity.name,
                                 session_id=sid)
-    response = redirect(target, code=303)
+    response = response if response is not None else redirect(target, code=303)
     set_session_cookie(response, token)
     return response
+
+
+REQUIRED_MFA_SECONDS = 900
+
+
+def _logged_in(identity, target: str):
+    """Password (and second factor, if any) checked: a new session, unless a firm where the person
+    works requires MFA of its staff and none is enrolled. Then no session at all until the
+    enrolment is done (a pending state in the signed browser session, like the code step)."""
+    if not identity.mfa_enabled and queries.staff_mfa_required(db_session(), identity_id=identity.id):
+        with db().begin() as s:
+            services.begin_required_mfa_enrollment(s, identity_id=identity.id)
+        session["auth_mfa_enrol"] = {"identity": str(identity.id), "email": identity.email, "next": target,
+                                     "until": clock.timestamp() + REQUIRED_MFA_SECONDS}
+        response = redirect(url_for("auth.required_mfa"), code=303)
+        clear_session_cookie(response)
+        return response
+    return _signed_in(identity, target, login=True)
 
 
 # --------------------------------------------------------------------------- guessing: locks, rate limits
@@ -134,16 +155,16 @@ def login():
     if identity.mfa_enabled:  # the failure count is reset only once the second factor is right too
         return _ask_second_factor(identity, purpose="login", next_url=data["next"] or "/")
     _store().success(identity.email)
-    return _signed_in(identity, data["next"] or "/")
+    return _logged_in(identity, data["next"] or "/")
 
 
 @bp.post("/sair")
 def logout():
     data = LogoutSchema().load(request.form.to_dict())
-    identity = current_identity()
-    if identity is not None and identity.session_id:
+    claims = session_claims_ignoring_expiry()  # an expired token still ends its session
+    if claims and claims.get("sid"):
         with db().begin() as s:
-            services.end_sessions(s, identity_id=identity.id, sids=[identity.session_id], reason="logout")
+            services.end_sessions(s, identity_id=_uuid(claims["sub"]), sids=[claims["sid"]], reason="logout")
     response = redirect(data["next"] or url_for("auth.login"), code=303)
     clear_session_cookie(response)
     return response
@@ -234,7 +255,7 @@ def invitation_link():
     _store().success(identity.email)
     with db().begin() as s:
         services.emit_link_verified(s, ticket=claims, identity=identity)
-    return _signed_in(identity, f"/vinculando/{claims['inv']}")
+    return _logged_in(identity, f"/vinculando/{claims['inv']}")
 
 
 # --------------------------------------------------------------------------- second factor at login / link
@@ -289,7 +310,58 @@ def second_factor():
                                purpose=pending["purpose"]), 422
     _store().success(identity.email)
     session.pop("auth_mfa", None)
-    return _signed_in(identity, pending["next"])
+    return _logged_in(identity, pending["next"])
+
+
+# --------------------------------------------------------------------------- MFA required by a firm
+
+def _pending_enrolment() -> dict | None:
+    pending = session.get("auth_mfa_enrol")
+    if not isinstance(pending, dict) or pending.get("until", 0) < clock.timestamp():
+        return None
+    return pending
+
+
+def _required_mfa_page(identity_id, status: int = 200, errors=None):
+    from markupsafe import Markup
+    identity = db_session().get(services.Identity, identity_id)
+    if identity is None or not identity.mfa_pending_secret:
+        session.pop("auth_mfa_enrol", None)
+        return redirect(url_for("auth.login"), code=303)
+    uri = services.mfa_provisioning_uri(identity)
+    return render_template("auth/required_mfa.html", secret=identity.mfa_pending_secret, qr=Markup(_qr_svg(uri)),
+                           errors=errors or {}), status
+
+
+@bp.route("/verificacao-obrigatoria", methods=["GET", "POST"])
+def required_mfa():
+    """A staff member of a firm that requires MFA, without it: enrol now (the password was just
+    checked at login), then the session starts."""
+    pending = _pending_enrolment()
+    if pending is None:
+        session.pop("auth_mfa_enrol", None)
+        return redirect(url_for("auth.login"), code=303)
+    identity_id = _uuid(pending["identity"])
+    if request.method == "GET":
+        return _required_mfa_page(identity_id)
+    if _over_limit("mfa") or _ip_blocked():
+        return _too_many()
+    try:
+        data = CodeSchema().load(request.form.to_dict())
+    except ValidationError as exc:
+        return _required_mfa_page(identity_id, 422, form_errors(exc))
+    try:
+        with db().begin() as s:
+            codes = services.confirm_mfa_enrollment(s, identity_id=identity_id, code=data["code"],
+                                                    keyring=_keyring(), public_url=_public_url())
+            identity = s.get(services.Identity, identity_id)
+    except services.InvalidCode:
+        return _required_mfa_page(identity_id, 422, {
+            "code": [_("Código inválido. Confira o código no aplicativo e tente novamente.")]})
+    session.pop("auth_mfa_enrol", None)
+    page = current_app.make_response(render_template("auth/required_mfa_codes.html", codes=codes,
+                                                     next_url=pending["next"]))
+    return _signed_in(identity, pending["next"], login=True, response=page)
 
 
 def _uuid(value):
@@ -361,17 +433,8 @@ def reset_password(token: str):
 def _session_claims_ignoring_expiry() -> dict | None:
     """The session cookie's claims if auth signed them, even when the token has expired: renewal
     of a short-lived token is decided by the auth_sessions row, not by the token's exp."""
-    import jwt
-    from services.common.sessions import SESSION_AUDIENCE, cookie_name
-    token = request.cookies.get(cookie_name(current_app.config["BALCAO"].https))
-    if not token:
-        return None
-    key = _keyring()._load("auth.ed25519.pub.pem", False)
-    try:
-        return jwt.decode(token, key, algorithms=["EdDSA"], audience=SESSION_AUDIENCE, issuer="auth",
-                          options={"verify_exp": False, "require": ["iat", "iss", "aud", "sub"]})
-    except jwt.PyJWTError:
-        return None
+    claims = session_claims_ignoring_expiry()
+    return claims if claims and claims.get("sub") else None
 
 
 def _live_session(claims: dict | None):
@@ -566,6 +629,9 @@ def account_mfa_confirm():
 def account_mfa_disable():
     if _is_locked(g.auth_identity.email):
         return _mfa_page(422, errors={"password": [_locked_message()]})
+    if queries.staff_mfa_required(db_session(), identity_id=g.auth_identity.id):
+        return _mfa_page(422, errors={"password": [_(
+            "Um escritório em que você trabalha exige a verificação em duas etapas; ela não pode ser desativada.")]})
     try:
         data = PasswordConfirmSchema().load(request.form.to_dict())
         with db().begin() as s:

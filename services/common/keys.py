@@ -69,14 +69,17 @@ class KeyRing:
         key: Ed25519PrivateKey = self._load(f"{issuer}.ed25519.pem", True)
         return jwt.encode(body, key, algorithm="EdDSA")
 
-    def verify(self, issuer: str, token: str, *, audience: str) -> dict | None:
-        """Claims of a valid token from `issuer` for `audience`, or None (bad, expired, forged)."""
+    def verify(self, issuer: str, token: str, *, audience: str, verify_exp: bool = True) -> dict | None:
+        """Claims of a valid token from `issuer` for `audience`, or None (bad, expired, forged).
+
+        `verify_exp=False` accepts an authentic token past its `exp` (session renewal decides by
+        the session's own record, not by the short-lived token)."""
         if not token:
             return None
         key: Ed25519PublicKey = self._load(f"{issuer}.ed25519.pub.pem", False)
         try:
             return jwt.decode(token, key, algorithms=["EdDSA"], audience=audience, issuer=issuer,
-                              options={"require": ["exp", "iat", "iss", "aud"]})
+                              options={"require": ["exp", "iat", "iss", "aud"], "verify_exp": verify_exp})
         except jwt.PyJWTError:
             return None
 

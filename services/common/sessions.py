@@ -2,6 +2,7 @@
 service verifies it with auth's public key, without calling auth."""
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import timedelta
 
@@ -9,7 +10,11 @@ from flask import current_app, g, request
 
 SESSION_COOKIE = "balcao_session"
 SESSION_AUDIENCE = "balcao-session"
-SESSION_TTL = timedelta(hours=12)
+# The token is short-lived: every service refuses it 10 minutes after issue, and auth renews
+# it (/auth/sessao/renovar) only while the session's record is live (not ended, idle or past its
+# absolute lifetime). So ending a session takes effect everywhere within minutes at worst.
+SESSION_TTL = timedelta(minutes=10)
+RENEWAL_PATH = "/auth/sessao/renovar"
 
 
 def cookie_name(https: bool) -> str:
@@ -24,7 +29,10 @@ def issue_session_token(keyring, *, identity_id, email: str, name: str, session_
 
 def set_session_cookie(response, token: str) -> None:
     https = current_app.config["BALCAO"].https
-    response.set_cookie(cookie_name(https), token, max_age=int(SESSION_TTL.total_seconds()),
+    # The cookie outlives the token (up to the session's absolute lifetime) so that an expired
+    # token can be brought to auth for renewal.
+    max_age = int(timedelta(hours=current_app.config["BALCAO"].session_absolute_hours).total_seconds())
+    response.set_cookie(cookie_name(https), token, max_age=max_age,
                         httponly=True, samesite="Lax", secure=https, path="/")
 
 
@@ -46,9 +54,35 @@ class Identity:
         return f"<Identity {self.email}>"
 
 
+def _cookie_token() -> str | None:
+    return request.cookies.get(cookie_name(current_app.config["BALCAO"].https))
+
+
 def current_identity() -> Identity | None:
+    """Who the session cookie says is logged in; None without a cookie, or when its token is
+    forged or expired (an expired one is renewed by auth, see `renewal_state`)."""
     if "balcao_identity" not in g:
-        token = request.cookies.get(cookie_name(current_app.config["BALCAO"].https))
-        claims = current_app.extensions["balcao.keyring"].verify("auth", token, audience=SESSION_AUDIENCE)
+        claims = current_app.extensions["balcao.keyring"].verify("auth", _cookie_token(), audience=SESSION_AUDIENCE)
         g.balcao_identity = Identity(claims) if claims else None
     return g.balcao_identity
+
+
+def session_claims_ignoring_expiry() -> dict | None:
+    """The session cookie's claims if auth signed them, even past `exp` (for renewal and logout)."""
+    return current_app.extensions["balcao.keyring"].verify("auth", _cookie_token(), audience=SESSION_AUDIENCE,
+                                                           verify_exp=False)
+
+
+def renewal_state() -> str | None:
+    """"expired": an authentic token past its `exp`; "soon": valid with less than half its
+    lifetime left; None: no token, a forged one, or a fresh one."""
+    claims = session_claims_ignoring_expiry()
+    if not claims:
+        return None
+    now = time.time()
+    exp, iat = float(claims["exp"]), float(claims["iat"])
+    if exp <= now:
+        return "expired"
+    if exp - now < (exp - iat) / 2:
+        return "soon"
+    return None

@@ -7,17 +7,29 @@ import re
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
-from flask import Blueprint, Flask, Response, abort, g, redirect, render_template, request
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    g,
+    redirect,
+    render_template,
+    render_template_string,
+    request,
+)
 from flask_babel import Babel
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from jinja2 import ChoiceLoader, FileSystemLoader
 from sqlalchemy import text
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import messaging, metrics
 from .config import Config, load_config
 from .runtime import database, keyring
-from .sessions import current_identity
+from .sessions import RENEWAL_PATH, current_identity, renewal_state
 
 COMMON_DIR = Path(__file__).parent
 _CID_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
@@ -57,6 +69,11 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
                                                   str(COMMON_DIR / "translations")]),
         MAX_CONTENT_LENGTH=10 * 1024 * 1024,
     )
+    if config.trusted_proxies > 0:
+        # Behind the gateway: the client's address and scheme come from X-Forwarded-For/-Proto,
+        # trusting exactly `trusted_proxies` hops (never the Host or prefix headers).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxies, x_proto=config.trusted_proxies,
+                                x_host=0, x_prefix=0)
     app.extensions["balcao.db"] = database(service, config)
     app.extensions["balcao.keyring"] = keyring(config)
     csrf.init_app(app)
@@ -72,6 +89,30 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
         g.correlation_id = incoming if _CID_RE.match(incoming) else uuid.uuid4().hex
         g._started = time.perf_counter()
         g._cid_token = messaging.correlation_id_var.set(g.correlation_id)
+
+    # Endpoints never sent through session renewal (a service adds its own, e.g. auth's login
+    # and renewal pages, to app.config["BALCAO_RENEWAL_EXEMPT"]).
+    app.config["BALCAO_RENEWAL_EXEMPT"] = {"healthz", "readyz", "prometheus_metrics", "choose_locale"}
+
+    @app.before_request
+    def _session_renewal():
+        """A short-lived session token past its `exp` (or, on GET, past half its lifetime) goes
+        to auth for renewal; a form posted with an expired token is not lost silently."""
+        endpoint = request.endpoint
+        if (endpoint is None or endpoint == "static" or endpoint.endswith(".static")
+                or endpoint in app.config["BALCAO_RENEWAL_EXEMPT"]):
+            return None
+        state = renewal_state()
+        if state is None:
+            return None
+        if request.method in ("GET", "HEAD"):
+            here = request.script_root + request.full_path.rstrip("?") if request.query_string else \
+                request.script_root + request.path
+            return redirect(f"{RENEWAL_PATH}?next={quote(here, safe='/')}", code=303)
+        if state == "expired":
+            renew = f"{RENEWAL_PATH}?next={quote(_same_origin_referer_path(config), safe='/')}"
+            return render_template_string(RENEWAL_PAGE, renew_url=renew), 401
+        return None
 
     app.teardown_appcontext(close_db_session)
 
@@ -161,6 +202,34 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
                         headers={"Content-Type": metrics.CONTENT_TYPE})
 
     return app
+
+
+RENEWAL_PAGE = """{% extends "base.html" %}
+{% block title %}{{ _('Sua sessão precisa ser renovada') }}{% endblock %}
+{% block content %}
+<section class="card">
+  <h1>{{ _('Sua sessão precisa ser renovada') }}</h1>
+  <p>{{ _('Por segurança, sua sessão precisa ser renovada antes de continuar. Nada foi salvo ainda.') }}</p>
+  <p>{{ _('Renove a sessão e envie o formulário de novo.') }}</p>
+  <p><a class="button" href="{{ renew_url }}">{{ _('Renovar a sessão e voltar ao formulário') }}</a></p>
+</section>
+{% endblock %}
+"""
+
+
+def _same_origin_referer_path(config: Config) -> str:
+    """The Referer's path (and query) when it is this origin's own page, else "/"."""
+    referer = request.headers.get("Referer", "")
+    if not referer:
+        return "/"
+    parts = urlsplit(referer)
+    origins = {request.host_url.rstrip("/"), config.public_url.rstrip("/")}
+    if f"{parts.scheme}://{parts.netloc}" not in origins:
+        return "/"
+    path = parts.path or "/"
+    if not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return "/"
+    return path + (f"?{parts.query}" if parts.query else "")
 
 
 def db_session():

@@ -195,10 +195,11 @@ def test_renewal_accepts_an_expired_token_of_a_live_session(config, make_identit
     assert location_path(_renew(client)).startswith("/auth/entrar")
 
 
-def test_timeouts_come_from_the_environment(config, make_identity, clock, monkeypatch):
+def test_timeouts_come_from_the_configuration(config, make_identity, clock):
+    # BALCAO_SESSION_IDLE_MINUTES / BALCAO_SESSION_ABSOLUTE_HOURS, read by services.common.config
+    import dataclasses
     make_identity()
-    monkeypatch.setenv("BALCAO_SESSION_IDLE_MINUTES", "5")
-    monkeypatch.setenv("BALCAO_SESSION_ABSOLUTE_HOURS", "1")
+    config = dataclasses.replace(config, session_idle_minutes=5, session_absolute_hours=1)
     client = _sign_in(config)
     clock.advance(minutes=4)
     assert location_path(_renew(client)) == "/e/alfa/"
