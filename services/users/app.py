@@ -17,6 +17,10 @@ def create_app(config=None):
     from .views import bp
     app.register_blueprint(bp)
     app.add_template_filter(_datetime_br, "datahora")
+    from . import pii
+    pii.configure(app.config["BALCAO"])
+    app.add_template_filter(pii.mask_cpf, "cpf_mascarado")
+    app.add_template_filter(pii.mask_phone, "telefone_mascarado")
     from .queries import invitation_state
     app.add_template_global(lambda cu: invitation_state(cu), "invitation_state_of")
     return app

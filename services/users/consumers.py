@@ -1,6 +1,16 @@
 """Event handlers of the users service: one per event type it consumes. Each only calls a
 service function; the messaging plumbing (validation, once-only effect, retries) is common."""
-from . import services
+from . import pii, services
+
+
+def _configured(handler):
+    """Handlers encrypt and decrypt personal data with the configured PII key."""
+    def run(payload, ctx):
+        if getattr(ctx, "config", None) is not None:
+            pii.configure(ctx.config)
+        return handler(payload, ctx)
+    run.__name__ = handler.__name__
+    return run
 
 
 def on_invitation_created(payload, ctx):
@@ -29,15 +39,33 @@ def on_notification_failed(payload, ctx):
                              permanent=payload["permanent"])
 
 
+def _when(value):
+    from datetime import datetime
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def on_session_ended(payload, ctx):
+    services.record_session_ended(ctx.session, identity_id=payload["identity_id"],
+                                  session_hashes=payload["session_hashes"], ended_at=_when(ctx.envelope.get("occurred_at")))
+
+
+def on_identity_logged_in(payload, ctx):
+    services.record_staff_login(ctx.session, identity_id=payload["identity_id"], ip=payload["ip"],
+                                at=payload["at"])
+
+
 HANDLERS = {
     "invitation.created": on_invitation_created,
     "invitation.accepted": on_invitation_accepted,
     "invitation.acceptance_refused": on_invitation_acceptance_refused,
     "notification.sent": on_notification_sent,
     "notification.failed": on_notification_failed,
-    "session.ended": lambda payload, ctx: None,       # placeholder: issue 4's next step
-    "identity.logged_in": lambda payload, ctx: None,  # placeholder: issue 4's next step
+    "session.ended": on_session_ended,
+    "identity.logged_in": on_identity_logged_in,
 }
+
+
+HANDLERS = {event_type: _configured(handler) for event_type, handler in HANDLERS.items()}
 
 
 # --------------------------------------------------------------------------- periodic work
@@ -59,6 +87,7 @@ def process_imports(config, *, max_rows: int = 500, chunk: int = IMPORT_CHUNK) -
 
     from . import queries
     db = database("users", config)
+    pii.configure(config)
     done = 0
     with db.begin() as session:
         job_ids = queries.queued_import_job_ids(session)

@@ -12,6 +12,8 @@ from sqlalchemy.types import TypeDecorator
 
 from services.common.messaging import outbox_tables
 
+from .pii import EncryptedText
+
 metadata = MetaData(naming_convention={
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -56,6 +58,8 @@ class Firm(Base):
     slug: Mapped[str] = mapped_column(String(80), unique=True)
     cnpj: Mapped[str] = mapped_column(String(14), unique=True)
     created_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow)
+    # Configurações › Segurança: the firm's staff must use a second factor (auth enforces it)
+    require_staff_mfa: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
 
 class StaffMember(Base):
@@ -94,15 +98,20 @@ class ClientUser(Base):
         Index("uq_client_users_firm_email_live", "firm_id", "email", unique=True,
               sqlite_where=text("status != 'deleted'"), postgresql_where=text("status != 'deleted'")),
         Index("ix_client_users_firm_name", "firm_id", "name"),
+        Index("ix_client_users_firm_cpf_hash", "firm_id", "cpf_hash"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(320))
-    cpf: Mapped[str | None] = mapped_column(String(11), nullable=True)
-    phone: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    # personal data: encrypted at rest (pii.EncryptedText); `cpf_hash` (keyed HMAC) finds a CPF
+    cpf: Mapped[str | None] = mapped_column(EncryptedText("cpf"), nullable=True)
+    phone: Mapped[str | None] = mapped_column(EncryptedText("phone"), nullable=True)
+    cpf_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     status: Mapped[str] = mapped_column(String(20), default="not_invited")
+    # why an inactive user is inactive: None (the firm deactivated it) or "left" (Sair deste escritório)
+    inactive_reason: Mapped[str | None] = mapped_column(String(20), nullable=True)
     identity_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow, onupdate=utcnow)
@@ -169,13 +178,61 @@ class ImportRow(Base):
     line: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(500), default="")
     email: Mapped[str] = mapped_column(String(500), default="")
-    cpf: Mapped[str] = mapped_column(String(100), default="")
-    phone: Mapped[str] = mapped_column(String(100), default="")
+    cpf: Mapped[str] = mapped_column(EncryptedText("import_cpf"), default="")
+    phone: Mapped[str] = mapped_column(EncryptedText("import_phone"), default="")
     companies: Mapped[str] = mapped_column(String(2000), default="")
     company_ids: Mapped[list | None] = mapped_column(JSON, nullable=True)
     state: Mapped[str] = mapped_column(String(10))
     errors: Mapped[list | None] = mapped_column(JSON, nullable=True)
     client_user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+
+
+AUDIT_ACTIONS = ("client_user.created", "client_user.invited", "client_user.invitation_resent",
+                 "client_user.edited", "client_user.deactivated", "client_user.deleted", "client_user.reactivated",
+                 "client_user.left", "staff.left", "import.started", "client_users.exported", "staff.logged_in",
+                 "firm.mfa_policy_changed")
+
+
+class AuditEntry(Base):
+    """One line of a firm's audit log. Append-only: the code only ever inserts these rows (there
+    is no update or delete path; names are copied at the time so later edits do not rewrite
+    history). `details` never holds personal data (no CPF, no phone)."""
+
+    __tablename__ = "audit_entries"
+    __table_args__ = (Index("ix_audit_entries_firm_at", "firm_id", "at", "id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    firm_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow)
+    action: Mapped[str] = mapped_column(String(40))
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    actor_name: Mapped[str] = mapped_column(String(200), default="")
+    actor_email: Mapped[str] = mapped_column(String(320), default="")
+    target_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    target_name: Mapped[str] = mapped_column(String(200), default="")
+    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    correlation_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    details: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+
+
+class EndedSession(Base):
+    """Projection of auth's `session.ended`: a token whose sid hashes here is refused at once."""
+
+    __tablename__ = "ended_sessions"
+
+    session_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    identity_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    ended_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow)
+
+
+class IdentityPreference(Base):
+    """Per login: the firm "/" opens (Minha conta › Definir como padrão)."""
+
+    __tablename__ = "identity_preferences"
+
+    identity_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    default_firm_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("firms.id", ondelete="SET NULL"),
+                                                              nullable=True)
 
 
 outbox, processed = outbox_tables(metadata)

@@ -9,7 +9,9 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import NotFound
 
-from .models import ClientUser, Company, Firm, ImportJob, ImportRow, InvitationRef, StaffMember
+from . import pii
+from .models import (AuditEntry, ClientUser, Company, EndedSession, Firm, IdentityPreference, ImportJob, ImportRow,
+                     InvitationRef, StaffMember)
 
 PAGE_SIZE = 50
 
@@ -91,17 +93,40 @@ class Page:
         return self.number > 1
 
 
-def client_users_page(session, *, firm: Firm, q: str = "", show_deleted: bool = False, page: int = 1,
-                      per_page: int = PAGE_SIZE) -> Page:
-    """A page of the firm's client users by name; search by name or e-mail (case-insensitive).
-    Two statements whatever the page size: the users, then their companies."""
-    query = select(ClientUser).options(selectinload(ClientUser.companies)).where(ClientUser.firm_id == firm.id)
+def _cpf_digits(q: str) -> str | None:
+    """The 11 digits of a search text that is a valid CPF, in any formatting (else None)."""
+    from marshmallow import ValidationError
+
+    from .schemas import clean_cpf
+    if not q or any(ch.isalpha() or ch == "@" for ch in q):
+        return None
+    try:
+        return clean_cpf(q)
+    except ValidationError:
+        return None
+
+
+def _client_users_query(*, firm: Firm, q: str, show_deleted: bool):
+    query = select(ClientUser).where(ClientUser.firm_id == firm.id)
     if not show_deleted:
         query = query.where(ClientUser.status != "deleted")
     if q:
         pattern = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(or_(func.lower(ClientUser.name).like(pattern, escape="\\"),
-                                ClientUser.email.like(pattern, escape="\\")))
+        matches = [func.lower(ClientUser.name).like(pattern, escape="\\"), ClientUser.email.like(pattern, escape="\\")]
+        digits = _cpf_digits(q)
+        if digits:  # an exact CPF, through its keyed hash (the column itself is encrypted)
+            matches.append(ClientUser.cpf_hash == pii.cpf_hash(digits))
+        query = query.where(or_(*matches))
+    return query
+
+
+def client_users_page(session, *, firm: Firm, q: str = "", show_deleted: bool = False, page: int = 1,
+                      per_page: int = PAGE_SIZE) -> Page:
+    """A page of the firm's client users by name; search by name or e-mail (case-insensitive) or
+    by exact CPF (any formatting). Two statements whatever the page size: the users, then their
+    companies."""
+    query = _client_users_query(firm=firm, q=q, show_deleted=show_deleted).options(
+        selectinload(ClientUser.companies))
     rows = list(session.scalars(query.order_by(ClientUser.name, ClientUser.id)
                                 .offset((page - 1) * per_page).limit(per_page + 1)))
     return Page(items=rows[:per_page], number=page, has_next=len(rows) > per_page)
@@ -228,3 +253,99 @@ def queued_import_job_ids(session) -> list[uuid.UUID]:
 def pending_import_lines(session, *, job_id, limit: int) -> list[int]:
     return list(session.scalars(select(ImportRow.line).where(ImportRow.job_id == job_id, ImportRow.state == "valid")
                                 .order_by(ImportRow.line).limit(limit)))
+
+
+def client_users_for_export(session, *, firm: Firm, q: str = "", show_deleted: bool = False,
+                            batch: int = 500):
+    """Every client user the list shows for this search, by name, in batches of `batch` (each batch
+    two statements: the users and their companies): the CSV export streams them."""
+    base = _client_users_query(firm=firm, q=q, show_deleted=show_deleted).options(
+        selectinload(ClientUser.companies)).order_by(ClientUser.name, ClientUser.id)
+    offset = 0
+    while True:
+        rows = list(session.scalars(base.offset(offset).limit(batch)))
+        yield from rows
+        if len(rows) < batch:
+            return
+        offset += batch
+
+
+# --------------------------------------------------------------------------- account security
+
+
+def session_ended(session, *, sid: str | None) -> bool:
+    """Has auth ended the session with this id? (One primary-key lookup.)"""
+    if not sid:
+        return False
+    import hashlib
+    digest = hashlib.sha256(sid.encode("utf-8")).hexdigest()
+    return session.scalar(select(EndedSession.session_hash).where(EndedSession.session_hash == digest)) is not None
+
+
+def default_firm_id(session, *, identity_id):
+    """The firm this login chose with "Definir como padrão" (None when none)."""
+    return session.scalar(select(IdentityPreference.default_firm_id)
+                          .where(IdentityPreference.identity_id == _uuid(identity_id)))
+
+
+@dataclass
+class MyFirm:
+    firm: Firm
+    role: str  # "admin" | "staff" | "client"
+    client_user: ClientUser | None
+    staff: StaffMember | None
+    is_default: bool
+
+
+def my_firms(session, *, identity_id) -> list[MyFirm]:
+    """Minha conta › Escritórios: every firm where this login is active (staff or client), with
+    the person's own data there. Four statements however many firms."""
+    identity_id = _uuid(identity_id)
+    firms = firms_of(session, identity_id=identity_id)
+    ids = [f.id for f in firms]
+    staff = {m.firm_id: m for m in session.scalars(select(StaffMember).where(
+        StaffMember.identity_id == identity_id, StaffMember.active.is_(True), StaffMember.firm_id.in_(ids)))}
+    clients = {c.firm_id: c for c in session.scalars(select(ClientUser).where(
+        ClientUser.identity_id == identity_id, ClientUser.status == "active", ClientUser.firm_id.in_(ids)))}
+    default = default_firm_id(session, identity_id=identity_id)
+    return [MyFirm(firm=f, role=staff[f.id].role if f.id in staff else "client", client_user=clients.get(f.id),
+                   staff=staff.get(f.id), is_default=f.id == default) for f in firms]
+
+
+AUDIT_PAGE_SIZE = 50
+
+
+def audit_page(session, *, firm: Firm, action: str | None = None, actor: str = "", target: str = "",
+               date_from=None, date_to=None, page: int = 1, per_page: int = AUDIT_PAGE_SIZE) -> Page:
+    """A page of the firm's audit log, newest first, filtered: one statement whatever the page.
+    `date_from`/`date_to` are aware datetimes (inclusive start, exclusive end)."""
+    query = select(AuditEntry).where(AuditEntry.firm_id == firm.id)
+    if action:
+        query = query.where(AuditEntry.action == action)
+
+    def like(text: str):
+        return "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    if actor:
+        query = query.where(or_(func.lower(AuditEntry.actor_name).like(like(actor), escape="\\"),
+                                func.lower(AuditEntry.actor_email).like(like(actor), escape="\\")))
+    if target:
+        query = query.where(func.lower(AuditEntry.target_name).like(like(target), escape="\\"))
+    if date_from is not None:
+        query = query.where(AuditEntry.at >= date_from)
+    if date_to is not None:
+        query = query.where(AuditEntry.at < date_to)
+    rows = list(session.scalars(query.order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+                                .offset((page - 1) * per_page).limit(per_page + 1)))
+    return Page(items=rows[:per_page], number=page, has_next=len(rows) > per_page)
+
+
+def firm_by_id(session, *, firm_id) -> Firm:
+    firm = session.get(Firm, _uuid(firm_id))
+    if firm is None:
+        raise NotFound()
+    return firm
+
+
+def may_edit_personal_data(role: str) -> bool:
+    """Who sees a client user's full CPF and phone: those who may edit them (the firm's staff)."""
+    return role in ("admin", "staff")

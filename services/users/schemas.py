@@ -174,3 +174,44 @@ class PageQuerySchema(Schema):
         unknown = EXCLUDE
 
     pagina = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
+
+
+AUDIT_ACTION_CHOICES = ("client_user.created", "client_user.invited", "client_user.invitation_resent",
+                        "client_user.edited", "client_user.deactivated", "client_user.deleted",
+                        "client_user.reactivated", "client_user.left", "staff.left", "import.started",
+                        "client_users.exported", "staff.logged_in", "firm.mfa_policy_changed")
+
+
+class AuditQuerySchema(Schema):
+    """Configurações › Auditoria filters: Ação, Quem fez, Usuário afetado, De, Até, page."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    acao = fields.String(load_default=None, validate=validate.OneOf(AUDIT_ACTION_CHOICES,
+                                                                    error=N_("Escolha inválida.")))
+    autor = fields.String(load_default="", validate=validate.Length(max=200, error=N_("Texto muito longo.")))
+    alvo = fields.String(load_default="", validate=validate.Length(max=200, error=N_("Texto muito longo.")))
+    de = fields.Date(load_default=None, error_messages={"invalid": N_("Data inválida.")})
+    ate = fields.Date(load_default=None, error_messages={"invalid": N_("Data inválida.")})
+    pagina = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
+
+    @pre_load
+    def _blank(self, data, **_kw):
+        data = {k: str(v).strip() for k, v in dict(data).items() if v not in ("", None)}
+        return {k: v for k, v in data.items() if v != ""}
+
+    @post_load
+    def _order(self, data, **_kw):
+        if data["de"] and data["ate"] and data["ate"] < data["de"]:
+            raise ValidationError({"ate": [N_("A data final é anterior à inicial.")]})
+        return data
+
+
+class SecuritySettingsSchema(Schema):
+    """Configurações › Segurança: the staff MFA checkbox (absent when unchecked)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    exigir_mfa = fields.Boolean(load_default=False)

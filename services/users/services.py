@@ -7,20 +7,32 @@ import logging
 import re
 import unicodedata
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask_babel import gettext as _
 from marshmallow import ValidationError
 from sqlalchemy import func, insert, select
 
-from services.common.messaging import record_event
+from services.common.messaging import correlation_id_var, record_event
 
-from .models import (ClientUser, Company, Firm, ImportJob, ImportRow, InvitationRef, StaffMember, outbox,
-                     utcnow)
+from . import pii
+from .models import (AUDIT_ACTIONS, AuditEntry, ClientUser, Company, EndedSession, Firm, IdentityPreference,
+                     ImportJob, ImportRow, InvitationRef, StaffMember, outbox, utcnow)
 from .queries import email_taken
 from .schemas import clean_cnpj, clean_cpf, clean_phone, normalize_email
 
 log = logging.getLogger("balcao.users")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who does something at a firm, as the audit log records it (copied at the time)."""
+
+    identity_id: uuid.UUID | None
+    name: str
+    email: str
+    ip: str | None = None
 
 
 class ClientUserError(ValueError):
@@ -30,6 +42,39 @@ class ClientUserError(ValueError):
         super().__init__(message)
         self.message = message
         self.field = field
+
+
+# --------------------------------------------------------------------------- audit log (append-only)
+
+
+def record_audit(session, *, firm_id, action: str, actor: Actor | None = None, target: ClientUser | None = None,
+                 details: dict | None = None, at: datetime | None = None, ip: str | None = None,
+                 correlation_id: str | None = None) -> AuditEntry:
+    """Append one entry to a firm's audit log. There is deliberately no function that changes or
+    removes an entry. `details` must not carry personal data (no CPF, no phone)."""
+    if action not in AUDIT_ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}")
+    entry = AuditEntry(id=uuid.uuid4(), firm_id=uuid.UUID(str(firm_id)), at=at or utcnow(), action=action,
+                       actor_id=actor.identity_id if actor else None, actor_name=(actor.name if actor else "")[:200],
+                       actor_email=(actor.email if actor else "")[:320],
+                       target_id=target.id if target is not None else None,
+                       target_name=(target.name if target is not None else "")[:200],
+                       ip=(ip or (actor.ip if actor else None) or None),
+                       correlation_id=(correlation_id or correlation_id_var.get() or None),
+                       details=details or None)
+    if entry.ip:
+        entry.ip = entry.ip[:64]
+    if entry.correlation_id:
+        entry.correlation_id = entry.correlation_id[:100]
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def _audit(session, actor: Actor | None, *, firm_id, action: str, target=None, details=None) -> None:
+    """Audit a staff action; `actor` None is system work audited elsewhere (the rows of an import)."""
+    if actor is not None:
+        record_audit(session, firm_id=firm_id, action=action, actor=actor, target=target, details=details)
 
 
 # --------------------------------------------------------------------------- firms
@@ -169,7 +214,7 @@ class ResendTooSoon(ClientUserError):
 
 
 def register_client_user(session, *, firm: Firm, name: str, email: str, cpf=None, phone=None,
-                         company_ids=(), access: str | None = None) -> ClientUser:
+                         company_ids=(), access: str | None = None, actor: Actor | None = None) -> ClientUser:
     if access not in (None, "now", "later"):
         raise ValueError(f"access must be 'now', 'later' or None, not {access!r}")
     values = _clean_contact(name=name, email=email, cpf=cpf, phone=phone)
@@ -178,18 +223,22 @@ def register_client_user(session, *, firm: Firm, name: str, email: str, cpf=None
     now = utcnow()
     cu = ClientUser(id=uuid.uuid4(), firm_id=firm.id, status="invited" if access == "now" else "not_invited",
                     created_at=now, updated_at=now, invitation_requested_at=now if access == "now" else None,
-                    **values)
+                    cpf_hash=pii.cpf_hash(values["cpf"]), **values)
     cu.companies = companies
     session.add(cu)
     session.flush()
+    _audit(session, actor, firm_id=firm.id, action="client_user.created", target=cu,
+           details={"companies": len(companies)})
     if access is not None:
         record_event(session, outbox, "client_user.access_activated",
                      {**_invitee_payload(firm, cu), "send_now": access == "now"})
+        _audit(session, actor, firm_id=firm.id, action="client_user.invited", target=cu,
+               details={"send_now": access == "now"})
     return cu
 
 
 def update_client_user(session, *, firm: Firm, client_user: ClientUser, name: str, email: str,
-                       cpf=None, phone=None, company_ids=()) -> ClientUser:
+                       cpf=None, phone=None, company_ids=(), actor: Actor | None = None) -> ClientUser:
     cu = client_user
     if cu.firm_id != firm.id:
         raise ValueError("client user of another firm")
@@ -199,10 +248,16 @@ def update_client_user(session, *, firm: Firm, client_user: ClientUser, name: st
         raise ClientUserError(_("Não é possível alterar o e-mail de um usuário ativo."), field="email")
     if email_changed and cu.status != "deleted":
         _check_email_free(session, firm=firm, email=values["email"], exclude_id=cu.id)
-    cu.companies = _firm_companies(session, firm=firm, company_ids=company_ids)
+    companies = _firm_companies(session, firm=firm, company_ids=company_ids)
+    changed = [field for field in ("name", "email", "cpf", "phone") if getattr(cu, field) != values[field]]
+    if {c.id for c in companies} != {c.id for c in cu.companies}:
+        changed.append("companies")
+    cu.companies = companies
     cu.name, cu.email, cu.cpf, cu.phone = values["name"], values["email"], values["cpf"], values["phone"]
+    cu.cpf_hash = pii.cpf_hash(values["cpf"])
     cu.updated_at = utcnow()
     session.flush()
+    _audit(session, actor, firm_id=firm.id, action="client_user.edited", target=cu, details={"fields": changed})
     if email_changed and cu.status == "invited":
         _reset_invitation_state(cu)
         cu.invitation_requested_at = utcnow()
@@ -218,7 +273,7 @@ def _revoke(session, *, firm: Firm, cu: ClientUser, reason: str) -> None:
                      {"firm_id": firm.id, "identity_id": cu.identity_id, "reason": reason})
 
 
-def deactivate_client_user(session, *, firm: Firm, client_user: ClientUser) -> ClientUser:
+def deactivate_client_user(session, *, firm: Firm, client_user: ClientUser, actor: Actor | None = None) -> ClientUser:
     cu = client_user
     if cu.firm_id != firm.id:
         raise ValueError("client user of another firm")
@@ -226,12 +281,14 @@ def deactivate_client_user(session, *, firm: Firm, client_user: ClientUser) -> C
         raise ClientUserError(_("Este usuário não pode ser desativado."))
     _revoke(session, firm=firm, cu=cu, reason="deactivated")
     cu.status = "inactive"
+    cu.inactive_reason = None
     cu.updated_at = utcnow()
     session.flush()
+    _audit(session, actor, firm_id=firm.id, action="client_user.deactivated", target=cu)
     return cu
 
 
-def delete_client_user(session, *, firm: Firm, client_user: ClientUser) -> ClientUser:
+def delete_client_user(session, *, firm: Firm, client_user: ClientUser, actor: Actor | None = None) -> ClientUser:
     cu = client_user
     if cu.firm_id != firm.id:
         raise ValueError("client user of another firm")
@@ -242,10 +299,11 @@ def delete_client_user(session, *, firm: Firm, client_user: ClientUser) -> Clien
     cu.identity_id = None
     cu.updated_at = utcnow()
     session.flush()
+    _audit(session, actor, firm_id=firm.id, action="client_user.deleted", target=cu)
     return cu
 
 
-def reactivate_client_user(session, *, firm: Firm, client_user: ClientUser) -> ClientUser:
+def reactivate_client_user(session, *, firm: Firm, client_user: ClientUser, actor: Actor | None = None) -> ClientUser:
     cu = client_user
     if cu.firm_id != firm.id:
         raise ValueError("client user of another firm")
@@ -254,16 +312,19 @@ def reactivate_client_user(session, *, firm: Firm, client_user: ClientUser) -> C
     _check_email_free(session, firm=firm, email=cu.email, exclude_id=cu.id)
     cu.identity_id = None
     cu.status = "invited"
+    cu.inactive_reason = None
     _reset_invitation_state(cu)
     cu.updated_at = cu.invitation_requested_at = utcnow()
     session.flush()
     record_event(session, outbox, "client_user.access_activated",
                  {**_invitee_payload(firm, cu), "send_now": True})
+    _audit(session, actor, firm_id=firm.id, action="client_user.reactivated", target=cu)
     return cu
 
 
 def resend_invitation(session, *, firm: Firm, client_user: ClientUser,
-                      cooldown_seconds: float = RESEND_COOLDOWN_SECONDS, now: datetime | None = None) -> ClientUser:
+                      cooldown_seconds: float = RESEND_COOLDOWN_SECONDS, now: datetime | None = None,
+                      actor: Actor | None = None) -> ClientUser:
     """A new invitation (the previous link stops working). Refused with `ResendTooSoon`, emitting
     nothing, when the last one was asked for less than `cooldown_seconds` ago (a double click,
     an impatient second try)."""
@@ -284,6 +345,7 @@ def resend_invitation(session, *, firm: Firm, client_user: ClientUser,
     cu.updated_at = cu.invitation_requested_at = now
     session.flush()
     record_event(session, outbox, "client_user.invitation_requested", _invitee_payload(firm, cu))
+    _audit(session, actor, firm_id=firm.id, action="client_user.invitation_resent", target=cu)
     return cu
 
 
@@ -471,7 +533,7 @@ def create_import_job(session, *, firm: Firm, identity_id, filename: str, rows) 
     return job
 
 
-def start_import_job(session, *, firm: Firm, job: ImportJob) -> bool:
+def start_import_job(session, *, firm: Firm, job: ImportJob, actor: Actor | None = None) -> bool:
     """Confirm a previewed import ("Importar N usuários válidos"); False when already started."""
     if job.firm_id != firm.id:
         raise ValueError("import job of another firm")
@@ -482,6 +544,8 @@ def start_import_job(session, *, firm: Firm, job: ImportJob) -> bool:
     if job.valid_rows == 0:
         job.status, job.finished_at = "done", job.queued_at
     session.flush()
+    _audit(session, actor, firm_id=firm.id, action="import.started",
+           details={"job_id": str(job.id), "valid_rows": job.valid_rows, "invalid_rows": job.invalid_rows})
     return True
 
 
@@ -531,3 +595,99 @@ def finish_import_job(session, *, job_id) -> bool:
     job.status, job.finished_at = "done", utcnow()
     session.flush()
     return True
+
+
+# --------------------------------------------------------------------------- account security
+
+
+def record_export(session, *, firm: Firm, actor: Actor, rows: int, filtered: bool) -> AuditEntry:
+    """"Exportar CSV" of the client-user list (the search text is not kept: it may be a CPF)."""
+    return record_audit(session, firm_id=firm.id, action="client_users.exported", actor=actor,
+                        details={"rows": rows, "filtered": filtered})
+
+
+def record_staff_login(session, *, identity_id, ip: str | None, at: datetime) -> int:
+    """auth's `identity.logged_in`: one audit entry at every firm where this login is active staff
+    (a client's logins are not the firm's business). Returns how many entries were written."""
+    identity_id = uuid.UUID(str(identity_id))
+    members = list(session.scalars(select(StaffMember).where(StaffMember.identity_id == identity_id,
+                                                             StaffMember.active.is_(True))))
+    for member in members:
+        record_audit(session, firm_id=member.firm_id, action="staff.logged_in",
+                     actor=Actor(identity_id, member.name, member.email), at=at, ip=ip or None)
+    return len(members)
+
+
+def record_session_ended(session, *, identity_id, session_hashes, ended_at: datetime | None = None) -> int:
+    """auth's `session.ended`: remember the ended sessions' hashes (idempotent)."""
+    identity_id = uuid.UUID(str(identity_id))
+    hashes = {h.lower() for h in session_hashes}
+    if not hashes:
+        return 0
+    known = set(session.scalars(select(EndedSession.session_hash).where(EndedSession.session_hash.in_(hashes))))
+    for h in sorted(hashes - known):
+        session.add(EndedSession(session_hash=h, identity_id=identity_id, ended_at=ended_at or utcnow()))
+    session.flush()
+    return len(hashes - known)
+
+
+def set_staff_mfa_policy(session, *, firm: Firm, require: bool, actor: Actor) -> bool:
+    """Configurações › Segurança: require a second factor of the firm's staff. Emits
+    `firm.mfa_policy_changed` (auth enforces it) and audits; False when nothing changed."""
+    require = bool(require)
+    if bool(firm.require_staff_mfa) == require:
+        return False
+    firm.require_staff_mfa = require
+    session.flush()
+    record_event(session, outbox, "firm.mfa_policy_changed", {"firm_id": firm.id, "require_staff_mfa": require})
+    record_audit(session, firm_id=firm.id, action="firm.mfa_policy_changed", actor=actor,
+                 details={"require_staff_mfa": require})
+    return True
+
+
+def set_default_firm(session, *, identity_id, firm: Firm) -> None:
+    """Minha conta › Definir como padrão: "/" opens this firm (the caller checked membership)."""
+    identity_id = uuid.UUID(str(identity_id))
+    pref = session.get(IdentityPreference, identity_id)
+    if pref is None:
+        session.add(IdentityPreference(identity_id=identity_id, default_firm_id=firm.id))
+    else:
+        pref.default_firm_id = firm.id
+    session.flush()
+
+
+def leave_firm(session, *, firm: Firm, actor: Actor) -> str:
+    """Minha conta › Sair deste escritório. The person's active client user becomes inactive with
+    the reason "left" and/or their staff membership ends; `membership.revoked` (reason "left")
+    and an audit entry follow. The firm's last active admin cannot leave (ClientUserError).
+    Returns the role left ("client" or "staff"/"admin"); LookupError when not a member."""
+    identity_id = uuid.UUID(str(actor.identity_id))
+    member = session.scalar(select(StaffMember).where(StaffMember.firm_id == firm.id,
+                                                      StaffMember.identity_id == identity_id,
+                                                      StaffMember.active.is_(True)).with_for_update())
+    cu = session.scalar(select(ClientUser).where(ClientUser.firm_id == firm.id, ClientUser.identity_id == identity_id,
+                                                 ClientUser.status == "active").with_for_update())
+    if member is None and cu is None:
+        raise LookupError("not a member of this firm")
+    if member is not None and member.role == "admin":
+        admins = session.scalar(select(func.count()).select_from(StaffMember).where(
+            StaffMember.firm_id == firm.id, StaffMember.role == "admin", StaffMember.active.is_(True)))
+        if admins <= 1:
+            raise ClientUserError(_("Você é o único administrador deste escritório e não pode sair dele. "
+                                    "Torne outra pessoa administradora antes."))
+    left = None
+    if cu is not None:
+        cu.status, cu.inactive_reason, cu.updated_at = "inactive", "left", utcnow()
+        record_audit(session, firm_id=firm.id, action="client_user.left", actor=actor, target=cu)
+        left = "client"
+    if member is not None:
+        member.active = False
+        record_audit(session, firm_id=firm.id, action="staff.left", actor=actor, details={"role": member.role})
+        left = member.role
+    pref = session.get(IdentityPreference, identity_id)
+    if pref is not None and pref.default_firm_id == firm.id:
+        pref.default_firm_id = None
+    session.flush()
+    record_event(session, outbox, "membership.revoked", {"firm_id": firm.id, "identity_id": identity_id,
+                                                         "reason": "left"})
+    return left

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
-                   url_for)
+from flask import (Blueprint, Response, abort, current_app, flash, g, redirect, render_template, request,
+                   stream_with_context, url_for)
 from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
 
 from services.common.sessions import current_identity
 from services.common.web import db, db_session
 
-from . import queries, services
+from . import pii, queries, services
 from .imports import ImportFileError, read_rows
-from .schemas import (ClientUserSchema, FirmChoiceSchema, ImportUploadSchema, ListQuerySchema, PageQuerySchema,
-                      format_cpf, format_phone, load_form)
+from .schemas import (AuditQuerySchema, ClientUserSchema, FirmChoiceSchema, ImportUploadSchema, ListQuerySchema,
+                      PageQuerySchema, SecuritySettingsSchema, format_cpf, format_phone, load_form)
 
 bp = Blueprint("users", __name__)
 
@@ -25,6 +25,18 @@ CLIENT_USERS = "/e/<slug>/configuracoes/usuarios-de-clientes"
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+@bp.before_request
+def _refuse_ended_session():
+    """A session auth has ended (logout elsewhere, password change, "end this session") is
+    refused at once, whatever the token's expiry: the person is treated as logged out."""
+    identity = current_identity()
+    if identity is None or not queries.session_ended(db_session(), sid=identity.session_id):
+        return
+    g.balcao_identity = None
+    if request.method not in ("GET", "HEAD"):
+        abort(401)
 
 
 def _identity():
@@ -47,6 +59,17 @@ def _staff(slug: str):
     if role not in ("admin", "staff"):
         abort(404)
     return identity, firm
+
+
+def _admin(slug: str):
+    identity, firm, role = _member(slug)
+    if role != "admin":
+        abort(404)
+    return identity, firm
+
+
+def _actor(identity) -> services.Actor:
+    return services.Actor(identity.id, identity.name, identity.email, request.remote_addr)
 
 
 def _render(template: str, *, current_firm=None, status: int = 200, **context):
@@ -80,8 +103,10 @@ def index():
     firms = queries.firms_of(db_session(), identity_id=identity.id)
     if not firms:
         return _render("no_firm.html")
+    default_id = queries.default_firm_id(db_session(), identity_id=identity.id)
     remembered = request.cookies.get(FIRM_COOKIE)
-    firm = next((f for f in firms if f.slug == remembered), firms[0])
+    firm = (next((f for f in firms if f.id == default_id), None)
+            or next((f for f in firms if f.slug == remembered), firms[0]))
     return redirect(url_for("users.firm_home", slug=firm.slug), code=303)
 
 
@@ -125,7 +150,7 @@ def client_users(slug):
 
 @bp.route(CLIENT_USERS + "/novo", methods=["GET", "POST"])
 def client_user_new(slug):
-    _identity_, firm = _staff(slug)
+    identity, firm = _staff(slug)
     if request.method == "GET":
         return _render("client_users/new.html", current_firm=firm, step=1, values={}, errors={})
     raw = _form_data()
@@ -143,7 +168,8 @@ def client_user_new(slug):
         with db().begin() as session:
             client_user = services.register_client_user(
                 session, firm=firm, name=values["name"], email=values["email"], cpf=values["cpf"],
-                phone=values["phone"], company_ids=values["company_ids"], access=values["access"])
+                phone=values["phone"], company_ids=values["company_ids"], access=values["access"],
+                actor=_actor(identity))
     except services.ClientUserError as exc:
         step = 2 if exc.field == "company_ids" else 1
         return _render("client_users/new.html", current_firm=firm, step=step, values=raw, errors=_error_map(exc),
@@ -168,7 +194,7 @@ def client_user_detail(slug, client_user_id):
 
 @bp.route(CLIENT_USERS + "/<client_user_id>/editar", methods=["GET", "POST"])
 def client_user_edit(slug, client_user_id):
-    _identity_, firm = _staff(slug)
+    identity, firm = _staff(slug)
     client_user = queries.client_user_of(db_session(), firm=firm, client_user_id=client_user_id)
     companies = queries.companies_of(db_session(), firm=firm)
     if request.method == "GET":
@@ -185,7 +211,7 @@ def client_user_edit(slug, client_user_id):
                 target = queries.client_user_of(session, firm=firm, client_user_id=client_user.id)
                 services.update_client_user(session, firm=firm, client_user=target, name=values["name"],
                                             email=values["email"], cpf=values["cpf"], phone=values["phone"],
-                                            company_ids=values["company_ids"])
+                                            company_ids=values["company_ids"], actor=_actor(identity))
         except services.ClientUserError as exc:
             errors = _error_map(exc)
         except IntegrityError:
@@ -198,11 +224,11 @@ def client_user_edit(slug, client_user_id):
 
 
 def _action(slug, client_user_id, service_function, message):
-    _identity_, firm = _staff(slug)
+    identity, firm = _staff(slug)
     try:
         with db().begin() as session:
             target = queries.client_user_of(session, firm=firm, client_user_id=client_user_id)
-            service_function(session, firm=firm, client_user=target)
+            service_function(session, firm=firm, client_user=target, actor=_actor(identity))
             email = target.email
     except services.ClientUserError as exc:
         flash(exc.message, "error")
@@ -290,11 +316,159 @@ def import_job(slug, job_id):
 
 @bp.post(CLIENT_USERS + "/importar/<job_id>")
 def import_start(slug, job_id):
-    _identity_, firm = _staff(slug)
+    identity, firm = _staff(slug)
     with db().begin() as session:
         job = queries.import_job_of(session, firm=firm, job_id=job_id)
-        started = services.start_import_job(session, firm=firm, job=job)
+        started = services.start_import_job(session, firm=firm, job=job, actor=_actor(identity))
         valid = job.valid_rows
     if started:
         flash(_("Importação iniciada: %(n)s usuários serão registrados e convidados.", n=valid), "success")
     return redirect(url_for("users.import_job", slug=firm.slug, job_id=job_id), code=303)
+
+
+# --------------------------------------------------------------------------- staff: CSV export
+
+EXPORT_HEADER = ("Nome", "CPF", "Telefone", "E-mail", "Empresas", "Status")
+
+
+def _csv_cell(value: str) -> str:
+    """No formula injection when the file is opened in a spreadsheet."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+@bp.get(CLIENT_USERS + "/exportar.csv")
+def client_users_export(slug):
+    import csv
+    import io
+    identity, firm, role = _member(slug)
+    if role not in ("admin", "staff"):
+        abort(404)
+    values, errors = load_form(ListQuerySchema(), request.args)
+    if errors:
+        values = ListQuerySchema().load({})
+    full = queries.may_edit_personal_data(role)
+    rows = list(queries.client_users_for_export(db_session(), firm=firm, q=values["q"],
+                                                show_deleted=values["excluidos"]))
+    with db().begin() as session:
+        services.record_export(session, firm=firm, actor=_actor(identity), rows=len(rows),
+                               filtered=bool(values["q"]) or values["excluidos"])
+    labels = _status_labels()
+
+    def generate():
+        out = io.StringIO()
+        writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+        out.write("\ufeff")
+        writer.writerow(EXPORT_HEADER)
+        for cu in rows:
+            cpf = format_cpf(cu.cpf) if full else pii.mask_cpf(cu.cpf)
+            phone = format_phone(cu.phone) if full else pii.mask_phone(cu.phone)
+            writer.writerow([_csv_cell(v) for v in (cu.name, cpf, phone, cu.email,
+                                                    ", ".join(c.name for c in cu.companies),
+                                                    labels.get(cu.status, cu.status))])
+            if out.tell() > 64 * 1024:
+                yield out.getvalue()
+                out.seek(0)
+                out.truncate()
+        yield out.getvalue()
+
+    filename = f"usuarios-de-clientes-{firm.slug}.csv"
+    return Response(stream_with_context(generate()), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def _status_labels() -> dict:
+    return {"not_invited": _("Não convidado"), "invited": _("Convite enviado"), "active": _("Ativo"),
+            "inactive": _("Inativo"), "deleted": _("Excluído")}
+
+
+# --------------------------------------------------------------------------- admins: Configurações
+
+
+@bp.get("/e/<slug>/configuracoes/auditoria")
+def audit_log(slug):
+    from datetime import datetime, time, timedelta
+
+    from .app import BRAZIL
+    _identity, firm = _admin(slug)
+    values, errors = load_form(AuditQuerySchema(), request.args)
+    filters = {key: request.args.get(key, "") for key in ("acao", "autor", "alvo", "de", "ate")}
+    if errors:
+        page = queries.Page(items=[], number=1, has_next=False)
+    else:
+        start = datetime.combine(values["de"], time(), BRAZIL) if values["de"] else None
+        end = datetime.combine(values["ate"] + timedelta(days=1), time(), BRAZIL) if values["ate"] else None
+        page = queries.audit_page(db_session(), firm=firm, action=values["acao"], actor=values["autor"],
+                                  target=values["alvo"], date_from=start, date_to=end, page=values["pagina"])
+    return _render("settings/audit.html", current_firm=firm, page=page, filters=filters, errors=errors,
+                   action_labels=audit_action_labels(), status=422 if errors else 200)
+
+
+def audit_action_labels() -> dict:
+    return {
+        "client_user.created": _("Usuário criado"),
+        "client_user.invited": _("Acesso ativado (convite)"),
+        "client_user.invitation_resent": _("Convite reenviado"),
+        "client_user.edited": _("Usuário editado"),
+        "client_user.deactivated": _("Usuário desativado"),
+        "client_user.deleted": _("Usuário excluído"),
+        "client_user.reactivated": _("Usuário reativado"),
+        "client_user.left": _("Usuário saiu do portal"),
+        "staff.left": _("Membro da equipe saiu do escritório"),
+        "import.started": _("Importação de usuários"),
+        "client_users.exported": _("Exportação CSV"),
+        "staff.logged_in": _("Login da equipe"),
+        "firm.mfa_policy_changed": _("Política de verificação em duas etapas"),
+    }
+
+
+@bp.route("/e/<slug>/configuracoes/seguranca", methods=["GET", "POST"])
+def security_settings(slug):
+    identity, firm = _admin(slug)
+    if request.method == "POST":
+        values, errors = load_form(SecuritySettingsSchema(), request.form)
+        if errors:
+            return _render("settings/security.html", current_firm=firm, require=firm.require_staff_mfa,
+                           errors=errors, status=422)
+        with db().begin() as session:
+            target = queries.firm_by_id(session, firm_id=firm.id)
+            changed = services.set_staff_mfa_policy(session, firm=target, require=values["exigir_mfa"],
+                                                    actor=_actor(identity))
+        flash(_("Configurações de segurança salvas.") if changed else _("Nada foi alterado."), "success")
+        return redirect(url_for("users.security_settings", slug=firm.slug), code=303)
+    return _render("settings/security.html", current_firm=firm, require=firm.require_staff_mfa, errors={})
+
+
+# --------------------------------------------------------------------------- Minha conta › Escritórios
+
+
+@bp.get("/minha-conta/escritorios")
+def my_firms():
+    identity = _identity()
+    return _render("account/firms.html", my_firms=queries.my_firms(db_session(), identity_id=identity.id),
+                   format_cpf=format_cpf, format_phone=format_phone)
+
+
+@bp.post("/minha-conta/escritorios/<slug>/padrao")
+def my_firm_default(slug):
+    identity, firm, _role = _member(slug)
+    with db().begin() as session:
+        services.set_default_firm(session, identity_id=identity.id, firm=firm)
+    flash(_("%(firm)s agora abre ao entrar no portal.", firm=firm.name), "success")
+    return redirect(url_for("users.my_firms"), code=303)
+
+
+@bp.route("/minha-conta/escritorios/<slug>/sair", methods=["GET", "POST"])
+def my_firm_leave(slug):
+    identity, firm, role = _member(slug)
+    if request.method == "GET":
+        return _render("account/leave.html", firm=firm, role=role)
+    try:
+        with db().begin() as session:
+            target = queries.firm_by_id(session, firm_id=firm.id)
+            services.leave_firm(session, firm=target, actor=_actor(identity))
+    except services.ClientUserError as exc:
+        return _render("account/leave.html", firm=firm, role=role, error=exc.message, status=409)
+    except LookupError:
+        abort(404)
+    flash(_("Você saiu de %(firm)s.", firm=firm.name), "success")
+    return redirect(url_for("users.my_firms"), code=303)

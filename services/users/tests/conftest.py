@@ -74,6 +74,13 @@ def link_client(config, *, firm_id, client_user_id, identity_id) -> uuid.UUID:
     return invitation_id
 
 
+@pytest.fixture(autouse=True)
+def _pii_key(config):
+    """Personal data is encrypted with the test stack's PII key (the app does the same)."""
+    from services.users import pii
+    pii.configure(config)
+
+
 @dataclass
 class World:
     ana: Person
