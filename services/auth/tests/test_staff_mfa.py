@@ -148,3 +148,11 @@ def _logged(config):
     client, _apps = new_browser(config)
     assert login(client, email=CARLOS["email"], password=CARLOS["password"]).status_code == 303
     return client
+
+
+def test_the_enrolment_page_in_english(config, alfa_requires_mfa):
+    client, _apps = new_browser(config)
+    client.set_cookie("balcao_locale", "en")
+    login(client, email=ANA["email"], password=ANA["password"])
+    html = client.get(REQUIRED).get_data(as_text=True)
+    assert "Two-step verification required" in html and "A firm you work at requires" in html
