@@ -283,6 +283,7 @@ def test_audit_page_newest_first_paged_with_constant_statements(browser_client, 
         html = _page(browser_client, url)
     assert html.count("Alvo Número") == 50 and "Alvo Número072" in html and "Alvo Número022" not in html
     assert few.count == many.count
+    assert "configuracoes/auditoria?pagina=2" in html
     html = _page(browser_client, url + "?pagina=2")
     assert html.count("Alvo Número") == 23 and "Alvo Número000" in html
 
@@ -296,7 +297,7 @@ def test_audit_filters(browser_client, config, world):
     html = _page(browser_client, url + "?acao=client_user.deleted")
     assert "Alvo Número010" in html and "Alvo Número000" not in html
     html = _page(browser_client, url + "?autor=marcos")
-    assert "Alvo Número011" in html and "Alvo Número001" not in html
+    assert "Alvo Número011" in html and "Alvo Número001" not in html and 'value="marcos"' in html
     html = _page(browser_client, url + "?alvo=n%C3%BAmero001")
     assert "Alvo Número001" in html and "Alvo Número000" not in html
     html = _page(browser_client, url + "?de=2026-11-15&ate=2026-11-20")
