@@ -124,5 +124,20 @@ def process_imports(config, *, max_rows: int = 500, chunk: int = IMPORT_CHUNK) -
     return done
 
 
+def prune_ended_sessions(config, *, now=None) -> int:
+    """Forget ended sessions once every token they had has expired (PERIODIC: every 10 minutes).
+    A token lives at most SESSION_TTL (or the absolute session limit, if longer) past its end."""
+    from datetime import timedelta
+
+    from services.common.runtime import database
+    from services.common.sessions import SESSION_TTL
+
+    from .models import utcnow
+    keep = max(SESSION_TTL, timedelta(hours=config.session_absolute_hours)) + timedelta(hours=1)
+    with database("users", config).begin() as session:
+        return services.prune_ended_sessions(session, before=(now or utcnow()) - keep)
+
+
 # name -> (interval in seconds, fn(config)): the worker process and the embedded mode call each
-PERIODIC = {"users.process_imports": (1.0, process_imports)}
+PERIODIC = {"users.process_imports": (1.0, process_imports),
+            "users.prune_ended_sessions": (600.0, prune_ended_sessions)}

@@ -691,3 +691,9 @@ def leave_firm(session, *, firm: Firm, actor: Actor) -> str:
     record_event(session, outbox, "membership.revoked", {"firm_id": firm.id, "identity_id": identity_id,
                                                          "reason": "left"})
     return left
+
+
+def prune_ended_sessions(session, *, before: datetime) -> int:
+    """Forget ended sessions that ended before `before`: every token of theirs has expired by then."""
+    from sqlalchemy import delete
+    return session.execute(delete(EndedSession).where(EndedSession.ended_at < before)).rowcount or 0

@@ -109,6 +109,18 @@ def test_the_ended_session_check_is_one_statement(browser_client, config, world)
     assert sum("ended_sessions" in q for q in after.statements) == 1
 
 
+def test_ended_sessions_are_forgotten_once_their_tokens_expired(config, world):
+    now = datetime.now(UTC)
+    with users_db(config).begin() as s:
+        services.record_session_ended(s, identity_id=world.carlos.identity_id, session_hashes=["a" * 64],
+                                      ended_at=now - timedelta(hours=14))
+        services.record_session_ended(s, identity_id=world.carlos.identity_id, session_hashes=["b" * 64],
+                                      ended_at=now - timedelta(hours=11))
+    assert consumers.prune_ended_sessions(config, now=now) == 1
+    with users_db(config).begin() as s:
+        assert list(s.scalars(select(models.EndedSession.session_hash))) == ["b" * 64]
+
+
 def test_deactivating_a_client_takes_effect_on_their_next_request(browser_client, config, world):
     carlos = _second_browser(browser_client)
     login(carlos, config, world.carlos)

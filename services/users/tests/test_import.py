@@ -254,5 +254,6 @@ def test_ten_thousand_rows_preview_process_and_report(browser_client, config, wo
 
 def test_the_worker_runs_the_import_processor_every_second(config):
     # the contract with the worker process and the embedded mode: fn(config) every interval
-    assert consumers.PERIODIC == {"users.process_imports": (1.0, consumers.process_imports)}
+    assert consumers.PERIODIC == {"users.process_imports": (1.0, consumers.process_imports),
+                                  "users.prune_ended_sessions": (600.0, consumers.prune_ended_sessions)}
     assert consumers.process_imports(config) == 0  # nothing queued: nothing done
