@@ -17,7 +17,6 @@ from flask import (
     g,
     redirect,
     render_template,
-    render_template_string,
     request,
 )
 from flask_babel import Babel
@@ -111,7 +110,7 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
             return redirect(f"{RENEWAL_PATH}?next={quote(here, safe='/')}", code=303)
         if state == "expired":
             renew = f"{RENEWAL_PATH}?next={quote(_same_origin_referer_path(config), safe='/')}"
-            return render_template_string(RENEWAL_PAGE, renew_url=renew), 401
+            return render_template("errors/session_renewal.html", renew_url=renew), 401
         return None
 
     app.teardown_appcontext(close_db_session)
@@ -204,17 +203,6 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
     return app
 
 
-RENEWAL_PAGE = """{% extends "base.html" %}
-{% block title %}{{ _('Sua sessão precisa ser renovada') }}{% endblock %}
-{% block content %}
-<section class="card">
-  <h1>{{ _('Sua sessão precisa ser renovada') }}</h1>
-  <p>{{ _('Por segurança, sua sessão precisa ser renovada antes de continuar. Nada foi salvo ainda.') }}</p>
-  <p>{{ _('Renove a sessão e envie o formulário de novo.') }}</p>
-  <p><a class="button" href="{{ renew_url }}">{{ _('Renovar a sessão e voltar ao formulário') }}</a></p>
-</section>
-{% endblock %}
-"""
 
 
 def _same_origin_referer_path(config: Config) -> str:

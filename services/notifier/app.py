@@ -8,5 +8,7 @@ def create_app(config=None):
     from .rendering import linkify
     from .views import bp
     app.register_blueprint(bp, url_prefix=PREFIXES["notifier"])
+    # The dev mailbox needs no login: never detour through session renewal.
+    app.config["BALCAO_RENEWAL_EXEMPT"].update({"notifier.mailbox", "notifier.message", "notifier.message_html"})
     app.add_template_filter(linkify, "linkify")
     return app

@@ -175,3 +175,25 @@ def test_header_links_to_minha_conta_for_logged_in_people(browser_client, carlos
     _login(browser_client)
     html = browser_client.get("/auth/minha-conta/sessoes").get_data(as_text=True)
     assert '<a class="account-link" href="/auth/minha-conta">Minha conta</a>' in html
+
+
+def test_the_emailed_invitation_link_and_the_dev_mailbox_never_detour_through_renewal(
+        browser_client, config, carlos, keyring):
+    """Someone with a stale cookie (an ended session) clicking the invitation link lands on the
+    invitation, not on the login page; the dev mailbox needs no login either."""
+    import uuid
+    from services.invitations.services import issue_invitation
+    with db_for(config, "invitations").begin() as s:
+        issue_invitation(s, keyring=keyring, public_url=config.public_url, ttl=timedelta(days=7),
+                         firm_id=uuid.uuid4(), firm_name="Contabilidade Alfa", firm_slug="contabilidade-alfa",
+                         client_user_id=uuid.uuid4(), email="nova@exemplo.com.br", name="Nova Pessoa", resent=False)
+    from services.invitations.models import outbox
+    with db_for(config, "invitations").begin() as s:
+        [request] = s.execute(select(outbox.c.envelope).where(
+            outbox.c.type == "notification.email_requested")).scalars().all()
+    link = keyring.unseal(request["payload"]["sealed"])["link"]
+    browser_client.set_cookie("balcao_session", _token(keyring, carlos, "ended-sid", issued_ago=3600))
+    response = browser_client.get(urlsplit(link).path)
+    assert response.status_code == 303
+    assert response.headers["Location"].startswith("/auth/convite?ticket=")
+    assert browser_client.get("/notificacoes/caixa-de-entrada").status_code == 200
