@@ -537,6 +537,8 @@ def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = Tru
     results["broker_vhost"] = broker_url.rsplit("/", 1)[-1] or "/"
     try:
         config = make_test_config(workdir / "var", urls, broker_url=broker_url, public_url=f"http://127.0.0.1:{port}")
+        from services.users import pii
+        pii.configure(config)  # the bulk seed encrypts CPFs with the key the stack will read (keys dir)
         for svc in SERVICES:
             migrate(svc, config)
         env = {"BALCAO_BROKER_URL": broker_url, "BALCAO_VAR_DIR": str(config.var_dir),

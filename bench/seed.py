@@ -16,6 +16,7 @@ from stdnum.br import cnpj as cnpj_mod
 from services.auth import services as auth_services
 from services.common.runtime import database
 from services.users import models as um
+from services.users import pii
 from services.users import services as users_services
 
 FIRST = ["Ana", "Bruno", "Carlos", "Daniela", "Eduardo", "Fernanda", "Gabriel", "Helena", "Igor", "Juliana",
@@ -92,7 +93,8 @@ def bulk_firms(config, *, count: int, start: int) -> list[uuid.UUID]:
 
 def bulk_client_users(config, *, firm_id, count: int, start: int, company_ids=(), seed: int = 0) -> int:
     """`count` client users of one firm, rows as register_client_user(access=None) writes them:
-    name and surname, normalized e-mail, a valid CPF on every other row, one company each."""
+    name and surname, normalized e-mail, a valid CPF on every other row (encrypted, with its search
+    hash, under the stack's PII key: `pii.configure(config)` first), one company each."""
     rng = random.Random(seed * 1_000_003 + start)
     now = um.utcnow()
     company_ids = list(company_ids)
@@ -101,9 +103,11 @@ def bulk_client_users(config, *, firm_id, count: int, start: int, company_ids=()
         name = person_name(rng)
         first, last = name.split()[0], name.split()[-1]
         cid = uuid.uuid4()
+        cpf = cpf_for(i) if i % 2 == 0 else None
         users.append({"id": cid, "firm_id": firm_id, "name": name,
                       "email": f"{first}.{last}.{i}@cliente{i % 97}.example".lower(),
-                      "cpf": cpf_for(i) if i % 2 == 0 else None, "phone": None, "status": "not_invited",
+                      "cpf": cpf, "cpf_hash": pii.cpf_hash(cpf) if cpf else None,  # encrypted by the column type
+                      "phone": None, "status": "not_invited",
                       "identity_id": None, "created_at": now, "updated_at": now, "invitation_id": None,
                       "invitation_sent_at": None, "invitation_expires_at": None, "delivery_error": None,
                       "link_refused_reason": None})
