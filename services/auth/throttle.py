@@ -40,6 +40,15 @@ def lock_seconds(level: int) -> int:
 
 
 @dataclass
+class Gate:
+    """What one request's throttle check found, in one round trip (`Store.gate`)."""
+    over_limit: bool            # this request is over the per-IP rate limit of its kind
+    ip_blocked: bool            # too many failed passwords/codes from this IP in the window
+    locked_until: float | None  # the account is locked until then
+    has_failures: bool          # the account has failures/lock growth a success must reset
+
+
+@dataclass
 class Failure:
     locked_until: float | None  # set when the account is (now) locked
     newly_locked: bool          # True for exactly the one failure that started this lock
@@ -74,6 +83,28 @@ class DatabaseStore:
                 s.execute(delete(counters).where(counters.c.expires_at < now, counters.c.locked_until.is_(None)))
         return count <= limit
 
+    def gate(self, name: str, ip: str, account: str | None) -> Gate:
+        """One transaction before a password/code check: count the request against RATE_LIMITS[name],
+        and read the IP's failures and the account's lock in the same round trip."""
+        limit, window = RATE_LIMITS[name]
+        f_limit, f_window = RATE_LIMITS["failures"]
+        now = clock.timestamp()
+        bucket = math.floor(now / window)
+        failures_key = f"{self.prefix}rl:failures:{ip}:{math.floor(now / f_window)}"
+        account_key = f"{self.prefix}acct:{account}" if account else None
+        with self.db.begin() as s:
+            count = self._bump(s, f"{self.prefix}rl:{name}:{ip}:{bucket}", (bucket + 1) * window)
+            if count == 1:  # a new window: sweep the expired counters
+                s.execute(delete(counters).where(counters.c.expires_at < now, counters.c.locked_until.is_(None)))
+            keys = [failures_key] + ([account_key] if account_key else [])
+            rows = {row.key: row for row in s.execute(
+                select(counters.c.key, counters.c.count, counters.c.locked_until).where(counters.c.key.in_(keys)))}
+        failures = rows.get(failures_key)
+        acct = rows.get(account_key) if account_key else None
+        until = acct.locked_until if acct is not None else None
+        return Gate(over_limit=count > limit, ip_blocked=(failures.count if failures else 0) >= f_limit,
+                    locked_until=until if until and until > now else None, has_failures=acct is not None)
+
     def count(self, name: str, ip: str, window: int) -> int:
         """Requests of kind `name` from `ip` counted in the current window."""
         key = f"{self.prefix}rl:{name}:{ip}:{math.floor(clock.timestamp() / window)}"
@@ -105,9 +136,15 @@ class DatabaseStore:
                       .values(locked_until=until, expires_at=until + COUNTER_TTL_SECONDS))
         return Failure(until, True)
 
-    def success(self, account: str) -> None:
+    def success(self, account: str, session=None) -> None:
+        """Reset the account's failures and lock growth; in `session` (the caller's transaction on
+        the auth database) when given, else in a transaction of its own."""
+        stmt = delete(counters).where(counters.c.key == f"{self.prefix}acct:{account}")
+        if session is not None:
+            session.execute(stmt)
+            return
         with self.db.begin() as s:
-            s.execute(delete(counters).where(counters.c.key == f"{self.prefix}acct:{account}"))
+            s.execute(stmt)
 
 
 _FAILURE_LUA = """
@@ -144,6 +181,26 @@ class RedisStore:
         count, _ = pipe.execute()
         return count <= limit
 
+    def gate(self, name: str, ip: str, account: str | None) -> Gate:
+        """The same as DatabaseStore.gate, in one pipeline."""
+        limit, window = RATE_LIMITS[name]
+        f_limit, f_window = RATE_LIMITS["failures"]
+        now = clock.timestamp()
+        key = f"{self.prefix}rl:{name}:{ip}:{math.floor(now / window)}"
+        pipe = self.redis.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, window * 2)
+        pipe.get(f"{self.prefix}rl:failures:{ip}:{math.floor(now / f_window)}")
+        if account:
+            pipe.hget(f"{self.prefix}acct:{account}", "locked_until")
+            pipe.exists(f"{self.prefix}acct:{account}")
+        results = pipe.execute()
+        count, failures = results[0], int(results[2]) if results[2] else 0
+        until = float(results[3]) if account and results[3] else None
+        return Gate(over_limit=count > limit, ip_blocked=failures >= f_limit,
+                    locked_until=until if until and until > now else None,
+                    has_failures=bool(account and results[4]))
+
     def count(self, name: str, ip: str, window: int) -> int:
         value = self.redis.get(f"{self.prefix}rl:{name}:{ip}:{math.floor(clock.timestamp() / window)}")
         return int(value) if value else 0
@@ -160,7 +217,7 @@ class RedisStore:
         until = float(until)
         return Failure(until if until else None, bool(newly))
 
-    def success(self, account: str) -> None:
+    def success(self, account: str, session=None) -> None:
         self.redis.delete(f"{self.prefix}acct:{account}")
 
 

@@ -42,10 +42,13 @@ def _public_url() -> str:
     return current_app.config["BALCAO"].public_url
 
 
-def _signed_in(identity, target: str, *, login: bool = False, response=None):
+def _signed_in(identity, target: str, *, login: bool = False, response=None, reset: bool = False):
     """A NEW session (new sid, recorded in auth_sessions) for `identity`, then 303 to `target`
-    (or `response`, given the cookie). `login`: a successful login, reported as identity.logged_in."""
+    (or `response`, given the cookie). `login`: a successful login, reported as identity.logged_in.
+    `reset`: the account had failures; they are reset in the same transaction."""
     with db().begin() as s:
+        if reset:
+            _store().success(identity.email, session=s)
         row = services.start_session(s, identity_id=identity.id, user_agent=request.user_agent.string,
                                      ip=_ip(), idle_minutes=current_app.config["AUTH_SESSION_IDLE_MINUTES"],
                                      absolute_hours=current_app.config["AUTH_SESSION_ABSOLUTE_HOURS"])
@@ -62,19 +65,22 @@ def _signed_in(identity, target: str, *, login: bool = False, response=None):
 REQUIRED_MFA_SECONDS = 900
 
 
-def _logged_in(identity, target: str):
+def _logged_in(identity, target: str, *, reset: bool):
     """Password (and second factor, if any) checked: a new session, unless a firm where the person
     works requires MFA of its staff and none is enrolled. Then no session at all until the
-    enrolment is done (a pending state in the signed browser session, like the code step)."""
+    enrolment is done (a pending state in the signed browser session, like the code step).
+    `reset` (Gate.has_failures): the account's failure count is reset in the same transaction."""
     if not identity.mfa_enabled and queries.staff_mfa_required(db_session(), identity_id=identity.id):
         with db().begin() as s:
+            if reset:
+                _store().success(identity.email, session=s)
             services.begin_required_mfa_enrollment(s, identity_id=identity.id)
         session["auth_mfa_enrol"] = {"identity": str(identity.id), "email": identity.email, "next": target,
                                      "until": clock.timestamp() + REQUIRED_MFA_SECONDS}
         response = redirect(url_for("auth.required_mfa"), code=303)
         clear_session_cookie(response)
         return response
-    return _signed_in(identity, target, login=True)
+    return _signed_in(identity, target, login=True, reset=reset)
 
 
 # --------------------------------------------------------------------------- guessing: locks, rate limits
@@ -101,6 +107,14 @@ def _too_many():
 def _locked_message() -> str:
     return _("Conta bloqueada temporariamente por excesso de tentativas. "
              "Tente novamente mais tarde ou redefina sua senha.")
+
+
+def _gate(name: str, email: str | None):
+    """The throttle's one round trip before a password/code check (throttle.Gate): this request
+    counted against RATE_LIMITS[name], the IP's failures and the account's lock."""
+    account = queries.normalize_email(email)
+    return _store().gate(name, _ip(), account or None)
+
 
 
 def _is_locked(email: str) -> bool:
@@ -135,15 +149,16 @@ def login():
     if request.method == "GET":
         return render_template("auth/login.html", email=request.args.get("email", ""),
                                next=safe_next(request.args.get("next")), errors={})
-    if _over_limit("login") or _ip_blocked():
-        return _too_many()
     form = request.form.to_dict()
+    gate = _gate("login", form.get("email"))
+    if gate.over_limit or gate.ip_blocked:
+        return _too_many()
     try:
         data = LoginSchema().load(form)
     except ValidationError as exc:
         return render_template("auth/login.html", email=form.get("email", ""),
                                next=safe_next(form.get("next")), errors=form_errors(exc)), 422
-    if _is_locked(data["email"]):  # same answer whether or not the e-mail has an account
+    if gate.locked_until is not None:  # same answer whether or not the e-mail has an account
         return render_template("auth/login.html", email=data["email"], next=data["next"], errors={},
                                failure=_locked_message()), 422
     with db().begin() as s:
@@ -154,8 +169,7 @@ def login():
                                failure=failure), 422
     if identity.mfa_enabled:  # the failure count is reset only once the second factor is right too
         return _ask_second_factor(identity, purpose="login", next_url=data["next"] or "/")
-    _store().success(identity.email)
-    return _logged_in(identity, data["next"] or "/")
+    return _logged_in(identity, data["next"] or "/", reset=gate.has_failures)
 
 
 @bp.post("/sair")
@@ -231,7 +245,8 @@ def invitation_link():
     form = request.form.to_dict()
     raw = form.get("ticket", "")
     claims = _ticket_or_404(raw)
-    if _over_limit("link") or _ip_blocked():
+    gate = _gate("link", claims["email"])
+    if gate.over_limit or gate.ip_blocked:
         return _too_many()
     if not queries.email_has_identity(db_session(), claims["email"]):
         return redirect(url_for("auth.invitation", ticket=raw), code=303)
@@ -240,7 +255,7 @@ def invitation_link():
     except ValidationError as exc:
         return _invite_page("auth/invite_link.html", raw_ticket=raw, claims=claims,
                             errors=form_errors(exc), status=422)
-    if _is_locked(claims["email"]):
+    if gate.locked_until is not None:
         return _invite_page("auth/invite_link.html", raw_ticket=raw, claims=claims, status=422,
                             errors={"password": [_locked_message()]})
     with db().begin() as s:
@@ -252,10 +267,9 @@ def invitation_link():
                             errors={"password": [message]})
     if identity.mfa_enabled:  # linking a new firm asks for the second factor too
         return _ask_second_factor(identity, purpose="link", next_url=f"/vinculando/{claims['inv']}", ticket=raw)
-    _store().success(identity.email)
     with db().begin() as s:
         services.emit_link_verified(s, ticket=claims, identity=identity)
-    return _logged_in(identity, f"/vinculando/{claims['inv']}")
+    return _logged_in(identity, f"/vinculando/{claims['inv']}", reset=gate.has_failures)
 
 
 # --------------------------------------------------------------------------- second factor at login / link
@@ -285,13 +299,14 @@ def second_factor():
         return redirect(url_for("auth.login"), code=303)
     if request.method == "GET":
         return render_template("auth/second_factor.html", errors={}, purpose=pending["purpose"])
-    if _over_limit("mfa") or _ip_blocked():
+    gate = _gate("mfa", pending["email"])
+    if gate.over_limit or gate.ip_blocked:
         return _too_many()
     try:
         data = CodeSchema().load(request.form.to_dict())
     except ValidationError as exc:
         return render_template("auth/second_factor.html", errors=form_errors(exc), purpose=pending["purpose"]), 422
-    if _is_locked(pending["email"]):
+    if gate.locked_until is not None:
         session.pop("auth_mfa", None)
         return render_template("auth/second_factor.html", errors={"code": [_locked_message()]},
                                purpose=pending["purpose"]), 422
@@ -308,9 +323,8 @@ def second_factor():
                    else _("Código inválido. Confira o código no aplicativo e tente novamente."))
         return render_template("auth/second_factor.html", errors={"code": [message]},
                                purpose=pending["purpose"]), 422
-    _store().success(identity.email)
     session.pop("auth_mfa", None)
-    return _logged_in(identity, pending["next"])
+    return _logged_in(identity, pending["next"], reset=gate.has_failures)
 
 
 # --------------------------------------------------------------------------- MFA required by a firm
