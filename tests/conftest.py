@@ -181,7 +181,7 @@ def _wait_healthy(url: str, proc=None, timeout: float = 90, log: Path | None = N
 
 @contextlib.contextmanager
 def running_product(workdir: Path, *, smtp_port: int, extra_env: dict | None = None,
-                    worker_processes: dict | None = None, tag: str = "e2e"):
+                    worker_processes: dict | None = None, web_workers: int = 1, tag: str = "e2e"):
     """Start the product with e-mail going to the SMTP server on `smtp_port`.
 
     With BALCAO_TEST_BROKER_URL and BALCAO_TEST_DATABASE_URL: the distributed topology
@@ -203,7 +203,8 @@ def running_product(workdir: Path, *, smtp_port: int, extra_env: dict | None = N
         with private_vhost(broker) as broker:
             env = {**base_env, "BALCAO_BROKER_URL": broker,
                    **{f"BALCAO_{svc.upper()}_DATABASE_URL": urls[svc] for svc in SERVICES}}
-            stack = Stack(env=env, gateway_port=port, workdir=workdir, worker_processes=worker_processes)
+            stack = Stack(env=env, gateway_port=port, workdir=workdir, worker_processes=worker_processes,
+                          web_workers=web_workers)
             stack.start(timeout=120)
             product = RunningProduct(url, env, urls, broker, stack)
             try:
