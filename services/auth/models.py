@@ -61,14 +61,15 @@ class PasswordResetToken(Base):
 
 
 class RecoveryCode(Base):
-    """A single-use MFA recovery code; only its SHA-256 hash is stored."""
+    """A single-use MFA recovery code; only its argon2id hash is stored (rows issued before
+    revision 4e7e6d9f73fe: the SHA-256 of the code, still accepted until used)."""
 
     __tablename__ = "mfa_recovery_codes"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     identity_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("identities.id", ondelete="CASCADE"),
                                                    index=True)
-    code_hash: Mapped[str] = mapped_column(String(64))
+    code_hash: Mapped[str] = mapped_column(String(255))
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 

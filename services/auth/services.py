@@ -447,15 +447,62 @@ def confirm_mfa_enrollment(session: Session, *, identity_id, code: str, keyring,
     return codes
 
 
+# Recovery codes: 12 base32 characters (60 bits), shown as xxxx-xxxx-xxxx, stored hashed with
+# argon2id (PASSWORD_HASHER). Codes issued before were 10 hex characters (xxxxx-xxxxx) stored as
+# unsalted SHA-256: those rows (a code_hash not starting with "$argon2") keep working until used.
+RECOVERY_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
+RECOVERY_CODE_LENGTH = 12
+_LEGACY_RECOVERY_CODE_LENGTH = 10
+
+
+def _new_recovery_code() -> str:
+    raw = "".join(secrets.choice(RECOVERY_ALPHABET) for _i in range(RECOVERY_CODE_LENGTH))
+    return "-".join(raw[i:i + 4] for i in range(0, RECOVERY_CODE_LENGTH, 4))
+
+
 def _new_recovery_codes(session: Session, identity: Identity) -> list[str]:
     from sqlalchemy import delete
     session.execute(delete(RecoveryCode).where(RecoveryCode.identity_id == identity.id))
     codes = []
     for _i in range(RECOVERY_CODES):
-        raw = secrets.token_hex(5)  # 10 hex characters, shown as xxxxx-xxxxx
-        codes.append(f"{raw[:5]}-{raw[5:]}")
-        session.add(RecoveryCode(id=uuid.uuid4(), identity_id=identity.id, code_hash=token_hash(raw)))
+        code = _new_recovery_code()
+        codes.append(code)
+        session.add(RecoveryCode(id=uuid.uuid4(), identity_id=identity.id,
+                                 code_hash=PASSWORD_HASHER.hash(_normalize_code(code))))
     return codes
+
+
+def _recovery_code_matches(code_hash: str, normalized: str) -> bool:
+    try:
+        return PASSWORD_HASHER.verify(code_hash, normalized)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def _use_recovery_code(session: Session, identity: Identity, normalized: str) -> bool:
+    """Mark the identity's unused recovery code `normalized` used; False when there is none.
+    At most RECOVERY_CODES argon2 verifies, and none unless the value has a recovery code's form."""
+    now = utcnow()
+    if len(normalized) == _LEGACY_RECOVERY_CODE_LENGTH and all(ch in "0123456789abcdef" for ch in normalized):
+        # a code issued before argon2: its row holds the SHA-256 of the 10 hex characters
+        used = session.execute(update(RecoveryCode)
+                               .where(RecoveryCode.identity_id == identity.id, RecoveryCode.used_at.is_(None),
+                                      RecoveryCode.code_hash == token_hash(normalized))
+                               .values(used_at=now).execution_options(synchronize_session=False))
+        return used.rowcount == 1
+    if len(normalized) != RECOVERY_CODE_LENGTH or any(ch not in RECOVERY_ALPHABET for ch in normalized):
+        return False
+    unused = session.execute(select(RecoveryCode.id, RecoveryCode.code_hash)
+                             .where(RecoveryCode.identity_id == identity.id, RecoveryCode.used_at.is_(None),
+                                    RecoveryCode.code_hash.startswith("$argon2"))
+                             .limit(RECOVERY_CODES)).all()
+    match = next((row.id for row in unused if _recovery_code_matches(row.code_hash, normalized)), None)
+    if match is None:
+        return False
+    used = session.execute(update(RecoveryCode)
+                           .where(RecoveryCode.id == match, RecoveryCode.used_at.is_(None))
+                           .values(used_at=now).execution_options(synchronize_session=False))
+    return used.rowcount == 1
 
 
 def disable_mfa(session: Session, *, identity_id, password: str, keyring, public_url: str) -> None:
@@ -483,13 +530,7 @@ def verify_second_factor(session: Session, *, identity_id, code: str) -> bool:
             return False
         identity.mfa_last_step = step
         return True
-    if len(normalized) != 10:
-        return False
-    used = session.execute(update(RecoveryCode)
-                           .where(RecoveryCode.identity_id == identity.id,
-                                  RecoveryCode.code_hash == token_hash(normalized), RecoveryCode.used_at.is_(None))
-                           .values(used_at=utcnow()).execution_options(synchronize_session=False))
-    return used.rowcount == 1
+    return _use_recovery_code(session, identity, normalized)
 
 
 def _parse_time(value) -> datetime | None:

@@ -23,7 +23,7 @@ def _enrol(client, clock):
     html = page.get_data(as_text=True)
     secret = re.search(r'<code id="mfa-secret">([A-Z2-7]+)</code>', html).group(1)
     done = post_form(client, MFA, MFA + "/confirmar", {"code": pyotp.TOTP(secret).at(clock())})
-    codes = re.findall(r"<code>([0-9a-f]{5}-[0-9a-f]{5})</code>", done.get_data(as_text=True))
+    codes = re.findall(r"<code>([a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4})</code>", done.get_data(as_text=True))
     return secret, codes
 
 
@@ -44,7 +44,7 @@ def test_enrolment_needs_the_password_and_a_code(config, make_identity, clock, o
     bad = post_form(client, MFA, MFA + "/confirmar", {"code": "000000"})
     assert bad.status_code == 422 and "Código inválido" in bad.get_data(as_text=True)
     done = post_form(client, MFA, MFA + "/confirmar", {"code": pyotp.TOTP(secret).at(clock())})
-    codes = re.findall(r"<code>([0-9a-f]{5}-[0-9a-f]{5})</code>", done.get_data(as_text=True))
+    codes = re.findall(r"<code>([a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4})</code>", done.get_data(as_text=True))
     assert len(set(codes)) == 10
     assert "Ativada" in client.get(MFA).get_data(as_text=True)
     (notice,) = [e for e in outbox_events("notification.email_requested") if e["payload"]["template"] == "mfa_changed"]
@@ -143,3 +143,63 @@ def test_wrong_codes_count_towards_the_lock(config, make_identity, clock):
     assert "Conta bloqueada temporariamente" in response.get_data(as_text=True)
     again = login(client, email=CARLOS["email"], password=CARLOS["password"])
     assert again.status_code == 422 and "Conta bloqueada temporariamente" in again.get_data(as_text=True)
+
+
+def test_recovery_codes_are_stored_with_argon2id_and_typed_loosely(config, make_identity, clock, auth_db):
+    from sqlalchemy import select
+
+    from services.auth.models import RecoveryCode
+    make_identity()
+    _secret, codes = _enrol(_signed_in(config), clock)
+    assert len(codes) == 10 and all(len(c.replace("-", "")) == 12 for c in codes)  # 60 bits each
+    with auth_db.begin() as s:
+        hashes = list(s.scalars(select(RecoveryCode.code_hash)))
+    assert len(hashes) == 10 and all(h.startswith("$argon2id$v=19$m=19456,t=2,p=1$") for h in hashes)
+    assert len(set(h.rsplit("$", 2)[1] for h in hashes)) == 10  # salted: a salt per code
+    assert not any(c.replace("-", "") in h for c in codes for h in hashes)
+    client, _apps = new_browser(config)
+    login(client, email=CARLOS["email"], password=CARLOS["password"])
+    # typed without dashes, in capitals, with spaces: still the code
+    assert location_path(_code_step(client, " " + codes[7].replace("-", " ").upper())) == "/"
+
+
+def test_a_recovery_code_issued_before_argon2_still_works_once(config, make_identity, clock, auth_db):
+    import hashlib
+    import uuid
+
+    from services.auth.models import Identity, RecoveryCode
+    identity = make_identity()
+    _enrol(_signed_in(config), clock)
+    with auth_db.begin() as s:  # a row as the previous version stored it: SHA-256 of 10 hex characters
+        s.add(RecoveryCode(id=uuid.uuid4(), identity_id=s.get(Identity, identity.id).id,
+                           code_hash=hashlib.sha256(b"0a1b2c3d4e").hexdigest()))
+    first, _apps = new_browser(config)
+    login(first, email=CARLOS["email"], password=CARLOS["password"])
+    assert location_path(_code_step(first, "0a1b2-c3d4e")) == "/"
+    second, _apps = new_browser(config)
+    login(second, email=CARLOS["email"], password=CARLOS["password"])
+    assert _code_step(second, "0a1b2-c3d4e").status_code == 422
+
+
+def test_a_wrong_totp_code_never_costs_argon2_verifies(config, make_identity, clock, monkeypatch):
+    from services.auth import services
+    make_identity()
+    _enrol(_signed_in(config), clock)
+    client, _apps = new_browser(config)
+    login(client, email=CARLOS["email"], password=CARLOS["password"])
+    calls = []
+    real = services.PASSWORD_HASHER
+
+    class Counting:
+        def verify(self, *args):
+            calls.append(args)
+            return real.verify(*args)
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+    monkeypatch.setattr(services, "PASSWORD_HASHER", Counting())
+    assert _code_step(client, "123456").status_code == 422
+    assert calls == []
+    assert _code_step(client, "abcd-efgh-ijkl").status_code == 422  # a wrong recovery code
+    assert len(calls) == 10  # one verify per unused code, no more

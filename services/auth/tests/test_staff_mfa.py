@@ -67,7 +67,7 @@ def test_staff_of_a_firm_requiring_mfa_must_enrol_before_any_session(config, alf
     assert session_claims(client, keyring) is None
     done = client.post(REQUIRED, data={"csrf_token": csrf_token(html), "code": pyotp.TOTP(secret).at(clock())})
     page = done.get_data(as_text=True)
-    assert done.status_code == 200 and len(re.findall(r"<code>[0-9a-f]{5}-[0-9a-f]{5}</code>", page)) == 10
+    assert done.status_code == 200 and len(re.findall(r"<code>[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}</code>", page)) == 10
     assert 'href="/e/alfa/"' in page and "Continuar" in page
     assert session_claims(client, keyring)["sub"] == str(alfa_requires_mfa[0].id)
     assert len(outbox_events("identity.logged_in")) == 1
