@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, timezone
 
 from sqlalchemy import (JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table,
-                        Text, UniqueConstraint, Uuid, text)
+                        Text, UniqueConstraint, Uuid, func, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -128,6 +128,18 @@ class ClientUser(Base):
     link_refused_reason: Mapped[str | None] = mapped_column(String(50), nullable=True)
 
     companies: Mapped[list[Company]] = relationship(secondary=client_user_companies, order_by=Company.name)
+
+
+# The staff list's substring search (queries._client_users_query: `lower(name) LIKE '%q%' OR
+# lower(email) LIKE '%q%'`): pg_trgm GIN indexes on exactly those expressions, PostgreSQL only
+# (migration c4e1f0a27d3b creates them there and nothing on SQLite). Declared here so that
+# alembic's compare on PostgreSQL finds them in the model; on SQLite alembic skips
+# expression-based indexes of the model (it cannot reflect them), which is why both are
+# expressions (e-mails are stored normalized, so lower(email) == email).
+Index("ix_client_users_name_trgm", func.lower(ClientUser.name).label("name_lower"),
+      postgresql_using="gin", postgresql_ops={"name_lower": "gin_trgm_ops"})
+Index("ix_client_users_email_trgm", func.lower(ClientUser.email).label("email_lower"),
+      postgresql_using="gin", postgresql_ops={"email_lower": "gin_trgm_ops"})
 
 
 class InvitationRef(Base):

@@ -12,6 +12,7 @@ from werkzeug.exceptions import NotFound
 from . import pii
 from .models import (AuditEntry, ClientUser, Company, EndedSession, Firm, IdentityPreference, ImportJob, ImportRow,
                      InvitationRef, StaffMember)
+from .schemas import normalize_email
 
 PAGE_SIZE = 50
 
@@ -112,7 +113,9 @@ def _client_users_query(*, firm: Firm, q: str, show_deleted: bool):
         query = query.where(ClientUser.status != "deleted")
     if q:
         pattern = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        matches = [func.lower(ClientUser.name).like(pattern, escape="\\"), ClientUser.email.like(pattern, escape="\\")]
+        # lower(email) (e-mails are stored normalized) so both match the trigram indexes (models.py)
+        matches = [func.lower(ClientUser.name).like(pattern, escape="\\"),
+                   func.lower(ClientUser.email).like(pattern, escape="\\")]
         digits = _cpf_digits(q)
         if digits:  # an exact CPF, through its keyed hash (the column itself is encrypted)
             matches.append(ClientUser.cpf_hash == pii.cpf_hash(digits))
@@ -134,23 +137,31 @@ def client_users_page(session, *, firm: Firm, q: str = "", show_deleted: bool = 
 
 @dataclass
 class LinkProgress:
-    state: str  # "waiting" | "linked" | "refused"
+    state: str  # "unknown" | "waiting" | "linked" | "refused"
     firm: Firm | None = None
     reason: str | None = None  # for "refused": not_pending | expired | email_mismatch
 
 
-def link_progress(session, *, invitation_id, identity_id) -> LinkProgress:
+def link_progress(session, *, invitation_id, identity_id, email: str) -> LinkProgress:
     """Where the link of this invitation to this identity stands, as far as users knows.
-    404 when the invitation's client user belongs to another identity."""
+
+    "unknown": users has not heard of the invitation yet (invitation.created still in flight, or
+    no such invitation). 404 unless the invitation's client user is linked to this identity or,
+    not linked yet, was addressed to this identity's e-mail: someone else's invitation (of any
+    firm) answers exactly like a missing one and never names the firm."""
     identity_id = _uuid(identity_id)
     row = session.execute(select(InvitationRef, ClientUser, Firm)
                           .join(ClientUser, ClientUser.id == InvitationRef.client_user_id)
                           .join(Firm, Firm.id == ClientUser.firm_id)
                           .where(InvitationRef.invitation_id == _uuid(invitation_id))).first()
     if row is None:
-        return LinkProgress("waiting")  # invitation.created not handled yet
+        return LinkProgress("unknown")
     ref, client_user, firm = row
-    if client_user.identity_id is not None and client_user.identity_id != identity_id:
+    if client_user.identity_id is not None:
+        addressed = client_user.identity_id == identity_id
+    else:
+        addressed = client_user.email == normalize_email(email)
+    if not addressed:
         raise NotFound()
     if client_user.status == "active":
         return LinkProgress("linked", firm)

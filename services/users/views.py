@@ -3,10 +3,11 @@ Configurações › Usuários de Clientes. Each view parses, calls a query or a 
 and renders or redirects."""
 from __future__ import annotations
 
+import time
 from urllib.parse import quote
 
 from flask import (Blueprint, Response, abort, current_app, flash, g, redirect, render_template, request,
-                   stream_with_context, url_for)
+                   session, stream_with_context, url_for)
 from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
 
@@ -267,10 +268,41 @@ def client_user_resend(slug, client_user_id):
 # --------------------------------------------------------------------------- after registering / linking
 
 
+LINKING_SESSION_KEY = "users_linking"  # [invitation id, when its waiting page was first shown]
+LINKING_GIVE_UP_SECONDS = 60
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _waiting_since(invitation_id: str) -> float:
+    """When this browser first saw the waiting page of this invitation (kept in the shared Flask
+    session; only the invitation being waited for is remembered)."""
+    remembered = session.get(LINKING_SESSION_KEY)
+    if isinstance(remembered, list) and len(remembered) == 2 and remembered[0] == invitation_id:
+        return float(remembered[1])
+    now = _now()
+    session[LINKING_SESSION_KEY] = [invitation_id, now]
+    return now
+
+
+def _stop_waiting(invitation_id: str) -> None:
+    remembered = session.get(LINKING_SESSION_KEY)
+    if isinstance(remembered, list) and remembered[:1] == [invitation_id]:
+        session.pop(LINKING_SESSION_KEY)
+
+
 @bp.get("/vinculando/<invitation_id>")
 def linking(invitation_id):
     identity = _identity()
-    progress = queries.link_progress(db_session(), invitation_id=invitation_id, identity_id=identity.id)
+    progress = queries.link_progress(db_session(), invitation_id=invitation_id, identity_id=identity.id,
+                                     email=identity.email)
+    if progress.state == "unknown":  # invitation.created still in flight, or no such invitation
+        if _now() - _waiting_since(invitation_id) >= LINKING_GIVE_UP_SECONDS:
+            return _render("linking_not_found.html", status=404)
+        return _render("linking.html")
+    _stop_waiting(invitation_id)
     if progress.state == "linked":
         flash(_("Contas vinculadas. Agora você também acessa %(firm)s.", firm=progress.firm.name), "success")
         return redirect(url_for("users.firm_home", slug=progress.firm.slug), code=303)

@@ -223,8 +223,8 @@ def state(config, bus) -> State:
         "client_user_id": [str(i) for i in st.beta_client_user_ids],
         "job_id": [str(job_id)],
         # linked invitations of Beta's clients, and one still pending (addressed to Fábio)
-        # the invitations of Beta's linked clients (see test_linking_page_of_an_unlinked_invitation for
-        # Beta's invitations not linked yet, a known defect)
+        # the invitations of Beta's linked clients (Beta's invitations not linked yet: see
+        # test_linking_page_of_an_unlinked_invitation_of_another_firm_is_404)
         "invitation_id": [str(invitations[("beta", "eduardo")]), str(invitations[("beta", "carlos")])],
     }
     st.unlinked_invitations = {"pending": fabio_invitation}
@@ -413,12 +413,6 @@ def test_the_walk_catches_an_unguarded_route(config, bus, state):
         del CLASS_OF["users.client_user_detail_leaky"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "KNOWN DEFECT (services/users/queries.py link_progress, views.linking): /vinculando/<invitation_id> of "
-    "another firm's invitation that no identity has linked yet answers 200 (the waiting page) when pending and "
-    "409 with the firm's name ('O convite de Contabilidade Beta não está mais válido') when superseded, to any "
-    "signed-in person; expected 404 unless the invitation was addressed to the caller's e-mail. The ids are "
-    "random UUIDs (not enumerable), so the exposure is small; strict xfail: fix the service, then remove this."))
 @pytest.mark.parametrize("kind", ["pending", "superseded"])
 def test_linking_page_of_an_unlinked_invitation_of_another_firm_is_404(config, bus, state, kind):
     dispatcher, _apps = build_gateway(config)

@@ -165,3 +165,86 @@ def test_linking_page_explains_a_refused_link(browser_client, config, world):
     html = text_of(browser_client.get(f"/vinculando/{invitation_id}").get_data(as_text=True))
     assert "O convite de Contabilidade Beta expirou." in html and "Peça um novo convite ao escritório." in html
     assert "Vinculando" not in html
+
+
+def _beta_invitation_for_diana(config, world):
+    from datetime import datetime, timedelta, timezone
+    with users_db(config).begin() as s:
+        cu = services.register_client_user(s, firm=world.beta, name="Diana Prado", email="diana@example.com",
+                                           access="now")
+        invitation_id = uuid.uuid4()
+        services.record_invitation_created(s, invitation_id=invitation_id, firm_id=world.beta.id,
+                                           client_user_id=cu.id,
+                                           expires_at=datetime.now(timezone.utc) + timedelta(days=7))
+    return cu, invitation_id
+
+
+def test_linking_page_of_someone_elses_invitation_is_404(browser_client, config, world):
+    cu, invitation_id = _beta_invitation_for_diana(config, world)
+    url = f"/vinculando/{invitation_id}"
+    # addressed to Diana (the session's e-mail is compared normalized): she waits for the link
+    login(browser_client, config, Person(uuid.uuid4(), "Diana@Example.com", "Diana Prado"))
+    assert "Vinculando contas…" in browser_client.get(url).get_data(as_text=True)
+    # a client of another firm, and staff of another firm, get a plain 404 that never names Beta
+    for person in (world.carlos, world.ana):
+        login(browser_client, config, person)
+        response = browser_client.get(url)
+        assert response.status_code == 404 and "Beta" not in response.get_data(as_text=True)
+    # once superseded by a newer invitation, Diana is told it is no longer valid; the others still get 404
+    from datetime import datetime, timedelta, timezone
+    with users_db(config).begin() as s:
+        services.record_invitation_created(s, invitation_id=uuid.uuid4(), firm_id=world.beta.id,
+                                           client_user_id=cu.id,
+                                           expires_at=datetime.now(timezone.utc) + timedelta(days=7))
+    for person in (world.carlos, world.ana):
+        login(browser_client, config, person)
+        response = browser_client.get(url)
+        assert response.status_code == 404 and "Beta" not in response.get_data(as_text=True)
+    login(browser_client, config, Person(uuid.uuid4(), "diana@example.com", "Diana Prado"))
+    response = browser_client.get(url)
+    assert response.status_code == 409
+    assert "O convite de Contabilidade Beta não está mais válido." in text_of(response.get_data(as_text=True))
+
+
+def test_linking_page_gives_up_on_an_invitation_it_never_hears_of(browser_client, config, world, monkeypatch):
+    from services.users import views
+    clock = [1_000_000.0]
+    monkeypatch.setattr(views, "_now", lambda: clock[0])
+    login(browser_client, config, world.carlos)
+    url = f"/vinculando/{uuid.uuid4()}"
+    message = "Não encontramos este convite. Abra de novo o link do e-mail ou peça um novo convite ao escritório."
+    response = browser_client.get(url)
+    assert response.status_code == 200 and '<meta http-equiv="refresh" content="1">' in response.get_data(as_text=True)
+    clock[0] += 59
+    response = browser_client.get(url)
+    assert response.status_code == 200 and "Vinculando contas…" in response.get_data(as_text=True)
+    clock[0] += 1
+    response = browser_client.get(url)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 404 and message in text_of(html)
+    assert 'http-equiv="refresh"' not in html and "Vinculando contas…" not in html
+    # another invitation gets its own minute
+    response = browser_client.get(f"/vinculando/{uuid.uuid4()}")
+    assert response.status_code == 200 and "Vinculando contas…" in response.get_data(as_text=True)
+
+
+def test_linking_page_keeps_waiting_when_the_invitation_arrives_late(browser_client, config, world, monkeypatch):
+    from datetime import datetime, timedelta, timezone
+    from services.users import views
+    clock = [1_000_000.0]
+    monkeypatch.setattr(views, "_now", lambda: clock[0])
+    with users_db(config).begin() as s:
+        cu = services.register_client_user(s, firm=world.alfa, name="Diana Prado", email="diana@example.com",
+                                           access="now")
+    login(browser_client, config, Person(uuid.uuid4(), "diana@example.com", "Diana Prado"))
+    invitation_id = uuid.uuid4()
+    url = f"/vinculando/{invitation_id}"
+    assert browser_client.get(url).status_code == 200
+    clock[0] += 30
+    with users_db(config).begin() as s:
+        services.record_invitation_created(s, invitation_id=invitation_id, firm_id=world.alfa.id,
+                                           client_user_id=cu.id,
+                                           expires_at=datetime.now(timezone.utc) + timedelta(days=7))
+    clock[0] += 600  # known and addressed to her: the link itself is what she waits for
+    response = browser_client.get(url)
+    assert response.status_code == 200 and "Vinculando contas…" in response.get_data(as_text=True)
