@@ -16,8 +16,7 @@ import pyotp
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import link_in
-from tests.e2e.test_seed_flow import cnpj, login, register_client_user, selector_options, wait_home_of
+from tests.e2e.test_seed_flow import cnpj, invite, login, selector_options, wait_home_of
 
 pytestmark = pytest.mark.browser
 
@@ -74,11 +73,9 @@ def test_totp_enrolment_login_link_and_recovery_code(product, mailbox, browser, 
         # --- Alfa registers Carlos; he registers from the invitation e-mail.
         login(ana, url, ANA[1], ANA[2])
         wait_home_of(ana, "Contabilidade Alfa")
-        sent_before = mailbox.count()
-        register_client_user(ana, alfa_slug, name="Carlos Pereira", email=CARLOS_EMAIL, cpf="",
-                             phone="", company="Padaria Pão Quente Ltda")
-        invite = mailbox.wait_for(to=CARLOS_EMAIL, subject_contains="Contabilidade Alfa", after=sent_before)
-        carlos.goto(link_in(invite, "/convite/"))
+        _, link = invite(ana, mailbox, alfa_slug, "Contabilidade Alfa", email=CARLOS_EMAIL,
+                         company="Padaria Pão Quente Ltda")
+        carlos.goto(link)
         expect(carlos.get_by_label("Nome", exact=True)).to_have_value("Carlos Pereira")
         carlos.get_by_label("Senha", exact=True).fill(CARLOS_PW)
         carlos.get_by_label("Confirme a senha", exact=True).fill(CARLOS_PW)
@@ -117,11 +114,9 @@ def test_totp_enrolment_login_link_and_recovery_code(product, mailbox, browser, 
         # --- Beta invites him: linking asks for the password, then the code.
         login(bruno, url, BRUNO[1], BRUNO[2])
         wait_home_of(bruno, "Contabilidade Beta")
-        sent_before = mailbox.count()
-        register_client_user(bruno, beta_slug, name="Carlos Pereira", email=CARLOS_EMAIL, cpf="",
-                             phone="", company="Mercado Bom Preço Ltda")
-        invite_b = mailbox.wait_for(to=CARLOS_EMAIL, subject_contains="Contabilidade Beta", after=sent_before)
-        carlos.goto(link_in(invite_b, "/convite/"))
+        _, link_b = invite(bruno, mailbox, beta_slug, "Contabilidade Beta", email=CARLOS_EMAIL,
+                           company="Mercado Bom Preço Ltda")
+        carlos.goto(link_b)
         expect(carlos.get_by_text("já tem acesso")).to_be_visible()
         carlos.get_by_label("Senha", exact=True).fill(CARLOS_PW)
         carlos.get_by_role("button", name="Vincular Contas").click()

@@ -61,6 +61,15 @@ def register_client_user(page, firm_slug: str, *, name, email, cpf, phone, compa
     expect(page.get_by_text("Usuário registrado")).to_be_visible()
 
 
+def invite(staff_page, mailbox, firm_slug, firm_name, *, email, company, name="Carlos Pereira", cpf="", phone=""):
+    """Staff register a client user with access now (Envie agora); the invitation e-mail that
+    arrives at the SMTP server, and its link."""
+    sent_before = mailbox.count()
+    register_client_user(staff_page, firm_slug, name=name, email=email, cpf=cpf, phone=phone, company=company)
+    message = mailbox.wait_for(to=email, subject_contains=firm_name, after=sent_before)
+    return message, link_in(message, "/convite/")
+
+
 def open_client_user(page, url, firm_slug, name):
     page.goto(f"{url}/e/{firm_slug}/configuracoes/usuarios-de-clientes?excluidos=1")
     page.get_by_role("link", name=name).first.click()
@@ -119,12 +128,9 @@ def test_seed_flow_end_to_end(product, mailbox, browser, artifacts, broker_tap):
         # --- Firm Alfa registers Carlos; he registers.
         login(ana, url, ANA[1], ANA[2])
         wait_home_of(ana, "Contabilidade Alfa")
-        sent_before = mailbox.count()
-        register_client_user(ana, alfa_slug, name="Carlos Pereira", email=CARLOS_EMAIL, cpf="529.982.247-25",
-                             phone="(11) 98765-4321", company="Padaria Pão Quente Ltda")
-        invite = mailbox.wait_for(to=CARLOS_EMAIL, subject_contains="Contabilidade Alfa", after=sent_before)
-        assert "Registre agora" in invite.get_body(preferencelist=("html",)).get_content()
-        link = link_in(invite, "/convite/")
+        message, link = invite(ana, mailbox, alfa_slug, "Contabilidade Alfa", email=CARLOS_EMAIL,
+                               company="Padaria Pão Quente Ltda", cpf="529.982.247-25", phone="(11) 98765-4321")
+        assert "Registre agora" in message.get_body(preferencelist=("html",)).get_content()
         secrets_seen.add(link.rsplit("/", 1)[-1])
 
         carlos.goto(link)
@@ -139,11 +145,8 @@ def test_seed_flow_end_to_end(product, mailbox, browser, artifacts, broker_tap):
         # --- Firm Beta registers him; the page says he already has access; a wrong password links nothing.
         login(bruno, url, BRUNO[1], BRUNO[2])
         wait_home_of(bruno, "Contabilidade Beta")
-        sent_before = mailbox.count()
-        register_client_user(bruno, beta_slug, name="Carlos Pereira", email=CARLOS_EMAIL, cpf="",
-                             phone="", company="Mercado Bom Preço Ltda")
-        invite_b = mailbox.wait_for(to=CARLOS_EMAIL, subject_contains="Contabilidade Beta", after=sent_before)
-        link_b = link_in(invite_b, "/convite/")
+        _, link_b = invite(bruno, mailbox, beta_slug, "Contabilidade Beta", email=CARLOS_EMAIL,
+                           company="Mercado Bom Preço Ltda")
         secrets_seen.add(link_b.rsplit("/", 1)[-1])
 
         carlos.goto(link_b)
@@ -216,11 +219,8 @@ def test_seed_flow_end_to_end(product, mailbox, browser, artifacts, broker_tap):
         carlos.goto(url + "/")
         assert selector_options(carlos) == ["Contabilidade Alfa"]
         bruno.goto(f"{url}/e/{beta_slug}/")
-        sent_before = mailbox.count()
-        register_client_user(bruno, beta_slug, name="Carlos Pereira", email=CARLOS_EMAIL, cpf="",
-                             phone="", company="Mercado Bom Preço Ltda")
-        invite_new = mailbox.wait_for(to=CARLOS_EMAIL, subject_contains="Contabilidade Beta", after=sent_before)
-        link_new = link_in(invite_new, "/convite/")
+        _, link_new = invite(bruno, mailbox, beta_slug, "Contabilidade Beta", email=CARLOS_EMAIL,
+                             company="Mercado Bom Preço Ltda")
         secrets_seen.add(link_new.rsplit("/", 1)[-1])
         carlos.goto(link_new)
         carlos.get_by_label("Senha", exact=True).fill(CARLOS_NEW_PW)
