@@ -77,6 +77,7 @@ def test_sessions_page_lists_and_ends_sessions(config, make_identity, clock):
     assert "Chrome — Android" in html and "Chrome — Windows" in html
     assert "10.2.2.2" in html and "10.3.3.3" in html
     assert html.count("esta sessão") == 1 and "Encerrar todas as outras" in html
+    assert 'href="/minha-conta/escritorios"' in html  # Minha conta also leads to the person's firms
 
     response = post_form(desk, "/auth/minha-conta/sessoes", "/auth/minha-conta/sessoes/encerrar-outras", {})
     assert location_path(response) == "/auth/minha-conta/sessoes"
