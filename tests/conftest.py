@@ -299,6 +299,16 @@ def browser():
         b.close()
 
 
+def keep_pages(artifacts: Path, **pages) -> None:
+    """When a browser test fails: a screenshot and the HTML of each page, for whoever reads the log."""
+    for name, page in pages.items():
+        try:
+            page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
+            (artifacts / f"{name}.html").write_text(page.content())
+        except Exception as exc:  # the page may be gone; the test's own error matters more
+            print(f"no {name} snapshot: {exc}")
+
+
 @pytest.fixture
 def artifacts(request):
     path = ROOT / "test-artifacts" / request.node.name

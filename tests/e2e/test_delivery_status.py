@@ -12,10 +12,9 @@ import re
 import time
 
 import pytest
-from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
-from tests.conftest import SwitchableSmtp, link_in, running_product
+from tests.conftest import SwitchableSmtp, keep_pages, link_in, running_product
 from tests.e2e.test_seed_flow import cnpj, login, register_client_user, wait_home_of
 
 pytestmark = pytest.mark.browser
@@ -123,11 +122,7 @@ def test_failure_shown_then_sent_then_resend_and_the_copied_link_registers(produ
         reload_until(ana, r"Acesso ativo")
         expect(ana.locator("#invite-link")).to_have_count(0)
     except Exception:
-        for name, page in (("staff", ana), ("client", diana)):
-            try:
-                page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
-            except PlaywrightError as exc:  # the page may be gone; the test's own error matters more
-                print(f"no {name} screenshot: {exc}")
+        keep_pages(artifacts, staff=ana, client=diana)
         raise
     finally:
         staff_ctx.close()

@@ -16,6 +16,7 @@ import pyotp
 import pytest
 from playwright.sync_api import expect
 
+from tests.conftest import keep_pages
 from tests.e2e.test_seed_flow import cnpj, invite, login, selector_options, wait_home_of
 
 pytestmark = pytest.mark.browser
@@ -143,10 +144,5 @@ def test_totp_enrolment_login_link_and_recovery_code(product, mailbox, browser, 
         enter_code(carlos, recovery[1])
         carlos.wait_for_url(re.compile(r"/e/[^/]+/$"), timeout=45_000)
     except Exception:
-        for name, page in (("ana", ana), ("bruno", bruno), ("carlos", carlos)):
-            try:
-                page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
-                (artifacts / f"{name}.html").write_text(page.content())
-            except Exception:
-                pass
+        keep_pages(artifacts, ana=ana, bruno=bruno, carlos=carlos)
         raise

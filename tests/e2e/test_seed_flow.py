@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, text
 from services.common.config import SERVICES
 from stdnum.br import cnpj as cnpj_mod
 
-from tests.conftest import link_in
+from tests.conftest import keep_pages, link_in
 
 pytestmark = pytest.mark.browser
 
@@ -228,12 +228,7 @@ def test_seed_flow_end_to_end(product, mailbox, browser, artifacts, broker_tap):
         wait_home_of(carlos, "Contabilidade Beta")
         assert sorted(selector_options(carlos)) == ["Contabilidade Alfa", "Contabilidade Beta"]
     except Exception:
-        for name, page in (("ana", ana), ("bruno", bruno), ("carlos", carlos)):
-            try:
-                page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
-                (artifacts / f"{name}.html").write_text(page.content())
-            except Exception:
-                pass
+        keep_pages(artifacts, ana=ana, bruno=bruno, carlos=carlos)
         raise
 
     # --- Acceptance 4: nothing that crossed the broker carries a secret.
