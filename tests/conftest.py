@@ -292,7 +292,11 @@ class Staff:
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+    # A page is given 15 s (Playwright's default is 5) to show what is expected: on a loaded
+    # 2-core CI machine a request of the embedded mode can wait on SQLite's write lock held by a
+    # background job. A wait, never a weaker expectation.
+    expect.set_options(timeout=15_000)
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield b

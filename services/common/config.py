@@ -55,16 +55,26 @@ class Config:
         return not self.smtp_url
 
 
-def _secret_key(keys_dir: Path) -> str:
-    configured = _env("BALCAO_SECRET_KEY")
-    if configured:
-        return configured
-    path = keys_dir / "flask-secret"
+def secret_file(path: Path, make) -> str:
+    """The secret kept in `path`, created with `make()` the first time (mode 0600). Atomic: of
+    several processes starting together, all keep the first one written."""
+    path = Path(path)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(make())
+        tmp.chmod(0o600)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
     return path.read_text().strip()
+
+
+def _secret_key(keys_dir: Path) -> str:
+    return _env("BALCAO_SECRET_KEY") or secret_file(keys_dir / "flask-secret", lambda: secrets.token_urlsafe(48))
 
 
 def load_config() -> Config:

@@ -26,6 +26,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Text
 from sqlalchemy.types import TypeDecorator
 
+from services.common.config import secret_file
+
 PREFIX = "v1:"  # format marker of stored values (lets a later rotation tell versions apart)
 
 
@@ -66,19 +68,8 @@ def _master_key(config) -> bytes:
             return base64.b64decode(config.pii_key, validate=True)
         except (binascii.Error, ValueError):
             raise ValueError("BALCAO_PII_KEY must be base64 of 32 bytes")
-    path = Path(config.keys_dir) / "pii.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(base64.b64encode(secrets.token_bytes(32)).decode("ascii"))
-        tmp.chmod(0o600)
-        try:
-            os.link(tmp, path)  # atomic: two processes starting together keep the first key
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink(missing_ok=True)
-    return base64.b64decode(path.read_text().strip())
+    return base64.b64decode(secret_file(Path(config.keys_dir) / "pii.key",
+                                        lambda: base64.b64encode(secrets.token_bytes(32)).decode("ascii")))
 
 
 def cipher_for(config) -> PiiCipher:
