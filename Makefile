@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test install system-deps translations bench clean
+.PHONY: run test lint install system-deps translations bench clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python >= 3.11 is required"; exit 1; }
@@ -39,6 +39,11 @@ run: install
 
 test: install system-deps
 	$(BIN)/python -m pytest
+
+# ruff (pyflakes, bugbear, isort, pyupgrade) on the whole tree, mypy on services/ (pyproject.toml).
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf var .pytest_cache

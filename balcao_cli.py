@@ -24,8 +24,10 @@ def cmd_migrate(args):
 def cmd_makemigration(args):
     """Developer helper: autogenerate a new Alembic revision for one service."""
     from pathlib import Path
+
     from alembic import command
     from alembic.config import Config as AlembicConfig
+
     from services.common.runtime import database, service_module
     config = load_config()
     module = service_module(args.service, "models")

@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from . import seed
@@ -201,7 +201,7 @@ def login_vs_raw(url: str, emails: list[str], *, rounds: int, seconds: float, th
     stop.set()
     for w in workers:
         w.join(60)
-    measured = [lat for lat, t in zip(latencies, stamps) if any(a <= t < b for a, b in windows)]
+    measured = [lat for lat, t in zip(latencies, stamps, strict=True) if any(a <= t < b for a, b in windows)]
     return {"argon2_raw": {"per_core": summarize(raw_rates), "params": _argon_params()},
             "login": {"per_core": summarize(login_rates), "total_per_s": summarize([r * cores for r in login_rates]),
                       "latency_ms": summarize(ms(measured)), "errors": len(errors), "threads": threads,
@@ -289,6 +289,7 @@ class SmtpSink:
 
     def __init__(self):
         from aiosmtpd.controller import Controller
+
         from deploy.stack import free_port
         self.arrivals: dict[str, float] = {}
         self._cond = threading.Condition()
@@ -389,6 +390,7 @@ class InProcessUsers:
     def __init__(self, config, *, identity_id, email: str, name: str):
         from werkzeug.test import Client
         from werkzeug.wrappers import Response
+
         from services.common.keys import KeyRing
         from services.common.sessions import issue_session_token
         from services.users.app import create_app
@@ -424,6 +426,7 @@ def fresh_databases(server_url: str, tag: str) -> dict[str, str]:
 def drop_databases(server_url: str, urls: dict[str, str]) -> None:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
+
     from services.common.runtime import _databases
     for key in [k for k in _databases if k.split("|", 1)[1] in urls.values()]:
         _databases.pop(key).engine.dispose()
@@ -437,6 +440,7 @@ def drop_databases(server_url: str, urls: dict[str, str]) -> None:
 def analyze(config, service: str) -> None:
     """What autovacuum does shortly after a bulk load: fresh planner statistics."""
     from sqlalchemy import text
+
     from services.common.runtime import database
     engine = database(service, config).engine
     if engine.dialect.name == "postgresql":
@@ -463,8 +467,9 @@ def private_broker(url: str):
 
 def embedded_memory(*, warm_reps: int) -> dict:
     """`balcao run` (demo data) in a subprocess, warmed with the same pages, then its RSS."""
-    from deploy.stack import free_port
     import requests
+
+    from deploy.stack import free_port
     tmp = Path(tempfile.mkdtemp(prefix="balcao-bench-embedded-"))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BALCAO_")}
@@ -513,9 +518,9 @@ def embedded_memory(*, warm_reps: int) -> dict:
 def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = True) -> dict:
     from deploy.stack import Stack, free_port
     from services.common.config import SERVICES
+    from services.common.keys import KeyRing
     from services.common.runtime import migrate
     from services.common.testing import make_test_config
-    from services.common.keys import KeyRing
 
     p = QUICK if quick else FULL
     machine = machine_info()
@@ -526,7 +531,7 @@ def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = Tru
     workdir = Path(tempfile.mkdtemp(prefix="balcao-bench-"))
     port = free_port()
     machine["loadavg_at_start"] = Path("/proc/loadavg").read_text().split()[:3]
-    results: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": quick,
+    results: dict = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "quick": quick,
                      "machine": machine, "params": {k: list(v) if isinstance(v, tuple) else v for k, v in p.items()}}
     log(f"{cores} cores, {machine['cpu_model']}; databases balcao_{tag}_* on {server_url.split('@')[-1]}")
     urls = fresh_databases(server_url, tag)
@@ -570,8 +575,6 @@ def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = Tru
                                          admin_identity_id=admin_id, admin_email=admin_email) for i in range(10)]
         real = 2 + len(person_firms)
         other_ids = seed.bulk_firms(config, count=p["firms"] - real, start=1000)
-        for i, fid in enumerate(other_ids):
-            pass
         for chunk in range(0, len(other_ids), 50):
             for j, fid in enumerate(other_ids[chunk:chunk + 50]):
                 seed.bulk_client_users(config, firm_id=fid, count=p["users_per_other_firm"],
@@ -774,7 +777,7 @@ def rows_of(results: dict) -> list[Row]:
 
 def write_results(results: dict, out_dir: Path = RESULTS_DIR) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = out_dir / f"{stamp}.json"
     text = json.dumps(results, indent=2, default=str, ensure_ascii=False)
     path.write_text(text)

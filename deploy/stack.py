@@ -137,7 +137,7 @@ class Stack:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
 
-    def start(self, timeout: float = 60) -> "Stack":
+    def start(self, timeout: float = 60) -> Stack:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         try:
             self._prepare()
@@ -206,7 +206,7 @@ class Stack:
             out.append(f"--- {path.name}\n" + "\n".join(text))
         return "\n".join(out)
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Stack:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from stdnum.br import cnpj as cnpj_mod
 
 from services.common.config import Config
+from services.common.contracts import normalize_email
 from services.common.runtime import database, migrate
 
 
@@ -23,7 +24,7 @@ def ensure_identity(config: Config, *, email: str, name: str, password: str):
     from services.auth import services as auth_services
     with database("auth", config).begin() as session:
         existing = session.execute(select(auth_models.Identity).where(
-            auth_models.Identity.email == email.strip().lower())).scalar_one_or_none()
+            auth_models.Identity.email == normalize_email(email))).scalar_one_or_none()
         if existing is not None:
             return existing.id, False
         try:

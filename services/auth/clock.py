@@ -2,11 +2,11 @@
 idle and absolute timeouts) asks `now()`, so tests move time by replacing it instead of sleeping."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def _real_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 now = _real_now

@@ -3,10 +3,12 @@ normalized e-mail; reset tokens only by the hash of the raw token."""
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+
+from services.common.contracts import normalize_email
 
 from . import clock
 from .models import (
@@ -17,10 +19,6 @@ from .models import (
     RecoveryCode,
     StaffMembership,
 )
-
-
-def normalize_email(email: str | None) -> str:
-    return (email or "").strip().lower()
 
 
 def token_hash(raw_token: str) -> str:
@@ -46,14 +44,14 @@ def reset_token_by_raw(session: Session, raw_token: str) -> PasswordResetToken |
                           .where(PasswordResetToken.token_hash == token_hash(raw_token))).one_or_none()
     if row is None or row.used_at is not None:
         return None
-    expires_at = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=timezone.utc)
+    expires_at = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
     if expires_at <= clock.now():
         return None
     return row
 
 
 def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def session_is_live(row: AuthSession | None, now: datetime) -> bool:

@@ -4,16 +4,7 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
 
-
-def safe_next(value: str | None) -> str | None:
-    """`value` if it is a relative path on this origin ("/..." but not "//..." nor "/\\..."), else None."""
-    if not value or not isinstance(value, str) or len(value) > 2000:
-        return None
-    if not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return None
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        return None
-    return value
+from services.common.contracts import normalize_email, safe_next
 
 
 def _required(**kw):
@@ -104,7 +95,7 @@ class TicketClaims(Schema):
 
     @post_load
     def _normalize(self, data, **_kw):
-        data["email"] = data["email"].strip().lower()
+        data["email"] = normalize_email(data["email"])
         return data
 
 

@@ -6,10 +6,9 @@ into an event payload or a log line.
 """
 from __future__ import annotations
 
-import hashlib
 import secrets
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -18,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from services.common.contracts import normalize_email, session_hash
 from services.common.messaging import record_event
 
 from . import clock, common_passwords
@@ -30,7 +30,7 @@ from .models import (
     StaffMembership,
     outbox,
 )
-from .queries import identity_by_email, normalize_email, reset_token_by_raw, token_hash
+from .queries import identity_by_email, reset_token_by_raw, token_hash
 
 # OWASP password storage cheat sheet: argon2id, m=19 MiB, t=2, p=1.
 PASSWORD_HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
@@ -241,7 +241,7 @@ def reset_password(session: Session, *, raw_token: str, password: str, password_
 # --------------------------------------------------------------------------- notices
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).replace(microsecond=0).isoformat()
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat()
 
 
 def _notice(session: Session, identity: Identity, template: str, context: dict, *, keyring, public_url: str,
@@ -314,7 +314,7 @@ def touch_session(session: Session, *, sid: str | None, identity_id) -> AuthSess
     now = utcnow()
     if not session_is_live(row, now):
         row.ended_at = now
-        expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=timezone.utc)
+        expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
         row.ended_reason = "expired" if expires <= now else "idle"
         _emit_session_ended(session, identity_id=row.identity_id, sids=[row.sid], reason=row.ended_reason)
         return None
@@ -339,10 +339,6 @@ def end_sessions(session: Session, *, identity_id, reason: str, sids: list[str] 
         _emit_session_ended(session, identity_id=identity_id, sids=ended, reason=reason)
     return ended
 
-
-def session_hash(sid: str) -> str:
-    """How other services know a session: the SHA-256 (hex) of its sid, never the sid itself."""
-    return hashlib.sha256(sid.encode()).hexdigest()
 
 
 def _emit_session_ended(session: Session, *, identity_id, sids: list[str], reason: str) -> None:

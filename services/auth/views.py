@@ -5,27 +5,40 @@ Parse (schemas) → call (services, inside `db().begin()`) → render/redirect. 
 from __future__ import annotations
 
 import functools
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request, session,
-                   url_for)
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from marshmallow import ValidationError
 
+from services.common.contracts import INVITATION_TICKET_AUDIENCE, normalize_email, safe_next
 from services.common.gateway import PREFIXES
-from services.common.sessions import (clear_session_cookie, current_identity, issue_session_token,
-                                      session_claims_ignoring_expiry, set_session_cookie)
+from services.common.sessions import (
+    clear_session_cookie,
+    current_identity,
+    issue_session_token,
+    session_claims_ignoring_expiry,
+    set_session_cookie,
+)
 from services.common.web import db, db_session
 
 from . import clock, queries, services
-from .schemas import (ChangePasswordSchema, CodeSchema, ForgotPasswordSchema, InvitationLinkSchema,
-                      InvitationRegisterSchema, LoginSchema, LogoutSchema, PasswordConfirmSchema,
-                      ResetPasswordSchema, form_errors, load_ticket_claims, safe_next)
+from .schemas import (
+    ChangePasswordSchema,
+    CodeSchema,
+    ForgotPasswordSchema,
+    InvitationLinkSchema,
+    InvitationRegisterSchema,
+    LoginSchema,
+    LogoutSchema,
+    PasswordConfirmSchema,
+    ResetPasswordSchema,
+    form_errors,
+    load_ticket_claims,
+)
 from .throttle import RATE_LIMITS
 
 bp = Blueprint("auth", __name__, url_prefix=PREFIXES["auth"])
-
-INVITATION_AUDIENCE = "balcao-invitation"
 
 
 def _keyring():
@@ -112,26 +125,26 @@ def _locked_message() -> str:
 def _gate(name: str, email: str | None):
     """The throttle's one round trip before a password/code check (throttle.Gate): this request
     counted against RATE_LIMITS[name], the IP's failures and the account's lock."""
-    account = queries.normalize_email(email)
+    account = normalize_email(email)
     return _store().gate(name, _ip(), account or None)
 
 
 
 def _is_locked(email: str) -> bool:
-    return _store().locked_until(queries.normalize_email(email)) is not None
+    return _store().locked_until(normalize_email(email)) is not None
 
 
 def _record_failure(email: str) -> bool:
     """Count a failed password/code for the account and the IP; True when the account is now locked.
     The one failure that starts a lock e-mails the owner (if the e-mail has an account)."""
-    account = queries.normalize_email(email)
+    account = normalize_email(email)
     failure = _store().failure(account)
     limit, window = RATE_LIMITS["failures"]
     _store().hit("failures", _ip(), limit, window)
     if failure.newly_locked:
         with db().begin() as s:
             services.notify_account_locked(
-                s, email=account, locked_until=datetime.fromtimestamp(failure.locked_until, timezone.utc),
+                s, email=account, locked_until=datetime.fromtimestamp(failure.locked_until, UTC),
                 keyring=_keyring(), public_url=_public_url())
     return failure.locked_until is not None
 
@@ -187,7 +200,7 @@ def logout():
 # --------------------------------------------------------------------------- invitation ticket
 
 def _ticket_or_404(raw: str | None) -> dict:
-    claims = load_ticket_claims(_keyring().verify("invitations", raw or "", audience=INVITATION_AUDIENCE))
+    claims = load_ticket_claims(_keyring().verify("invitations", raw or "", audience=INVITATION_TICKET_AUDIENCE))
     if claims is None:
         abort(_no_referrer(current_app.make_response(
             (render_template("auth/invite_invalid.html"), 404))))
@@ -196,7 +209,7 @@ def _ticket_or_404(raw: str | None) -> dict:
 
 def _invite_page(template: str, *, raw_ticket: str, claims: dict, status: int = 200, **context):
     other = current_identity()
-    if other is not None and other.email.strip().lower() == claims["email"]:
+    if other is not None and normalize_email(other.email) == claims["email"]:
         other = None
     page_url = url_for("auth.invitation", ticket=raw_ticket)
     forgot_url = url_for("auth.forgot_password", email=claims["email"], next=page_url)

@@ -1,8 +1,8 @@
 """One database per service: engine + session factory, with SQLite tuned for the embedded mode."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine

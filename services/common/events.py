@@ -7,7 +7,7 @@ to the notifier's key (see `keys.seal`).
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
@@ -205,7 +205,7 @@ def make_envelope(event_type: str, payload: dict, *, correlation_id: str) -> dic
         "id": str(uuid.uuid4()),
         "type": event_type,
         "version": version,
-        "occurred_at": datetime.now(timezone.utc).isoformat(),
+        "occurred_at": datetime.now(UTC).isoformat(),
         "correlation_id": correlation_id,
         "payload": validate_payload(event_type, payload),
     }

@@ -10,8 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from datetime import datetime, timedelta, timezone
-from functools import lru_cache
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jwt
@@ -56,15 +55,21 @@ def ensure_keys(keys_dir: Path) -> None:
 class KeyRing:
     def __init__(self, keys_dir: Path):
         self.keys_dir = Path(keys_dir)
+        self._loaded: dict[tuple[str, bool], object] = {}
 
-    @lru_cache(maxsize=None)
     def _load(self, name: str, private: bool):
-        data = (self.keys_dir / name).read_bytes()
-        return serialization.load_pem_private_key(data, None) if private else serialization.load_pem_public_key(data)
+        """A key file, read once per KeyRing (a per-instance cache: a cache on the method would keep
+        every KeyRing ever made alive)."""
+        key = (name, private)
+        if key not in self._loaded:
+            data = (self.keys_dir / name).read_bytes()
+            self._loaded[key] = (serialization.load_pem_private_key(data, None) if private
+                                 else serialization.load_pem_public_key(data))
+        return self._loaded[key]
 
     # ---- signed tokens (sessions, invitation tickets)
     def sign(self, issuer: str, claims: dict, *, audience: str, ttl: timedelta) -> str:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         body = {**claims, "iss": issuer, "aud": audience, "iat": now, "exp": now + ttl}
         key: Ed25519PrivateKey = self._load(f"{issuer}.ed25519.pem", True)
         return jwt.encode(body, key, algorithm="EdDSA")

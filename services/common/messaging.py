@@ -23,14 +23,13 @@ import json
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 
 from kombu import Connection, Exchange, Producer, Queue
 from marshmallow import ValidationError
-from sqlalchemy import (JSON, Column, DateTime, Integer, MetaData, String, Table, insert, select,
-                        text, update)
+from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -57,7 +56,7 @@ def current_correlation_id() -> str:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def outbox_tables(metadata: MetaData) -> tuple[Table, Table]:

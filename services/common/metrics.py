@@ -20,9 +20,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from datetime import UTC
 
-from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram,
-                               generate_latest)
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 log = logging.getLogger("balcao.metrics")
@@ -93,6 +93,7 @@ class ServiceStateCollector:
 def outbox_lag(db, outbox) -> tuple[int, float]:
     """(unpublished rows, age in seconds of the oldest one — 0 when none)."""
     from sqlalchemy import func, select
+
     from .messaging import utcnow
     with db.begin() as session:
         count, oldest = session.execute(
@@ -100,8 +101,7 @@ def outbox_lag(db, outbox) -> tuple[int, float]:
     if not count or oldest is None:
         return 0, 0.0
     if oldest.tzinfo is None:  # SQLite gives naive UTC datetimes back
-        from datetime import timezone
-        oldest = oldest.replace(tzinfo=timezone.utc)
+        oldest = oldest.replace(tzinfo=UTC)
     return int(count), max(0.0, (utcnow() - oldest).total_seconds())
 
 

@@ -35,9 +35,10 @@ def keyring(config: Config) -> KeyRing:
 
 def migrate(service: str, config: Config | None = None) -> None:
     """alembic upgrade head for one service's own database."""
+    from pathlib import Path
+
     from alembic import command
     from alembic.config import Config as AlembicConfig
-    from pathlib import Path
 
     config = config or load_config()
     module = service_module(service, "models")

@@ -8,8 +8,9 @@ from datetime import timedelta
 
 from flask import current_app, g, request
 
+from .contracts import SESSION_AUDIENCE
+
 SESSION_COOKIE = "balcao_session"
-SESSION_AUDIENCE = "balcao-session"
 # The token is short-lived: every service refuses it 10 minutes after issue, and auth renews
 # it (/auth/sessao/renovar) only while the session's record is live (not ended, idle or past its
 # absolute lifetime). So ending a session takes effect everywhere within minutes at worst.

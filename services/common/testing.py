@@ -18,9 +18,9 @@ import os
 import shutil
 import subprocess
 import uuid
-from urllib.parse import unquote, urlsplit, urlunsplit
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import pytest
 from sqlalchemy import select, text, update
@@ -31,7 +31,6 @@ from .gateway import PrefixDispatcher
 from .keys import ensure_keys
 from .messaging import Outcome, handle_message
 from .runtime import database, migrate, service_module
-
 
 # --------------------------------------------------------------------------- distributed tests
 

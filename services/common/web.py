@@ -27,6 +27,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import messaging, metrics
 from .config import Config, load_config
+from .contracts import safe_next
 from .runtime import database, keyring
 from .sessions import RENEWAL_PATH, current_identity, renewal_state
 
@@ -164,10 +165,7 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
         """The footer's language switch: pt-BR (default) or English, remembered in a cookie."""
         if locale not in ("pt_BR", "en"):
             abort(404)
-        target = request.args.get("next", "/")
-        if not target.startswith("/") or target.startswith("//") or "\\" in target:
-            target = "/"
-        response = redirect(target, code=303)
+        response = redirect(safe_next(request.args.get("next"), "/"), code=303)
         response.set_cookie("balcao_locale", locale, max_age=365 * 24 * 3600, httponly=True,
                             samesite="Lax", secure=config.https, path="/")
         return response
@@ -214,10 +212,7 @@ def _same_origin_referer_path(config: Config) -> str:
     origins = {request.host_url.rstrip("/"), config.public_url.rstrip("/")}
     if f"{parts.scheme}://{parts.netloc}" not in origins:
         return "/"
-    path = parts.path or "/"
-    if not path.startswith("/") or path.startswith("//") or "\\" in path:
-        return "/"
-    return path + (f"?{parts.query}" if parts.query else "")
+    return safe_next((parts.path or "/") + (f"?{parts.query}" if parts.query else ""), "/")
 
 
 def db_session():

@@ -6,23 +6,19 @@ import hashlib
 import logging
 import secrets
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from services.common.contracts import INVITATION_TICKET_AUDIENCE, normalize_email
 from services.common.messaging import record_event, utcnow
 
 from .models import Invitation, outbox
 
 log = logging.getLogger("balcao.invitations")
 
-TICKET_AUDIENCE = "balcao-invitation"
 TICKET_TTL = timedelta(hours=24)
-
-
-def normalize_email(email: str) -> str:
-    return email.strip().lower()
 
 
 def hash_token(raw_token: str) -> str:
@@ -31,7 +27,7 @@ def hash_token(raw_token: str) -> str:
 
 def aware(value: datetime) -> datetime:
     """SQLite hands timestamps back naive; they are stored in UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def is_usable(invitation: Invitation, *, now: datetime | None = None) -> bool:
@@ -125,4 +121,4 @@ def invitation_ticket(keyring, invitation: Invitation) -> str:
     return keyring.sign("invitations", {
         "inv": str(invitation.id), "email": invitation.email, "name": invitation.name,
         "firm": invitation.firm_name, "firm_slug": invitation.firm_slug,
-    }, audience=TICKET_AUDIENCE, ttl=TICKET_TTL)
+    }, audience=INVITATION_TICKET_AUDIENCE, ttl=TICKET_TTL)

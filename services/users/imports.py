@@ -56,7 +56,7 @@ def _rows(header_row, data_rows) -> Iterator[dict]:
             raise ImportFileError(_("O arquivo tem mais de %(n)s linhas. Divida-o em arquivos menores.",
                                     n=MAX_ROWS_TEXT))
         row = {"line": line, "name": "", "cpf": "", "phone": "", "email": "", "companies": ""}
-        for column, cell in zip(columns, cells):
+        for column, cell in zip(columns, cells, strict=False):
             if column:
                 row[column] = cell
         yield row
@@ -71,9 +71,9 @@ def read_csv(stream: IO[bytes]) -> Iterator[dict]:
         reader = csv.reader(text, delimiter=delimiter)
         yield from _rows(header, ((reader.line_num + 1, values) for values in reader))
     except UnicodeDecodeError:
-        raise ImportFileError(_("O arquivo não está em UTF-8. Salve-o como CSV UTF-8 e tente de novo."))
+        raise ImportFileError(_("O arquivo não está em UTF-8. Salve-o como CSV UTF-8 e tente de novo.")) from None
     except csv.Error:
-        raise ImportFileError(_("Não foi possível ler o arquivo CSV."))
+        raise ImportFileError(_("Não foi possível ler o arquivo CSV.")) from None
 
 
 def read_xlsx(stream: IO[bytes]) -> Iterator[dict]:
@@ -83,7 +83,7 @@ def read_xlsx(stream: IO[bytes]) -> Iterator[dict]:
     try:
         workbook = load_workbook(stream, read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, OSError, ValueError):
-        raise ImportFileError(_("Não foi possível ler a planilha XLSX."))
+        raise ImportFileError(_("Não foi possível ler a planilha XLSX.")) from None
     try:
         sheet = workbook.worksheets[0]
         rows = sheet.iter_rows(values_only=True)

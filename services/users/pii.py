@@ -67,7 +67,7 @@ def _master_key(config) -> bytes:
         try:
             return base64.b64decode(config.pii_key, validate=True)
         except (binascii.Error, ValueError):
-            raise ValueError("BALCAO_PII_KEY must be base64 of 32 bytes")
+            raise ValueError("BALCAO_PII_KEY must be base64 of 32 bytes") from None
     return base64.b64decode(secret_file(Path(config.keys_dir) / "pii.key",
                                         lambda: base64.b64encode(secrets.token_bytes(32)).decode("ascii")))
 

@@ -9,10 +9,21 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import NotFound
 
+from services.common.contracts import normalize_email, session_hash
+
 from . import pii
-from .models import (AuditEntry, ClientUser, Company, EndedSession, Firm, IdentityPreference, ImportJob, ImportRow,
-                     InvitationRef, StaffMember)
-from .schemas import normalize_email
+from .models import (
+    AuditEntry,
+    ClientUser,
+    Company,
+    EndedSession,
+    Firm,
+    IdentityPreference,
+    ImportJob,
+    ImportRow,
+    InvitationRef,
+    StaffMember,
+)
 
 PAGE_SIZE = 50
 
@@ -21,7 +32,7 @@ def _uuid(value) -> uuid.UUID:
     try:
         return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
     except (TypeError, ValueError):
-        raise NotFound()
+        raise NotFound() from None
 
 
 def _is_staff(identity_id):
@@ -288,8 +299,7 @@ def session_ended(session, *, sid: str | None) -> bool:
     """Has auth ended the session with this id? (One primary-key lookup.)"""
     if not sid:
         return False
-    import hashlib
-    digest = hashlib.sha256(sid.encode("utf-8")).hexdigest()
+    digest = session_hash(sid)
     return session.scalar(select(EndedSession.session_hash).where(EndedSession.session_hash == digest)) is not None
 
 

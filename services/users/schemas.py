@@ -9,6 +9,8 @@ from stdnum.br import cnpj as stdnum_cnpj
 from stdnum.br import cpf as stdnum_cpf
 from stdnum.exceptions import ValidationError as StdnumError
 
+from services.common.contracts import normalize_email
+
 
 def N_(message: str) -> str:
     """Marks a pt-BR msgid for extraction; `load_form` translates it when the form is shown."""
@@ -22,7 +24,7 @@ def clean_cpf(value: str | None) -> str | None:
     try:
         digits = stdnum_cpf.validate(str(value))
     except StdnumError:
-        raise ValidationError(N_("CPF inválido."))
+        raise ValidationError(N_("CPF inválido.")) from None
     if len(set(digits)) == 1:  # 111.111.111-11 and the like pass the check digits; the Receita refuses them
         raise ValidationError(N_("CPF inválido."))
     return digits
@@ -32,7 +34,7 @@ def clean_cnpj(value: str | None) -> str:
     try:
         digits = stdnum_cnpj.validate(str(value or ""))
     except StdnumError:
-        raise ValidationError(N_("CNPJ inválido."))
+        raise ValidationError(N_("CNPJ inválido.")) from None
     if len(set(digits)) == 1:
         raise ValidationError(N_("CNPJ inválido."))
     return digits
@@ -45,7 +47,7 @@ def clean_phone(value: str | None) -> str | None:
     try:
         number = phonenumbers.parse(str(value), "BR")
     except phonenumbers.NumberParseException:
-        raise ValidationError(N_("Telefone inválido."))
+        raise ValidationError(N_("Telefone inválido.")) from None
     if not phonenumbers.is_valid_number(number):
         raise ValidationError(N_("Telefone inválido."))
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
@@ -67,10 +69,6 @@ def format_cpf(digits: str | None) -> str:
 
 def format_cnpj(digits: str | None) -> str:
     return stdnum_cnpj.format(digits) if digits else ""
-
-
-def normalize_email(value: str) -> str:
-    return (value or "").strip().lower()
 
 
 def _full_name(value: str) -> None:

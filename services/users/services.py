@@ -14,13 +14,27 @@ from flask_babel import gettext as _
 from marshmallow import ValidationError
 from sqlalchemy import func, insert, select
 
+from services.common.contracts import normalize_email
 from services.common.messaging import correlation_id_var, record_event
 
 from . import pii
-from .models import (AUDIT_ACTIONS, AuditEntry, ClientUser, Company, EndedSession, Firm, IdentityPreference,
-                     ImportJob, ImportRow, InvitationRef, StaffMember, outbox, utcnow)
+from .models import (
+    AUDIT_ACTIONS,
+    AuditEntry,
+    ClientUser,
+    Company,
+    EndedSession,
+    Firm,
+    IdentityPreference,
+    ImportJob,
+    ImportRow,
+    InvitationRef,
+    StaffMember,
+    outbox,
+    utcnow,
+)
 from .queries import email_taken
-from .schemas import clean_cnpj, clean_cpf, clean_phone, normalize_email
+from .schemas import clean_cnpj, clean_cpf, clean_phone
 
 log = logging.getLogger("balcao.users")
 
@@ -102,7 +116,7 @@ def _clean_cnpj(cnpj) -> str:
     try:
         return clean_cnpj(cnpj)
     except ValidationError:
-        raise ClientUserError(_("CNPJ inválido."), field="cnpj")
+        raise ClientUserError(_("CNPJ inválido."), field="cnpj") from None
 
 
 def create_firm(session, *, name: str, cnpj: str, admin_identity_id, admin_name: str,
@@ -165,11 +179,11 @@ def _clean_contact(*, name, email, cpf, phone) -> dict:
     try:
         cpf = clean_cpf(cpf)
     except ValidationError:
-        raise ClientUserError(_("CPF inválido."), field="cpf")
+        raise ClientUserError(_("CPF inválido."), field="cpf") from None
     try:
         phone = clean_phone(phone)
     except ValidationError:
-        raise ClientUserError(_("Telefone inválido."), field="phone")
+        raise ClientUserError(_("Telefone inválido."), field="phone") from None
     return {"name": name, "email": email, "cpf": cpf, "phone": phone}
 
 

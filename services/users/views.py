@@ -6,8 +6,20 @@ from __future__ import annotations
 import time
 from urllib.parse import quote
 
-from flask import (Blueprint, Response, abort, current_app, flash, g, redirect, render_template, request,
-                   session, stream_with_context, url_for)
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    stream_with_context,
+    url_for,
+)
 from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
 
@@ -16,8 +28,18 @@ from services.common.web import db, db_session
 
 from . import pii, queries, services
 from .imports import ImportFileError, read_rows
-from .schemas import (AuditQuerySchema, ClientUserSchema, FirmChoiceSchema, ImportUploadSchema, ListQuerySchema,
-                      PageQuerySchema, SecuritySettingsSchema, format_cpf, format_phone, load_form)
+from .schemas import (
+    AuditQuerySchema,
+    ClientUserSchema,
+    FirmChoiceSchema,
+    ImportUploadSchema,
+    ListQuerySchema,
+    PageQuerySchema,
+    SecuritySettingsSchema,
+    format_cpf,
+    format_phone,
+    load_form,
+)
 
 bp = Blueprint("users", __name__)
 

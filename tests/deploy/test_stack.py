@@ -15,6 +15,7 @@ from services.common.config import SERVICES
 from services.common.gateway import PREFIXES
 from services.common.testing import _fresh_postgres_databases
 
+
 def _get(url: str, headers: dict | None = None):
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as resp:

@@ -49,7 +49,7 @@ class LineReader:
             try:
                 line = self._queue.get(timeout=max(remaining, 0.01))
             except queue.Empty:
-                raise AssertionError(f"no line with {text!r} in {timeout}s:\n{''.join(self.lines)}")
+                raise AssertionError(f"no line with {text!r} in {timeout}s:\n{''.join(self.lines)}") from None
             if line is None:
                 raise AssertionError(f"the process ended before saying {text!r}:\n{''.join(self.lines)}")
             self.lines.append(line)

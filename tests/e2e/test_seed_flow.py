@@ -16,10 +16,9 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 from sqlalchemy import create_engine, text
-
-from services.common.config import SERVICES
 from stdnum.br import cnpj as cnpj_mod
 
+from services.common.config import SERVICES
 from tests.conftest import keep_pages, link_in
 
 pytestmark = pytest.mark.browser
@@ -92,6 +91,7 @@ def broker_tap(product):
         yield None
         return
     from kombu import Queue
+
     from services.common import messaging
     name = f"e2e.tap.{uuid.uuid4().hex[:8]}"
     with messaging.broker_connection(product.broker_url) as conn:

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import io
 import uuid
-from datetime import timedelta
 from dataclasses import dataclass, field
+from datetime import timedelta
 from urllib.parse import quote, urlsplit
 
 import pytest

@@ -1,4 +1,4 @@
-from services.common.migrations_env import run
 from services.auth.models import metadata
+from services.common.migrations_env import run
 
 run(metadata, "auth")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, timedelta
 from urllib.parse import urlsplit
 
 import pytest
@@ -74,9 +74,9 @@ class FakeClock:
     """Replaces services.auth.clock.now: time moves only when a test says so."""
 
     def __init__(self):
-        from datetime import datetime, timezone
+        from datetime import datetime
         # Frozen at the start of the current hour: rate-limit windows never roll over by accident.
-        self.current = datetime.now(timezone.utc).replace(minute=0, second=1, microsecond=0)
+        self.current = datetime.now(UTC).replace(minute=0, second=1, microsecond=0)
 
     def __call__(self):
         return self.current

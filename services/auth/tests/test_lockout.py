@@ -175,7 +175,7 @@ def test_registration_and_link_posts_are_rate_limited_per_ip(browser_client, mak
     page = browser_client.get("/auth/convite?ticket=" + quote(link_ticket)).get_data(as_text=True)
     clock.advance(hours=1)  # fresh windows; the failures cap (100/h) is not reached by this test
     codes = []
-    for i in range(31):
+    for _ in range(31):
         # different accounts are not involved: the link page's own limit (30/min per IP) answers first
         codes.append(browser_client.post("/auth/convite/vincular", data={
             "csrf_token": csrf_token(page), "ticket": link_ticket, "password": ""}).status_code)

@@ -1,6 +1,6 @@
 """Forgot password and reset: same answer for every e-mail, sealed single-use expiring link."""
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from html import unescape
 from urllib.parse import quote, urlsplit
 
@@ -129,7 +129,7 @@ def test_an_expired_link_gets_404(browser_client, make_identity, outbox_events, 
     path = urlsplit(_reset_link(keyring, outbox_events)).path
     with auth_db.begin() as s:
         s.execute(update(PasswordResetToken).values(
-            expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+            expires_at=datetime.now(UTC) - timedelta(seconds=1)))
     assert browser_client.get(path).status_code == 404
     assert browser_client.get("/auth/redefinir-senha/inventado").status_code == 404
 

@@ -10,9 +10,8 @@ from sqlalchemy import func, select
 
 from services.common import events, messaging
 from services.common.runtime import database
-from services.invitations import models as inv_models
-
 from services.common.testing import private_vhost
+from services.invitations import models as inv_models
 
 BROKER = "memory://"  # a private vhost of BALCAO_TEST_BROKER_URL when given (the broker is shared)
 

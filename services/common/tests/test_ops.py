@@ -15,9 +15,8 @@ from sqlalchemy import select
 import balcao_cli
 from services.common import events, logs, messaging, runtime
 from services.common.runtime import database
-from services.invitations import models as inv_models
-
 from services.common.testing import private_vhost
+from services.invitations import models as inv_models
 
 BROKER = "memory://"  # replaced by a private vhost of BALCAO_TEST_BROKER_URL when given
 REFUSED = "amqp://guest:guest@127.0.0.1:1//"
@@ -240,8 +239,9 @@ def test_periodic_jobs_come_from_the_consumers_module(config, monkeypatch):
 
 def test_readyz_needs_the_database_and_the_broker(config):
     import dataclasses
-    from services.auth.app import create_app
     import dataclasses as dc
+
+    from services.auth.app import create_app
     ok = create_app(dc.replace(config, broker_url=BROKER)).test_client().get("/auth/readyz")
     assert ok.status_code == 200 and ok.json["broker"] == "ok"
     down = create_app(dataclasses.replace(config, broker_url=REFUSED)).test_client().get("/auth/readyz")
@@ -253,8 +253,9 @@ def test_readyz_needs_the_database_and_the_broker(config):
 
 
 def test_metrics_count_requests_and_show_the_outbox_lag(config):
-    from services.invitations.app import create_app
     import dataclasses
+
+    from services.invitations.app import create_app
     client = create_app(dataclasses.replace(config, broker_url=BROKER)).test_client()
     with database("invitations", config).begin() as s:
         messaging.record_event(s, inv_models.outbox, "link.verified", _envelope()["payload"])

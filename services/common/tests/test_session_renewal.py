@@ -182,6 +182,7 @@ def test_the_emailed_invitation_link_and_the_dev_mailbox_never_detour_through_re
     """Someone with a stale cookie (an ended session) clicking the invitation link lands on the
     invitation, not on the login page; the dev mailbox needs no login either."""
     import uuid
+
     from services.invitations.services import issue_invitation
     with db_for(config, "invitations").begin() as s:
         issue_invitation(s, keyring=keyring, public_url=config.public_url, ttl=timedelta(days=7),

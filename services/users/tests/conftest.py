@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -68,7 +68,7 @@ def link_client(config, *, firm_id, client_user_id, identity_id) -> uuid.UUID:
     with users_db(config).begin() as s:
         services.record_invitation_created(s, invitation_id=invitation_id, firm_id=firm_id,
                                            client_user_id=client_user_id,
-                                           expires_at=datetime.now(timezone.utc) + timedelta(days=7))
+                                           expires_at=datetime.now(UTC) + timedelta(days=7))
         assert services.grant_membership(s, firm_id=firm_id, client_user_id=client_user_id,
                                          identity_id=identity_id, invitation_id=invitation_id)
     return invitation_id

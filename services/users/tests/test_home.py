@@ -1,11 +1,11 @@
 """The client's home, the firm selector in the header, and the page auth redirects to after linking."""
 import re
 import uuid
+from datetime import UTC
 
 from services.common.testing import count_queries
 from services.users import models, services
-from services.users.tests.conftest import (Person, link_client, login, main_html, make_cnpj, text_of,
-                                           users_db)
+from services.users.tests.conftest import Person, link_client, login, main_html, make_cnpj, text_of, users_db
 
 
 def _options(html):
@@ -132,11 +132,11 @@ def test_linking_page_waits_then_goes_to_the_firm(browser_client, config, world)
     html = response.get_data(as_text=True)
     assert response.status_code == 200 and "Vinculando contas…" in html
     assert '<meta http-equiv="refresh" content="1">' in html and "<script>" not in html
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
     with users_db(config).begin() as s:
         services.record_invitation_created(s, invitation_id=invitation_id, firm_id=world.alfa.id,
                                            client_user_id=cu.id,
-                                           expires_at=datetime.now(timezone.utc) + timedelta(days=7))
+                                           expires_at=datetime.now(UTC) + timedelta(days=7))
     assert "Vinculando contas…" in browser_client.get(url).get_data(as_text=True)
     with users_db(config).begin() as s:
         services.grant_membership(s, firm_id=world.alfa.id, client_user_id=cu.id, identity_id=diana.identity_id,
@@ -151,14 +151,14 @@ def test_linking_page_waits_then_goes_to_the_firm(browser_client, config, world)
 
 
 def test_linking_page_explains_a_refused_link(browser_client, config, world):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
     with users_db(config).begin() as s:
         cu = services.register_client_user(s, firm=world.beta, name="Diana Prado", email="diana@example.com",
                                            access="now")
         invitation_id = uuid.uuid4()
         services.record_invitation_created(s, invitation_id=invitation_id, firm_id=world.beta.id,
                                            client_user_id=cu.id,
-                                           expires_at=datetime.now(timezone.utc) + timedelta(days=7))
+                                           expires_at=datetime.now(UTC) + timedelta(days=7))
         services.record_link_refused(s, invitation_id=invitation_id, firm_id=world.beta.id, client_user_id=cu.id,
                                      reason="expired")
     login(browser_client, config, Person(uuid.uuid4(), "diana@example.com", "Diana Prado"))
@@ -168,14 +168,14 @@ def test_linking_page_explains_a_refused_link(browser_client, config, world):
 
 
 def _beta_invitation_for_diana(config, world):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
     with users_db(config).begin() as s:
         cu = services.register_client_user(s, firm=world.beta, name="Diana Prado", email="diana@example.com",
                                            access="now")
         invitation_id = uuid.uuid4()
         services.record_invitation_created(s, invitation_id=invitation_id, firm_id=world.beta.id,
                                            client_user_id=cu.id,
-                                           expires_at=datetime.now(timezone.utc) + timedelta(days=7))
+                                           expires_at=datetime.now(UTC) + timedelta(days=7))
     return cu, invitation_id
 
 
@@ -191,11 +191,11 @@ def test_linking_page_of_someone_elses_invitation_is_404(browser_client, config,
         response = browser_client.get(url)
         assert response.status_code == 404 and "Beta" not in response.get_data(as_text=True)
     # once superseded by a newer invitation, Diana is told it is no longer valid; the others still get 404
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
     with users_db(config).begin() as s:
         services.record_invitation_created(s, invitation_id=uuid.uuid4(), firm_id=world.beta.id,
                                            client_user_id=cu.id,
-                                           expires_at=datetime.now(timezone.utc) + timedelta(days=7))
+                                           expires_at=datetime.now(UTC) + timedelta(days=7))
     for person in (world.carlos, world.ana):
         login(browser_client, config, person)
         response = browser_client.get(url)
@@ -229,7 +229,8 @@ def test_linking_page_gives_up_on_an_invitation_it_never_hears_of(browser_client
 
 
 def test_linking_page_keeps_waiting_when_the_invitation_arrives_late(browser_client, config, world, monkeypatch):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
+
     from services.users import views
     clock = [1_000_000.0]
     monkeypatch.setattr(views, "_now", lambda: clock[0])
@@ -244,7 +245,7 @@ def test_linking_page_keeps_waiting_when_the_invitation_arrives_late(browser_cli
     with users_db(config).begin() as s:
         services.record_invitation_created(s, invitation_id=invitation_id, firm_id=world.alfa.id,
                                            client_user_id=cu.id,
-                                           expires_at=datetime.now(timezone.utc) + timedelta(days=7))
+                                           expires_at=datetime.now(UTC) + timedelta(days=7))
     clock[0] += 600  # known and addressed to her: the link itself is what she waits for
     response = browser_client.get(url)
     assert response.status_code == 200 and "Vinculando contas…" in response.get_data(as_text=True)

@@ -1,13 +1,20 @@
 """The staff pages (Configurações › Usuários de Clientes) through the one-origin browser client."""
 import re
 import uuid
-from datetime import datetime, timezone
-
+from datetime import UTC, datetime
 
 from services.common.testing import count_queries, csrf_token
 from services.users import models, services
-from services.users.tests.conftest import (Person, get_client_user, login, make_cnpj, make_cpf,
-                                           outbox_events, text_of, users_db)
+from services.users.tests.conftest import (
+    Person,
+    get_client_user,
+    login,
+    make_cnpj,
+    make_cpf,
+    outbox_events,
+    text_of,
+    users_db,
+)
 
 LIST = "/e/{slug}/configuracoes/usuarios-de-clientes"
 
@@ -125,12 +132,12 @@ def test_invitation_state_on_the_details_page(browser_client, config, world):
     with users_db(config).begin() as s:
         services.record_invitation_created(s, invitation_id=invitation_id, firm_id=world.alfa.id,
                                            client_user_id=cu.id,
-                                           expires_at=datetime(2030, 1, 1, tzinfo=timezone.utc))
+                                           expires_at=datetime(2030, 1, 1, tzinfo=UTC))
         services.record_delivery(s, reference=f"invitation:{invitation_id}", error="550 caixa inexistente")
     assert "Falha no envio: 550 caixa inexistente" in _page(browser_client, url)
     with users_db(config).begin() as s:
         services.record_delivery(s, reference=f"invitation:{invitation_id}",
-                                 sent_at=datetime(2026, 3, 4, 15, 30, tzinfo=timezone.utc))
+                                 sent_at=datetime(2026, 3, 4, 15, 30, tzinfo=UTC))
     html = _page(browser_client, url)
     assert "Convite enviado em 04/03/2026 12:30" in html  # Brasília time
     assert "(11) 98765-4321" in html
@@ -138,10 +145,10 @@ def test_invitation_state_on_the_details_page(browser_client, config, world):
 
 def _age_invitation_request(config, client_user_id, seconds=120):
     """Pretend the last invitation was asked for `seconds` ago (past the resend cooldown)."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
     with users_db(config).begin() as s:
         s.get(models.ClientUser, client_user_id).invitation_requested_at = (
-            datetime.now(timezone.utc) - timedelta(seconds=seconds))
+            datetime.now(UTC) - timedelta(seconds=seconds))
 
 
 def test_actions_change_the_status_and_flash(browser_client, config, world):

@@ -1,6 +1,6 @@
 """Service functions and event handlers: statuses and the events they emit."""
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -154,7 +154,7 @@ def _created(config, firm, cu, *, days=7):
     invitation_id = uuid.uuid4()
     _deliver(config, "invitation.created", {
         "invitation_id": str(invitation_id), "firm_id": str(firm.id), "client_user_id": str(cu.id),
-        "expires_at": (datetime.now(timezone.utc) + timedelta(days=days)).isoformat(), "resent": False})
+        "expires_at": (datetime.now(UTC) + timedelta(days=days)).isoformat(), "resent": False})
     return invitation_id
 
 
@@ -207,9 +207,9 @@ def test_delivery_reports_are_recorded_on_the_latest_invitation(config, alfa):
     invitation_id = _created(config, alfa, cu)
     _deliver(config, "notification.failed", {"idempotency_key": "k1", "reference": f"invitation:{invitation_id}",
                                              "error": "caixa postal cheia", "permanent": False,
-                                             "failed_at": datetime.now(timezone.utc).isoformat()})
+                                             "failed_at": datetime.now(UTC).isoformat()})
     assert get_client_user(config, cu.id).delivery_error == "caixa postal cheia"
-    sent_at = datetime(2026, 3, 4, 15, 30, tzinfo=timezone.utc)
+    sent_at = datetime(2026, 3, 4, 15, 30, tzinfo=UTC)
     _deliver(config, "notification.sent", {"idempotency_key": "k1", "reference": f"invitation:{invitation_id}",
                                            "message_id": "<m1@x>", "sent_at": sent_at.isoformat()})
     delivered = get_client_user(config, cu.id)

@@ -4,9 +4,8 @@ Revision ID: 27e3ccfac762
 Revises: 
 Create Date: 2026-11-28 04:47:30.586654
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '27e3ccfac762'
 down_revision = None

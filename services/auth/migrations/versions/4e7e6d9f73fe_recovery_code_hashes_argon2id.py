@@ -8,9 +8,8 @@ Revision ID: 4e7e6d9f73fe
 Revises: 6382500d7d84
 Create Date: 2026-11-28 06:01:29.899263
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '4e7e6d9f73fe'
 down_revision = '6382500d7d84'

@@ -4,9 +4,8 @@ Revision ID: 6382500d7d84
 Revises: 27e3ccfac762
 Create Date: 2026-11-28 05:34:48.874535
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '6382500d7d84'
 down_revision = '27e3ccfac762'

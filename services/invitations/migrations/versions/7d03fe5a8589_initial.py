@@ -4,9 +4,8 @@ Revision ID: 7d03fe5a8589
 Revises: 
 Create Date: 2026-11-28 04:23:25.250710
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '7d03fe5a8589'
 down_revision = None

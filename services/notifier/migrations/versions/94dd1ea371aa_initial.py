@@ -4,9 +4,8 @@ Revision ID: 94dd1ea371aa
 Revises: 
 Create Date: 2026-11-28 04:25:14.045054
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '94dd1ea371aa'
 down_revision = None

@@ -4,9 +4,8 @@ Revision ID: bb448693762c
 Revises: 94dd1ea371aa
 Create Date: 2026-11-28 04:45:07.848915
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = 'bb448693762c'
 down_revision = '94dd1ea371aa'

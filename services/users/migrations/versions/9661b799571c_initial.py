@@ -4,9 +4,8 @@ Revision ID: 9661b799571c
 Revises: 
 Create Date: 2026-11-28 04:23:59.691089
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '9661b799571c'
 down_revision = None

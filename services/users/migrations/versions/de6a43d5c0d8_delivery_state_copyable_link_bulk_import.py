@@ -4,9 +4,8 @@ Revision ID: de6a43d5c0d8
 Revises: 9661b799571c
 Create Date: 2026-11-28 04:45:35.545460
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = 'de6a43d5c0d8'
 down_revision = '9661b799571c'
