@@ -110,18 +110,6 @@ def _argon_params() -> dict:
             "parallelism": PASSWORD_HASHER.parallelism}
 
 
-def raw_argon2_rate(*, cores: int, rounds: int, seconds: float) -> dict:
-    """argon2id verifies per second per core with auth's PASSWORD_HASHER, one process per core."""
-    rates = []
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(cores) as pool:
-        pool.map(_argon_verify_loop, [0.2] * cores)  # imports and warm-up
-        for _ in range(rounds):
-            counts = pool.map(_argon_verify_loop, [seconds] * cores)
-            rates.append(sum(counts) / seconds / cores)
-    return {"per_core": summarize(rates), "params": _argon_params()}
-
-
 # --------------------------------------------------------------------------- HTTP helpers
 
 

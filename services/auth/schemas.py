@@ -130,8 +130,3 @@ class CodeSchema(FormSchema):
     code = fields.String(required=True, error_messages=_required(),
                          validate=[validate.Length(min=1, error=_l("Preencha este campo.")),
                                    validate.Length(max=40, error=_l("Código inválido."))])
-
-
-class RenewSchema(NextMixin):
-    class Meta:
-        unknown = EXCLUDE

@@ -83,10 +83,6 @@ def render_email(template: str, context: dict) -> tuple[str, str, str]:
     return subject, text, html
 
 
-def subject_for(template: str, context: dict) -> str:
-    return render_email(template, context)[0]
-
-
 def from_header(firm_name: str | None, mail_from: str) -> str:
     display = f"{_one_line(firm_name)} via Balcão" if firm_name else "Balcão"
     return formataddr((display, mail_from))

@@ -67,10 +67,6 @@ def format_cpf(digits: str | None) -> str:
     return stdnum_cpf.format(digits) if digits else ""
 
 
-def format_cnpj(digits: str | None) -> str:
-    return stdnum_cnpj.format(digits) if digits else ""
-
-
 def _full_name(value: str) -> None:
     if len(value.split()) < 2:
         raise ValidationError(N_("Informe nome e sobrenome."))
