@@ -106,12 +106,12 @@ def device_label(user_agent: str) -> str:
 
 def remaining_recovery_codes(session: Session, *, identity_id) -> int:
     return session.scalar(select(func.count()).select_from(RecoveryCode)
-                          .where(RecoveryCode.identity_id == identity_id, RecoveryCode.used_at.is_(None)))
+                          .where(RecoveryCode.identity_id == identity_id, RecoveryCode.used_at.is_(None))) or 0
 
 
 def staff_mfa_required(session: Session, *, identity_id) -> bool:
     """True when the identity is staff/admin of at least one firm that requires MFA of its staff."""
-    return session.scalar(select(func.count()).select_from(StaffMembership)
+    return (session.scalar(select(func.count()).select_from(StaffMembership)
                           .join(FirmMfaPolicy, FirmMfaPolicy.firm_id == StaffMembership.firm_id)
                           .where(StaffMembership.identity_id == identity_id,
-                                 FirmMfaPolicy.require_staff_mfa.is_(True))) > 0
+                                 FirmMfaPolicy.require_staff_mfa.is_(True))) or 0) > 0

@@ -30,7 +30,7 @@ class FormSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    NOT_STRIPPED = ("password", "password_confirmation")
+    NOT_STRIPPED: tuple[str, ...] = ("password", "password_confirmation")
 
     @pre_load
     def _strip(self, data, **_kw):

@@ -8,13 +8,18 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 SERVICES = ("auth", "users", "invitations", "notifier")
 
 
+@overload
+def _env(name: str) -> str | None: ...
+@overload
+def _env(name: str, default: str) -> str: ...
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
-    return value if value not in (None, "") else default
+    return value if value else default
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import cast
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -25,6 +26,12 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def affected_rows(result) -> int:
+    """How many rows an UPDATE/DELETE executed through a Session touched (the Session types its
+    answer as a plain Result; DML answers a CursorResult, which has the count)."""
+    return cast(CursorResult, result).rowcount or 0
 
 
 class Database:

@@ -45,11 +45,11 @@ def ensure_keys(keys_dir: Path) -> None:
                    key.public_key().public_bytes(_PEM, serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
         seal = keys_dir / f"{svc}.x25519.pem"
         if not seal.exists():
-            key = X25519PrivateKey.generate()
-            _write(seal, key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()), 0o600)
+            seal_key = X25519PrivateKey.generate()
+            _write(seal, seal_key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8,
+                                                serialization.NoEncryption()), 0o600)
             _write(keys_dir / f"{svc}.x25519.pub.pem",
-                   key.public_key().public_bytes(_PEM, serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
+                   seal_key.public_key().public_bytes(_PEM, serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
 
 
 class KeyRing:

@@ -46,7 +46,7 @@ def select_locale() -> str:
 
 def create_base_app(service: str, import_name: str, *, url_prefix: str, config: Config | None = None) -> Flask:
     config = config or load_config()
-    service_dir = Path(__import__(import_name, fromlist=["_"]).__file__).parent
+    service_dir = Path(str(__import__(import_name, fromlist=["_"]).__file__)).parent
     app = Flask(import_name, static_folder=str(service_dir / "static"),
                 static_url_path=f"{url_prefix}/static", template_folder=str(service_dir / "templates"))
     app.jinja_loader = ChoiceLoader([FileSystemLoader(str(service_dir / "templates")),
@@ -72,8 +72,9 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
     if config.trusted_proxies > 0:
         # Behind the gateway: the client's address and scheme come from X-Forwarded-For/-Proto,
         # trusting exactly `trusted_proxies` hops (never the Host or prefix headers).
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxies, x_proto=config.trusted_proxies,
-                                x_host=0, x_prefix=0)
+        proxied = ProxyFix(app.wsgi_app, x_for=config.trusted_proxies, x_proto=config.trusted_proxies,
+                           x_host=0, x_prefix=0)
+        app.wsgi_app = proxied  # type: ignore[method-assign]
     app.extensions["balcao.db"] = database(service, config)
     app.extensions["balcao.keyring"] = keyring(config)
     csrf.init_app(app)
@@ -212,7 +213,7 @@ def _same_origin_referer_path(config: Config) -> str:
     origins = {request.host_url.rstrip("/"), config.public_url.rstrip("/")}
     if f"{parts.scheme}://{parts.netloc}" not in origins:
         return "/"
-    return safe_next((parts.path or "/") + (f"?{parts.query}" if parts.query else ""), "/")
+    return safe_next((parts.path or "/") + (f"?{parts.query}" if parts.query else ""), "/") or "/"
 
 
 def db_session():

@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from services.common.contracts import INVITATION_TICKET_AUDIENCE, normalize_email
+from services.common.db import affected_rows
 from services.common.messaging import record_event, utcnow
 
 from .models import Invitation, outbox
@@ -42,7 +43,7 @@ def void_invitations(session: Session, *, client_user_id, reason: str) -> int:
         .where(Invitation.client_user_id == client_user_id, Invitation.status == "pending")
         .values(status="voided", voided_reason=reason)
         .execution_options(synchronize_session="fetch"))
-    return result.rowcount or 0
+    return affected_rows(result)
 
 
 def issue_invitation(session: Session, *, keyring, public_url: str, ttl: timedelta, firm_id, firm_name: str,

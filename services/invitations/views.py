@@ -5,6 +5,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, make_response, redirect, render_template
 from marshmallow import ValidationError
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from services.common.web import db_session
 
@@ -23,6 +24,7 @@ def open_invitation(token: str):
         args = None
     if args is not None:
         invitation = queries.find_usable_invitation(db_session(), raw_token=args["token"])
+    response: WerkzeugResponse
     if invitation is None:
         response = make_response(render_template("invitations/invalid.html"), 404)
     else:

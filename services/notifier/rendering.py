@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import email.policy
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from email.message import EmailMessage
 from email.utils import formataddr
 from pathlib import Path
@@ -29,6 +29,7 @@ _env = Environment(loader=FileSystemLoader(str(EMAIL_TEMPLATES)),
                    autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
                    undefined=StrictUndefined, keep_trailing_newline=True)
 
+BRASILIA: tzinfo
 try:
     BRASILIA = ZoneInfo("America/Sao_Paulo")
 except ZoneInfoNotFoundError:  # no tz database: Brasília has had no daylight saving time since 2019

@@ -63,7 +63,7 @@ def _rows(header_row, data_rows) -> Iterator[dict]:
 
 
 def read_csv(stream: IO[bytes]) -> Iterator[dict]:
-    text = codecs.getreader("utf-8-sig")(stream, errors="strict")
+    text = codecs.getreader("utf-8-sig")(stream, "strict")
     try:
         first = text.readline()
         delimiter = ";" if first.count(";") >= first.count(",") else ","

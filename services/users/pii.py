@@ -91,6 +91,7 @@ def cipher() -> PiiCipher:
     if _current is None:
         from services.common.config import load_config
         configure(load_config())
+    assert _current is not None
     return _current
 
 

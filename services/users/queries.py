@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import NotFound
 
@@ -125,7 +125,7 @@ def _client_users_query(*, firm: Firm, q: str, show_deleted: bool):
     if q:
         pattern = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         # lower(email) (e-mails are stored normalized) so both match the trigram indexes (models.py)
-        matches = [func.lower(ClientUser.name).like(pattern, escape="\\"),
+        matches: list[ColumnElement[bool]] = [func.lower(ClientUser.name).like(pattern, escape="\\"),
                    func.lower(ClientUser.email).like(pattern, escape="\\")]
         digits = _cpf_digits(q)
         if digits:  # an exact CPF, through its keyed hash (the column itself is encrypted)

@@ -521,7 +521,8 @@ def create_import_job(session, *, firm: Firm, identity_id, filename: str, rows) 
                     invalid_rows=0, created_count=0, failed_count=0, created_at=utcnow())
     session.add(job)
     session.flush()
-    companies, taken, seen = _company_index(session, firm=firm), _live_emails(session, firm=firm), set()
+    companies, taken = _company_index(session, firm=firm), _live_emails(session, firm=firm)
+    seen: set[str] = set()
     batch: list[dict] = []
     for raw in rows:
         values, errors = validate_import_row(raw, companies=companies, taken=taken, seen=seen)
@@ -689,11 +690,10 @@ def leave_firm(session, *, firm: Firm, actor: Actor) -> str:
         if admins <= 1:
             raise ClientUserError(_("Você é o único administrador deste escritório e não pode sair dele. "
                                     "Torne outra pessoa administradora antes."))
-    left = None
+    left = "client"  # or, below, the staff role (one of the two is set: checked above)
     if cu is not None:
         cu.status, cu.inactive_reason, cu.updated_at = "inactive", "left", utcnow()
         record_audit(session, firm_id=firm.id, action="client_user.left", actor=actor, target=cu)
-        left = "client"
     if member is not None:
         member.active = False
         record_audit(session, firm_id=firm.id, action="staff.left", actor=actor, details={"role": member.role})

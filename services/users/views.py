@@ -106,7 +106,7 @@ def _to_user(firm, client_user_id):
 
 
 def _form_data() -> dict:
-    data = {key: request.form.get(key, "") for key in ("name", "cpf", "phone", "email")}
+    data: dict[str, str | list[str]] = {key: request.form.get(key, "") for key in ("name", "cpf", "phone", "email")}
     # the hidden input set by the dialog, then (without JS) the <noscript> radios: the last choice wins
     data["access"] = next((v for v in reversed(request.form.getlist("access")) if v), "")
     data["company_ids"] = request.form.getlist("company_ids")

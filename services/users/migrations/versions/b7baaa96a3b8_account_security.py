@@ -24,10 +24,16 @@ def _encrypt_existing() -> None:
     conn = op.get_bind()
     users = sa.table("client_users", sa.column("id", sa.Uuid()), sa.column("cpf", sa.Text()),
                      sa.column("phone", sa.Text()), sa.column("cpf_hash", sa.String(64)))
-    rows = conn.execute(sa.select(users.c.id, users.c.cpf, users.c.phone)
-                        .where(sa.or_(users.c.cpf.is_not(None), users.c.phone.is_not(None)))).all()
-    cipher = pii.cipher() if rows else None
-    for row in rows:
+    people = conn.execute(sa.select(users.c.id, users.c.cpf, users.c.phone)
+                          .where(sa.or_(users.c.cpf.is_not(None), users.c.phone.is_not(None)))).all()
+    imports = sa.table("import_rows", sa.column("job_id", sa.Uuid()), sa.column("line", sa.Integer()),
+                       sa.column("cpf", sa.Text()), sa.column("phone", sa.Text()))
+    cells = conn.execute(sa.select(imports.c.job_id, imports.c.line, imports.c.cpf, imports.c.phone)
+                         .where(sa.or_(imports.c.cpf != "", imports.c.phone != ""))).all()
+    if not people and not cells:
+        return  # nothing to encrypt: the PII key is not even loaded
+    cipher = pii.cipher()
+    for row in people:
         values = {}
         if row.cpf and not row.cpf.startswith(pii.PREFIX):
             values["cpf"] = cipher.encrypt(row.cpf, purpose="cpf")
@@ -36,19 +42,14 @@ def _encrypt_existing() -> None:
             values["phone"] = cipher.encrypt(row.phone, purpose="phone")
         if values:
             conn.execute(users.update().where(users.c.id == row.id).values(**values))
-    imports = sa.table("import_rows", sa.column("job_id", sa.Uuid()), sa.column("line", sa.Integer()),
-                       sa.column("cpf", sa.Text()), sa.column("phone", sa.Text()))
-    rows = conn.execute(sa.select(imports.c.job_id, imports.c.line, imports.c.cpf, imports.c.phone)
-                        .where(sa.or_(imports.c.cpf != "", imports.c.phone != ""))).all()
-    cipher = pii.cipher() if rows else cipher
-    for row in rows:
+    for cell in cells:
         values = {}
         for column, purpose in (("cpf", "import_cpf"), ("phone", "import_phone")):
-            value = getattr(row, column)
+            value = getattr(cell, column)
             if value and not value.startswith(pii.PREFIX):
                 values[column] = cipher.encrypt(value, purpose=purpose)
         if values:
-            conn.execute(imports.update().where(imports.c.job_id == row.job_id, imports.c.line == row.line)
+            conn.execute(imports.update().where(imports.c.job_id == cell.job_id, imports.c.line == cell.line)
                          .values(**values))
 
 
