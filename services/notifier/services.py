@@ -79,13 +79,15 @@ def send_smtp(smtp_url: str, message: EmailMessage, *, data: bytes | None = None
         if all(code >= 500 for code in codes):
             raise PermanentDeliveryError(f"recipient refused: {error}") from exc
         raise TemporaryDeliveryError(f"recipient deferred: {error}") from exc
+    except smtplib.SMTPAuthenticationError as exc:
+        # The relay refused OUR credentials (535 …): the operator's configuration, not this message's
+        # fault — retried with backoff (until BALCAO_SMTP_MAX_ATTEMPTS) rather than failed for good.
+        raise TemporaryDeliveryError(f"authentication failed ({exc.smtp_code})") from exc
     except smtplib.SMTPResponseException as exc:
         error = f"{exc.smtp_code} {_text(exc.smtp_error)}"
         if exc.smtp_code >= 500:
             raise PermanentDeliveryError(error) from exc
         raise TemporaryDeliveryError(error) from exc
-    except smtplib.SMTPAuthenticationError as exc:  # pragma: no cover - a response exception above
-        raise TemporaryDeliveryError(f"authentication failed ({exc.smtp_code})") from exc
     except (smtplib.SMTPException, OSError) as exc:  # refused, timed out, disconnected, TLS
         raise TemporaryDeliveryError(f"{type(exc).__name__}: {exc}"[:500]) from exc
 
