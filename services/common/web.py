@@ -58,7 +58,8 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
         SECRET_KEY=config.secret_key,
         # One short-lived browser session (CSRF token, flash messages) shared by the services of
         # the one origin; authentication is NOT in it, it is the signed token issued by auth.
-        SESSION_COOKIE_NAME="balcao_csrf",
+        # __Host- under HTTPS: no sibling subdomain can plant this cookie (CSRF secret fixation).
+        SESSION_COOKIE_NAME="__Host-balcao_csrf" if config.https else "balcao_csrf",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=config.https,
