@@ -197,8 +197,8 @@ def running_product(workdir: Path, *, smtp_port: int, extra_env: dict | None = N
                 **(extra_env or {})}
     if broker and server:
         from deploy.stack import Stack
-        from services.common.testing import _fresh_postgres_databases, private_vhost
-        urls = _fresh_postgres_databases(server, tag + uuid.uuid4().hex[:6])
+        from testsupport import fresh_postgres_databases, private_vhost
+        urls = fresh_postgres_databases(server, tag + uuid.uuid4().hex[:6])
         # A private vhost: other test runs on the machine's broker consume the same queue names.
         with private_vhost(broker) as broker:
             env = {**base_env, "BALCAO_BROKER_URL": broker,
@@ -256,7 +256,7 @@ class Staff:
     def __init__(self, product: RunningProduct, tag: str):
         import requests
 
-        from services.common.testing import csrf_token
+        from testsupport import csrf_token
         self.product, self.tag = product, tag
         admin_email = f"admin-{tag}@firma.example"
         self.slug = product.cli("create-firm", "--name", f"Contabilidade {tag}", "--cnpj", random_cnpj(),

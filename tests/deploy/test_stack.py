@@ -13,7 +13,7 @@ import pytest
 from deploy.stack import Stack, StackError, free_port
 from services.common.config import SERVICES
 from services.common.gateway import PREFIXES
-from services.common.testing import _fresh_postgres_databases
+from testsupport import fresh_postgres_databases
 
 
 def _get(url: str, headers: dict | None = None):
@@ -26,7 +26,7 @@ def _get(url: str, headers: dict | None = None):
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    urls = _fresh_postgres_databases(os.environ["BALCAO_TEST_DATABASE_URL"], "deploy" + uuid.uuid4().hex[:6])
+    urls = fresh_postgres_databases(os.environ["BALCAO_TEST_DATABASE_URL"], "deploy" + uuid.uuid4().hex[:6])
     env = {"BALCAO_BROKER_URL": os.environ["BALCAO_TEST_BROKER_URL"], "BALCAO_DEMO": "0",
            **{f"BALCAO_{svc.upper()}_DATABASE_URL": url for svc, url in urls.items()}}
     running = Stack(env=env, gateway_port=free_port(), workdir=tmp_path_factory.mktemp("stack"))
@@ -85,7 +85,7 @@ def test_a_killed_worker_can_be_restarted(stack):
 
 @pytest.mark.distributed
 def test_stop_is_idempotent_and_ends_every_process(tmp_path):
-    urls = _fresh_postgres_databases(os.environ["BALCAO_TEST_DATABASE_URL"], "deploystop" + uuid.uuid4().hex[:4])
+    urls = fresh_postgres_databases(os.environ["BALCAO_TEST_DATABASE_URL"], "deploystop" + uuid.uuid4().hex[:4])
     env = {"BALCAO_BROKER_URL": os.environ["BALCAO_TEST_BROKER_URL"],
            **{f"BALCAO_{svc.upper()}_DATABASE_URL": url for svc, url in urls.items()}}
     with Stack(env=env, gateway_port=free_port(), workdir=tmp_path) as stack:

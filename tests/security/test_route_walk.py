@@ -32,11 +32,11 @@ from services.common.config import SERVICES
 from services.common.keys import KeyRing
 from services.common.runtime import database
 from services.common.sessions import SESSION_AUDIENCE
-from services.common.testing import build_gateway, csrf_token
 from services.users import models as users_models
 from services.users import services as users_services
-from services.users.imports import csv_bytes, read_rows
+from services.users.imports import read_rows
 from services.users.tests.conftest import make_cnpj
+from testsupport import build_gateway, csrf_token, csv_bytes
 
 # --------------------------------------------------------------------------- the table
 

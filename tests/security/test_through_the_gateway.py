@@ -14,8 +14,8 @@ import re
 import pytest
 import requests
 
-from services.common.testing import csrf_token
 from tests.conftest import Staff, link_in, running_product, wait_until
+from testsupport import csrf_token
 
 pytestmark = pytest.mark.distributed
 

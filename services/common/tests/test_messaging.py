@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 
 from services.common import events, messaging
 from services.common.runtime import database
-from services.common.testing import private_vhost
 from services.invitations import models as inv_models
+from testsupport import private_vhost
 
 BROKER = "memory://"  # a private vhost of BALCAO_TEST_BROKER_URL when given (the broker is shared)
 

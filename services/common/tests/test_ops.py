@@ -15,8 +15,8 @@ from sqlalchemy import select
 import balcao_cli
 from services.common import events, logs, messaging, runtime
 from services.common.runtime import database
-from services.common.testing import private_vhost
 from services.invitations import models as inv_models
+from testsupport import private_vhost
 
 BROKER = "memory://"  # replaced by a private vhost of BALCAO_TEST_BROKER_URL when given
 REFUSED = "amqp://guest:guest@127.0.0.1:1//"

@@ -20,9 +20,9 @@ from services.common import events
 from services.common.keys import KeyRing
 from services.common.messaging import Outcome, handle_message
 from services.common.sessions import issue_session_token
-from services.common.testing import count_queries, csrf_token
 from services.users import consumers, models, pii, services
 from services.users.tests.conftest import Person, get_client_user, login, make_cpf, outbox_events, text_of, users_db
+from testsupport import count_queries, csrf_token
 
 LIST = "/e/{slug}/configuracoes/usuarios-de-clientes"
 AUDIT = "/e/{slug}/configuracoes/auditoria"

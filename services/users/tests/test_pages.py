@@ -3,7 +3,6 @@ import re
 import uuid
 from datetime import UTC, datetime
 
-from services.common.testing import count_queries, csrf_token
 from services.users import models, services
 from services.users.tests.conftest import (
     Person,
@@ -15,6 +14,7 @@ from services.users.tests.conftest import (
     text_of,
     users_db,
 )
+from testsupport import count_queries, csrf_token
 
 LIST = "/e/{slug}/configuracoes/usuarios-de-clientes"
 
