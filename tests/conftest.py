@@ -1,7 +1,8 @@
 """Fixtures shared by the cross-service tests (tests/e2e, tests/faults): the product running as it does for real, a real SMTP server, a real browser.
 
-`stack`: with BALCAO_TEST_BROKER_URL and BALCAO_TEST_DATABASE_URL (CI gives the machine's
-RabbitMQ and PostgreSQL), the distributed topology from deploy/stack.py: every service under
+`product`: with a RabbitMQ and a PostgreSQL (BALCAO_TEST_BROKER_URL and BALCAO_TEST_DATABASE_URL —
+CI gives the machine's — or, without them, testcontainers where a Docker engine answers: see
+testsupport/backends.py), the distributed topology from deploy/stack.py: every service under
 gunicorn plus its worker process, behind nginx, a fresh database per service. Without them,
 the embedded mode (`balcao run`) in a subprocess — the same pages, consumers in threads.
 Either way e-mail goes over SMTP to an aiosmtpd server owned by the test.
@@ -137,9 +138,11 @@ def wait_until(predicate, *, timeout: float, message: str, state=None, interval:
 class RunningProduct:
     """The product as it runs for real, plus what a test needs to drive and inspect it."""
 
-    def __init__(self, url: str, env: dict, database_urls: dict, broker_url: str | None, stack=None):
+    def __init__(self, url: str, env: dict, database_urls: dict, broker_url: str | None, stack=None,
+                 rabbitmqctl=None):
         self.url, self.env, self.database_urls, self.broker_url = url, env, database_urls, broker_url
         self.stack = stack  # deploy.stack.Stack in the distributed mode, None in the embedded one
+        self.rabbitmqctl = rabbitmqctl  # `rabbitmqctl ARGS` on the broker's node → (status, output)
         self._engines: dict = {}
 
     def cli(self, *args: str) -> str:
@@ -184,11 +187,12 @@ def running_product(workdir: Path, *, smtp_port: int, extra_env: dict | None = N
                     worker_processes: dict | None = None, web_workers: int = 1, tag: str = "e2e"):
     """Start the product with e-mail going to the SMTP server on `smtp_port`.
 
-    With BALCAO_TEST_BROKER_URL and BALCAO_TEST_DATABASE_URL: the distributed topology
-    (deploy/stack.py) on fresh PostgreSQL databases and a private vhost of the RabbitMQ.
-    Without them: the embedded mode (`balcao run`) in a subprocess."""
-    broker = os.environ.get("BALCAO_TEST_BROKER_URL")
-    server = os.environ.get("BALCAO_TEST_DATABASE_URL")
+    With a broker and a database server (testsupport.backends: environment → testcontainers):
+    the distributed topology (deploy/stack.py) on fresh PostgreSQL databases and a private vhost
+    of the RabbitMQ. Without them: the embedded mode (`balcao run`) in a subprocess."""
+    from testsupport import backends
+    found = backends()
+    broker, server = (found.broker_url, found.database_url) if found.distributed else (None, None)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     base_env = {"BALCAO_VAR_DIR": str(workdir / "var"), "BALCAO_KEYS_DIR": str(workdir / "var" / "keys"),
@@ -206,7 +210,7 @@ def running_product(workdir: Path, *, smtp_port: int, extra_env: dict | None = N
             stack = Stack(env=env, gateway_port=port, workdir=workdir, worker_processes=worker_processes,
                           web_workers=web_workers)
             stack.start(timeout=120)
-            product = RunningProduct(url, env, urls, broker, stack)
+            product = RunningProduct(url, env, urls, broker, stack, rabbitmqctl=found.rabbitmqctl)
             try:
                 yield product
             finally:
