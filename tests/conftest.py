@@ -2,7 +2,7 @@
 
 `product`: with a RabbitMQ and a PostgreSQL (BALCAO_TEST_BROKER_URL and BALCAO_TEST_DATABASE_URL —
 CI gives the machine's — or, without them, testcontainers where a Docker engine answers: see
-testsupport/backends.py), the distributed topology from deploy/stack.py: every service under
+testsupport/infra.py), the distributed topology from deploy/stack.py: every service under
 gunicorn plus its worker process, behind nginx, a fresh database per service. Without them,
 the embedded mode (`balcao run`) in a subprocess — the same pages, consumers in threads.
 Either way e-mail goes over SMTP to an aiosmtpd server owned by the test.
@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from services.common.config import SERVICES
+from testsupport import wait_until  # noqa: F401 (the fault and e2e tests import it from here)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("BALCAO_CHROMIUM", "/usr/bin/chromium")
@@ -121,20 +122,6 @@ def mailbox():
     smtp.stop()
 
 
-def wait_until(predicate, *, timeout: float, message: str, state=None, interval: float = 0.2):
-    """Poll observable state until `predicate()` is truthy; at the deadline fail with `message`
-    (and `state()`, what was observed last)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            seen = f"; last seen: {state()}" if state else ""
-            raise AssertionError(f"{message} (after {timeout:.0f}s){seen}")
-        time.sleep(interval)
-
-
 class RunningProduct:
     """The product as it runs for real, plus what a test needs to drive and inspect it."""
 
@@ -187,7 +174,7 @@ def running_product(workdir: Path, *, smtp_port: int, extra_env: dict | None = N
                     worker_processes: dict | None = None, web_workers: int = 1, tag: str = "e2e"):
     """Start the product with e-mail going to the SMTP server on `smtp_port`.
 
-    With a broker and a database server (testsupport.backends: environment → testcontainers):
+    With a broker and a database server (testsupport.infra: environment → testcontainers):
     the distributed topology (deploy/stack.py) on fresh PostgreSQL databases and a private vhost
     of the RabbitMQ. Without them: the embedded mode (`balcao run`) in a subprocess."""
     from testsupport import backends

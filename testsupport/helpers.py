@@ -6,6 +6,7 @@ import dataclasses
 import io
 import os
 import re
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -139,3 +140,17 @@ def csv_bytes(rows: list[list[str]], delimiter: str = ";") -> bytes:
     out = io.StringIO()
     csv.writer(out, delimiter=delimiter, lineterminator="\n").writerows(rows)
     return out.getvalue().encode("utf-8")
+
+
+def wait_until(predicate, *, timeout: float, message: str, state=None, interval: float = 0.2):
+    """Poll observable state until `predicate()` is truthy and return that value; at the deadline
+    fail with `message` (and `state()`, what was observed last). Never sleep-and-hope."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            seen = f"; last seen: {state()}" if state else ""
+            raise AssertionError(f"{message} (after {timeout:.0f}s){seen}")
+        time.sleep(interval)

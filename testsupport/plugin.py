@@ -1,6 +1,6 @@
 """pytest plugin with the fixtures every test shares (loaded from the top-level conftest).
 
-Databases and broker come from `testsupport.backends` (environment → testcontainers → none):
+Databases and broker come from `testsupport.infra` (environment → testcontainers → none):
 with a PostgreSQL server each service gets a fresh database of its own there; otherwise each
 service gets a SQLite file (the embedded default). The schema is built by the services' own
 Alembic migrations. Between tests every table is emptied.
@@ -20,8 +20,8 @@ import pytest
 from services.common.config import SERVICES
 from services.common.runtime import database, migrate
 
-from .backends import backends, fresh_postgres_databases
 from .helpers import InProcessBus, build_gateway, empty_all_tables, make_test_config
+from .infra import backends, fresh_postgres_databases
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked `distributed` need a real RabbitMQ and PostgreSQL (from the environment or
-    testcontainers, see testsupport/backends.py). Without both they are deselected — not
+    testcontainers, see testsupport/infra.py). Without both they are deselected — not
     skipped: a skip would read as "ran and was fine" — and the run says so once."""
     distributed = [item for item in items if item.get_closest_marker("distributed")]
     if not distributed:
@@ -51,12 +51,14 @@ def pytest_collection_modifyitems(config, items):
         print(message)
 
 
-def pytest_report_header(config):
-    from .backends import _resolved
-    if _resolved is not None:
-        return f"balcao backends: {_resolved.source} (broker: {'yes' if _resolved.broker_url else 'no'}, " \
-               f"PostgreSQL: {'yes' if _resolved.database_url else 'no'})"
-    return None
+def pytest_terminal_summary(terminalreporter):
+    """Say where this run's broker and PostgreSQL came from (when a test asked for them)."""
+    from . import infra
+    found = infra._resolved
+    if found is not None:
+        terminalreporter.write_line(
+            f"balcao test backends: {found.source} (RabbitMQ: {'yes' if found.broker_url else 'no'}, "
+            f"PostgreSQL: {'yes' if found.database_url else 'no'})")
 
 
 # --------------------------------------------------------------------------- English catalogues

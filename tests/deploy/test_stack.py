@@ -1,5 +1,5 @@
 """The distributed mode for real: every service under gunicorn plus its worker process, behind
-nginx, against RabbitMQ and PostgreSQL (testsupport.backends: BALCAO_TEST_BROKER_URL and
+nginx, against RabbitMQ and PostgreSQL (testsupport.infra: BALCAO_TEST_BROKER_URL and
 BALCAO_TEST_DATABASE_URL, or testcontainers). Without them these tests are deselected, with a message."""
 from __future__ import annotations
 

@@ -4,7 +4,6 @@ JSON log lines. Runs on the in-memory broker, or on BALCAO_TEST_BROKER_URL when 
 import io
 import json
 import logging
-import os
 import threading
 import uuid
 
@@ -16,7 +15,7 @@ import balcao_cli
 from services.common import events, logs, messaging, runtime
 from services.common.runtime import database
 from services.invitations import models as inv_models
-from testsupport import private_vhost
+from testsupport import backends, private_vhost
 
 BROKER = "memory://"  # replaced by a private vhost of BALCAO_TEST_BROKER_URL when given
 REFUSED = "amqp://guest:guest@127.0.0.1:1//"
@@ -26,7 +25,7 @@ QUEUE = events.queue_name("invitations", "link.verified")
 @pytest.fixture(scope="module", autouse=True)
 def _broker_url():
     global BROKER
-    with private_vhost(os.environ.get("BALCAO_TEST_BROKER_URL", "memory://")) as url:
+    with private_vhost(backends().broker_url or "memory://") as url:
         BROKER = url
         yield url
 
