@@ -46,15 +46,32 @@ class Mailbox:
     def __init__(self):
         self.messages: list[email.message.EmailMessage] = []
         self.raw: list[bytes] = []
+        self.arrived: list[float] = []  # time.monotonic() of each message's arrival
         self._cond = threading.Condition()
 
     async def handle_DATA(self, server, session, envelope):  # aiosmtpd handler hook
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        with self._cond:
-            self.raw.append(envelope.content)
-            self.messages.append(msg)
-            self._cond.notify_all()
+        self.add(envelope.content)
         return "250 OK"
+
+    def add(self, content: bytes) -> None:
+        msg = email.message_from_bytes(content, policy=email.policy.default)
+        with self._cond:
+            self.raw.append(content)
+            self.messages.append(msg)
+            self.arrived.append(time.monotonic())
+            self._cond.notify_all()
+
+    def received(self) -> list[tuple[float, str, str]]:
+        """(arrival time, recipient address, Message-ID) of every message so far."""
+        from email.utils import getaddresses
+        with self._cond:
+            pairs = list(zip(self.arrived, self.messages, strict=True))
+        return [(at, address.lower(), str(msg["Message-ID"]))
+                for at, msg in pairs for _name, address in getaddresses([str(msg["To"])])]
+
+    def last_arrival(self) -> float | None:
+        with self._cond:
+            return self.arrived[-1] if self.arrived else None
 
     def wait_for(self, *, to: str, subject_contains: str, after: int = 0, timeout: float = 60):
         deadline = time.monotonic() + timeout
@@ -139,15 +156,23 @@ class RunningProduct:
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    def scalar(self, service: str, sql: str):
-        """One value read from a service's own database (what an operator would look at)."""
-        from sqlalchemy import text as sql_text
-
+    def _engine(self, service: str):
         from services.common.db import make_engine
         if service not in self._engines:
             self._engines[service] = make_engine(self.database_urls[service])
-        with self._engines[service].connect() as conn:
-            return conn.execute(sql_text(sql)).scalar()
+        return self._engines[service]
+
+    def scalar(self, service: str, sql: str, **params):
+        """One value read from a service's own database (what an operator would look at)."""
+        from sqlalchemy import text as sql_text
+        with self._engine(service).connect() as conn:
+            return conn.execute(sql_text(sql), params).scalar()
+
+    def rows(self, service: str, sql: str, **params) -> list[tuple]:
+        """Rows read from a service's own database."""
+        from sqlalchemy import text as sql_text
+        with self._engine(service).connect() as conn:
+            return [tuple(row) for row in conn.execute(sql_text(sql), params)]
 
     def dispose(self) -> None:
         for engine in self._engines.values():
@@ -265,11 +290,16 @@ class Staff:
         self.csrf = csrf_token(self.http.get(self.form_url, timeout=30).text)
         self.invited: list[str] = []
 
+    def addresses(self, n: int, *, start: int | None = None) -> list[str]:
+        """The e-mails of the next `n` client users this staff member would register."""
+        first = len(self.invited) + 1 if start is None else start
+        return [f"cliente{first + i}-{self.tag}@cliente.example" for i in range(n)]
+
     def invite(self, n: int, *, request_id: str | None = None, emails: list[str] | None = None) -> list[str]:
         """Register client users with access "now" (Ativar + Envie agora); their e-mails."""
         headers = {"X-Request-ID": request_id} if request_id else {}
         if emails is None:
-            emails = [f"cliente{len(self.invited) + i + 1}-{self.tag}@cliente.example" for i in range(n)]
+            emails = self.addresses(n)
         for address in emails:
             i = len(self.invited) + 1
             response = self.http.post(self.form_url, timeout=30, headers=headers, data={
