@@ -41,11 +41,39 @@ def make_test_config(var_dir: Path, database_urls: dict | None = None, **overrid
 
 
 def empty_all_tables(config) -> None:
+    """Every table of every service emptied. Tables guarded by triggers (the append-only audit
+    log refuses DELETE) have their triggers lifted for this one transaction, and only here."""
+    from sqlalchemy import text
     for svc in SERVICES:
         metadata = service_module(svc, "models").metadata
         with database(svc, config).begin() as session:
+            guarded = _lift_triggers(session, text)
             for table in reversed(metadata.sorted_tables):
                 session.execute(table.delete())
+            guarded()
+
+
+def _lift_triggers(session, text):
+    """Disable the user triggers of the service's tables; returns the function that restores them."""
+    if session.get_bind().dialect.name == "postgresql":
+        tables = session.execute(text(
+            "SELECT DISTINCT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "WHERE NOT t.tgisinternal AND pg_catalog.pg_table_is_visible(c.oid)")).scalars().all()
+        for table in tables:
+            session.execute(text(f'ALTER TABLE "{table}" DISABLE TRIGGER USER'))
+
+        def restore_postgresql():
+            for table in tables:
+                session.execute(text(f'ALTER TABLE "{table}" ENABLE TRIGGER USER'))
+        return restore_postgresql
+    triggers = session.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")).all()
+    for name, _sql in triggers:
+        session.execute(text(f'DROP TRIGGER "{name}"'))
+
+    def restore_sqlite():
+        for _name, sql in triggers:
+            session.execute(text(sql))
+    return restore_sqlite
 
 
 def db_for(config, service: str):
