@@ -141,6 +141,21 @@ def vhost_of(url: str) -> str:
     return unquote(path[1:]) if len(path) > 1 else "/"
 
 
+def queue_counts(url: str, rabbitmqctl: Rabbitmqctl | None = None) -> dict[str, tuple[int, int]]:
+    """Every queue of the vhost of `url` → (messages ready, messages unacknowledged), as the broker
+    itself counts them (`rabbitmqctl list_queues`)."""
+    status, out = (rabbitmqctl or rabbitmqctl_for(url))("-q", "list_queues", "-p", vhost_of(url), "name",
+                                                        "messages_ready", "messages_unacknowledged",
+                                                        "--no-table-headers")
+    assert status == 0, out
+    found = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            found[parts[0]] = (int(parts[1]), int(parts[2]))
+    return found
+
+
 # --------------------------------------------------------------------------- a private RabbitMQ vhost
 # The machine's broker is shared with other test runs (and benchmarks) that consume the same
 # queue names on "/": each distributed stack and broker test gets a vhost of its own.

@@ -25,7 +25,7 @@ import types
 
 from services.common.config import SERVICES
 from tests.conftest import RunningProduct, Staff, running_product, wait_until  # noqa: F401 (re-exported)
-from testsupport.infra import vhost_of
+from testsupport.infra import queue_counts
 
 BATCH = 30
 QUIET_SECONDS = 5.0  # > the notifier's retry loop (1 s) and the outbox relay's poll (1 s), several times over
@@ -103,17 +103,9 @@ def _stuck(product: RunningProduct) -> dict:
 
 
 def queues(product: RunningProduct) -> dict[str, tuple[int, int]]:
-    """Every queue of the run's vhost → (messages ready, messages unacknowledged), as the broker
-    itself counts them (`rabbitmqctl list_queues`)."""
-    status, out = product.rabbitmqctl("-q", "list_queues", "-p", vhost_of(product.broker_url), "name",
-                                      "messages_ready", "messages_unacknowledged", "--no-table-headers")
-    assert status == 0, out
-    found = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
-            found[parts[0]] = (int(parts[1]), int(parts[2]))
-    assert found, f"no queue listed in the run's vhost: {out!r}"
+    """Every queue of the run's vhost → (messages ready, messages unacknowledged)."""
+    found = queue_counts(product.broker_url, product.rabbitmqctl)
+    assert found, "no queue listed in the run's vhost"
     return found
 
 
