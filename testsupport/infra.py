@@ -95,7 +95,7 @@ def start_containers() -> Backends:
 
     def in_container(*args: str) -> tuple[int, str]:
         result = broker.exec(["rabbitmqctl", *args])
-        return result.exit_code, (result.output or b"").decode("utf-8", "replace")
+        return (result.exit_code if result.exit_code is not None else 1), (result.output or b"").decode("utf-8", "replace")
 
     return Backends("testcontainers", broker_url, database.get_connection_url(), in_container)
 
