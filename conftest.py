@@ -1,1 +1,1 @@
-pytest_plugins = ["services.common.testing"]
+pytest_plugins = ["testsupport.plugin"]

@@ -114,7 +114,7 @@ def _argon_params() -> dict:
 
 
 def _csrf(html: str) -> str:
-    from services.common.testing import csrf_token
+    from testsupport import csrf_token
     return csrf_token(html)
 
 
@@ -373,7 +373,7 @@ def kombu_rate(broker_url: str, *, count: int) -> dict:
 
 class InProcessUsers:
     """The users app in this process on the same databases, to count SQL statements per request
-    with services.common.testing.count_queries (exactly the statements the web worker sends)."""
+    with testsupport.count_queries (exactly the statements the web worker sends)."""
 
     def __init__(self, config, *, identity_id, email: str, name: str):
         from werkzeug.test import Client
@@ -388,7 +388,7 @@ class InProcessUsers:
         self.client.set_cookie("balcao_session", token, domain="localhost")
 
     def statements(self, path: str, query: dict | None = None) -> int:
-        from services.common.testing import count_queries
+        from testsupport import count_queries
         self.client.get(path, query_string=query)  # warm caches (same as a warm worker)
         with count_queries(self.config, "users") as counter:
             r = self.client.get(path, query_string=query)
@@ -407,8 +407,8 @@ def list_paths(slug: str) -> dict[str, str]:
 
 
 def fresh_databases(server_url: str, tag: str) -> dict[str, str]:
-    from services.common.testing import _fresh_postgres_databases
-    return _fresh_postgres_databases(server_url, tag)
+    from testsupport import fresh_postgres_databases
+    return fresh_postgres_databases(server_url, tag)
 
 
 def drop_databases(server_url: str, urls: dict[str, str]) -> None:
@@ -439,14 +439,7 @@ def analyze(config, service: str) -> None:
 def private_broker(url: str):
     """A private vhost of the machine's RabbitMQ for the run (other test runs and benchmarks on the
     machine consume the same queue names on "/"); the URL unchanged where that is not possible."""
-    import contextlib
-    try:
-        from services.common.testing import private_vhost
-    except ImportError:
-        try:
-            from services.common.tests.vhost import private_vhost
-        except ImportError:
-            return contextlib.nullcontext(url)
+    from testsupport import private_vhost
     return private_vhost(url)
 
 
@@ -508,7 +501,7 @@ def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = Tru
     from services.common.config import SERVICES
     from services.common.keys import KeyRing
     from services.common.runtime import migrate
-    from services.common.testing import make_test_config
+    from testsupport import make_test_config
 
     p = QUICK if quick else FULL
     machine = machine_info()

@@ -1,7 +1,8 @@
 """Fixtures shared by the cross-service tests (tests/e2e, tests/faults): the product running as it does for real, a real SMTP server, a real browser.
 
-`stack`: with BALCAO_TEST_BROKER_URL and BALCAO_TEST_DATABASE_URL (CI gives the machine's
-RabbitMQ and PostgreSQL), the distributed topology from deploy/stack.py: every service under
+`product`: with a RabbitMQ and a PostgreSQL (BALCAO_TEST_BROKER_URL and BALCAO_TEST_DATABASE_URL —
+CI gives the machine's — or, without them, testcontainers where a Docker engine answers: see
+testsupport/infra.py), the distributed topology from deploy/stack.py: every service under
 gunicorn plus its worker process, behind nginx, a fresh database per service. Without them,
 the embedded mode (`balcao run`) in a subprocess — the same pages, consumers in threads.
 Either way e-mail goes over SMTP to an aiosmtpd server owned by the test.
@@ -25,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from services.common.config import SERVICES
+from testsupport import wait_until  # noqa: F401 (the fault and e2e tests import it from here)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("BALCAO_CHROMIUM", "/usr/bin/chromium")
@@ -44,15 +46,32 @@ class Mailbox:
     def __init__(self):
         self.messages: list[email.message.EmailMessage] = []
         self.raw: list[bytes] = []
+        self.arrived: list[float] = []  # time.monotonic() of each message's arrival
         self._cond = threading.Condition()
 
     async def handle_DATA(self, server, session, envelope):  # aiosmtpd handler hook
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        with self._cond:
-            self.raw.append(envelope.content)
-            self.messages.append(msg)
-            self._cond.notify_all()
+        self.add(envelope.content)
         return "250 OK"
+
+    def add(self, content: bytes) -> None:
+        msg = email.message_from_bytes(content, policy=email.policy.default)
+        with self._cond:
+            self.raw.append(content)
+            self.messages.append(msg)
+            self.arrived.append(time.monotonic())
+            self._cond.notify_all()
+
+    def received(self) -> list[tuple[float, str, str]]:
+        """(arrival time, recipient address, Message-ID) of every message so far."""
+        from email.utils import getaddresses
+        with self._cond:
+            pairs = list(zip(self.arrived, self.messages, strict=True))
+        return [(at, address.lower(), str(msg["Message-ID"]))
+                for at, msg in pairs for _name, address in getaddresses([str(msg["To"])])]
+
+    def last_arrival(self) -> float | None:
+        with self._cond:
+            return self.arrived[-1] if self.arrived else None
 
     def wait_for(self, *, to: str, subject_contains: str, after: int = 0, timeout: float = 60):
         deadline = time.monotonic() + timeout
@@ -120,26 +139,14 @@ def mailbox():
     smtp.stop()
 
 
-def wait_until(predicate, *, timeout: float, message: str, state=None, interval: float = 0.2):
-    """Poll observable state until `predicate()` is truthy; at the deadline fail with `message`
-    (and `state()`, what was observed last)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            seen = f"; last seen: {state()}" if state else ""
-            raise AssertionError(f"{message} (after {timeout:.0f}s){seen}")
-        time.sleep(interval)
-
-
 class RunningProduct:
     """The product as it runs for real, plus what a test needs to drive and inspect it."""
 
-    def __init__(self, url: str, env: dict, database_urls: dict, broker_url: str | None, stack=None):
+    def __init__(self, url: str, env: dict, database_urls: dict, broker_url: str | None, stack=None,
+                 rabbitmqctl=None):
         self.url, self.env, self.database_urls, self.broker_url = url, env, database_urls, broker_url
         self.stack = stack  # deploy.stack.Stack in the distributed mode, None in the embedded one
+        self.rabbitmqctl = rabbitmqctl  # `rabbitmqctl ARGS` on the broker's node → (status, output)
         self._engines: dict = {}
 
     def cli(self, *args: str) -> str:
@@ -149,15 +156,23 @@ class RunningProduct:
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    def scalar(self, service: str, sql: str):
-        """One value read from a service's own database (what an operator would look at)."""
-        from sqlalchemy import text as sql_text
-
+    def _engine(self, service: str):
         from services.common.db import make_engine
         if service not in self._engines:
             self._engines[service] = make_engine(self.database_urls[service])
-        with self._engines[service].connect() as conn:
-            return conn.execute(sql_text(sql)).scalar()
+        return self._engines[service]
+
+    def scalar(self, service: str, sql: str, **params):
+        """One value read from a service's own database (what an operator would look at)."""
+        from sqlalchemy import text as sql_text
+        with self._engine(service).connect() as conn:
+            return conn.execute(sql_text(sql), params).scalar()
+
+    def rows(self, service: str, sql: str, **params) -> list[tuple]:
+        """Rows read from a service's own database."""
+        from sqlalchemy import text as sql_text
+        with self._engine(service).connect() as conn:
+            return [tuple(row) for row in conn.execute(sql_text(sql), params)]
 
     def dispose(self) -> None:
         for engine in self._engines.values():
@@ -184,11 +199,12 @@ def running_product(workdir: Path, *, smtp_port: int, extra_env: dict | None = N
                     worker_processes: dict | None = None, web_workers: int = 1, tag: str = "e2e"):
     """Start the product with e-mail going to the SMTP server on `smtp_port`.
 
-    With BALCAO_TEST_BROKER_URL and BALCAO_TEST_DATABASE_URL: the distributed topology
-    (deploy/stack.py) on fresh PostgreSQL databases and a private vhost of the RabbitMQ.
-    Without them: the embedded mode (`balcao run`) in a subprocess."""
-    broker = os.environ.get("BALCAO_TEST_BROKER_URL")
-    server = os.environ.get("BALCAO_TEST_DATABASE_URL")
+    With a broker and a database server (testsupport.infra: environment → testcontainers):
+    the distributed topology (deploy/stack.py) on fresh PostgreSQL databases and a private vhost
+    of the RabbitMQ. Without them: the embedded mode (`balcao run`) in a subprocess."""
+    from testsupport import backends
+    found = backends()
+    broker, server = (found.broker_url, found.database_url) if found.distributed else (None, None)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     base_env = {"BALCAO_VAR_DIR": str(workdir / "var"), "BALCAO_KEYS_DIR": str(workdir / "var" / "keys"),
@@ -197,8 +213,8 @@ def running_product(workdir: Path, *, smtp_port: int, extra_env: dict | None = N
                 **(extra_env or {})}
     if broker and server:
         from deploy.stack import Stack
-        from services.common.testing import _fresh_postgres_databases, private_vhost
-        urls = _fresh_postgres_databases(server, tag + uuid.uuid4().hex[:6])
+        from testsupport import fresh_postgres_databases, private_vhost
+        urls = fresh_postgres_databases(server, tag + uuid.uuid4().hex[:6])
         # A private vhost: other test runs on the machine's broker consume the same queue names.
         with private_vhost(broker) as broker:
             env = {**base_env, "BALCAO_BROKER_URL": broker,
@@ -206,7 +222,7 @@ def running_product(workdir: Path, *, smtp_port: int, extra_env: dict | None = N
             stack = Stack(env=env, gateway_port=port, workdir=workdir, worker_processes=worker_processes,
                           web_workers=web_workers)
             stack.start(timeout=120)
-            product = RunningProduct(url, env, urls, broker, stack)
+            product = RunningProduct(url, env, urls, broker, stack, rabbitmqctl=found.rabbitmqctl)
             try:
                 yield product
             finally:
@@ -256,7 +272,7 @@ class Staff:
     def __init__(self, product: RunningProduct, tag: str):
         import requests
 
-        from services.common.testing import csrf_token
+        from testsupport import csrf_token
         self.product, self.tag = product, tag
         admin_email = f"admin-{tag}@firma.example"
         self.slug = product.cli("create-firm", "--name", f"Contabilidade {tag}", "--cnpj", random_cnpj(),
@@ -274,11 +290,16 @@ class Staff:
         self.csrf = csrf_token(self.http.get(self.form_url, timeout=30).text)
         self.invited: list[str] = []
 
+    def addresses(self, n: int, *, start: int | None = None) -> list[str]:
+        """The e-mails of the next `n` client users this staff member would register."""
+        first = len(self.invited) + 1 if start is None else start
+        return [f"cliente{first + i}-{self.tag}@cliente.example" for i in range(n)]
+
     def invite(self, n: int, *, request_id: str | None = None, emails: list[str] | None = None) -> list[str]:
         """Register client users with access "now" (Ativar + Envie agora); their e-mails."""
         headers = {"X-Request-ID": request_id} if request_id else {}
         if emails is None:
-            emails = [f"cliente{len(self.invited) + i + 1}-{self.tag}@cliente.example" for i in range(n)]
+            emails = self.addresses(n)
         for address in emails:
             i = len(self.invited) + 1
             response = self.http.post(self.form_url, timeout=30, headers=headers, data={

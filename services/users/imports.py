@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 import unicodedata
 from collections.abc import Iterator
 from typing import IO
@@ -104,9 +103,3 @@ def read_rows(filename: str, stream: IO[bytes]) -> Iterator[dict]:
         return read_csv(stream)
     raise ImportFileError(_("Envie um arquivo CSV ou XLSX."))
 
-
-def csv_bytes(rows: list[list[str]], delimiter: str = ";") -> bytes:
-    """A CSV file's bytes (tests and the sample download)."""
-    out = io.StringIO()
-    csv.writer(out, delimiter=delimiter, lineterminator="\n").writerows(rows)
-    return out.getvalue().encode("utf-8")

@@ -1,7 +1,10 @@
 """Fault test: the SMTP server goes away in the middle of a batch of invitations and comes
 back. Against the distributed topology (gunicorn + worker processes, RabbitMQ, PostgreSQL):
-every invitation e-mail arrives, exactly one distinct Message-ID per invitation, and no
-delivery is left behind (every Delivery row ends "sent").
+every invitation e-mail arrives exactly once (counted per person after a quiet period), under
+the Message-ID of its delivery record, and nothing is left behind (the checks of
+`_chain.assert_every_invitation_delivered_once`: every Delivery row "sent", the broker drained,
+every invitation shown as sent to staff). Nothing is in flight when the server stops (the
+first part is sent and received before), so no copy is allowed.
 
 The notifier's retry loop (`PERIODIC` in services/notifier/consumers.py, run by
 `balcao worker notifier`) is what brings the deliveries that failed during the outage
@@ -15,6 +18,8 @@ from sqlalchemy import select
 from services.common.db import make_engine
 from services.notifier.models import Delivery
 from tests.conftest import Staff, SwitchableSmtp, running_product, wait_until
+
+from ._chain import assert_every_invitation_delivered_once
 
 pytestmark = pytest.mark.distributed
 
@@ -77,12 +82,12 @@ def test_invitations_survive_an_smtp_outage(outage_product, smtp):
 
     wait_until(lambda: sent(emails) and len(deliveries(engine)) == N, timeout=120,
                message="every invitation to be sent and received", state=state)
+    per_person = assert_every_invitation_delivered_once(product, smtp.mailbox, staff)
     rows = {r.recipient: r for r in deliveries(engine)}
     received = smtp.mailbox.by_recipient()
     assert set(rows) == set(emails)
     for address in emails:
-        ids = {str(m["Message-ID"]) for m in received[address]}
-        assert ids == {rows[address].message_id}, (address, ids)
+        assert per_person[address] == [rows[address].message_id], (address, per_person[address])
         assert all("convidou você para o Portal do Cliente" in str(m["Subject"]) for m in received[address])
     assert all(rows[a].attempts == 1 for a in before)
     assert all(rows[a].attempts >= 2 for a in during)

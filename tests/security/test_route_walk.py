@@ -1,42 +1,58 @@
-"""Every route of every service, requested as somebody who must not get the other firm's data.
-
-The four apps run on one origin (the `gateway` fixture); the state is built through the
-services' own functions: firms Alfa (admin Ana) and Beta (admin Bruno), companies of each,
-Diana a client of Alfa only, Eduardo a client of Beta only, Carlos a client of both, a
-pending invitation at Beta (Fábio), an import job at Beta, real auth sessions.
+"""Every route of every service, requested as somebody who must not get another firm's data.
 
 The routes are not listed by hand: they come from each app's `url_map`. Each rule is either
 PUBLIC (with the reason) or belongs to a route class whose expected outcome per visitor is in
 EXPECTED; a new route that is in neither fails the walk, and so does a new URL variable for
-which the walk has no value of Beta's. Each rule is requested, with Beta's values for its
-variables, as Ana (staff of Alfa), as Diana (client of Alfa only), as an anonymous visitor and
-with a session cookie naming Bruno but signed by another service's key — and, for rules that name a firm object, with Alfa's own slug and Beta's object (the IDOR
-case). POSTs carry a valid CSRF token. The walk collects every deviation and fails once,
-with a readable list of offenders. Afterwards Beta's data is checked unchanged.
+which the walk has no value.
+
+The state is built through the services' own functions: firms Alfa (admin Ana) and Beta (admin
+Bruno, staff member Gisele), companies of each, Diana a client of Alfa only, Eduardo a client of
+Beta only, Carlos a client of both, pending invitations at Beta (Fábio — resent, so his first
+link is void — and Helena, who has a login), an import job at Beta, two password resets asked
+for Carlos (the first one void), real auth sessions.
+
+Each rule is requested with Beta's values for its variables as Ana (staff of Alfa), as Diana
+(client of Alfa only), as an anonymous visitor and with a session cookie naming Bruno but signed
+by another service's key; as Beta's own client (Eduardo) and Beta's non-admin staff (Gisele) with
+other people's objects of Beta (another client's invitation, Bruno's session) and Beta's
+admin-only pages; and, for rules that name a firm object, with a firm's own slug and the other
+firm's object (the IDOR case). Every public token route is requested with a garbage token, a
+voided one and another person's live one (TOKEN_ROUTES). POSTs carry a valid CSRF token. The walk
+collects every deviation and fails once, with a readable list of offenders. Afterwards Beta's
+data is checked unchanged.
+
+Two passes: the four apps in this process on one origin (werkzeug's client), and — with
+RabbitMQ and PostgreSQL — the distributed stack behind nginx, over HTTP (the state then travels
+through the real broker between the services).
 """
 from __future__ import annotations
 
 import io
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
-from urllib.parse import quote, urlsplit
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from werkzeug.test import Client
 from werkzeug.wrappers import Response
 
 from services.auth import services as auth_services
 from services.common.config import SERVICES
+from services.common.contracts import INVITATION_TICKET_AUDIENCE
 from services.common.keys import KeyRing
 from services.common.runtime import database
-from services.common.sessions import SESSION_AUDIENCE
-from services.common.testing import build_gateway, csrf_token
+from services.common.sessions import SESSION_AUDIENCE, SESSION_COOKIE
 from services.users import models as users_models
 from services.users import services as users_services
-from services.users.imports import csv_bytes, read_rows
+from services.users.imports import read_rows
 from services.users.tests.conftest import make_cnpj
+from testsupport import build_gateway, csrf_token, csv_bytes, make_test_config, wait_until
+from testsupport.infra import queue_counts
 
 # --------------------------------------------------------------------------- the table
 
@@ -69,16 +85,36 @@ PUBLIC = {
 
 # Route classes → what each visitor must get. "login": a redirect to /auth/entrar.
 # "404": not found, exactly like a missing object. "own": the caller's own account/firm
-# (any status below 500, never a redirect into or a body with the other firm's data).
-# "forged": a session cookie naming Bruno (Beta's admin) but signed with another service's key.
+# (any status below 500, never a redirect into or a body with a firm's data the caller must not
+# see; requested with GET only by Beta's own people, whose POSTs would change Beta's data).
+# Visitors: "anonymous"; "forged", a session cookie naming Bruno (Beta's admin) but signed with
+# another service's key; "staff" (Ana, Alfa's admin) and "client" (Diana, Alfa's client) of
+# another firm; Beta's own "beta_staff" (Gisele, role "staff", not an admin) and "beta_client"
+# (Eduardo).
 EXPECTED = {
-    "firm":         {"anonymous": "login", "forged": "login", "staff": "404", "client": "404"},  # /e/<slug>/ of Beta
-    "firm_staff":   {"anonymous": "login", "forged": "login", "staff": "404", "client": "404"},  # Beta's staff pages
-    "own_account":  {"anonymous": "login", "forged": "login", "staff": "own", "client": "own"},  # Minha conta, home
-    "other_object": {"anonymous": "login", "forged": "login", "staff": "404", "client": "404"},  # Beta's sid/invitation
+    # /e/<slug>/ of Beta
+    "firm":         {"anonymous": "login", "forged": "login", "staff": "404", "client": "404",
+                     "beta_staff": "own", "beta_client": "own"},
+    # Beta's staff pages
+    "firm_staff":   {"anonymous": "login", "forged": "login", "staff": "404", "client": "404",
+                     "beta_staff": "own", "beta_client": "404"},
+    # Beta's admin-only pages
+    "firm_admin":   {"anonymous": "login", "forged": "login", "staff": "404", "client": "404",
+                     "beta_staff": "404", "beta_client": "404"},
+    # Minha conta, home
+    "own_account":  {"anonymous": "login", "forged": "login", "staff": "own", "client": "own",
+                     "beta_staff": "own", "beta_client": "own"},
+    # another person's object: Bruno's session, another client's invitation, a firm one is not in
+    "other_object": {"anonymous": "login", "forged": "login", "staff": "404", "client": "404",
+                     "beta_staff": "404", "beta_client": "404"},
 }
-# The IDOR case: Alfa's own slug with a Beta object id in the URL.
-EXPECTED_OWN_SLUG = {"staff": "404", "client": "404"}
+# The IDOR case: a firm's own slug with the other firm's object id in the URL (Alfa's slug with
+# Beta's object for Alfa's people; Beta's slug with Alfa's object for Beta's people).
+EXPECTED_OWN_SLUG = {"staff": "404", "client": "404", "beta_staff": "404", "beta_client": "404"}
+# Visitors who belong to Beta (they walk with INSIDER values: other people's objects only).
+INSIDERS = {"beta_staff", "beta_client"}
+# "other_object" routes whose object is the firm itself: Beta's own people may use them for Beta.
+FIRM_AS_OBJECT = {"users.switch_firm", "users.my_firm_default", "users.my_firm_leave"}
 
 CLASS_OF = {
     "users.index": "own_account",
@@ -95,8 +131,8 @@ CLASS_OF = {
     "users.client_user_resend": "firm_staff",
     "users.import_new": "firm_staff",
     "users.client_users_export": "firm_staff",
-    "users.audit_log": "firm_staff",
-    "users.security_settings": "firm_staff",
+    "users.audit_log": "firm_admin",
+    "users.security_settings": "firm_admin",
     "users.my_firms": "own_account",
     "users.my_firm_default": "other_object",
     "users.my_firm_leave": "other_object",
@@ -123,17 +159,168 @@ LAST = {"auth.not_me"}
 FIRM_VARIABLES = {"slug"}
 
 
+# Public routes guarded by a token or a ticket: each is also requested with a garbage token, a
+# voided one (superseded, or expired) and another person's live one (TOKEN_KINDS). Every PUBLIC
+# endpoint whose reason names a token or a ticket must be here. {token}: the token; {password}: the
+# visitor's own password (a wrong one for an anonymous visitor).
+NEW_PASSWORD = "Uma-Senha-Nova-Forte-42"
+TOKEN_ROUTES = [
+    # (endpoint, method, path, form, token kind)
+    ("invitations.open_invitation", "GET", "/convite/{token}", None, "invitation"),
+    ("auth.invitation", "GET", "/auth/convite?ticket={token}", None, "ticket"),
+    ("auth.invitation_register", "POST", "/auth/convite/registrar",
+     {"ticket": "{token}", "name": "Nome Sobrenome", "password": NEW_PASSWORD, "password_confirmation": NEW_PASSWORD},
+     "ticket"),
+    ("auth.invitation_link", "POST", "/auth/convite/vincular", {"ticket": "{token}", "password": "{password}"},
+     "ticket"),
+    ("auth.reset_password", "GET", "/auth/redefinir-senha/{token}", None, "reset"),
+    ("auth.reset_password", "POST", "/auth/redefinir-senha/{token}",
+     {"password": NEW_PASSWORD, "password_confirmation": NEW_PASSWORD}, "reset"),
+]
+# What each kind of token must get. "invalid": 404 (the "invalid or expired" page), no session
+# opened, no firm named. "owner": the live link of another person leads to that person's page
+# (the link is the credential: 303 to a ticket for the owner's e-mail), nothing of the visitor's.
+# "bearer": the page of the token's owner, no session opened. "not_linked": the visitor's
+# password never links the owner's invitation (no session opened; checked after the walk: no
+# link.verified, the owner's client user still waiting). None: not requested — registering with
+# another person's live ticket, or setting their password with their live reset token, is what
+# holding their link allows (proof of possession of the e-mail is issue 8's item 3, tested there).
+TOKEN_KINDS = {"garbage": "invalid", "voided": "invalid", "another": None}
+ANOTHER = {"invitations.open_invitation": "owner", "auth.invitation": "bearer", "auth.invitation_link": "not_linked",
+           ("auth.reset_password", "GET"): "bearer"}
+
 # --------------------------------------------------------------------------- the state
 
 PASSWORDS = {"ana": "Ana-Alfa-Senha-91", "bruno": "Bruno-Beta-Senha-37", "diana": "Diana-Senha-Forte-20",
-             "eduardo": "Eduardo-Senha-Forte-31", "carlos": "Carlos-Senha-Forte-58"}
+             "eduardo": "Eduardo-Senha-Forte-31", "carlos": "Carlos-Senha-Forte-58", "gisele": "Gisele-Senha-Forte-73",
+             "helena": "Helena-Senha-Forte-64"}
 EMAILS = {"ana": "ana@alfa.example", "bruno": "bruno@beta.example", "diana": "diana@cliente-alfa.example",
-          "eduardo": "eduardo@cliente-beta.example", "carlos": "carlos@cliente.example"}
+          "eduardo": "eduardo@cliente-beta.example", "carlos": "carlos@cliente.example",
+          "gisele": "gisele@beta.example", "helena": "helena@cliente-beta.example"}
 NAMES = {"ana": "Ana Souza", "bruno": "Bruno Lima", "diana": "Diana Prado", "eduardo": "Eduardo Teixeira",
-         "carlos": "Carlos Pereira"}
-# Text only Beta's pages contain: none of it may reach Ana or Diana.
+         "carlos": "Carlos Pereira", "gisele": "Gisele Beta", "helena": "Helena Beta"}
+FABIO = ("Fábio Beta", "fabio@cliente-beta.example")
+# Text only Beta's pages contain: none of it may reach Alfa's people.
 BETA_MARKERS = ("Contabilidade Beta", "Oficina Motor Forte", "Eduardo Teixeira", "eduardo@cliente-beta.example",
-                "bruno@beta.example", "Fábio Beta", "fabio@cliente-beta.example", "importacao-beta.csv")
+                "bruno@beta.example", "Fábio Beta", "fabio@cliente-beta.example", "importacao-beta.csv",
+                "helena@cliente-beta.example", "Gisele Beta")
+# Text only Alfa's pages contain: none of it may reach Beta's people.
+ALFA_MARKERS = ("Contabilidade Alfa", "Padaria Pão Quente", "Diana Prado", "diana@cliente-alfa.example",
+                "ana@alfa.example")
+# What Beta's staff see and Beta's clients must not: the other clients and the firm's work.
+BETA_STAFF_ONLY = ("Fábio Beta", "fabio@cliente-beta.example", "importacao-beta.csv", "Gabriel Beta",
+                   "helena@cliente-beta.example", "carlos@cliente.example")
+VISITORS = {"anonymous": None, "forged": None, "staff": "ana", "client": "diana", "beta_staff": "gisele",
+            "beta_client": "eduardo"}
+
+
+@dataclass
+class Answer:
+    status: int
+    body: str
+    location: str
+    session_set: bool  # the answer sets a (non-empty) session cookie
+
+
+class InProcessBrowser(Client):
+    """A browser on the in-process origin, with its own cookies and client IP (rate limits are per IP)."""
+
+    def __init__(self, app, ip: str):
+        super().__init__(app, Response, use_cookies=True)
+        self.ip = ip
+
+    def open(self, *args, **kwargs):
+        kwargs["environ_base"] = {"REMOTE_ADDR": self.ip, **(kwargs.get("environ_base") or {})}
+        return super().open(*args, **kwargs)
+
+    def fetch(self, method: str, path: str, data: dict | None = None) -> Answer:
+        response = self.open(path, method=method, data=data)
+        cookies = SimpleCookie()
+        for header in response.headers.getlist("Set-Cookie"):
+            cookies.load(header)
+        return Answer(response.status_code, response.get_data(as_text=True), response.headers.get("Location", ""),
+                      any(k.endswith(SESSION_COOKIE) and v.value for k, v in cookies.items()))
+
+    def session_cookie(self) -> str | None:
+        cookie = self.get_cookie(SESSION_COOKIE)
+        return cookie.value if cookie is not None else None
+
+    def put_session_cookie(self, value: str) -> None:
+        self.set_cookie(SESSION_COOKIE, value)
+
+
+class HttpBrowser:
+    """A browser talking HTTP to the nginx gateway of the distributed stack."""
+
+    def __init__(self, base_url: str):
+        import requests
+        self.base_url, self.http = base_url, requests.Session()
+
+    def fetch(self, method: str, path: str, data: dict | None = None) -> Answer:
+        response = self.http.request(method, self.base_url + path, data=data, allow_redirects=False, timeout=60)
+        location = response.headers.get("Location", "")
+        if location.startswith(self.base_url):
+            location = location[len(self.base_url):]
+        return Answer(response.status_code, response.text, location,
+                      any(c.name.endswith(SESSION_COOKIE) and c.value for c in response.cookies))
+
+    def session_cookie(self) -> str | None:
+        return self.http.cookies.get(SESSION_COOKIE)
+
+    def put_session_cookie(self, value: str) -> None:
+        self.http.cookies.set(SESSION_COOKIE, value)
+
+
+@dataclass
+class Stage:
+    """Where the walk runs: the config of the services' databases, the apps (for their url maps),
+    a browser factory, and `settle`, which waits until the services have exchanged their events."""
+
+    config: Any
+    apps: dict
+    browser: Any          # (ip) → a browser
+    settle: Any           # (predicate, message) → None
+    name: str
+
+
+@pytest.fixture
+def in_process_stage(config, bus) -> Stage:
+    dispatcher, apps = build_gateway(config)
+
+    def settle(predicate, message):
+        bus.pump()
+        assert predicate(), message
+
+    return Stage(config, apps, lambda ip: InProcessBrowser(dispatcher, ip), settle, "in-process")
+
+
+@pytest.fixture(scope="module")
+def stack_product(mailbox, tmp_path_factory):
+    from tests.conftest import running_product
+    workdir = tmp_path_factory.mktemp("route-walk")
+    with running_product(workdir, smtp_port=mailbox.port, tag="walk") as product:
+        assert product.stack is not None, "the distributed pass needs RabbitMQ and PostgreSQL"
+        product.workdir = workdir
+        yield product
+
+
+@pytest.fixture
+def gateway_stage(stack_product) -> Stage:
+    product = stack_product
+    config = make_test_config(product.workdir / "var", product.database_urls, broker_url=product.broker_url,
+                              public_url=product.url)
+    _dispatcher, apps = build_gateway(config)  # only for the url maps: the requests go through nginx
+
+    def quiet():
+        published = all(not product.scalar(svc, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                        for svc in SERVICES)
+        return published and all(counts == (0, 0) or name.endswith("dead_letters")
+                                 for name, counts in queue_counts(product.broker_url, product.rabbitmqctl).items())
+
+    def settle(predicate, message):
+        wait_until(lambda: quiet() and predicate(), timeout=90, message=message)
+
+    return Stage(config, apps, lambda ip: HttpBrowser(product.url), settle, "gateway")
 
 
 @dataclass
@@ -142,10 +329,18 @@ class State:
     beta_slug: str
     # variable name → Beta's values for it (every one is requested)
     beta_values: dict[str, list[str]] = field(default_factory=dict)
+    # what Beta's own people request: other people's objects of Beta only
+    insider_values: dict[str, list[str]] = field(default_factory=dict)
+    # Alfa's objects, for the IDOR case of Beta's people
+    alfa_values: dict[str, list[str]] = field(default_factory=dict)
     beta_client_user_ids: list[uuid.UUID] = field(default_factory=list)
     beta_job_id: uuid.UUID | None = None
     bruno_sid: str = ""
     unlinked_invitations: dict[str, uuid.UUID] = field(default_factory=dict)
+    # token kind ("invitation", "ticket", "reset") → {"garbage"|"voided"|"another": token}
+    tokens: dict[str, dict[str, str]] = field(default_factory=dict)
+    helena_client_user_id: uuid.UUID | None = None
+    helena_invitation_id: str = ""
 
 
 def _identity(config, who: str):
@@ -158,28 +353,30 @@ def _client_user(session, firm, who, company):
                                                company_ids=[company.id], access="now")
 
 
-class Browser(Client):
-    """A browser with its own cookies and its own client IP (rate limits are per IP)."""
-
-    def __init__(self, app, ip: str):
-        super().__init__(app, Response, use_cookies=True)
-        self.ip = ip
-
-    def open(self, *args, **kwargs):
-        kwargs["environ_base"] = {"REMOTE_ADDR": self.ip, **(kwargs.get("environ_base") or {})}
-        return super().open(*args, **kwargs)
+def _invitation_ids(config, ids) -> dict:
+    with database("users", config).begin() as s:
+        return {cu_id: s.get(users_models.ClientUser, cu_id).invitation_id for cu_id in ids}
 
 
-def sign_in(browser: Browser, who: str) -> None:
-    html = browser.get("/auth/entrar").get_data(as_text=True)
-    response = browser.post("/auth/entrar", data={"csrf_token": csrf_token(html), "email": EMAILS[who],
-                                                  "password": PASSWORDS[who]})
-    assert response.status_code == 303, (who, response.status_code, response.get_data(as_text=True)[:500])
-    assert browser.get_cookie("balcao_session") is not None
+def links_sent_to(config, recipient: str, path: str) -> list[str]:
+    """The links of the e-mails rendered for `recipient` (the notifier's delivery records), oldest first."""
+    with database("notifier", config).begin() as s:
+        bodies = s.execute(text("SELECT text_body FROM deliveries WHERE recipient = :r ORDER BY created_at"),
+                           {"r": recipient}).scalars().all()
+    links = [m.group(0) for body in bodies for m in re.finditer(r"https?://\S*" + re.escape(path) + r"[^\s<>\"]+", body)]
+    return list(dict.fromkeys(links))  # an e-mail may show its link twice
 
 
-@pytest.fixture
-def state(config, bus) -> State:
+def sign_in(browser, who: str) -> None:
+    html = browser.fetch("GET", "/auth/entrar").body
+    answer = browser.fetch("POST", "/auth/entrar", {"csrf_token": csrf_token(html), "email": EMAILS[who],
+                                                    "password": PASSWORDS[who]})
+    assert answer.status == 303, (who, answer.status, answer.body[:500])
+    assert browser.session_cookie() is not None
+
+
+def build_state(stage: Stage) -> State:
+    config, settle = stage.config, stage.settle
     ids = {who: _identity(config, who) for who in PASSWORDS}
     users_db = database("users", config)
     with users_db.begin() as s:
@@ -188,6 +385,8 @@ def state(config, bus) -> State:
         beta = users_services.create_firm(s, name="Contabilidade Beta", cnpj=make_cnpj(22),
                                           admin_identity_id=ids["bruno"], admin_name=NAMES["bruno"],
                                           admin_email=EMAILS["bruno"])
+        users_services.add_staff_member(s, firm=beta, identity_id=ids["gisele"], name=NAMES["gisele"],
+                                        email=EMAILS["gisele"], role="staff")
         alfa_company = users_services.create_company(s, firm=alfa, name="Padaria Pão Quente Ltda", cnpj=make_cnpj(101))
         beta_company = users_services.create_company(s, firm=beta, name="Oficina Motor Forte Ltda", cnpj=make_cnpj(201))
         members = {  # (firm, who) → client user id
@@ -196,48 +395,89 @@ def state(config, bus) -> State:
             ("beta", "eduardo"): _client_user(s, beta, "eduardo", beta_company).id,
             ("beta", "carlos"): _client_user(s, beta, "carlos", beta_company).id,
         }
-        fabio = users_services.register_client_user(s, firm=beta, name="Fábio Beta", email="fabio@cliente-beta.example",
+        fabio = users_services.register_client_user(s, firm=beta, name=FABIO[0], email=FABIO[1],
                                                     company_ids=[beta_company.id], access="now").id
+        helena = _client_user(s, beta, "helena", beta_company).id
         firms = {"alfa": alfa.id, "beta": beta.id}
         alfa_slug, beta_slug = alfa.slug, beta.slug
-    bus.pump()  # invitations are created (invitations service) and recorded back in users
+    waiting = [*members.values(), fabio, helena]
+    # invitations are created (invitations service) and recorded back in users
+    settle(lambda: all(_invitation_ids(config, waiting).values()), "the invitation chain did not run")
     invitations = {}
     with users_db.begin() as s:
         for (firm, who), cu_id in members.items():
             cu = s.get(users_models.ClientUser, cu_id)
-            assert cu.invitation_id is not None, "the invitation chain did not run"
             invitations[(firm, who)] = cu.invitation_id
             assert users_services.grant_membership(s, firm_id=firms[firm], client_user_id=cu_id,
                                                    identity_id=ids[who], invitation_id=cu.invitation_id)
         fabio_invitation = s.get(users_models.ClientUser, fabio).invitation_id
+        helena_invitation = s.get(users_models.ClientUser, helena).invitation_id
         beta_firm = s.get(users_models.Firm, firms["beta"])
         rows = read_rows("importacao-beta.csv", io.BytesIO(csv_bytes(
             [["Nome", "CPF", "Telefone", "E-mail", "Empresas"], ["Gabriel Beta", "", "", "gabriel@beta.example", ""]])))
         job_id = users_services.create_import_job(s, firm=beta_firm, identity_id=ids["bruno"],
                                                   filename="importacao-beta.csv", rows=rows).id
-    bus.pump()
     st = State(alfa_slug=alfa_slug, beta_slug=beta_slug, beta_job_id=job_id,
-               beta_client_user_ids=[members[("beta", "eduardo")], members[("beta", "carlos")], fabio])
+               beta_client_user_ids=[members[("beta", "eduardo")], members[("beta", "carlos")], fabio, helena],
+               helena_client_user_id=helena, helena_invitation_id=str(helena_invitation))
     st.beta_values = {
         "slug": [beta_slug],
         "client_user_id": [str(i) for i in st.beta_client_user_ids],
         "job_id": [str(job_id)],
-        # linked invitations of Beta's clients, and one still pending (addressed to Fábio)
         # the invitations of Beta's linked clients (Beta's invitations not linked yet: see
         # test_linking_page_of_an_unlinked_invitation_of_another_firm_is_404)
         "invitation_id": [str(invitations[("beta", "eduardo")]), str(invitations[("beta", "carlos")])],
     }
+    # Beta's own people: Carlos's invitation is another person's (Eduardo's own is his)
+    st.insider_values = {**st.beta_values, "invitation_id": [str(invitations[("beta", "carlos")])]}
+    st.alfa_values = {"slug": [alfa_slug], "client_user_id": [str(members[("alfa", "diana")])]}
     st.unlinked_invitations = {"pending": fabio_invitation}
     with users_db.begin() as s:  # Fábio's invitation is resent: the first one is superseded
         cu = s.get(users_models.ClientUser, fabio)
         users_services.resend_invitation(s, firm=s.get(users_models.Firm, firms["beta"]), client_user=cu,
                                          cooldown_seconds=0)
-    bus.pump()
+    settle(lambda: _invitation_ids(config, [fabio])[fabio] != fabio_invitation
+           and len(links_sent_to(config, FABIO[1], "/convite/")) == 2, "Fábio's invitation was not resent")
     with users_db.begin() as s:
         st.unlinked_invitations["superseded"] = fabio_invitation
         st.unlinked_invitations["pending"] = s.get(users_models.ClientUser, fabio).invitation_id
     assert st.unlinked_invitations["pending"] != fabio_invitation
+    _tokens(stage, st)
     return st
+
+
+def _tokens(stage: Stage, st: State) -> None:
+    """Tokens of every kind for TOKEN_ROUTES: garbage, voided (superseded or expired), another
+    person's live one — all taken the way their owner gets them (the e-mails, the link's redirect)."""
+    config, settle = stage.config, stage.settle
+    superseded, _live = (urlsplit(link).path.rsplit("/", 1)[1] for link in links_sent_to(config, FABIO[1], "/convite/"))
+    [helena_link] = links_sent_to(config, EMAILS["helena"], "/convite/")
+    helena_token = urlsplit(helena_link).path.rsplit("/", 1)[1]
+    browser = stage.browser("10.77.9.1")
+    opened = browser.fetch("GET", f"/convite/{helena_token}")
+    assert opened.status == 303, opened.status
+    [helena_ticket] = parse_qs(urlsplit(opened.location).query)["ticket"]
+    keyring = KeyRing(config.keys_dir)
+    claims = keyring.verify("invitations", helena_ticket, audience=INVITATION_TICKET_AUDIENCE)
+    assert claims["email"] == EMAILS["helena"]
+    expired_ticket = keyring.sign("invitations", {k: v for k, v in claims.items()
+                                                  if k not in ("iss", "aud", "iat", "exp")},
+                                  audience=INVITATION_TICKET_AUDIENCE, ttl=timedelta(minutes=-5))
+    for _ in range(2):  # Carlos asks twice: the second reset link voids the first
+        page = browser.fetch("GET", "/auth/esqueci-senha").body
+        assert browser.fetch("POST", "/auth/esqueci-senha", {"csrf_token": csrf_token(page),
+                                                             "email": EMAILS["carlos"]}).status == 200
+    settle(lambda: len(links_sent_to(config, EMAILS["carlos"], "/auth/redefinir-senha/")) == 2,
+           "the reset e-mails never came")
+    first_reset, live_reset = (urlsplit(link).path.rsplit("/", 1)[1]
+                               for link in links_sent_to(config, EMAILS["carlos"], "/auth/redefinir-senha/"))
+    garbage = "Zm9vYmFyLWxpeG8tbmFvLWUtdW0tdG9rZW4tZGUtdmVyZGFkZQ"
+    st.tokens = {
+        "invitation": {"garbage": garbage, "voided": superseded, "another": helena_token},
+        "ticket": {"garbage": "eyJhbGciOiJFZERTQSJ9.eyJpbnYiOiJ4In0." + garbage, "voided": expired_ticket,
+                   "another": helena_ticket},
+        "reset": {"garbage": garbage, "voided": first_reset, "another": live_reset},
+    }
 
 
 # --------------------------------------------------------------------------- the walk
@@ -257,8 +497,13 @@ def _rules(apps):
             yield svc, rule
 
 
-def plan(apps, state: State, offenders: list[str]) -> tuple[list[Request], list[str]]:
-    """Every (rule, method, Beta values) to request; unclassified rules become offenders."""
+def plan(apps, state: State, offenders: list[str], *, values: dict | None = None,
+         own_slug_values: dict | None = None) -> tuple[list[Request], list[str]]:
+    """Every (rule, method, values) to request; unclassified rules become offenders.
+    `values`: the objects requested (Beta's by default); `own_slug_values`: the IDOR variant (by
+    default Alfa's slug with Beta's objects)."""
+    values = state.beta_values if values is None else values
+    own_slug_values = {**values, "slug": [state.alfa_slug]} if own_slug_values is None else own_slug_values
     requests, public = [], []
     for svc, rule in _rules(apps):
         methods = sorted(rule.methods - {"HEAD", "OPTIONS"})
@@ -273,20 +518,20 @@ def plan(apps, state: State, offenders: list[str]) -> tuple[list[Request], list[
         unknown = [m for m in methods if m not in ("GET", "POST")]
         if unknown:
             offenders.append(f"{svc} {rule.rule}: methods {unknown} are not walked")
-        missing = [v for v in rule.arguments if v not in state.beta_values]
+        missing = [v for v in rule.arguments if v not in values]
         if missing:
             offenders.append(f"{svc} {rule.rule}: no value of Beta's for {missing}")
             continue
         for method in methods:
             if (rule.endpoint, method) in PUBLIC_METHODS:
                 continue
-            for url in _urls(rule, state.beta_values):
+            for url in _urls(rule, values):
                 query = QUERY.get(rule.endpoint)
                 requests.append(Request(rule.endpoint, method,
                                         url + ("?" + query.format(slug=state.beta_slug) if query else ""), cls))
-            if "slug" in rule.arguments and rule.arguments - FIRM_VARIABLES:
-                own = {**state.beta_values, "slug": [state.alfa_slug]}
-                for url in _urls(rule, own):
+            if "slug" in rule.arguments and rule.arguments - FIRM_VARIABLES \
+                    and all(v in own_slug_values for v in rule.arguments):
+                for url in _urls(rule, own_slug_values):
                     requests.append(Request(rule.endpoint, method, url, cls, own_slug=True))
     requests.sort(key=lambda r: r.endpoint in LAST)
     return requests, public
@@ -306,25 +551,82 @@ def _urls(rule, values: dict[str, list[str]]) -> list[str]:
     return urls
 
 
-def verdict(expected: str, response, state: State) -> str | None:
-    """None when the response is what is due, else what went wrong."""
-    status = response.status_code
-    body = response.get_data(as_text=True)
-    location = response.headers.get("Location", "")
+def _markers(who: str) -> tuple[tuple[str, ...], str]:
+    """What a visitor must never see, and whose firm they must never be redirected into."""
+    if who == "beta_client":
+        return ALFA_MARKERS + BETA_STAFF_ONLY, "alfa"
+    if who == "beta_staff":
+        return ALFA_MARKERS, "alfa"
+    return BETA_MARKERS, "beta"
+
+
+def verdict(expected: str, response, state: State, who: str = "staff") -> str | None:
+    """None when the answer is what is due, else what went wrong."""
+    if not isinstance(response, Answer):  # a werkzeug response (tests that drive the apps directly)
+        response = Answer(response.status_code, response.get_data(as_text=True), response.headers.get("Location", ""),
+                          False)
+    status, body, location = response.status, response.body, response.location
     if expected == "login":
         if status in (301, 302, 303, 307, 308) and urlsplit(location).path == "/auth/entrar":
             return None
         return f"expected a redirect to /auth/entrar, got {status} {location}".strip()
-    leak = [m for m in BETA_MARKERS if m in body]
-    if status in (301, 302, 303, 307, 308) and f"/e/{state.beta_slug}/" in location:
-        return f"redirected into Beta: {status} {location}"
+    markers, foreign = _markers(who)
+    foreign_slug = state.alfa_slug if foreign == "alfa" else state.beta_slug
+    leak = [m for m in markers if m in body]
+    if status in (301, 302, 303, 307, 308) and f"/e/{foreign_slug}/" in location:
+        return f"redirected into {foreign}: {status} {location}"
     if leak:
-        return f"Beta's data in the answer ({status}): {leak}"
+        return f"data {who} must not see in the answer ({status}): {leak}"
     if expected == "404":
         return None if status == 404 else f"expected 404, got {status} {location}".strip()
     if expected == "own":
         return None if status < 500 else f"server error {status}"
     raise AssertionError(f"unknown expectation {expected}")
+
+
+def token_verdict(expected: str, answer: Answer, state: State, who: str) -> str | None:
+    if answer.status >= 500:
+        return f"server error {answer.status}"
+    if answer.session_set:
+        return "a session was opened"
+    if expected == "invalid":
+        if answer.status != 404:
+            return f"expected the invalid-link page (404), got {answer.status} {answer.location}".strip()
+        markers, _ = _markers(who)
+        leak = [m for m in markers + ("Contabilidade Beta",) if m in answer.body]
+        return f"a firm named on the invalid-link page: {leak}" if leak else None
+    if expected == "owner":
+        query = parse_qs(urlsplit(answer.location).query)
+        if answer.status != 303 or urlsplit(answer.location).path != "/auth/convite" or "ticket" not in query:
+            return f"expected 303 to the owner's ticket page, got {answer.status} {answer.location}"
+        return None
+    if expected == "bearer":
+        return None if answer.status == 200 else f"expected the owner's page (200), got {answer.status}"
+    if expected == "not_linked":
+        return f"linked: {answer.status} {answer.location}" if "/vinculando/" in answer.location else None
+    raise AssertionError(f"unknown expectation {expected}")
+
+
+def walk_tokens(browsers: dict, state: State, offenders: list[str]) -> int:
+    walked = 0
+    for who, browser in browsers.items():
+        token = csrf_token(browser.fetch("GET", "/auth/entrar").body)
+        password = PASSWORDS.get(VISITORS[who] or "", "senha-errada-de-proposito-1")
+        for endpoint, method, path, form, kind in TOKEN_ROUTES:
+            for which, expected in TOKEN_KINDS.items():
+                if which == "another":
+                    expected = ANOTHER.get((endpoint, method), ANOTHER.get(endpoint))
+                if expected is None:
+                    continue
+                value = state.tokens[kind][which]
+                url = path.format(token=quote(value, safe=""))
+                data = {k: v.format(token=value, password=password) for k, v in (form or {}).items()}
+                answer = browser.fetch(method, url, {"csrf_token": token, **data} if method == "POST" else None)
+                walked += 1
+                problem = token_verdict(expected, answer, state, who)
+                if problem:
+                    offenders.append(f"{method} {path} with {which} {kind} token ({endpoint}) as {who}: {problem}")
+    return walked
 
 
 def _snapshot(config, state: State) -> dict:
@@ -333,59 +635,99 @@ def _snapshot(config, state: State) -> dict:
                  for cu in s.scalars(select(users_models.ClientUser)
                                      .where(users_models.ClientUser.id.in_(state.beta_client_user_ids)))}
         job = s.get(users_models.ImportJob, state.beta_job_id)
-        return {"users": users, "job": (job.status, job.total_rows)}
+        snapshot = {"users": users, "job": (job.status, job.total_rows)}
+    with database("auth", config).begin() as s:
+        snapshot["passwords"] = dict(s.execute(text("SELECT email, password_hash FROM identities")).all())
+        snapshot["links verified"] = [e for e in s.execute(text("SELECT envelope FROM outbox")).scalars()
+                                      if (e if isinstance(e, dict) else {}).get("type") == "link.verified"]
+    return snapshot
 
 
-def test_no_route_gives_another_firm_s_data_or_lets_anonymous_in(config, bus, state):
-    dispatcher, apps = build_gateway(config)
-    visitors = {"anonymous": Browser(dispatcher, "10.77.0.1"), "forged": Browser(dispatcher, "10.77.0.5"),
-                "staff": Browser(dispatcher, "10.77.0.2"), "client": Browser(dispatcher, "10.77.0.3")}
-    sign_in(visitors["staff"], "ana")
-    sign_in(visitors["client"], "diana")
-    bruno = Browser(dispatcher, "10.77.0.4")
+def walk(stage: Stage, state: State) -> None:
+    config, apps = stage.config, stage.apps
+    visitors = {who: stage.browser(f"10.77.0.{n}") for n, who in enumerate(VISITORS, start=1)}
+    for who, person in VISITORS.items():
+        if person:
+            sign_in(visitors[who], person)
+    bruno = stage.browser("10.77.0.20")
     sign_in(bruno, "bruno")
-    claims = KeyRing(config.keys_dir).verify("auth", bruno.get_cookie("balcao_session").value,
-                                             audience=SESSION_AUDIENCE)
-    state.beta_values["sid"] = [claims["sid"]]
+    claims = KeyRing(config.keys_dir).verify("auth", bruno.session_cookie(), audience=SESSION_AUDIENCE)
+    state.beta_values["sid"] = state.insider_values["sid"] = [claims["sid"]]
     forged = KeyRing(config.keys_dir).sign("invitations", {k: claims[k] for k in ("sub", "sid", "email", "name")},
                                            audience=SESSION_AUDIENCE, ttl=timedelta(hours=1))
-    visitors["forged"].set_cookie("balcao_session", forged)
+    visitors["forged"].put_session_cookie(forged)
     offenders: list[str] = []
-    requests, _public = plan(apps, state, offenders)
+    outsider_plan, _public = plan(apps, state, offenders)
+    insider_plan, _ = plan(apps, state, [], values=state.insider_values,
+                           own_slug_values={**state.alfa_values, "slug": [state.beta_slug]})
     before = _snapshot(config, state)
 
     # Sanity: the visitors are who they should be (a broken login would make every 404 pass).
-    assert visitors["staff"].get(f"/e/{state.alfa_slug}/configuracoes/usuarios-de-clientes").status_code == 200
-    assert visitors["client"].get(f"/e/{state.alfa_slug}/").status_code == 200
-    assert bruno.get(f"/e/{state.beta_slug}/").status_code == 200
+    assert visitors["staff"].fetch("GET", f"/e/{state.alfa_slug}/configuracoes/usuarios-de-clientes").status == 200
+    assert visitors["client"].fetch("GET", f"/e/{state.alfa_slug}/").status == 200
+    assert visitors["beta_staff"].fetch("GET", f"/e/{state.beta_slug}/configuracoes/usuarios-de-clientes").status == 200
+    assert visitors["beta_client"].fetch("GET", f"/e/{state.beta_slug}/").status == 200
+    assert bruno.fetch("GET", f"/e/{state.beta_slug}/configuracoes/auditoria").status == 200
 
     walked = 0
     for who, browser in visitors.items():
-        token = csrf_token(browser.get("/auth/entrar").get_data(as_text=True))
-        for req in requests:
+        token = csrf_token(browser.fetch("GET", "/auth/entrar").body)
+        for req in insider_plan if who in INSIDERS else outsider_plan:
             if req.own_slug and who in ("anonymous", "forged"):
                 continue
-            expected = EXPECTED_OWN_SLUG[who] if req.own_slug else EXPECTED[req.cls][who]
-            if req.method == "POST":
-                response = browser.post(req.url, data={"csrf_token": token})
+            if req.own_slug:
+                expected = EXPECTED_OWN_SLUG[who]
+            elif who in INSIDERS and req.endpoint in FIRM_AS_OBJECT:
+                expected = "own"
             else:
-                response = browser.get(req.url)
+                expected = EXPECTED[req.cls][who]
+            if who in INSIDERS and expected == "own" and req.method == "POST":
+                continue  # Beta's own people may do this: doing it would change Beta's data
+            answer = browser.fetch(req.method, req.url, {"csrf_token": token} if req.method == "POST" else None)
             walked += 1
-            problem = verdict(expected, response, state)
+            problem = verdict(expected, answer, state, who)
             if problem:
                 offenders.append(f"{req.method} {req.url} ({req.endpoint}) as {who}: {problem}")
+    walked_tokens = walk_tokens({who: visitors[who] for who in VISITORS if who != "forged"}, state, offenders)
+    stage.settle(lambda: True, "the services never went quiet after the walk")
 
-    # Nothing the walk did changed Beta's data, nor ended Bruno's session.
-    assert _snapshot(config, state) == before, "a request of Alfa's people changed Beta's data"
-    assert bruno.get("/auth/minha-conta/sessoes").status_code == 200, "Bruno's session was ended by the walk"
+    # Nothing the walk did changed Beta's data, anybody's password, nor ended Bruno's session;
+    # another person's ticket linked nobody.
+    after = _snapshot(config, state)
+    for part in before:
+        if after[part] != before[part]:
+            offenders.append(f"the walk changed {part}")
+    if bruno.fetch("GET", "/auth/minha-conta/sessoes").status != 200:
+        offenders.append("Bruno's session was ended by the walk")
     assert walked > 3 * len(CLASS_OF), "the walk requested fewer routes than classified"
-    assert not offenders, "routes that answer what they must not:\n  " + "\n  ".join(offenders)
+    assert walked_tokens >= 3 * len(TOKEN_ROUTES), "the walk requested fewer token routes than listed"
+    assert not offenders, f"routes that answer what they must not ({stage.name}):\n  " + "\n  ".join(offenders)
 
 
-def test_the_walk_catches_an_unguarded_route(config, bus, state):
+def test_no_route_gives_another_firm_s_data_or_lets_anonymous_in(in_process_stage):
+    walk(in_process_stage, build_state(in_process_stage))
+
+
+@pytest.mark.distributed
+def test_no_route_gives_another_firm_s_data_through_the_gateway(gateway_stage):
+    """The same walk on the distributed stack: every request through nginx to the services."""
+    walk(gateway_stage, build_state(gateway_stage))
+
+
+def test_every_token_route_is_walked(in_process_stage):
+    """Every PUBLIC endpoint guarded by a token or ticket, and every rule with a <token>, is in
+    TOKEN_ROUTES (a new one must be added there)."""
+    guarded = {e for e, why in PUBLIC.items() if "token" in why or "ticket" in why}
+    with_token = {rule.endpoint for _svc, rule in _rules(in_process_stage.apps) if "token" in rule.arguments}
+    assert guarded | with_token == {endpoint for endpoint, *_ in TOKEN_ROUTES}
+
+
+def test_the_walk_catches_an_unguarded_route(in_process_stage):
     """The walk is able to fail: a route added without its firm check is reported, and so is a
     new route nobody classified."""
-    dispatcher, apps = build_gateway(config)
+    stage = in_process_stage
+    state = build_state(stage)
+    config, apps = stage.config, stage.apps
 
     def leaky(slug, client_user_id):
         with database("users", config).begin() as s:
@@ -399,13 +741,13 @@ def test_the_walk_catches_an_unguarded_route(config, bus, state):
     try:
         requests, _public = plan(apps, state, offenders)
         assert any("/sem-classe" in o and "not classified" in o for o in offenders)
-        browser = Browser(dispatcher, "10.77.0.9")
+        browser = stage.browser("10.77.0.9")
         sign_in(browser, "ana")
         leaks = []
         for req in requests:
             if req.endpoint == "users.client_user_detail_leaky":
                 expected = EXPECTED_OWN_SLUG["staff"] if req.own_slug else EXPECTED[req.cls]["staff"]
-                problem = verdict(expected, browser.get(req.url), state)
+                problem = verdict(expected, browser.fetch("GET", req.url), state)
                 if problem:
                     leaks.append(problem)
         assert leaks and any("Eduardo Teixeira" in p for p in leaks), leaks
@@ -413,15 +755,32 @@ def test_the_walk_catches_an_unguarded_route(config, bus, state):
         del CLASS_OF["users.client_user_detail_leaky"]
 
 
+def test_the_token_walk_catches_a_token_route_that_accepts_a_voided_token(in_process_stage):
+    """The token walk is able to fail: a reset page that forgets to check its token is reported."""
+    stage = in_process_stage
+    state = build_state(stage)
+    offenders: list[str] = []
+    view = stage.apps["auth"].view_functions["auth.reset_password"]
+    stage.apps["auth"].view_functions["auth.reset_password"] = lambda token: "<form>Nova senha</form>"
+    try:
+        browser = stage.browser("10.77.0.10")
+        walk_tokens({"anonymous": browser}, state, offenders)
+    finally:
+        stage.apps["auth"].view_functions["auth.reset_password"] = view
+    assert any("voided reset token" in o and "expected the invalid-link page" in o for o in offenders), offenders
+    assert any("garbage reset token" in o for o in offenders), offenders
+
+
 @pytest.mark.parametrize("kind", ["pending", "superseded"])
-def test_linking_page_of_an_unlinked_invitation_of_another_firm_is_404(config, bus, state, kind):
-    dispatcher, _apps = build_gateway(config)
+def test_linking_page_of_an_unlinked_invitation_of_another_firm_is_404(in_process_stage, kind):
+    stage = in_process_stage
+    state = build_state(stage)
     problems = []
     for who, ip in (("ana", "10.77.1.2"), ("diana", "10.77.1.3")):
-        browser = Browser(dispatcher, ip)
+        browser = stage.browser(ip)
         sign_in(browser, who)
-        response = browser.get(f"/vinculando/{state.unlinked_invitations[kind]}")
-        problem = verdict("404", response, state)
+        answer = browser.fetch("GET", f"/vinculando/{state.unlinked_invitations[kind]}")
+        problem = verdict("404", answer, state)
         if problem:
             problems.append(f"{who}: {problem}")
     assert not problems, problems

@@ -2,20 +2,26 @@
 two workers each behind nginx, RabbitMQ, PostgreSQL — driven over HTTP like a browser.
 
 * ten wrong passwords lock the account even for the right one, whichever gunicorn worker
-  answers (the counters live in a store the workers share);
+  answers (the counters live in a store the workers share): auth's access log shows, by pid,
+  that both workers answered "locked";
 * a password reset ends a session opened in another browser (auth publishes session.ended,
   users refuses that token);
 * a membership deactivated by the firm is refused on the very next request there.
 """
 from __future__ import annotations
 
+import functools
+import json
 import re
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
-from services.common.testing import csrf_token
 from tests.conftest import Staff, link_in, running_product, wait_until
+from testsupport import csrf_token
 
 pytestmark = pytest.mark.distributed
 
@@ -29,23 +35,61 @@ def product(mailbox, tmp_path_factory):
         yield running
 
 
-def _login(url: str, email: str, password: str) -> requests.Response:
+def _login(url: str, email: str, password: str, *, rid: str | None = None, before_post=None) -> requests.Response:
     http = requests.Session()
     page = http.get(url + "/auth/entrar", timeout=30)
-    return http.post(url + "/auth/entrar", timeout=30,
+    if before_post is not None:
+        before_post()
+    return http.post(url + "/auth/entrar", timeout=30, headers={"X-Request-ID": rid} if rid else {},
                      data={"csrf_token": csrf_token(page.text), "email": email, "password": password})
 
 
+def answered_by(product, rids) -> dict[str, int]:
+    """Request id → pid of the gunicorn worker of auth that answered it (auth's access log)."""
+    wanted, found = set(rids), {}
+    for line in (product.stack.logs_dir / "auth-web.log").read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("logger") == "gunicorn.access" and "POST /auth/entrar" in record["message"]:
+            rid = record["message"].rsplit("rid=", 1)[-1]
+            if rid in wanted:
+                found[rid] = record["pid"]
+    return found
+
+
 def test_ten_wrong_passwords_lock_the_account_in_every_worker(product):
+    """Both gunicorn workers of auth answer "locked" (shown by pid in auth's access log). Ten
+    failures were counted in all; at least one of the two workers answered fewer than ten of them
+    itself, so its "locked" comes from the store the workers share."""
     staff = Staff(product, "trava")
     email = f"admin-{staff.tag}@firma.example"
-    for _ in range(9):
+    tag = uuid.uuid4().hex[:6]
+    for i in range(9):
         # a new connection each time: the kernel hands them to either gunicorn worker
-        assert "E-mail ou senha incorretos" in _login(product.url, email, "senha-errada-123").text
-    assert LOCKED in _login(product.url, email, "senha-errada-123").text  # the tenth locks
-    refused = _login(product.url, email, Staff.PASSWORD)
-    assert LOCKED in refused.text and "/auth/entrar" in refused.url
-    assert LOCKED in _login(product.url, email, Staff.PASSWORD).text
+        assert "E-mail ou senha incorretos" in _login(product.url, email, "senha-errada-123", rid=f"w{tag}{i}").text
+    assert LOCKED in _login(product.url, email, "senha-errada-123", rid=f"w{tag}9").text  # the tenth locks
+
+    # The right password, in bursts of simultaneous requests (nginx then opens several upstream
+    # connections, which the two workers accept) until both workers have answered — each "locked".
+    refused: dict[str, str] = {}
+    for burst in range(3):  # 10 failures + 18 attempts stay under the 30 logins a minute of one IP
+        rids = [f"r{tag}{burst}{n}" for n in range(6)]
+        attempt = functools.partial(_login, product.url, email, Staff.PASSWORD,
+                                    before_post=threading.Barrier(len(rids)).wait)
+        with ThreadPoolExecutor(len(rids)) as pool:
+            answers = [future.result() for future in [pool.submit(attempt, rid=rid) for rid in rids]]
+        for rid, answer in zip(rids, answers, strict=True):
+            assert LOCKED in answer.text and "/auth/entrar" in answer.url, (rid, answer.status_code)
+            refused[rid] = answer.text
+        pids = wait_until(lambda: (lambda got: got if len(got) == len(refused) else None)(answered_by(product, refused)),
+                          timeout=15, message="auth's access log never showed the requests")
+        if len(set(pids.values())) >= 2:
+            break
+    workers = set(pids.values())
+    assert len(workers) == 2, f"only one gunicorn worker of auth answered: {pids}"
+    assert len(answered_by(product, [f"w{tag}{i}" for i in range(10)])) == 10  # every failure was answered
 
 
 def test_a_password_reset_ends_the_session_of_another_browser(product, mailbox):

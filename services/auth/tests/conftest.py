@@ -11,7 +11,7 @@ from sqlalchemy import select
 from services.auth import models, services
 from services.common.keys import KeyRing
 from services.common.sessions import SESSION_AUDIENCE
-from services.common.testing import db_for
+from testsupport import db_for
 
 CARLOS = {"email": "carlos@exemplo.com.br", "name": "Carlos Souza", "password": "girassol-azul-42"}
 ANA = {"email": "ana@alfa.com.br", "name": "Ana Lima", "password": "caderno-verde-17"}
@@ -98,7 +98,7 @@ def new_browser(config, *, ip="127.0.0.1", user_agent="Mozilla/5.0 (X11; Linux x
     from werkzeug.test import Client
     from werkzeug.wrappers import Response
 
-    from services.common.testing import build_gateway
+    from testsupport import build_gateway
     class Browser(Client):
         def open(self, *args, **kwargs):
             kwargs["environ_base"] = {"REMOTE_ADDR": ip, "HTTP_USER_AGENT": user_agent,
@@ -110,7 +110,7 @@ def new_browser(config, *, ip="127.0.0.1", user_agent="Mozilla/5.0 (X11; Linux x
 
 
 def login(client, *, email, password, next_=None):
-    from services.common.testing import csrf_token
+    from testsupport import csrf_token
     page = client.get("/auth/entrar")
     data = {"csrf_token": csrf_token(page.get_data(as_text=True)), "email": email, "password": password}
     if next_ is not None:
@@ -120,7 +120,7 @@ def login(client, *, email, password, next_=None):
 
 def post_form(client, page_path, action, data):
     """GET the page, then POST `data` with its CSRF token to `action`."""
-    from services.common.testing import csrf_token
+    from testsupport import csrf_token
     html = client.get(page_path).get_data(as_text=True)
     return client.post(action, data={"csrf_token": csrf_token(html), **data})
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from services.auth import services
 from services.auth.models import Identity
-from services.common.testing import csrf_token
+from testsupport import csrf_token
 
 from .conftest import ANA, BETA, CARLOS, location_path, session_claims
 

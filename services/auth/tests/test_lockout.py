@@ -7,7 +7,7 @@ from urllib.parse import quote
 import pytest
 
 from services.auth.throttle import RedisStore
-from services.common.testing import csrf_token
+from testsupport import csrf_token
 
 from .conftest import CARLOS, LOCKED, login, new_browser, post_form, session_claims
 

@@ -1,7 +1,7 @@
 """Login and logout pages."""
 import pytest
 
-from services.common.testing import csrf_token
+from testsupport import csrf_token
 
 from .conftest import CARLOS, location_path, session_claims
 

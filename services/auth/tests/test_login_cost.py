@@ -4,7 +4,8 @@ before the password check, and its success reset is skipped when no failure was 
 in the transaction that records the session."""
 from sqlalchemy import event
 
-from services.common.testing import count_queries, csrf_token, database
+from services.common.runtime import database
+from testsupport import count_queries, csrf_token
 
 from .conftest import CARLOS, new_browser
 

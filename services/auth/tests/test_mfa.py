@@ -5,7 +5,7 @@ from urllib.parse import quote, urlsplit
 
 import pyotp
 
-from services.common.testing import csrf_token
+from testsupport import csrf_token
 
 from .conftest import CARLOS, location_path, login, new_browser, post_form, session_claims
 

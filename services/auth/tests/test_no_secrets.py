@@ -6,7 +6,7 @@ from urllib.parse import quote, urlsplit
 from sqlalchemy import select
 
 from services.auth.models import Identity
-from services.common.testing import csrf_token
+from testsupport import csrf_token
 
 from .conftest import ANA, BETA, CARLOS
 

@@ -5,7 +5,7 @@ import dataclasses
 from sqlalchemy import select
 
 from services.auth.models import AuthSession
-from services.common.testing import csrf_token
+from testsupport import csrf_token
 
 from .conftest import CARLOS, login, new_browser
 

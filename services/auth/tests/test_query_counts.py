@@ -3,7 +3,7 @@ however many identities exist."""
 from urllib.parse import quote
 
 from services.auth import services
-from services.common.testing import count_queries, csrf_token
+from testsupport import count_queries, csrf_token
 
 from .conftest import CARLOS
 

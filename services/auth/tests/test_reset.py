@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 
 from services.auth import services
 from services.auth.models import PasswordResetToken
-from services.common.testing import csrf_token
+from testsupport import csrf_token
 
 from .conftest import ANA, CARLOS, location_path
 

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 import pyotp
 
-from services.common.testing import csrf_token
+from testsupport import csrf_token
 
 from .conftest import (
     CARLOS,

@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 
 from services.auth.models import AuthSession, Identity
-from services.common.testing import count_queries
+from testsupport import count_queries
 
 from .conftest import ANA, CARLOS, location_path, login, new_browser, post_form, session_claims
 

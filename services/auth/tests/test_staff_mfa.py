@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from services.auth.models import Identity
 from services.common.messaging import record_event
-from services.common.testing import build_gateway, csrf_token, db_for
 from services.users import models as users_models
+from testsupport import build_gateway, csrf_token, db_for
 
 from .conftest import (
     ANA,

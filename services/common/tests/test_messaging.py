@@ -1,6 +1,5 @@
 """The messaging plumbing on a real kombu transport (the embedded in-memory broker, or the
-broker of BALCAO_TEST_BROKER_URL): outbox → relay → broker → consumer → handler, once."""
-import os
+RabbitMQ of this run — testsupport.infra): outbox → relay → broker → consumer → handler, once."""
 import threading
 import uuid
 
@@ -10,16 +9,16 @@ from sqlalchemy import func, select
 
 from services.common import events, messaging
 from services.common.runtime import database
-from services.common.testing import private_vhost
 from services.invitations import models as inv_models
+from testsupport import backends, private_vhost, wait_until
 
-BROKER = "memory://"  # a private vhost of BALCAO_TEST_BROKER_URL when given (the broker is shared)
+BROKER = "memory://"  # a private vhost of this run's RabbitMQ when there is one (the broker is shared)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _broker_url():
     global BROKER
-    with private_vhost(os.environ.get("BALCAO_TEST_BROKER_URL", "memory://")) as url:
+    with private_vhost(backends().broker_url or "memory://") as url:
         BROKER = url
         yield url
 
@@ -35,6 +34,15 @@ def purge_queues():
         for q in messaging.all_queues():
             q.bind(conn.default_channel).purge()
     yield
+
+
+def _consumed(queue: str) -> dict[str, float]:
+    """What the consumer workers of this process did with the messages of `queue`, by outcome
+    (the balcao_messages_consumed counter an operator scrapes)."""
+    from prometheus_client import REGISTRY
+    return {outcome: REGISTRY.get_sample_value("balcao_messages_consumed_total",
+                                               {"service": "invitations", "queue": queue, "outcome": outcome}) or 0.0
+            for outcome in (messaging.Outcome.HANDLED, messaging.Outcome.DUPLICATE)}
 
 
 def _processed_count(db):
@@ -70,13 +78,19 @@ def test_outbox_event_reaches_its_handler_exactly_once(config, purge_queues):
         assert handled.wait(10), "the event never reached its handler"
         assert seen == [(uuid.UUID(payload["invitation_id"]), "req-123")]
 
-        # The same message delivered again (at-least-once) has no second effect.
-        handled.clear()
+        # The same message delivered again (at-least-once): the worker takes it, and it has no
+        # second effect. Asserted only once the worker has dealt with it.
+        queue = events.queue_name("invitations", "link.verified")
+        before = _consumed(queue)
         with messaging.broker_connection(BROKER) as conn:
             messaging.publish_envelope(Producer(conn.default_channel), envelope)
+        after = wait_until(lambda: (lambda now: now if sum(now.values()) > sum(before.values()) else None)(
+            _consumed(queue)), timeout=10, message="the duplicate never reached the worker")
+        assert after[messaging.Outcome.DUPLICATE] == before[messaging.Outcome.DUPLICATE] + 1, (before, after)
+        assert after[messaging.Outcome.HANDLED] == before[messaging.Outcome.HANDLED], (before, after)
+        assert len(seen) == 1
         outcome, _ = messaging.handle_message(db, inv_models.processed, "invitations", handler, envelope)
         assert outcome == messaging.Outcome.DUPLICATE
-        assert len(seen) == 1
         assert _processed_count(db) == 1
         with db.begin() as s:
             assert s.execute(select(inv_models.outbox.c.published_at)).scalar_one() is not None

@@ -4,7 +4,6 @@ JSON log lines. Runs on the in-memory broker, or on BALCAO_TEST_BROKER_URL when 
 import io
 import json
 import logging
-import os
 import threading
 import uuid
 
@@ -15,8 +14,8 @@ from sqlalchemy import select
 import balcao_cli
 from services.common import events, logs, messaging, runtime
 from services.common.runtime import database
-from services.common.testing import private_vhost
 from services.invitations import models as inv_models
+from testsupport import backends, private_vhost
 
 BROKER = "memory://"  # replaced by a private vhost of BALCAO_TEST_BROKER_URL when given
 REFUSED = "amqp://guest:guest@127.0.0.1:1//"
@@ -26,7 +25,7 @@ QUEUE = events.queue_name("invitations", "link.verified")
 @pytest.fixture(scope="module", autouse=True)
 def _broker_url():
     global BROKER
-    with private_vhost(os.environ.get("BALCAO_TEST_BROKER_URL", "memory://")) as url:
+    with private_vhost(backends().broker_url or "memory://") as url:
         BROKER = url
         yield url
 

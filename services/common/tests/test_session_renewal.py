@@ -15,7 +15,7 @@ from services.auth import services as auth_services
 from services.auth.models import AuthSession
 from services.common.keys import KeyRing
 from services.common.sessions import SESSION_AUDIENCE, SESSION_TTL
-from services.common.testing import build_gateway, csrf_token, db_for
+from testsupport import build_gateway, csrf_token, db_for
 
 CARLOS = {"email": "carlos@exemplo.com.br", "name": "Carlos Souza", "password": "girassol-azul-42"}
 

@@ -170,10 +170,32 @@ def test_activation_without_send_now_issues_nothing(config, db):
     assert outbox_events(db) == []
 
 
-def test_resend_does_not_touch_other_client_users(config, db):
-    carlos = issue(config, db, email="carlos@example.com")
-    issue(config, db, email="dora@example.com")
-    assert get_invitation(db, carlos.id).status == "pending"
+def test_resend_does_not_touch_other_client_users(config, db, keyring, browser_client):
+    """Resending Carlos's invitation at Alfa voids only that one: Dora's at Alfa, and Carlos's own
+    at Beta (same e-mail, another firm's client user), stay pending and their links still open."""
+    carlos_at_alfa, dora_at_alfa, carlos_at_beta = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    for firm, client_user_id, email, name in ((ALFA, carlos_at_alfa, "carlos@example.com", "Carlos Souza"),
+                                              (ALFA, dora_at_alfa, "dora@example.com", "Dora Lima"),
+                                              (BETA, carlos_at_beta, "carlos@example.com", "Carlos Souza")):
+        deliver(config, db, "client_user.access_activated",
+                {**firm, "client_user_id": client_user_id, "email": email, "name": name, "send_now": True})
+    created = {e["payload"]["client_user_id"]: e["payload"]["invitation_id"]
+               for e in outbox_events(db, "invitation.created")}
+    tokens = {cu: token_of(keyring, db, inv) for cu, inv in created.items()}
+
+    (outcome, _), _ = deliver(config, db, "client_user.invitation_requested",
+                              {**ALFA, "client_user_id": carlos_at_alfa, "email": "carlos@example.com",
+                               "name": "Carlos Souza"})
+    assert outcome == Outcome.HANDLED
+    resent = [e["payload"] for e in outbox_events(db, "invitation.created") if e["payload"]["resent"]]
+    assert [r["client_user_id"] for r in resent] == [str(carlos_at_alfa)]  # it really was resent
+
+    old = get_invitation(db, uuid.UUID(created[str(carlos_at_alfa)]))
+    assert (old.status, old.voided_reason) == ("voided", "superseded")
+    assert browser_client.get(f"/convite/{tokens[str(carlos_at_alfa)]}").status_code == 404
+    for other in (dora_at_alfa, carlos_at_beta):
+        assert get_invitation(db, uuid.UUID(created[str(other)])).status == "pending", other
+        assert browser_client.get(f"/convite/{tokens[str(other)]}").status_code == 303, other
 
 
 def test_expired_link_shows_the_invalid_page(config, db, keyring, browser_client):

@@ -3,8 +3,8 @@ delivered, and the staff page shows it (events carried in-process by `bus`)."""
 import re
 import uuid
 
-from services.common.testing import csrf_token
 from services.users.tests.conftest import get_client_user, login, outbox_events
+from testsupport import csrf_token
 
 
 def test_envie_agora_ends_with_the_invitation_sent(browser_client, bus, config, world):

@@ -14,7 +14,6 @@ from services.common.events import make_envelope
 from services.common.keys import KeyRing
 from services.common.messaging import Outcome, handle_message
 from services.common.runtime import database, service_module
-from services.common.testing import count_queries, csrf_token
 from services.users import models, services
 from services.users.tests.conftest import (
     get_client_user,
@@ -24,6 +23,7 @@ from services.users.tests.conftest import (
     text_of,
     users_db,
 )
+from testsupport import count_queries, csrf_token
 
 LIST = "/e/{slug}/configuracoes/usuarios-de-clientes"
 

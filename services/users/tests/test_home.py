@@ -3,9 +3,9 @@ import re
 import uuid
 from datetime import UTC
 
-from services.common.testing import count_queries
 from services.users import models, services
 from services.users.tests.conftest import Person, link_client, login, main_html, make_cnpj, text_of, users_db
+from testsupport import count_queries
 
 
 def _options(html):

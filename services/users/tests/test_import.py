@@ -10,9 +10,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select
 
-from services.common.testing import count_queries, csrf_token
 from services.users import consumers, models, services
-from services.users.imports import csv_bytes
 from services.users.tests.conftest import (
     login,
     main_html,
@@ -21,6 +19,7 @@ from services.users.tests.conftest import (
     text_of,
     users_db,
 )
+from testsupport import count_queries, csrf_token, csv_bytes
 
 HEADER = ["Nome", "CPF", "Telefone", "E-mail", "Empresas"]
 

@@ -3,18 +3,19 @@ import re
 import uuid
 from datetime import UTC, datetime
 
-from services.common.testing import count_queries, csrf_token
 from services.users import models, services
 from services.users.tests.conftest import (
     Person,
     get_client_user,
     login,
+    main_html,
     make_cnpj,
     make_cpf,
     outbox_events,
     text_of,
     users_db,
 )
+from testsupport import count_queries, csrf_token
 
 LIST = "/e/{slug}/configuracoes/usuarios-de-clientes"
 
@@ -303,11 +304,24 @@ def test_beta_staff_pages_never_show_alfa(browser_client, config, world):
 
 
 def test_staff_of_one_firm_only_see_that_firm(browser_client, config, world):
+    paula = Person(uuid.uuid4(), "paula@beta.com.br", "Paula Reis")
     with users_db(config).begin() as s:
-        services.add_staff_member(s, firm=world.beta, identity_id=uuid.uuid4(), name="Paula Reis",
-                                  email="paula@beta.com.br")
+        services.add_staff_member(s, firm=world.beta, identity_id=paula.identity_id, name=paula.name,
+                                  email=paula.email)  # role "staff", not an admin
+    login(browser_client, config, paula)
+    # her own firm: the client users list and a client user's page, with Beta's data
+    html = _page(browser_client, _url(world.beta))
+    assert "Carlos Souza" in main_html(html) and f"/{world.carlos_at_beta.id}" in html
+    assert "Carlos Souza" in main_html(_page(browser_client, _url(world.beta, f"/{world.carlos_at_beta.id}")))
+    assert "Contabilidade Alfa" not in html
+    # the other firm: every page answers 404, like a firm that does not exist
+    for url in (f"/e/{world.alfa.slug}/", _url(world.alfa), _url(world.alfa, f"/{world.carlos_at_alfa.id}"),
+                _url(world.alfa, "/novo"), _url(world.beta, f"/{world.carlos_at_alfa.id}")):
+        assert browser_client.get(url).status_code == 404, url
+    # somebody who is staff nowhere sees neither
     login(browser_client, config, Person(uuid.uuid4(), "ninguem@example.com", "Ninguém Silva"))
     assert browser_client.get(_url(world.beta)).status_code == 404
+    assert browser_client.get(_url(world.alfa)).status_code == 404
 
 
 def _compile_english_catalogue():

@@ -1,2 +1,0 @@
-"""Kept for imports of the earlier location: the helper lives in services.common.testing."""
-from services.common.testing import private_vhost  # noqa: F401

@@ -1,0 +1,121 @@
+"""pytest plugin with the fixtures every test shares (loaded from the top-level conftest).
+
+Databases and broker come from `testsupport.infra` (environment → testcontainers → none):
+with a PostgreSQL server each service gets a fresh database of its own there; otherwise each
+service gets a SQLite file (the embedded default). The schema is built by the services' own
+Alembic migrations. Between tests every table is emptied.
+
+`bus` delivers events in-process through the very `handle_message` the broker consumers
+use, so a test can drive the whole chain without a broker; tests that need the real broker
+run the services as processes (see tests/).
+"""
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+
+from services.common.config import SERVICES
+from services.common.runtime import database, migrate
+
+from .helpers import InProcessBus, build_gateway, empty_all_tables, make_test_config
+from .infra import backends, fresh_postgres_databases
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- distributed tests
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `distributed` need a real RabbitMQ and PostgreSQL (from the environment or
+    testcontainers, see testsupport/infra.py). Without both they are deselected — not
+    skipped: a skip would read as "ran and was fine" — and the run says so once."""
+    distributed = [item for item in items if item.get_closest_marker("distributed")]
+    if not distributed:
+        return
+    found = backends()
+    if found.distributed:
+        return
+    items[:] = [item for item in items if item not in distributed]
+    config.hook.pytest_deselected(items=distributed)
+    message = (f"deselected {len(distributed)} distributed test(s): set {' and '.join(found.missing())} "
+               "(e.g. amqp://guest:guest@127.0.0.1:5672// and postgresql://postgres@127.0.0.1:5432/postgres), "
+               "or run where a Docker engine answers (testcontainers), to run the services as processes "
+               "against RabbitMQ and PostgreSQL")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(message, yellow=True)
+    else:
+        print(message)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say where this run's broker and PostgreSQL came from (when a test asked for them)."""
+    from . import infra
+    found = infra._resolved
+    if found is not None:
+        terminalreporter.write_line(
+            f"balcao test backends: {found.source} (RabbitMQ: {'yes' if found.broker_url else 'no'}, "
+            f"PostgreSQL: {'yes' if found.database_url else 'no'})")
+
+
+# --------------------------------------------------------------------------- English catalogues
+
+@pytest.fixture(scope="session", autouse=True)
+def compiled_catalogues():
+    """Compile the .po catalogues whose .mo is missing or older (build output, not committed), so
+    that the suite also runs outside `make test`."""
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+    for po in (REPO_ROOT / "services").glob("*/translations/*/LC_MESSAGES/messages.po"):
+        mo = po.with_suffix(".mo")
+        if not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime:
+            with open(po, "rb") as src:
+                catalog = read_po(src)
+            with open(mo, "wb") as dst:
+                write_mo(dst, catalog)
+
+
+# --------------------------------------------------------------------------- the services' databases
+
+@pytest.fixture(scope="session")
+def balcao_config(tmp_path_factory):
+    var_dir = tmp_path_factory.mktemp("balcao-var")
+    server = backends().database_url
+    urls = fresh_postgres_databases(server, uuid.uuid4().hex[:8]) if server else None
+    config = make_test_config(var_dir, urls)
+    for svc in SERVICES:
+        migrate(svc, config)
+    yield config
+    for svc in SERVICES:
+        database(svc, config).dispose()
+    shutil.rmtree(var_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def config(balcao_config):
+    """The test stack's configuration; every table is empty when the test starts."""
+    empty_all_tables(balcao_config)
+    yield balcao_config
+
+
+@pytest.fixture
+def bus(config):
+    return InProcessBus(config)
+
+
+@pytest.fixture
+def gateway(config):
+    """All four apps on one origin, like the embedded mode and the nginx gateway."""
+    dispatcher, _apps = build_gateway(config)
+    return dispatcher
+
+
+@pytest.fixture
+def browser_client(gateway, config):
+    """A werkzeug test client on the one origin: cookies flow between services as in a browser."""
+    from werkzeug.test import Client
+    from werkzeug.wrappers import Response
+    return Client(gateway, Response, use_cookies=True)
