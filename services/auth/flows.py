@@ -13,9 +13,11 @@ service functions in their own transactions, keep the throttle's counters and se
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flask import current_app, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
@@ -68,25 +70,72 @@ def locked_message() -> str:
              "Tente novamente mais tarde ou redefina sua senha.")
 
 
+# A device auth recognises: a cookie set at every successful sign-in, signed by auth and bound to
+# the account (a digest of its e-mail), so a guesser can neither forge one nor mint a new one per
+# guess. With it, the owner's failures and locks are counted apart from the IP's.
+DEVICE_COOKIE = "balcao_device"
+DEVICE_AUDIENCE = "balcao-device"
+DEVICE_TTL = timedelta(days=180)
+
+
+def _device_cookie_name() -> str:
+    return f"__Host-{DEVICE_COOKIE}" if current_app.config["BALCAO"].https else DEVICE_COOKIE
+
+
+def _account_digest(account: str) -> str:
+    return hashlib.sha256(account.encode("utf-8")).hexdigest()
+
+
+def _known_device(account: str) -> str | None:
+    """The id of this browser's device if auth issued its cookie for `account`, else None."""
+    claims = _keyring().verify("auth", request.cookies.get(_device_cookie_name(), ""), audience=DEVICE_AUDIENCE)
+    if not claims or claims.get("acct") != _account_digest(account) or not isinstance(claims.get("dev"), str):
+        return None
+    return claims["dev"]
+
+
+def client_key(account: str) -> str:
+    """Who is guessing, for the lock of `account`: a device auth recognises for it, else the IP."""
+    device = _known_device(account)
+    return f"device:{device}" if device else f"ip:{client_ip()}"
+
+
+def _remember_device(response, account: str) -> None:
+    """(Re)issue the device cookie for `account`: the same device id when the cookie is already
+    this account's, a new random one otherwise."""
+    device = _known_device(account) or secrets.token_urlsafe(16)
+    token = _keyring().sign("auth", {"dev": device, "acct": _account_digest(account)}, audience=DEVICE_AUDIENCE,
+                            ttl=DEVICE_TTL)
+    https = current_app.config["BALCAO"].https
+    response.set_cookie(_device_cookie_name(), token, max_age=int(DEVICE_TTL.total_seconds()), httponly=True,
+                        samesite="Lax", secure=https, path="/")
+
+
 def gate(name: str, email: str | None) -> Gate:
     """The throttle's one round trip before a password/code check (throttle.Gate): this request
-    counted against RATE_LIMITS[name], the IP's failures and the account's lock."""
+    counted against RATE_LIMITS[name], the IP's failures and the locks of the account (for this
+    client, and for everyone). A device recognised for the account is not held back by its IP's
+    failures against other accounts."""
     account = normalize_email(email)
-    return store().gate(name, client_ip(), account or None)
+    client = client_key(account) if account else None
+    found = store().gate(name, client_ip(), account or None, client)
+    if client and client.startswith("device:"):
+        found.ip_blocked = False
+    return found
 
 
 def is_locked(email: str) -> bool:
-    return store().locked_until(normalize_email(email)) is not None
+    account = normalize_email(email)
+    return store().locked_until(account, client_key(account)) is not None
 
 
 def record_failure(email: str) -> bool:
-    """Count a failed password/code for the account and the IP; True when the account is now locked.
-    The one failure that starts a lock e-mails the owner (if the e-mail has an account)."""
+    """Count a failed password/code for the account from this client (and for the IP); True when
+    the account is now locked for this client or for everyone. A lock that starts e-mails the
+    owner (if the e-mail has an account) when the throttle's notice rule says so."""
     account = normalize_email(email)
-    failure = store().failure(account)
-    limit, window = RATE_LIMITS["failures"]
-    store().hit("failures", client_ip(), limit, window)
-    if failure.newly_locked:
+    failure = store().failure(account, client_key(account), client_ip())
+    if failure.notify and failure.locked_until is not None:
         with db().begin() as s:
             services.notify_account_locked(
                 s, email=account, locked_until=datetime.fromtimestamp(failure.locked_until, UTC),
@@ -101,9 +150,10 @@ def ip_blocked() -> bool:
 
 
 def forget_failures(email: str, *, session=None) -> None:
-    """A success (or a password reset) ends the account's failures and lock growth; in `session`
-    (the caller's transaction on the auth database) when given."""
-    store().success(normalize_email(email), session=session)
+    """A success (or a password reset) ends the failures and lock growth of the account and of
+    this client; in `session` (the caller's transaction on the auth database) when given."""
+    account = normalize_email(email)
+    store().success(account, client_key(account), session=session)
 
 
 class Refused(Exception):
@@ -147,6 +197,7 @@ def signed_in(identity, target: str, *, login: bool = False, response=None, rese
                                 session_id=sid)
     response = response if response is not None else redirect(target, code=303)
     set_session_cookie(response, token)
+    _remember_device(response, normalize_email(identity.email))
     return response
 
 
