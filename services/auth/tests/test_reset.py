@@ -128,7 +128,8 @@ def test_the_sealed_link_resets_the_password_once(browser_client, make_identity,
     again = browser_client.get(path)
     assert again.status_code == 404
     assert "esqueci-senha" in again.get_data(as_text=True)
-    assert browser_client.post(path, data={"csrf_token": csrf_token(html), "password": "outra-coisa-boa-7",
+    fresh = csrf_token(browser_client.get("/auth/esqueci-senha").get_data(as_text=True))  # logged in since
+    assert browser_client.post(path, data={"csrf_token": fresh, "password": "outra-coisa-boa-7",
                                            "password_confirmation": "outra-coisa-boa-7"}).status_code == 404
     assert _can_login(browser_client, CARLOS["email"], NEW_PASSWORD)
 
