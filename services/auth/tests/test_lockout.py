@@ -1,10 +1,12 @@
-"""Guessing: account locks after 10 failures (login and link page), per-IP rate limits, and a
-store that every worker shares (the auth database by default, Redis when configured)."""
+"""Guessing: locks keyed to the account and the client (a device auth recognises for the account,
+else the IP) after 10 failures, to the account for everyone after 100; growth to 24 h and never
+further; per-IP rate limits; a store that every worker shares (the auth database by default,
+Redis when configured)."""
 import base64
 import dataclasses
 import json
 import uuid
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -220,6 +222,23 @@ def test_the_account_wide_threshold_locks_everyone_and_emails_once(browsers, mak
     clock.advance(minutes=16)
     assert login(owner, email=CARLOS["email"], password=CARLOS["password"]).status_code == 303
     assert len(_lock_emails(outbox_events)) == 1
+
+
+def test_a_password_reset_ends_the_account_wide_lock(browsers, make_identity, clock, keyring, outbox_events):
+    make_identity()
+    for i in range(10):  # 10 IPs × 10: each IP locks itself, and the 100th failure locks the account
+        _guess(browsers(f"10.9.0.{i}"), 10)
+    owner = browsers("10.0.0.7")
+    assert LOCKED in login(owner, email=CARLOS["email"], password=CARLOS["password"]).get_data(as_text=True)
+    post_form(owner, "/auth/esqueci-senha", "/auth/esqueci-senha", {"email": CARLOS["email"]})
+    (mail,) = [e for e in outbox_events("notification.email_requested") if e["payload"]["template"] == "password_reset"]
+    path = urlsplit(keyring.unseal(mail["payload"]["sealed"])["link"]).path
+    new_password = "jabuticaba-madura-88"
+    assert post_form(owner, path, path, {"password": new_password,
+                                         "password_confirmation": new_password}).status_code == 303
+    assert login(owner, email=CARLOS["email"], password=new_password).status_code == 303
+    # the guessers' own locks stay
+    assert LOCKED in login(browsers("10.9.0.1"), email=CARLOS["email"], password=new_password).get_data(as_text=True)
 
 
 def test_a_lock_grows_from_15_minutes_to_24_hours_and_never_further(browsers, make_identity, clock):
