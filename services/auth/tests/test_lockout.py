@@ -299,6 +299,19 @@ def test_many_failures_from_one_ip_block_that_ip(config, make_identity, clock):
     assert login(honest, email=CARLOS["email"], password=CARLOS["password"]).status_code == 303
 
 
+def test_a_known_device_is_not_held_back_by_its_ips_failures_against_other_accounts(config, make_identity, clock):
+    make_identity()
+    owner, _apps = new_browser(config, ip="10.6.6.6")  # behind the same address as the sprayer
+    assert login(owner, email=CARLOS["email"], password=CARLOS["password"]).status_code == 303
+    sprayer, _apps2 = new_browser(config, ip="10.6.6.6")
+    for minute in range(4):
+        for i in range(25):
+            login(sprayer, email=f"alvo{minute}-{i}@exemplo.com.br", password="errada-abc-123")
+        clock.advance(minutes=1)
+    assert login(sprayer, email=CARLOS["email"], password=CARLOS["password"]).status_code == 429
+    assert login(owner, email=CARLOS["email"], password=CARLOS["password"]).status_code == 303
+
+
 def test_registration_and_link_posts_are_rate_limited_per_ip(browser_client, make_identity, make_ticket, clock):
     ticket, _claims = make_ticket(email="nova@exemplo.com.br")
     html = browser_client.get("/auth/convite?ticket=" + quote(ticket)).get_data(as_text=True)
