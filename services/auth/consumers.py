@@ -36,6 +36,14 @@ def on_mfa_policy_changed(payload, ctx):
                                  require_staff_mfa=payload["require_staff_mfa"])
 
 
+def on_password_reset_requested(payload, ctx):
+    """Esqueci a senha was posted for this e-mail: for a known one, a new reset token and the
+    e-mail with its sealed link; for an unknown one, nothing (the request already answered alike)."""
+    services.request_password_reset(ctx.session, email=payload["email"], keyring=keyring(ctx.config),
+                                    public_url=ctx.config.public_url)
+
+
 HANDLERS = {"membership.granted": on_membership_granted,
             "membership.revoked": on_membership_revoked,
-            "firm.mfa_policy_changed": on_mfa_policy_changed}
+            "firm.mfa_policy_changed": on_mfa_policy_changed,
+            "password_reset.requested": on_password_reset_requested}

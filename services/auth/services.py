@@ -173,15 +173,19 @@ def register_from_invitation(session: Session, *, ticket: dict, name: str, passw
     return identity
 
 
+def record_password_reset_request(session: Session, *, email: str) -> None:
+    """Esqueci a senha: record `password_reset.requested` for the e-mail, known or not. The same
+    single INSERT for every e-mail, so the request's time tells nothing; auth's own consumer does
+    the lookup, the token and the e-mail (`request_password_reset`)."""
+    record_event(session, outbox, "password_reset.requested", {"email": normalize_email(email)})
+
+
 def request_password_reset(session: Session, *, email: str, keyring, public_url: str) -> None:
     """For a known e-mail, replace any pending reset token by a new one and ask the notifier to
-    e-mail the (sealed) link. For an unknown e-mail do nothing."""
+    e-mail the (sealed) link. For an unknown e-mail do nothing. Runs off the request (the
+    `password_reset.requested` consumer), or for a person already signed in (Não fui eu)."""
     identity = identity_by_email(session, email)
     if identity is None:
-        # Comparable work for an unknown e-mail (token, hash, sealing), so timing reveals nothing.
-        raw_token = secrets.token_urlsafe(32)
-        token_hash(raw_token)
-        keyring.seal({"link": f"{public_url.rstrip('/')}/auth/redefinir-senha/{raw_token}"})
         return
     now = utcnow()
     session.execute(update(PasswordResetToken)

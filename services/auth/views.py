@@ -1,11 +1,13 @@
-"""Pages of the auth service: login, logout, invitation registration/link, password reset.
+"""Pages of the auth service: login, logout, invitation registration/link, password reset,
+session renewal and Minha conta.
 
-Parse (schemas) → call (services, inside `db().begin()`) → render/redirect. No business logic.
+Parse (schemas) → call (a step of `flows`, or a service function inside `db().begin()`) →
+render/redirect. The login steps and the lock policy live in `flows`; no business logic here.
 """
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime
+import uuid
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
@@ -22,7 +24,7 @@ from services.common.sessions import (
 )
 from services.common.web import db, db_session
 
-from . import clock, queries, services
+from . import clock, flows, queries, services
 from .schemas import (
     ChangePasswordSchema,
     CodeSchema,
@@ -36,7 +38,6 @@ from .schemas import (
     form_errors,
     load_ticket_claims,
 )
-from .throttle import RATE_LIMITS
 
 bp = Blueprint("auth", __name__, url_prefix=PREFIXES["auth"])
 
@@ -55,134 +56,41 @@ def _public_url() -> str:
     return current_app.config["BALCAO"].public_url
 
 
-def _signed_in(identity, target: str, *, login: bool = False, response=None, reset: bool = False):
-    """A NEW session (new sid, recorded in auth_sessions) for `identity`, then 303 to `target`
-    (or `response`, given the cookie). `login`: a successful login, reported as identity.logged_in.
-    `reset`: the account had failures; they are reset in the same transaction."""
-    with db().begin() as s:
-        if reset:
-            _store().success(identity.email, session=s)
-        row = services.start_session(s, identity_id=identity.id, user_agent=request.user_agent.string,
-                                     ip=_ip(), idle_minutes=current_app.config["AUTH_SESSION_IDLE_MINUTES"],
-                                     absolute_hours=current_app.config["AUTH_SESSION_ABSOLUTE_HOURS"])
-        if login:
-            services.record_login(s, identity_id=identity.id, ip=_ip())
-        sid = row.sid
-    token = issue_session_token(_keyring(), identity_id=identity.id, email=identity.email, name=identity.name,
-                                session_id=sid)
-    response = response if response is not None else redirect(target, code=303)
-    set_session_cookie(response, token)
-    return response
+def _uuid(value):
+    return uuid.UUID(str(value))
 
 
-REQUIRED_MFA_SECONDS = 900
-
-
-def _logged_in(identity, target: str, *, reset: bool):
-    """Password (and second factor, if any) checked: a new session, unless a firm where the person
-    works requires MFA of its staff and none is enrolled. Then no session at all until the
-    enrolment is done (a pending state in the signed browser session, like the code step).
-    `reset` (Gate.has_failures): the account's failure count is reset in the same transaction."""
-    if not identity.mfa_enabled and queries.staff_mfa_required(db_session(), identity_id=identity.id):
-        with db().begin() as s:
-            if reset:
-                _store().success(identity.email, session=s)
-            services.begin_required_mfa_enrollment(s, identity_id=identity.id)
-        session["auth_mfa_enrol"] = {"identity": str(identity.id), "email": identity.email, "next": target,
-                                     "until": clock.timestamp() + REQUIRED_MFA_SECONDS}
-        response = redirect(url_for("auth.required_mfa"), code=303)
-        clear_session_cookie(response)
-        return response
-    return _signed_in(identity, target, login=True, reset=reset)
-
-
-# --------------------------------------------------------------------------- guessing: locks, rate limits
-
-def _store():
-    return current_app.extensions["balcao.auth.throttle"]
-
-
-def _ip() -> str:
-    return request.remote_addr or ""
-
-
-def _over_limit(name: str) -> bool:
-    limit, window = RATE_LIMITS[name]
-    return not _store().hit(name, _ip(), limit, window)
-
-
-def _too_many():
-    response = current_app.make_response((render_template("auth/too_many.html"), 429))
-    response.headers["Retry-After"] = "60"
-    return response
-
-
-def _locked_message() -> str:
-    return _("Conta bloqueada temporariamente por excesso de tentativas. "
-             "Tente novamente mais tarde ou redefina sua senha.")
-
-
-def _gate(name: str, email: str | None):
-    """The throttle's one round trip before a password/code check (throttle.Gate): this request
-    counted against RATE_LIMITS[name], the IP's failures and the account's lock."""
-    account = normalize_email(email)
-    return _store().gate(name, _ip(), account or None)
-
-
-
-def _is_locked(email: str) -> bool:
-    return _store().locked_until(normalize_email(email)) is not None
-
-
-def _record_failure(email: str) -> bool:
-    """Count a failed password/code for the account and the IP; True when the account is now locked.
-    The one failure that starts a lock e-mails the owner (if the e-mail has an account)."""
-    account = normalize_email(email)
-    failure = _store().failure(account)
-    limit, window = RATE_LIMITS["failures"]
-    _store().hit("failures", _ip(), limit, window)
-    if failure.newly_locked:
-        with db().begin() as s:
-            services.notify_account_locked(
-                s, email=account, locked_until=datetime.fromtimestamp(failure.locked_until, UTC),
-                keyring=_keyring(), public_url=_public_url())
-    return failure.locked_until is not None
-
-
-def _ip_blocked() -> bool:
-    """Too many failed passwords/codes from this IP (any accounts) in the current window."""
-    limit, window = RATE_LIMITS["failures"]
-    return _store().count("failures", _ip(), window) >= limit
+# The invitation views call the flows (services/auth/flows.py) through these names.
+_gate, _over_limit, _too_many = flows.gate, flows.over_limit, flows.too_many
+_record_failure, _locked_message = flows.record_failure, flows.locked_message
+_signed_in, _logged_in, _ask_second_factor = flows.signed_in, flows.logged_in, flows.ask_second_factor
 
 
 # --------------------------------------------------------------------------- login / logout
 
+def _login_page(*, email: str, next_url: str | None, status: int = 200, errors=None, failure=None):
+    return render_template("auth/login.html", email=email, next=next_url, errors=errors or {},
+                           failure=failure), status
+
+
 @bp.route("/entrar", methods=["GET", "POST"])
 def login():
     if request.method == "GET":
-        return render_template("auth/login.html", email=request.args.get("email", ""),
-                               next=safe_next(request.args.get("next")), errors={})
+        return _login_page(email=request.args.get("email", ""), next_url=safe_next(request.args.get("next")))
     form = request.form.to_dict()
-    gate = _gate("login", form.get("email"))
+    gate = flows.gate("login", form.get("email"))
     if gate.over_limit or gate.ip_blocked:
-        return _too_many()
+        return flows.too_many()
     try:
         data = LoginSchema().load(form)
     except ValidationError as exc:
-        return render_template("auth/login.html", email=form.get("email", ""),
-                               next=safe_next(form.get("next")), errors=form_errors(exc)), 422
-    if gate.locked_until is not None:  # same answer whether or not the e-mail has an account
-        return render_template("auth/login.html", email=data["email"], next=data["next"], errors={},
-                               failure=_locked_message()), 422
-    with db().begin() as s:
-        identity = services.authenticate(s, email=data["email"], password=data["password"])
-    if identity is None:
-        failure = _locked_message() if _record_failure(data["email"]) else _("E-mail ou senha incorretos.")
-        return render_template("auth/login.html", email=data["email"], next=data["next"], errors={},
-                               failure=failure), 422
-    if identity.mfa_enabled:  # the failure count is reset only once the second factor is right too
-        return _ask_second_factor(identity, purpose="login", next_url=data["next"] or "/")
-    return _logged_in(identity, data["next"] or "/", reset=gate.has_failures)
+        return _login_page(email=form.get("email", ""), next_url=safe_next(form.get("next")),
+                           errors=form_errors(exc), status=422)
+    step = flows.login_with_password(gate, email=data["email"], password=data["password"],
+                                     next_url=data["next"] or "/")
+    if step.response is not None:
+        return step.response
+    return _login_page(email=data["email"], next_url=data["next"], failure=step.error, status=422)
 
 
 @bp.post("/sair")
@@ -287,67 +195,29 @@ def invitation_link():
 
 # --------------------------------------------------------------------------- second factor at login / link
 
-MFA_PENDING_SECONDS = 300
-
-
-def _ask_second_factor(identity, *, purpose: str, next_url: str, ticket: str | None = None):
-    """The password was right: remember that (signed browser session, 5 minutes) and ask the code."""
-    session["auth_mfa"] = {"identity": str(identity.id), "email": identity.email, "purpose": purpose,
-                           "next": next_url, "ticket": ticket, "until": clock.timestamp() + MFA_PENDING_SECONDS}
-    return redirect(url_for("auth.second_factor"), code=303)
-
-
-def _pending_second_factor() -> dict | None:
-    pending = session.get("auth_mfa")
-    if not isinstance(pending, dict) or pending.get("until", 0) < clock.timestamp():
-        return None
-    return pending
-
-
 @bp.route("/verificacao", methods=["GET", "POST"])
 def second_factor():
-    pending = _pending_second_factor()
+    pending = flows.pending_second_factor()
     if pending is None:
-        session.pop("auth_mfa", None)
         return redirect(url_for("auth.login"), code=303)
     if request.method == "GET":
         return render_template("auth/second_factor.html", errors={}, purpose=pending["purpose"])
-    gate = _gate("mfa", pending["email"])
+    gate = flows.gate("mfa", pending["email"])
     if gate.over_limit or gate.ip_blocked:
-        return _too_many()
+        return flows.too_many()
     try:
         data = CodeSchema().load(request.form.to_dict())
     except ValidationError as exc:
         return render_template("auth/second_factor.html", errors=form_errors(exc), purpose=pending["purpose"]), 422
-    if gate.locked_until is not None:
-        session.pop("auth_mfa", None)
-        return render_template("auth/second_factor.html", errors={"code": [_locked_message()]},
-                               purpose=pending["purpose"]), 422
-    claims = None
-    if pending["purpose"] == "link":
-        claims = _ticket_or_404(pending.get("ticket"))
-    with db().begin() as s:
-        ok = services.verify_second_factor(s, identity_id=_uuid(pending["identity"]), code=data["code"])
-        identity = s.get(services.Identity, _uuid(pending["identity"])) if ok else None
-        if identity is not None and claims is not None:
-            services.emit_link_verified(s, ticket=claims, identity=identity)
-    if identity is None:
-        message = (_locked_message() if _record_failure(pending["email"])
-                   else _("Código inválido. Confira o código no aplicativo e tente novamente."))
-        return render_template("auth/second_factor.html", errors={"code": [message]},
-                               purpose=pending["purpose"]), 422
-    session.pop("auth_mfa", None)
-    return _logged_in(identity, pending["next"], reset=gate.has_failures)
+    claims = _ticket_or_404(pending.get("ticket")) if pending["purpose"] == "link" else None
+    step = flows.check_second_factor(pending, gate, code=data["code"], ticket_claims=claims)
+    if step.response is not None:
+        return step.response
+    return render_template("auth/second_factor.html", errors={"code": [step.error]},
+                           purpose=pending["purpose"]), 422
 
 
 # --------------------------------------------------------------------------- MFA required by a firm
-
-def _pending_enrolment() -> dict | None:
-    pending = session.get("auth_mfa_enrol")
-    if not isinstance(pending, dict) or pending.get("until", 0) < clock.timestamp():
-        return None
-    return pending
-
 
 def _required_mfa_page(identity_id, status: int = 200, errors=None):
     from markupsafe import Markup
@@ -364,36 +234,26 @@ def _required_mfa_page(identity_id, status: int = 200, errors=None):
 def required_mfa():
     """A staff member of a firm that requires MFA, without it: enrol now (the password was just
     checked at login), then the session starts."""
-    pending = _pending_enrolment()
+    pending = flows.pending_enrolment()
     if pending is None:
-        session.pop("auth_mfa_enrol", None)
         return redirect(url_for("auth.login"), code=303)
     identity_id = _uuid(pending["identity"])
     if request.method == "GET":
         return _required_mfa_page(identity_id)
-    if _over_limit("mfa") or _ip_blocked():
-        return _too_many()
+    if flows.over_limit("mfa") or flows.ip_blocked():
+        return flows.too_many()
     try:
         data = CodeSchema().load(request.form.to_dict())
     except ValidationError as exc:
         return _required_mfa_page(identity_id, 422, form_errors(exc))
     try:
-        with db().begin() as s:
-            codes = services.confirm_mfa_enrollment(s, identity_id=identity_id, code=data["code"],
-                                                    keyring=_keyring(), public_url=_public_url())
-            identity = s.get(services.Identity, identity_id)
+        identity, codes = flows.finish_required_enrolment(pending, code=data["code"])
     except services.InvalidCode:
         return _required_mfa_page(identity_id, 422, {
             "code": [_("Código inválido. Confira o código no aplicativo e tente novamente.")]})
-    session.pop("auth_mfa_enrol", None)
     page = current_app.make_response(render_template("auth/required_mfa_codes.html", codes=codes,
                                                      next_url=pending["next"]))
-    return _signed_in(identity, pending["next"], login=True, response=page)
-
-
-def _uuid(value):
-    import uuid
-    return uuid.UUID(str(value))
+    return flows.signed_in(identity, pending["next"], login=True, response=page)
 
 
 # --------------------------------------------------------------------------- password reset
@@ -416,9 +276,8 @@ def forgot_password():
                                next=safe_next(form.get("next")), errors=form_errors(exc), sent=False), 422
     if data["next"]:
         session["reset_next"] = data["next"]
-    with db().begin() as s:
-        services.request_password_reset(s, email=data["email"], keyring=_keyring(),
-                                        public_url=current_app.config["BALCAO"].public_url)
+    with db().begin() as s:  # the same one INSERT for any e-mail; auth's consumer does the rest
+        services.record_password_reset_request(s, email=data["email"])
     return render_template("auth/forgot.html", email=data["email"], next=data["next"], errors={}, sent=True)
 
 
@@ -447,7 +306,7 @@ def reset_password(token: str):
     except services.PasswordPolicyError as exc:
         return _no_referrer(current_app.make_response(
             (render_template("auth/reset.html", errors=exc.field_errors), 422)))
-    _store().success(identity.email)  # a reset ends a lock
+    flows.forget_failures(identity.email)  # a reset ends a lock
     flash(_("Senha alterada. Agora use a nova senha."), "success")
     target = safe_next(session.pop("reset_next", None)) or url_for("auth.login")
     response = redirect(target, code=303)
@@ -561,23 +420,19 @@ def account_password():
         data = ChangePasswordSchema().load(request.form.to_dict())
     except ValidationError as exc:
         return render_template("auth/account/password.html", errors=form_errors(exc), section="password"), 422
-    if _is_locked(g.auth_identity.email):
-        return render_template("auth/account/password.html", section="password",
-                               errors={"current_password": [_locked_message()]}), 422
     try:
-        with db().begin() as s:
+        with flows.guarded(g.auth_identity.email, _("Senha atual incorreta.")), db().begin() as s:
             identity = services.change_password(
                 s, identity_id=g.auth_identity.id, current_password=data["current_password"],
                 password=data["password"], password_confirmation=data["password_confirmation"],
                 keyring=_keyring(), public_url=_public_url())
-    except services.WrongPassword:
-        message = _locked_message() if _record_failure(g.auth_identity.email) else _("Senha atual incorreta.")
+    except flows.Refused as exc:
         return render_template("auth/account/password.html", section="password",
-                               errors={"current_password": [message]}), 422
+                               errors={"current_password": [exc.message]}), 422
     except services.PasswordPolicyError as exc:
         return render_template("auth/account/password.html", errors=exc.field_errors, section="password"), 422
     flash(_("Senha alterada. As outras sessões foram encerradas."), "success")
-    return _signed_in(identity, url_for("auth.account_sessions"))  # a new sid for this browser
+    return flows.signed_in(identity, url_for("auth.account_sessions"))  # a new sid for this browser
 
 
 def _mfa_page(status: int = 200, **context):
@@ -617,18 +472,16 @@ def account_mfa():
 def account_mfa_begin():
     if g.auth_identity.mfa_enabled:
         return redirect(url_for("auth.account_mfa"), code=303)
-    if _is_locked(g.auth_identity.email):
-        return _mfa_page(422, errors={"password": [_locked_message()]})
     try:
-        data = PasswordConfirmSchema().load(request.form.to_dict())
-        with db().begin() as s:
-            services.begin_mfa_enrollment(s, identity_id=g.auth_identity.id, password=data["password"])
-            identity = s.get(services.Identity, g.auth_identity.id)
+        with flows.guarded(g.auth_identity.email, _("Senha incorreta.")):
+            data = PasswordConfirmSchema().load(request.form.to_dict())
+            with db().begin() as s:
+                services.begin_mfa_enrollment(s, identity_id=g.auth_identity.id, password=data["password"])
+                identity = s.get(services.Identity, g.auth_identity.id)
+    except flows.Refused as exc:
+        return _mfa_page(422, errors={"password": [exc.message]})
     except ValidationError as exc:
         return _mfa_page(422, errors=form_errors(exc))
-    except services.WrongPassword:
-        return _mfa_page(422, errors={"password": [_locked_message() if _record_failure(g.auth_identity.email)
-                                                   else _("Senha incorreta.")]})
     return _setup_page(identity)
 
 
@@ -654,21 +507,20 @@ def account_mfa_confirm():
 @bp.post("/minha-conta/verificacao-em-duas-etapas/desativar")
 @requires_session
 def account_mfa_disable():
-    if _is_locked(g.auth_identity.email):
-        return _mfa_page(422, errors={"password": [_locked_message()]})
-    if queries.staff_mfa_required(db_session(), identity_id=g.auth_identity.id):
-        return _mfa_page(422, errors={"password": [_(
-            "Um escritório em que você trabalha exige a verificação em duas etapas; ela não pode ser desativada.")]})
     try:
-        data = PasswordConfirmSchema().load(request.form.to_dict())
-        with db().begin() as s:
-            services.disable_mfa(s, identity_id=g.auth_identity.id, password=data["password"],
-                                 keyring=_keyring(), public_url=_public_url())
+        with flows.guarded(g.auth_identity.email, _("Senha incorreta.")):
+            if queries.staff_mfa_required(db_session(), identity_id=g.auth_identity.id):
+                return _mfa_page(422, errors={"password": [_(
+                    "Um escritório em que você trabalha exige a verificação em duas etapas; "
+                    "ela não pode ser desativada.")]})
+            data = PasswordConfirmSchema().load(request.form.to_dict())
+            with db().begin() as s:
+                services.disable_mfa(s, identity_id=g.auth_identity.id, password=data["password"],
+                                     keyring=_keyring(), public_url=_public_url())
+    except flows.Refused as exc:
+        return _mfa_page(422, errors={"password": [exc.message]})
     except ValidationError as exc:
         return _mfa_page(422, errors=form_errors(exc))
-    except services.WrongPassword:
-        return _mfa_page(422, errors={"password": [_locked_message() if _record_failure(g.auth_identity.email)
-                                                   else _("Senha incorreta.")]})
     flash(_("Verificação em duas etapas desativada."), "success")
     return redirect(url_for("auth.account_mfa"), code=303)
 

@@ -144,6 +144,12 @@ class IdentityLoggedIn(Payload):
     at = fields.AwareDateTime(required=True)
 
 
+class PasswordResetRequested(Payload):
+    # the e-mail typed on Esqueci a senha, normalized, whether or not it has an account: auth's own
+    # consumer looks it up, so the request costs the same for every e-mail (no enumeration by timing)
+    email = Email()
+
+
 class FirmMfaPolicyChanged(Payload):
     firm_id = UUID()
     require_staff_mfa = fields.Boolean(required=True)
@@ -167,6 +173,7 @@ CATALOGUE: dict[str, tuple[int, type[Payload], tuple[str, ...]]] = {
     "session.ended": (1, SessionEnded, ("users",)),
     "identity.logged_in": (1, IdentityLoggedIn, ("users",)),
     "firm.mfa_policy_changed": (1, FirmMfaPolicyChanged, ("auth",)),
+    "password_reset.requested": (1, PasswordResetRequested, ("auth",)),
 }
 
 

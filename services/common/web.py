@@ -27,9 +27,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import messaging, metrics
 from .config import Config, load_config
-from .contracts import safe_next
+from .contracts import SESSION_AUDIENCE, safe_next, session_hash
 from .runtime import database, keyring
-from .sessions import RENEWAL_PATH, current_identity, renewal_state
+from .sessions import RENEWAL_PATH, cookie_name, current_identity, renewal_state
 
 COMMON_DIR = Path(__file__).parent
 _CID_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
@@ -78,6 +78,26 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
         app.wsgi_app = proxied  # type: ignore[method-assign]
     app.extensions["balcao.db"] = database(service, config)
     app.extensions["balcao.keyring"] = keyring(config)
+
+    # Registered BEFORE csrf.init_app, so that it runs before Flask-WTF checks a token.
+    @app.before_request
+    def _csrf_secret_belongs_to_the_login_session():
+        endpoint = request.endpoint or ""
+        if endpoint == "static" or endpoint.endswith(".static"):
+            return None  # no form posts there; and a page's assets must not race its session cookie
+        bind_csrf_to_login_session(_login_session_hash(request.cookies.get(cookie_name(config.https))))
+        return None
+
+    @app.after_request
+    def _csrf_secret_follows_a_new_login_session(response):
+        """A response that sets or clears the session cookie (login, logout, password change…)
+        rotates the CSRF secret in the same response."""
+        prefix = cookie_name(config.https) + "="
+        for header in response.headers.getlist("Set-Cookie"):
+            if header.startswith(prefix):
+                bind_csrf_to_login_session(_login_session_hash(header[len(prefix):].split(";", 1)[0]))
+        return response
+
     csrf.init_app(app)
     Babel(app, locale_selector=select_locale)
 
@@ -203,6 +223,38 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
     return app
 
 
+
+
+# --------------------------------------------------------------------------- CSRF bound to the login session
+# Flask-WTF keeps its CSRF secret in the `balcao_csrf` browser session that every service shares.
+# A secret made before login (or for another login) must not be accepted after it: the browser
+# session remembers the SHA-256 of the login session's sid the secret was made for ("" for no
+# login), and a request under another login session drops the secret, so the next form gets a
+# new one. Renewing the token keeps the sid, so forms already open keep working.
+CSRF_BINDING_KEY = "csrf_login_session"
+
+
+def _login_session_hash(token: str | None) -> str:
+    """session_hash of the sid of an authentic session token (expired or not), else ""."""
+    from flask import current_app
+    claims = current_app.extensions["balcao.keyring"].verify("auth", token or "", audience=SESSION_AUDIENCE,
+                                                             verify_exp=False)
+    sid = claims.get("sid") if claims else None
+    return session_hash(sid) if isinstance(sid, str) and sid else ""
+
+
+def bind_csrf_to_login_session(login_session: str) -> None:
+    """Make the browser session's CSRF secret belong to `login_session` (a session_hash, or ""
+    for none): a secret made for another one is dropped (Flask-WTF makes a new one when a form
+    needs it). Nothing changes, and no cookie is sent, when it already belongs there."""
+    from flask import current_app, session
+    if session.get(CSRF_BINDING_KEY, "") == login_session:
+        return
+    session.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
+    if login_session:
+        session[CSRF_BINDING_KEY] = login_session
+    else:
+        session.pop(CSRF_BINDING_KEY, None)
 
 
 def _same_origin_referer_path(config: Config) -> str:

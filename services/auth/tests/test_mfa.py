@@ -145,6 +145,25 @@ def test_wrong_codes_count_towards_the_lock(config, make_identity, clock):
     assert again.status_code == 422 and "Conta bloqueada temporariamente" in again.get_data(as_text=True)
 
 
+def test_wrong_codes_lock_the_guessers_browser_not_the_owners_device(config, make_identity, clock):
+    make_identity()
+    owner = _signed_in(config)
+    secret, _codes = _enrol(owner, clock)
+    post_form(owner, MFA, "/auth/sair", {})
+    # someone who learnt the password guesses codes from the owner's own network (the same IP)
+    guesser, _apps = new_browser(config)
+    for _i in range(10):
+        login(guesser, email=CARLOS["email"], password=CARLOS["password"])
+        response = _code_step(guesser, "000000")
+    assert "Conta bloqueada temporariamente" in response.get_data(as_text=True)
+    clock.advance(seconds=30)
+    assert "Conta bloqueada temporariamente" in login(guesser, email=CARLOS["email"],
+                                                      password=CARLOS["password"]).get_data(as_text=True)
+    # the owner's browser is a device auth knows: the password and the code still get in
+    assert location_path(login(owner, email=CARLOS["email"], password=CARLOS["password"])) == "/auth/verificacao"
+    assert location_path(_code_step(owner, pyotp.TOTP(secret).at(clock()))) == "/"
+
+
 def test_recovery_codes_are_stored_with_argon2id_and_typed_loosely(config, make_identity, clock, auth_db):
     from sqlalchemy import select
 

@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 
 from services.auth import services
 from services.auth.models import PasswordResetToken
-from testsupport import csrf_token
+from testsupport import count_queries, csrf_token
 
 from .conftest import ANA, CARLOS, location_path
 
@@ -64,6 +64,39 @@ def test_same_answer_for_known_and_unknown_email_only_known_gets_mail(browser_cl
     assert str(carlos.id) not in payload["sealed"]
 
 
+def test_known_and_unknown_emails_run_the_same_statements(browser_client, config, make_identity, clock):
+    """The request itself must not tell which e-mails have accounts, by time either: both run the very
+    same SQL (parameters aside); the lookup, the token and the e-mail happen in auth's consumer."""
+    make_identity(CARLOS)
+    _forgot(browser_client, "aquecimento@exemplo.com.br")  # opens this minute's rate-limit window
+    statements = {}
+    for email in (CARLOS["email"], "ninguem@exemplo.com.br"):
+        html = browser_client.get("/auth/esqueci-senha").get_data(as_text=True)
+        with count_queries(config, "auth") as queries:
+            response = browser_client.post("/auth/esqueci-senha", data={"csrf_token": csrf_token(html),
+                                                                        "email": email})
+        assert response.status_code == 200 and SENT in unescape(response.get_data(as_text=True))
+        statements[email] = queries.statements
+    assert statements[CARLOS["email"]] == statements["ninguem@exemplo.com.br"]
+    assert not any("identities" in s or "password_reset_tokens" in s for s in statements[CARLOS["email"]])
+
+
+def test_the_request_is_an_event_and_only_a_known_email_gets_a_token(browser_client, make_identity, auth_db,
+                                                                     config, outbox_events):
+    from .conftest import recorded_events, run_own_consumers
+    make_identity(CARLOS)
+    for email in (" Carlos@Exemplo.com.br ", "ninguem@exemplo.com.br"):
+        _forgot(browser_client, email)
+    assert [(e["type"], e["payload"]) for e in recorded_events(auth_db) if e["type"] != "identity.registered"] == [
+        ("password_reset.requested", {"email": CARLOS["email"]}),
+        ("password_reset.requested", {"email": "ninguem@exemplo.com.br"})]
+    run_own_consumers(config)
+    run_own_consumers(config)  # a redelivery changes nothing
+    with auth_db.begin() as s:
+        assert len(s.scalars(select(PasswordResetToken)).all()) == 1
+    assert [e["payload"]["recipient"] for e in outbox_events("notification.email_requested")] == [CARLOS["email"]]
+
+
 def test_invalid_email_gets_a_message_and_is_kept(browser_client, outbox_events):
     response = _forgot(browser_client, "carlos-sem-arroba")
     assert response.status_code == 422
@@ -95,7 +128,8 @@ def test_the_sealed_link_resets_the_password_once(browser_client, make_identity,
     again = browser_client.get(path)
     assert again.status_code == 404
     assert "esqueci-senha" in again.get_data(as_text=True)
-    assert browser_client.post(path, data={"csrf_token": csrf_token(html), "password": "outra-coisa-boa-7",
+    fresh = csrf_token(browser_client.get("/auth/esqueci-senha").get_data(as_text=True))  # logged in since
+    assert browser_client.post(path, data={"csrf_token": fresh, "password": "outra-coisa-boa-7",
                                            "password_confirmation": "outra-coisa-boa-7"}).status_code == 404
     assert _can_login(browser_client, CARLOS["email"], NEW_PASSWORD)
 

@@ -228,3 +228,6 @@ def test_wrong_current_passwords_in_minha_conta_lock_the_account_too(config, mak
     mfa = "/auth/minha-conta/verificacao-em-duas-etapas"
     refused = post_form(client, mfa, mfa + "/ativar", {"password": CARLOS["password"]})
     assert refused.status_code == 422 and "Conta bloqueada temporariamente" in refused.get_data(as_text=True)
+    # the lock is this browser's (a device auth recognises): another browser, even on the same IP, logs in
+    other, _apps = new_browser(config)
+    assert login(other, email=CARLOS["email"], password=CARLOS["password"]).status_code == 303

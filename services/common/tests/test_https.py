@@ -10,8 +10,8 @@ import pytest
 from werkzeug.test import Client
 from werkzeug.wrappers import Response
 
-from services.common.testing import build_gateway, csrf_token
 from services.provision import ensure_identity
+from testsupport import build_gateway, csrf_token
 
 EMAIL, PASSWORD = "carla@cliente.example", "Senha-bem-longa-2026"
 PROXY = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}

@@ -445,11 +445,10 @@ def test_security_setting_is_404_for_staff_clients_and_other_firms(browser_clien
     with users_db(config).begin() as s:
         services.add_staff_member(s, firm=s.get(models.Firm, world.alfa.id), identity_id=paula.identity_id,
                                   name=paula.name, email=paula.email, role="staff")
-    login(browser_client, config, world.carlos)
-    token = csrf_token(_page(browser_client, MY_FIRMS))
     url = SECURITY.format(slug=world.alfa.slug)
     for person in (paula, world.carlos, world.bruno):
         login(browser_client, config, person)
+        token = csrf_token(_page(browser_client, MY_FIRMS))  # a CSRF token is good for one login only
         assert browser_client.get(url).status_code == 404, person.name
         assert browser_client.post(url, data={"csrf_token": token, "exigir_mfa": "1"}).status_code == 404
     assert not outbox_events(config, "firm.mfa_policy_changed")
