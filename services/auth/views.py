@@ -22,7 +22,7 @@ from services.common.sessions import (
 )
 from services.common.web import db, db_session
 
-from . import clock, queries, services
+from . import clock, invite_steps, queries, services
 from .schemas import (
     ChangePasswordSchema,
     CodeSchema,
@@ -223,6 +223,8 @@ def _invite_page(template: str, *, raw_ticket: str, claims: dict, status: int = 
 def invitation():
     raw = request.args.get("ticket", "")
     claims = _ticket_or_404(raw)
+    if (blocked := invite_steps.gate(claims, raw)) is not None:  # no longer pending; copy link unproven
+        return blocked
     if queries.email_has_identity(db_session(), claims["email"]):
         return _invite_page("auth/invite_link.html", raw_ticket=raw, claims=claims)
     return _invite_page("auth/invite_register.html", raw_ticket=raw, claims=claims, name=claims["name"])
@@ -233,6 +235,8 @@ def invitation_register():
     form = request.form.to_dict()
     raw = form.get("ticket", "")
     claims = _ticket_or_404(raw)
+    if (blocked := invite_steps.gate(claims, raw)) is not None:
+        return blocked
     if _over_limit("register"):
         return _too_many()
     try:
@@ -258,6 +262,8 @@ def invitation_link():
     form = request.form.to_dict()
     raw = form.get("ticket", "")
     claims = _ticket_or_404(raw)
+    if (blocked := invite_steps.gate(claims, raw)) is not None:
+        return blocked
     gate = _gate("link", claims["email"])
     if gate.over_limit or gate.ip_blocked:
         return _too_many()
@@ -326,6 +332,9 @@ def second_factor():
     claims = None
     if pending["purpose"] == "link":
         claims = _ticket_or_404(pending.get("ticket"))
+        if (blocked := invite_steps.gate(claims, pending["ticket"])) is not None:
+            session.pop("auth_mfa", None)
+            return blocked
     with db().begin() as s:
         ok = services.verify_second_factor(s, identity_id=_uuid(pending["identity"]), code=data["code"])
         identity = s.get(services.Identity, _uuid(pending["identity"])) if ok else None
@@ -689,3 +698,6 @@ def not_me():
     response = current_app.make_response(render_template("auth/account/not_me.html", live=None, done=True))
     clear_session_cookie(response)
     return _no_referrer(response)
+
+
+invite_steps.register_routes(bp)  # the e-mail code step of the invitation copy link

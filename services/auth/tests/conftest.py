@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import pytest
@@ -39,12 +39,34 @@ def make_identity(auth_db):
 
 
 @pytest.fixture
-def make_ticket(keyring):
+def make_ticket(keyring, auth_db):
+    """A ticket as invitations signs it (`via`: which link was opened), for an invitation auth's
+    projection knows as `state` ("pending", "voided", "accepted", "expired"; None: not known yet)."""
     def make(*, email=CARLOS["email"], name=CARLOS["name"], firm=BETA, inv=None, ttl=timedelta(hours=1),
-             issuer="invitations", audience="balcao-invitation"):
+             issuer="invitations", audience="balcao-invitation", via="email", state="pending"):
         claims = {"inv": str(inv or uuid.uuid4()), "email": email, "name": name, **firm}
+        if via is not None:
+            claims["via"] = via
+        if state is not None:
+            set_invitation_state(auth_db, claims["inv"], state)
         return keyring.sign(issuer, claims, audience=audience, ttl=ttl), claims
     return make
+
+
+def set_invitation_state(auth_db, invitation_id, state: str) -> None:
+    """Feed auth's invitation projection as the invitations service's events would."""
+    from services.auth import invites
+    with auth_db.begin() as s:
+        if state == "expired":
+            invites.project_invitation_created(s, invitation_id=invitation_id,
+                                               expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        else:
+            invites.project_invitation_created(s, invitation_id=invitation_id,
+                                               expires_at=datetime.now(UTC) + timedelta(days=7))
+        if state == "voided":
+            invites.project_invitation_voided(s, invitation_id=invitation_id, reason="superseded")
+        elif state == "accepted":
+            invites.project_invitation_accepted(s, invitation_id=invitation_id)
 
 
 @pytest.fixture
