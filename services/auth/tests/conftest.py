@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from urllib.parse import urlsplit
 
 import pytest
@@ -55,14 +55,13 @@ def make_ticket(keyring, auth_db):
 
 def set_invitation_state(auth_db, invitation_id, state: str) -> None:
     """Feed auth's invitation projection as the invitations service's events would."""
+    from services.auth import clock as auth_clock
     from services.auth import invites
+    now = auth_clock.now()
     with auth_db.begin() as s:
-        if state == "expired":
-            invites.project_invitation_created(s, invitation_id=invitation_id,
-                                               expires_at=datetime.now(UTC) - timedelta(seconds=1))
-        else:
-            invites.project_invitation_created(s, invitation_id=invitation_id,
-                                               expires_at=datetime.now(UTC) + timedelta(days=7))
+        invites.project_invitation_created(
+            s, invitation_id=invitation_id,
+            expires_at=now - timedelta(seconds=1) if state == "expired" else now + timedelta(days=7))
         if state == "voided":
             invites.project_invitation_voided(s, invitation_id=invitation_id, reason="superseded")
         elif state == "accepted":
