@@ -303,3 +303,18 @@ def test_checking_codes_is_rate_limited_per_ip(config, make_ticket, clock):
     for _i in range(CHECK_LIMIT[0]):
         assert _check_code(client, ticket, "000000").status_code == 422
     assert _check_code(client, ticket, "000000").status_code == 429
+
+
+def test_the_new_pages_in_english(browser_client, make_ticket, outbox_events, keyring):
+    browser_client.set_cookie("balcao_locale", "en")
+    ticket, _claims = make_ticket(via="copy")
+    html = unescape(_page(browser_client, ticket).get_data(as_text=True))
+    assert "Confirm your e-mail" in html and "Send code" in html
+    _send_code(browser_client, ticket)
+    html = unescape(_page(browser_client, ticket).get_data(as_text=True))
+    assert f"We sent a 6-digit code to {CARLOS['email']}. It is valid for 10 minutes." in html
+    wrong = _check_code(browser_client, ticket, "x")
+    assert "Invalid or expired code." in unescape(wrong.get_data(as_text=True))
+    unknown, _claims = make_ticket(state=None)
+    html = unescape(_page(browser_client, unknown).get_data(as_text=True))
+    assert "Your invitation is almost ready" in html and "Try again" in html
