@@ -149,6 +149,7 @@ def check_invitation_code(session: Session, *, ticket: dict, code: str) -> bool:
                           .with_for_update()).first()
     normalized = _normalize_code(code)
     well_formed = normalized.isdigit() and len(normalized) == CODE_DIGITS
+    matches: bool
     try:
         matches = PASSWORD_HASHER.verify(row.code_hash if row is not None else _DUMMY_CODE_HASH,
                                          normalized if well_formed else "-")

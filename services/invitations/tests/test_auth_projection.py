@@ -57,6 +57,7 @@ def _staff(config, firm_id, client_user_id, action: str):
     from services.users import services as users_services
     with database("users", config).begin() as s:
         firm, cu = s.get(users_models.Firm, firm_id), s.get(users_models.ClientUser, client_user_id)
+        assert firm is not None and cu is not None
         if action == "resend":
             users_services.resend_invitation(s, firm=firm, client_user=cu, cooldown_seconds=0)
         elif action == "deactivated":
