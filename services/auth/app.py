@@ -7,7 +7,8 @@ from .throttle import make_store
 # Pages that work without a session (or end/renew it): an expired session token is never sent
 # through renewal here; it just counts as no session.
 ANONYMOUS_ENDPOINTS = {"auth.login", "auth.logout", "auth.renew_session", "auth.invitation",
-                       "auth.invitation_register", "auth.invitation_link", "auth.second_factor",
+                       "auth.invitation_register", "auth.invitation_link", "auth.invitation_send_code",
+                       "auth.invitation_check_code", "auth.second_factor",
                        "auth.required_mfa",
                        "auth.forgot_password", "auth.reset_password"}
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from services.common.runtime import keyring
 
-from . import services
+from . import invites, services
 
 
 def on_membership_granted(payload, ctx):
@@ -43,7 +43,26 @@ def on_password_reset_requested(payload, ctx):
                                     public_url=ctx.config.public_url)
 
 
+def on_invitation_created(payload, ctx):
+    """A new invitation: its tickets may register or link until it expires (the projection)."""
+    invites.project_invitation_created(ctx.session, invitation_id=payload["invitation_id"],
+                                       expires_at=payload["expires_at"])
+
+
+def on_invitation_voided(payload, ctx):
+    """Resent, or the client user's access deactivated/deleted: its tickets register and link nothing."""
+    invites.project_invitation_voided(ctx.session, invitation_id=payload["invitation_id"], reason=payload["reason"])
+
+
+def on_invitation_accepted(payload, ctx):
+    """The invitation was used: its tickets register and link nothing any more."""
+    invites.project_invitation_accepted(ctx.session, invitation_id=payload["invitation_id"])
+
+
 HANDLERS = {"membership.granted": on_membership_granted,
             "membership.revoked": on_membership_revoked,
             "firm.mfa_policy_changed": on_mfa_policy_changed,
-            "password_reset.requested": on_password_reset_requested}
+            "password_reset.requested": on_password_reset_requested,
+            "invitation.created": on_invitation_created,
+            "invitation.voided": on_invitation_voided,
+            "invitation.accepted": on_invitation_accepted}

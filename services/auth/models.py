@@ -110,6 +110,38 @@ class FirmMfaPolicy(Base):
     require_staff_mfa: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class InvitationState(Base):
+    """Projection of the invitations service's events (invitation.created / .voided / .accepted):
+    whether an invitation is still pending and until when. The invitation pages refuse a ticket whose
+    invitation is unknown here, voided, accepted or expired. A voided or accepted row never turns back
+    to pending (events may arrive in any order); `expires_at` is unknown until invitation.created."""
+
+    __tablename__ = "invitation_states"
+
+    invitation_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    status: Mapped[str] = mapped_column(String(20))  # pending / voided / accepted
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    voided_reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class InvitationCode(Base):
+    """A one-time code e-mailed to an invitee who opened the *copy* link of an invitation: entering it
+    proves the e-mail before the page says anything about the account. Short-lived, few attempts,
+    single use, bound to the invitation and the e-mail; only its argon2id hash is stored."""
+
+    __tablename__ = "invitation_codes"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    invitation_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    email: Mapped[str] = mapped_column(String(320))  # normalized
+    code_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
 # Failed-attempt counters, account locks and rate-limit windows (the embedded store of
 # throttle.DatabaseStore; Redis replaces it when configured). Times are epoch seconds.
 counters = Table(

@@ -76,6 +76,13 @@ class InvitationLinkSchema(TicketSchema):
     password = _password()
 
 
+class InvitationCodeSchema(TicketSchema):
+    """The one-time code e-mailed to the invitee who opened a copy link."""
+    code = fields.String(required=True, error_messages=_required(),
+                         validate=[validate.Length(min=1, error=_l("Preencha este campo.")),
+                                   validate.Length(max=20, error=_l("Código inválido."))])
+
+
 class ResetPasswordSchema(FormSchema):
     password = _password()
     password_confirmation = _password()
@@ -92,6 +99,9 @@ class TicketClaims(Schema):
     name = fields.String(required=True, validate=validate.Length(max=200))
     firm = fields.String(required=True, validate=validate.Length(min=1, max=500))
     firm_slug = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    # Which link was opened: "email" (came through the person's inbox) or "copy" (the link staff
+    # copy). A ticket that does not say counts as "copy": it must first prove the e-mail.
+    via = fields.String(load_default="copy", validate=validate.OneOf(["email", "copy"]))
 
     @post_load
     def _normalize(self, data, **_kw):

@@ -150,16 +150,6 @@ def _emit_link_verified(session: Session, *, ticket: dict, identity: Identity) -
         "invitation_id": str(ticket["inv"]), "identity_id": str(identity.id), "email": identity.email})
 
 
-def verify_link_request(session: Session, *, ticket: dict, password: str) -> Identity | None:
-    """Check the password of the identity the invitation was addressed to; only then emit
-    `link.verified`. Wrong password (or no such identity): None, nothing emitted."""
-    identity = authenticate(session, email=ticket["email"], password=password)
-    if identity is None:
-        return None
-    _emit_link_verified(session, ticket=ticket, identity=identity)
-    return identity
-
-
 def register_from_invitation(session: Session, *, ticket: dict, name: str, password: str,
                              password_confirmation: str) -> Identity:
     """Create the identity for the invited e-mail and emit `identity.registered` + `link.verified`.

@@ -24,7 +24,7 @@ from services.common.sessions import (
 )
 from services.common.web import db, db_session
 
-from . import clock, flows, queries, services
+from . import clock, flows, invite_steps, queries, services
 from .schemas import (
     ChangePasswordSchema,
     CodeSchema,
@@ -131,6 +131,8 @@ def _invite_page(template: str, *, raw_ticket: str, claims: dict, status: int = 
 def invitation():
     raw = request.args.get("ticket", "")
     claims = _ticket_or_404(raw)
+    if (blocked := invite_steps.gate(claims, raw)) is not None:  # no longer pending; copy link unproven
+        return blocked
     if queries.email_has_identity(db_session(), claims["email"]):
         return _invite_page("auth/invite_link.html", raw_ticket=raw, claims=claims)
     return _invite_page("auth/invite_register.html", raw_ticket=raw, claims=claims, name=claims["name"])
@@ -141,6 +143,8 @@ def invitation_register():
     form = request.form.to_dict()
     raw = form.get("ticket", "")
     claims = _ticket_or_404(raw)
+    if (blocked := invite_steps.gate(claims, raw)) is not None:
+        return blocked
     if _over_limit("register"):
         return _too_many()
     try:
@@ -166,6 +170,8 @@ def invitation_link():
     form = request.form.to_dict()
     raw = form.get("ticket", "")
     claims = _ticket_or_404(raw)
+    if (blocked := invite_steps.gate(claims, raw)) is not None:
+        return blocked
     gate = _gate("link", claims["email"])
     if gate.over_limit or gate.ip_blocked:
         return _too_many()
@@ -209,7 +215,12 @@ def second_factor():
         data = CodeSchema().load(request.form.to_dict())
     except ValidationError as exc:
         return render_template("auth/second_factor.html", errors=form_errors(exc), purpose=pending["purpose"]), 422
-    claims = _ticket_or_404(pending.get("ticket")) if pending["purpose"] == "link" else None
+    claims = None
+    if pending["purpose"] == "link":
+        claims = _ticket_or_404(pending.get("ticket"))
+        if (blocked := invite_steps.gate(claims, pending["ticket"])) is not None:
+            session.pop("auth_mfa", None)
+            return blocked
     step = flows.check_second_factor(pending, gate, code=data["code"], ticket_claims=claims)
     if step.response is not None:
         return step.response
@@ -541,3 +552,6 @@ def not_me():
     response = current_app.make_response(render_template("auth/account/not_me.html", live=None, done=True))
     clear_session_cookie(response)
     return _no_referrer(response)
+
+
+invite_steps.register_routes(bp)  # the e-mail code step of the invitation copy link

@@ -17,8 +17,8 @@ DEAD_LETTER_QUEUE = "balcao.dead_letters"
 
 
 # E-mail templates the notifier renders (services/notifier/templates/emails/<name>.{txt,html}).
-EMAIL_TEMPLATES = ["invitation", "password_reset", "account_locked", "password_changed", "mfa_changed",
-                   "firm_linked"]
+EMAIL_TEMPLATES = ["invitation", "invitation_code", "password_reset", "account_locked", "password_changed",
+                   "mfa_changed", "firm_linked"]
 
 
 class Payload(Schema):
@@ -62,8 +62,20 @@ class InvitationCreated(Payload):
     client_user_id = UUID()
     expires_at = fields.AwareDateTime(required=True)
     resent = fields.Boolean(required=True)
-    # {"link": ...} sealed to the users service, so staff can copy the link (never in clear)
+    # {"link": ...} sealed to the users service, so staff can copy the link (never in clear). It is
+    # the invitation's *copy* link, not the e-mailed one: opening it asks for a code sent to the
+    # invitee's e-mail before the registration / "já tem acesso" page.
     sealed_link = fields.String(load_default=None, allow_none=True)
+
+
+class InvitationVoided(Payload):
+    """A pending invitation stopped working before it was used: a newer one replaced it (Reenviar
+    convite), or the client user's access was deactivated or deleted."""
+    invitation_id = UUID()
+    firm_id = UUID()
+    client_user_id = UUID()
+    reason = fields.String(required=True, validate=validate.OneOf(
+        ["superseded", "access_deactivated", "access_deleted"]))
 
 
 class InvitationAccepted(Payload):
@@ -160,8 +172,11 @@ CATALOGUE: dict[str, tuple[int, type[Payload], tuple[str, ...]]] = {
     "client_user.access_activated": (1, AccessActivated, ("invitations",)),
     "client_user.invitation_requested": (1, InvitationRequested, ("invitations",)),
     "client_user.access_revoked": (1, AccessRevoked, ("invitations",)),
-    "invitation.created": (1, InvitationCreated, ("users",)),
-    "invitation.accepted": (1, InvitationAccepted, ("users",)),
+    # auth keeps a projection of each invitation's state (pending / voided / accepted, expiry): its
+    # registration and Vincular Contas pages refuse a ticket whose invitation is no longer pending
+    "invitation.created": (1, InvitationCreated, ("users", "auth")),
+    "invitation.voided": (1, InvitationVoided, ("auth",)),
+    "invitation.accepted": (1, InvitationAccepted, ("users", "auth")),
     "invitation.acceptance_refused": (1, InvitationAcceptanceRefused, ("users",)),
     "notification.email_requested": (1, EmailRequested, ("notifier",)),
     "notification.sent": (1, NotificationSent, ("users",)),

@@ -17,7 +17,11 @@ class Base(DeclarativeBase):
 
 
 class Invitation(Base):
-    """One invitation e-mailed to a client user. Only the SHA-256 of its token is kept."""
+    """One invitation e-mailed to a client user. It has two independent random tokens, only their
+    SHA-256 kept: the e-mailed link's (`token_hash`) and the copy link's (`copy_token_hash`, the
+    link staff see under "Copiar link do convite"; opening it asks for a code sent to the e-mail).
+    Invitations issued before copy links existed have no `copy_token_hash`: their e-mailed link may
+    have been copied by staff, so it is treated as a copy link."""
 
     __tablename__ = "invitations"
     __table_args__ = (Index("ix_invitations_client_user_status", "client_user_id", "status"),)
@@ -30,6 +34,7 @@ class Invitation(Base):
     email: Mapped[str] = mapped_column(String(320), nullable=False)  # normalized
     name: Mapped[str] = mapped_column(String(500), nullable=False)
     token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)  # sha256 hex
+    copy_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True, index=True)  # sha256
     status: Mapped[str] = mapped_column(String(20), nullable=False, default="pending")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -8,11 +8,10 @@ import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.common.contracts import INVITATION_TICKET_AUDIENCE, normalize_email
-from services.common.db import affected_rows
 from services.common.messaging import record_event, utcnow
 
 from .models import Invitation, outbox
@@ -37,35 +36,49 @@ def is_usable(invitation: Invitation, *, now: datetime | None = None) -> bool:
 
 
 def void_invitations(session: Session, *, client_user_id, reason: str) -> int:
-    """Void every pending invitation of a client user; returns how many were voided."""
-    result = session.execute(
-        update(Invitation)
+    """Void every pending invitation of a client user, each with an `invitation.voided` event (auth
+    stops accepting its tickets); returns how many were voided. `reason`: superseded,
+    access_deactivated or access_deleted."""
+    pending = session.execute(
+        select(Invitation)
         .where(Invitation.client_user_id == client_user_id, Invitation.status == "pending")
-        .values(status="voided", voided_reason=reason)
-        .execution_options(synchronize_session="fetch"))
-    return affected_rows(result)
+        .with_for_update()).scalars().all()
+    for invitation in pending:
+        invitation.status = "voided"
+        invitation.voided_reason = reason
+        record_event(session, outbox, "invitation.voided", {
+            "invitation_id": str(invitation.id), "firm_id": str(invitation.firm_id),
+            "client_user_id": str(invitation.client_user_id), "reason": reason,
+        })
+    session.flush()
+    return len(pending)
 
 
 def issue_invitation(session: Session, *, keyring, public_url: str, ttl: timedelta, firm_id, firm_name: str,
                      firm_slug: str, client_user_id, email: str, name: str, resent: bool) -> Invitation:
     """A new invitation (the previous pending one of this client user stops working) and
-    the request for its e-mail. The raw token leaves this function only sealed: to the notifier (for
-the e-mail) and to users (so staff can copy the link)."""
+    the request for its e-mail. Two independent random tokens: the e-mailed link's, sealed to the
+    notifier only, and the copy link's, sealed to users only (staff copy it to send by another
+    channel; whoever opens it must first prove the e-mail with a code sent there). Neither raw token
+    is stored or leaves this function unsealed."""
     void_invitations(session, client_user_id=client_user_id, reason="superseded")
     raw_token = secrets.token_urlsafe(32)  # 256 bits
+    copy_token = secrets.token_urlsafe(32)
     now = utcnow()
     invitation = Invitation(
         id=uuid.uuid4(), firm_id=firm_id, firm_name=firm_name, firm_slug=firm_slug,
         client_user_id=client_user_id, email=normalize_email(email), name=name.strip(),
-        token_hash=hash_token(raw_token), status="pending", created_at=now, expires_at=now + ttl)
+        token_hash=hash_token(raw_token), copy_token_hash=hash_token(copy_token), status="pending",
+        created_at=now, expires_at=now + ttl)
     session.add(invitation)
     session.flush()
     link = f"{public_url.rstrip('/')}/convite/{raw_token}"
+    copy_link = f"{public_url.rstrip('/')}/convite/{copy_token}"
     record_event(session, outbox, "invitation.created", {
         "invitation_id": str(invitation.id), "firm_id": str(firm_id), "client_user_id": str(client_user_id),
         "expires_at": invitation.expires_at.isoformat(), "resent": resent,
-        # sealed to users, so the firm's staff can copy the link and send it by another channel
-        "sealed_link": keyring.seal({"link": link}, recipient="users"),
+        # the copy link, sealed to users: staff copy it and send it by another channel
+        "sealed_link": keyring.seal({"link": copy_link}, recipient="users"),
     })
     reference = f"invitation:{invitation.id}"
     record_event(session, outbox, "notification.email_requested", {
@@ -117,9 +130,13 @@ def accept_invitation(session: Session, *, invitation_id, identity_id, email: st
     })
 
 
-def invitation_ticket(keyring, invitation: Invitation) -> str:
-    """The signed ticket the browser carries to auth's registration / link page."""
+def invitation_ticket(keyring, invitation: Invitation, *, via: str) -> str:
+    """The signed ticket the browser carries to auth's registration / link page. `via`: "email"
+    when it was opened with the e-mailed link, "copy" with the link staff copy (auth then asks for
+    a code sent to the e-mail before it says anything about the account)."""
+    if via not in ("email", "copy"):
+        raise ValueError(f"unknown link kind {via!r}")
     return keyring.sign("invitations", {
         "inv": str(invitation.id), "email": invitation.email, "name": invitation.name,
-        "firm": invitation.firm_name, "firm_slug": invitation.firm_slug,
+        "firm": invitation.firm_name, "firm_slug": invitation.firm_slug, "via": via,
     }, audience=INVITATION_TICKET_AUDIENCE, ttl=TICKET_TTL)

@@ -17,18 +17,19 @@ bp = Blueprint("invitations", __name__)
 
 @bp.get("/<token>")
 def open_invitation(token: str):
-    invitation = None
+    found = None
     try:
         args = InvitationLinkSchema().load({"token": token})
     except ValidationError:
         args = None
     if args is not None:
-        invitation = queries.find_usable_invitation(db_session(), raw_token=args["token"])
+        found = queries.find_usable_invitation(db_session(), raw_token=args["token"])
     response: WerkzeugResponse
-    if invitation is None:
+    if found is None:
         response = make_response(render_template("invitations/invalid.html"), 404)
     else:
-        ticket = services.invitation_ticket(current_app.extensions["balcao.keyring"], invitation)
+        invitation, via = found
+        ticket = services.invitation_ticket(current_app.extensions["balcao.keyring"], invitation, via=via)
         response = redirect("/auth/convite?" + urlencode({"ticket": ticket}), 303)
     # The token is in this URL: never leak it to the next page.
     response.headers["Referrer-Policy"] = "no-referrer"

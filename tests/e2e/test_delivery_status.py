@@ -3,8 +3,9 @@
 Staff register a client user while the SMTP server is down → the user's page says
 "Falha no envio … nova tentativa automática"; the SMTP server comes back → the notifier's own
 retry delivers it and the page turns to "Convite enviado em …"; "Reenviar convite" sends a new
-e-mail and the old link stops working; the link staff copy from the page registers the person
-in another browser.
+e-mail and the old link stops working; the link staff copy from the page (not the e-mailed one)
+tells staff nothing and registers nobody by itself: the person who opens it gets a code in their
+mailbox, types it, and only then registers, in another browser.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import SwitchableSmtp, keep_pages, link_in, running_product
+from tests.conftest import SwitchableSmtp, keep_pages, link_in, running_product, text_of
 from tests.e2e.test_seed_flow import cnpj, login, register_client_user, wait_home_of
 
 pytestmark = pytest.mark.browser
@@ -91,7 +92,8 @@ def test_failure_shown_then_sent_then_resend_and_the_copied_link_registers(produ
         ana.goto(user_page)
         reload_until(ana, r"Convite enviado em \d\d/\d\d/\d{4} \d\d:\d\d")
         assert "Falha no envio" not in ana.locator("main").inner_text()
-        assert copied_link(ana) == first_link
+        first_copy = copied_link(ana)
+        assert first_copy.startswith(url + "/convite/") and first_copy != first_link  # its own token
 
         # Reenviar convite: a new e-mail arrives and the old link now shows the invalid page
         before = mailbox.count()
@@ -104,15 +106,34 @@ def test_failure_shown_then_sent_then_resend_and_the_copied_link_registers(produ
         diana.goto(first_link)
         expect(diana.get_by_role("heading", name="Convite inválido ou expirado")).to_be_visible()
 
-        # the link staff copy from the page is the new one, and it registers Diana in her own browser
+        # the link staff copy from the page is the new invitation's
         ana.goto(user_page)
         end = time.monotonic() + DEADLINE
-        while copied_link(ana) != second_link:
+        while copied_link(ana) == first_copy:
             assert time.monotonic() < end, "the page never showed the resent invitation's link"
             ana.wait_for_timeout(300)
             ana.reload()
         link = copied_link(ana)
+        assert link not in (second_link, first_copy)
+        diana.goto(first_copy)  # the old copy link died with the resend too
+        expect(diana.get_by_role("heading", name="Convite inválido ou expirado")).to_be_visible()
+
+        # staff opening the copy link themselves learn nothing and get no registration form
+        ana.goto(link)
+        expect(ana.get_by_role("heading", name="Confirme seu e-mail")).to_be_visible()
+        expect(ana.get_by_role("button", name="Registrar")).to_have_count(0)
+        expect(ana.get_by_text("já tem acesso")).to_have_count(0)
+
+        # Diana opens it: a code goes to her mailbox; with it she registers in her own browser
         diana.goto(link)
+        expect(diana.get_by_role("heading", name="Confirme seu e-mail")).to_be_visible()
+        before = mailbox.count()
+        diana.get_by_role("button", name="Enviar código").click()
+        code_mail = mailbox.wait_for(to=DIANA_EMAIL, subject_contains="Código para confirmar", after=before,
+                                     timeout=DEADLINE)
+        code = re.search(r"^\s*(\d{6})\s*$", text_of(code_mail), re.M).group(1)
+        diana.get_by_label("Código", exact=True).fill(code)
+        diana.get_by_role("button", name="Confirmar").click()
         expect(diana.get_by_label("Nome", exact=True)).to_have_value("Diana Prado")
         diana.get_by_label("Senha", exact=True).fill(DIANA_PW)
         diana.get_by_label("Confirme a senha", exact=True).fill(DIANA_PW)

@@ -76,6 +76,9 @@ PUBLIC = {
     "auth.invitation": "invitation page guarded by the signed ticket of the e-mailed link",
     "auth.invitation_register": "registration guarded by the signed invitation ticket",
     "auth.invitation_link": "Vincular Contas guarded by the signed invitation ticket and the password",
+    "auth.invitation_send_code": "e-mails a one-time code to the invitee named by the signed invitation ticket "
+                                 "(copy link), the same step whether or not the e-mail has an account",
+    "auth.invitation_check_code": "checks that one-time code for the signed invitation ticket; rate-limited",
     "invitations.open_invitation": "the e-mailed link, guarded by its random token",
     "notifier.mailbox": "dev mailbox: exists only when no SMTP server is configured (embedded/dev mode); "
                         "production has BALCAO_SMTP_URL set and the route answers 404",

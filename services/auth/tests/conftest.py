@@ -39,10 +39,16 @@ def make_identity(auth_db):
 
 
 @pytest.fixture
-def make_ticket(keyring):
+def make_ticket(keyring, auth_db):
+    """A ticket as invitations signs it (`via`: which link was opened), for an invitation auth's
+    projection knows as `state` ("pending", "voided", "accepted", "expired"; None: not known yet)."""
     def make(*, email=CARLOS["email"], name=CARLOS["name"], firm=BETA, inv=None, ttl=timedelta(hours=1),
-             issuer="invitations", audience="balcao-invitation"):
+             issuer="invitations", audience="balcao-invitation", via="email", state="pending"):
         claims = {"inv": str(inv or uuid.uuid4()), "email": email, "name": name, **firm}
+        if via is not None:
+            claims["via"] = via
+        if state is not None:
+            set_invitation_state(auth_db, claims["inv"], state)
         return keyring.sign(issuer, claims, audience=audience, ttl=ttl), claims
     return make
 
@@ -65,6 +71,21 @@ def run_own_consumers(config) -> None:
             outcome, info = handle_message(auth_db, models.processed, "auth", consumers.HANDLERS[envelope["type"]],
                                            envelope, config=config)
             assert outcome != Outcome.INVALID, info
+
+
+def set_invitation_state(auth_db, invitation_id, state: str) -> None:
+    """Feed auth's invitation projection as the invitations service's events would."""
+    from services.auth import clock as auth_clock
+    from services.auth import invites
+    now = auth_clock.now()
+    with auth_db.begin() as s:
+        invites.project_invitation_created(
+            s, invitation_id=invitation_id,
+            expires_at=now - timedelta(seconds=1) if state == "expired" else now + timedelta(days=7))
+        if state == "voided":
+            invites.project_invitation_voided(s, invitation_id=invitation_id, reason="superseded")
+        elif state == "accepted":
+            invites.project_invitation_accepted(s, invitation_id=invitation_id)
 
 
 @pytest.fixture

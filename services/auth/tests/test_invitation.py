@@ -259,23 +259,6 @@ def test_register_without_csrf_token_is_refused(browser_client, make_ticket, aut
 
 # ---------------------------------------------------------------- the service functions alone
 
-def test_verify_link_request_needs_the_invited_identitys_password(auth_db, make_identity, make_ticket,
-                                                                 outbox_events):
-    carlos = make_identity(CARLOS)
-    make_identity(ANA)
-    _t, claims = make_ticket(email="Carlos@Exemplo.com.br")
-    _t, stranger = make_ticket(email="ninguem@exemplo.com.br")
-    with auth_db.begin() as s:
-        assert services.verify_link_request(s, ticket=claims, password=ANA["password"]) is None
-        assert services.verify_link_request(s, ticket=stranger, password=CARLOS["password"]) is None
-    assert outbox_events("link.verified") == []
-    with auth_db.begin() as s:
-        assert services.verify_link_request(s, ticket=claims, password=CARLOS["password"]).id == carlos.id
-    [event] = outbox_events("link.verified")
-    assert event["payload"] == {"invitation_id": claims["inv"], "identity_id": str(carlos.id),
-                                "email": CARLOS["email"]}
-
-
 def test_register_from_invitation_refuses_a_known_email(auth_db, make_identity, make_ticket, outbox_events):
     make_identity(CARLOS)
     _t, claims = make_ticket()

@@ -60,6 +60,19 @@ def token_of(keyring, db, invitation_id) -> str:
     return link_of(keyring, db, invitation_id).rsplit("/", 1)[1]
 
 
+def copy_link_of(keyring, db, invitation_id) -> str:
+    """The link staff see under "Copiar link do convite" (invitation.created.sealed_link, sealed to users)."""
+    [created] = [e for e in outbox_events(db, "invitation.created")
+                 if e["payload"]["invitation_id"] == str(invitation_id)]
+    return keyring.unseal(created["payload"]["sealed_link"], recipient="users")["link"]
+
+
+def ticket_claims_of(keyring, response) -> dict:
+    assert response.status_code == 303, response.status_code
+    [ticket] = parse_qs(urlsplit(response.headers["Location"]).query)["ticket"]
+    return keyring.verify("invitations", ticket, audience="balcao-invitation")
+
+
 def deliver(config, db, event_type, payload):
     envelope = make_envelope(event_type, payload, correlation_id="test")
     handler = consumers.HANDLERS[event_type]
@@ -80,15 +93,20 @@ def path_of(link: str) -> str:
 def test_token_has_at_least_128_bits_and_is_stored_only_hashed(config, db, keyring):
     inv = issue(config, db)
     raw = token_of(keyring, db, inv.id)
-    assert len(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))) >= 16
-    assert get_invitation(db, inv.id).token_hash == hashlib.sha256(raw.encode()).hexdigest()
-    # Grep every column of every row of every table (outbox included) for the raw token.
+    copy = copy_link_of(keyring, db, inv.id).rsplit("/", 1)[1]
+    assert raw != copy
+    for token in (raw, copy):
+        assert len(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))) >= 16
+    stored = get_invitation(db, inv.id)
+    assert stored.token_hash == hashlib.sha256(raw.encode()).hexdigest()
+    assert stored.copy_token_hash == hashlib.sha256(copy.encode()).hexdigest()
+    # Grep every column of every row of every table (outbox included) for the raw tokens.
     with db.begin() as session:
         for table in models.metadata.sorted_tables:
             for row in session.execute(select(table)).all():
                 for value in row:
                     text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
-                    assert raw not in text, f"raw token found in {table.name}"
+                    assert raw not in text and copy not in text, f"raw token found in {table.name}"
 
 
 def test_issue_normalizes_email_and_emits_created_and_email_request(config, db, keyring):
@@ -100,12 +118,15 @@ def test_issue_normalizes_email_and_emits_created_and_email_request(config, db, 
                                   "client_user_id": str(client_user_id),
                                   "expires_at": created["payload"]["expires_at"], "resent": False,
                                   "sealed_link": created["payload"]["sealed_link"]}
-    # the link travels sealed to users (staff copy it), never in clear, and only users can open it
-    assert keyring.unseal(created["payload"]["sealed_link"], recipient="users")["link"] == link_of(keyring, db, inv.id)
+    # the copy link travels sealed to users (staff copy it), never in clear, and only users can open
+    # it; it is not the e-mailed link
+    copy_link = keyring.unseal(created["payload"]["sealed_link"], recipient="users")["link"]
+    assert copy_link.startswith(f"{config.public_url}/convite/") and copy_link != link_of(keyring, db, inv.id)
     from cryptography.exceptions import InvalidTag
     with pytest.raises(InvalidTag):
         keyring.unseal(created["payload"]["sealed_link"], recipient="notifier")
     assert token_of(keyring, db, inv.id) not in json.dumps(created)
+    assert copy_link.rsplit("/", 1)[1] not in json.dumps(outbox_events(db))
     [req] = outbox_events(db, "notification.email_requested")
     p = req["payload"]
     assert p["template"] == "invitation" and p["recipient"] == "carlos@example.com" and p["locale"] == "pt_BR"
@@ -127,8 +148,31 @@ def test_sealed_link_opens_the_invitation(config, db, keyring, browser_client):
     assert claims["inv"] == str(inv.id) and claims["email"] == "carlos@example.com"
     assert claims["name"] == "Carlos Souza" and claims["firm"] == "Contabilidade Alfa"
     assert claims["firm_slug"] == "alfa"
+    assert claims["via"] == "email"  # came through the person's inbox
     assert claims["exp"] - claims["iat"] == 24 * 3600
     assert resp.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_the_copy_link_opens_the_invitation_as_a_copy(config, db, keyring, browser_client):
+    """Staff's "Copiar link do convite" link did not come through the person's inbox: its ticket
+    says so, and auth then asks for a code sent to the e-mail."""
+    inv = issue(config, db)
+    resp = browser_client.get(path_of(copy_link_of(keyring, db, inv.id)))
+    assert resp.headers["Referrer-Policy"] == "no-referrer"
+    claims = ticket_claims_of(keyring, resp)
+    assert (claims["inv"], claims["email"], claims["via"]) == (str(inv.id), "carlos@example.com", "copy")
+
+
+def test_an_invitation_from_before_copy_links_treats_its_emailed_link_as_a_copy(config, db, keyring,
+                                                                               browser_client):
+    """Before copy links existed, staff copied the e-mailed link itself: such a link must prove the
+    e-mail too."""
+    inv = issue(config, db)
+    with db.begin() as session:
+        session.execute(update(Invitation).where(Invitation.id == inv.id).values(copy_token_hash=None))
+    claims = ticket_claims_of(keyring, browser_client.get(path_of(link_of(keyring, db, inv.id))))
+    assert claims["via"] == "copy"
+    assert browser_client.get(path_of(copy_link_of(keyring, db, inv.id))).status_code == 404
 
 
 def test_unknown_or_malformed_link_shows_the_invalid_page(config, db, browser_client):
@@ -156,6 +200,9 @@ def test_resend_voids_the_previous_link(config, db, keyring, browser_client):
 
     old = get_invitation(db, uuid.UUID(first["payload"]["invitation_id"]))
     assert (old.status, old.voided_reason) == ("voided", "superseded")
+    [voided] = outbox_events(db, "invitation.voided")
+    assert voided["payload"] == {"invitation_id": first["payload"]["invitation_id"], "firm_id": str(ALFA["firm_id"]),
+                                 "client_user_id": str(client_user_id), "reason": "superseded"}
     resp = browser_client.get(f"/convite/{old_token}")
     assert resp.status_code == 404 and INVALID_TEXT in resp.get_data(as_text=True)
     resp = browser_client.get(f"/convite/{new_token}")
@@ -208,14 +255,25 @@ def test_expired_link_shows_the_invalid_page(config, db, keyring, browser_client
     assert resp.status_code == 404 and INVALID_TEXT in resp.get_data(as_text=True)
 
 
-def test_access_revoked_voids_pending_invitation(config, db, keyring, browser_client):
+@pytest.mark.parametrize("reason", ["deactivated", "deleted"])
+def test_access_revoked_voids_pending_invitation(config, db, keyring, browser_client, reason):
     client_user_id = uuid.uuid4()
     inv = issue(config, db, client_user_id=client_user_id)
+    other = issue(config, db)  # another client user's invitation is not touched
     token = token_of(keyring, db, inv.id)
     deliver(config, db, "client_user.access_revoked",
-            {"firm_id": ALFA["firm_id"], "client_user_id": client_user_id, "reason": "deactivated"})
+            {"firm_id": ALFA["firm_id"], "client_user_id": client_user_id, "reason": reason})
     assert get_invitation(db, inv.id).status == "voided"
+    assert get_invitation(db, other.id).status == "pending"
     assert browser_client.get(f"/convite/{token}").status_code == 404
+    assert browser_client.get(path_of(copy_link_of(keyring, db, inv.id))).status_code == 404
+    [voided] = outbox_events(db, "invitation.voided")
+    assert voided["payload"] == {"invitation_id": str(inv.id), "firm_id": str(ALFA["firm_id"]),
+                                 "client_user_id": str(client_user_id), "reason": f"access_{reason}"}
+    # revoked again (nothing pending any more): nothing more is voided
+    deliver(config, db, "client_user.access_revoked",
+            {"firm_id": ALFA["firm_id"], "client_user_id": client_user_id, "reason": reason})
+    assert len(outbox_events(db, "invitation.voided")) == 1
 
 
 # ------------------------------------------------------------------ accepting

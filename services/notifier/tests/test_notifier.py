@@ -140,6 +140,17 @@ def test_password_reset_email():
         assert "Redefinir senha" in body and link in body and "1 hora" in body and "ignore" in body
 
 
+def test_invitation_code_email_shows_the_code_but_not_in_the_subject():
+    subject, text, html = render_email("invitation_code", {"firm_name": "Beta <Contadores>", "name": "Carlos",
+                                                           "code": "042917"})
+    assert subject == "Código para confirmar seu e-mail no Portal do Cliente de Beta <Contadores>"
+    assert "042917" not in subject
+    for body in (text, html):
+        assert "042917" in body and "10 minutos" in body and "uma vez" in body
+        assert "Não compartilhe este código com ninguém, nem com o seu escritório de contabilidade" in body
+    assert "Beta &lt;Contadores&gt;" in html and "<Contadores>" not in html
+
+
 def test_linkify_escapes_everything_but_links():
     out = str(linkify("<b>oi</b> veja http://x.test/a?b=1&c=2. fim"))
     assert out.startswith("&lt;b&gt;oi&lt;/b&gt; veja ")

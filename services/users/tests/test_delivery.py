@@ -145,11 +145,15 @@ def test_staff_copy_the_link_of_the_pending_invitation(browser_client, config, b
     match = re.search(r'<input id="invite-link" type="text" readonly value="([^"]+)"', html)
     assert match, html
     link = match.group(1)
-    assert link == _notifier_link(config, cu.invitation_id)
+    # the invitation's copy link, not the one e-mailed to the person
+    assert link.startswith(f"{config.public_url}/convite/") and link != _notifier_link(config, cu.invitation_id)
     assert f'data-copy="{link}"' in html and "Copiar link do convite" in html
-    # the link opens the invitation (→ auth's registration page)
+    assert "o usuário confirma o e-mail com um código que enviamos para ele" in html
+    # the link opens the invitation (→ auth, which first asks for a code sent to the e-mail)
     response = browser_client.get(link.replace(config.public_url, ""))
     assert response.status_code == 303 and "/auth/convite?ticket=" in response.headers["Location"]
+    page = browser_client.get(response.headers["Location"])
+    assert page.status_code == 200 and "Confirme seu e-mail" in page.get_data(as_text=True)
     # it is stored only sealed: no raw link or token in any users table
     token = link.rsplit("/", 1)[1]
     with users_db(config).begin() as s:
