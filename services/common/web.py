@@ -177,7 +177,8 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
     @app.get(f"{url_prefix}/readyz")
     def readyz():
         """Ready = this service's database answers AND the broker accepts a connection (the broker
-        check is cached a few seconds: load balancers poll often)."""
+        check is cached a few seconds: load balancers poll often) AND e-mail has somewhere to go
+        (BALCAO_SMTP_URL, or the embedded mode's dev mailbox)."""
         problems = {}
         try:
             with app.extensions["balcao.db"].engine.connect() as conn:
@@ -187,6 +188,8 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
         broker = messaging.broker_problem(config.broker_url)
         if broker:
             problems["broker"] = broker
+        if config.mail_problem:  # e.g. a web started without BALCAO_SMTP_URL other than by `balcao web`
+            problems["email"] = config.mail_problem
         if problems:
             log.warning("%s not ready: %s", service, ", ".join(sorted(problems)))
             return {"status": "unavailable", "service": service, **problems}, 503

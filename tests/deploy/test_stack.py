@@ -25,9 +25,10 @@ def _get(url: str, headers: dict | None = None):
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack(tmp_path_factory, mailbox):
     urls = _fresh_postgres_databases(os.environ["BALCAO_TEST_DATABASE_URL"], "deploy" + uuid.uuid4().hex[:6])
     env = {"BALCAO_BROKER_URL": os.environ["BALCAO_TEST_BROKER_URL"], "BALCAO_DEMO": "0",
+           "BALCAO_SMTP_URL": f"smtp://127.0.0.1:{mailbox.port}",
            **{f"BALCAO_{svc.upper()}_DATABASE_URL": url for svc, url in urls.items()}}
     running = Stack(env=env, gateway_port=free_port(), workdir=tmp_path_factory.mktemp("stack"))
     running.start(timeout=90)
@@ -84,9 +85,10 @@ def test_a_killed_worker_can_be_restarted(stack):
 
 
 @pytest.mark.distributed
-def test_stop_is_idempotent_and_ends_every_process(tmp_path):
+def test_stop_is_idempotent_and_ends_every_process(tmp_path, mailbox):
     urls = _fresh_postgres_databases(os.environ["BALCAO_TEST_DATABASE_URL"], "deploystop" + uuid.uuid4().hex[:4])
     env = {"BALCAO_BROKER_URL": os.environ["BALCAO_TEST_BROKER_URL"],
+           "BALCAO_SMTP_URL": f"smtp://127.0.0.1:{mailbox.port}",
            **{f"BALCAO_{svc.upper()}_DATABASE_URL": url for svc, url in urls.items()}}
     with Stack(env=env, gateway_port=free_port(), workdir=tmp_path) as stack:
         procs = list(stack.processes.values())
@@ -103,6 +105,14 @@ def test_the_stack_refuses_to_start_without_broker_and_databases(tmp_path):
     with pytest.raises(StackError) as err:
         Stack(env={"BALCAO_BROKER_URL": "amqp://x"}, gateway_port=free_port(), workdir=tmp_path)
     assert "BALCAO_AUTH_DATABASE_URL" in str(err.value)
+
+
+def test_the_stack_refuses_to_start_without_an_smtp_relay(tmp_path):
+    env = {"BALCAO_BROKER_URL": "amqp://x", **{f"BALCAO_{svc.upper()}_DATABASE_URL": "postgresql://x/y"
+                                                for svc in SERVICES}}
+    with pytest.raises(StackError) as err:
+        Stack(env=env, gateway_port=free_port(), workdir=tmp_path)
+    assert "BALCAO_SMTP_URL" in str(err.value)
 
 
 @pytest.mark.distributed
