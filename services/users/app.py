@@ -16,6 +16,10 @@ def create_app(config=None):
     app = create_base_app("users", "services.users", url_prefix=PREFIXES["users"], config=config)
     from .views import bp
     app.register_blueprint(bp)
+    from services.common.frontchannel import register_notice_endpoint
+
+    from .services import record_session_ended
+    register_notice_endpoint(app, "users", record=record_session_ended)  # front-channel logout
     app.add_template_filter(_datetime_br, "datahora")
     from . import pii
     pii.configure(app.config["BALCAO"])
