@@ -25,7 +25,7 @@ from jinja2 import ChoiceLoader, FileSystemLoader
 from sqlalchemy import text
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import messaging, metrics
+from . import dates, messaging, metrics
 from .config import Config, load_config
 from .contracts import safe_next
 from .runtime import database, keyring
@@ -78,6 +78,7 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
     app.extensions["balcao.keyring"] = keyring(config)
     csrf.init_app(app)
     Babel(app, locale_selector=select_locale)
+    dates.register(app)  # `datahora` and `data`: Brasília time, dd/mm/aaaa, on every service's pages
 
     common_bp = Blueprint("common", __name__, static_folder=str(COMMON_DIR / "static"),
                           static_url_path="/_common")

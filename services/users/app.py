@@ -1,15 +1,7 @@
 """The users service's Flask application."""
-from zoneinfo import ZoneInfo
-
+from services.common.dates import BRASILIA as BRAZIL  # noqa: F401 - the audit filter's dates are Brasília days
 from services.common.gateway import PREFIXES
 from services.common.web import create_base_app
-
-BRAZIL = ZoneInfo("America/Sao_Paulo")
-
-
-def _datetime_br(value) -> str:
-    """dd/mm/aaaa hh:mm in Brasília time."""
-    return value.astimezone(BRAZIL).strftime("%d/%m/%Y %H:%M") if value else ""
 
 
 def create_app(config=None):
@@ -20,7 +12,6 @@ def create_app(config=None):
 
     from .services import record_session_ended
     register_notice_endpoint(app, "users", record=record_session_ended)  # front-channel logout
-    app.add_template_filter(_datetime_br, "datahora")
     from . import pii
     pii.configure(app.config["BALCAO"])
     app.add_template_filter(pii.mask_cpf, "cpf_mascarado")
