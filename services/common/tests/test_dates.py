@@ -68,7 +68,7 @@ def test_minha_conta_sessoes_shows_brasilia_time_not_utc(config):
     after = datetime.now(UTC)
     with db_for(config, "auth").begin() as s:
         assert s.scalar(select(AuthSession.last_seen_at)) is not None
-    shown = re.findall(r"<td>(\d\d/\d\d/\d{4} \d\d:\d\d)</td>", html)
+    shown = re.findall(r"<td[^>]*>(\d\d/\d\d/\d{4} \d\d:\d\d)</td>", html)
     assert shown and set(shown) <= _brasilia_minutes(before, after), (shown, html)
     assert "Último acesso (horário de Brasília)" in html and "UTC" not in html
 
@@ -84,6 +84,6 @@ def test_the_dev_mailbox_shows_brasilia_time(config):
     after = datetime.now(UTC)
     gateway, _apps = build_gateway(config)
     html = Client(gateway, Response).get("/notificacoes/caixa-de-entrada").get_data(as_text=True)
-    shown = re.findall(r'<td class="nowrap">(\d\d/\d\d/\d{4} \d\d:\d\d)</td>', html)
+    shown = re.findall(r'<td class="nowrap"[^>]*>(\d\d/\d\d/\d{4} \d\d:\d\d)</td>', html)
     assert shown and set(shown) <= _brasilia_minutes(before, after), (shown, html)
     assert "Data (horário de Brasília)" in html and "UTC" not in html
