@@ -86,7 +86,8 @@ def _banner(config: Config) -> str:
         lines.append(f"  E-mails:   {config.public_url}/notificacoes/caixa-de-entrada  "
                      "(caixa de entrada de desenvolvimento, só neste computador)")
     else:
-        lines.append(f"  E-mails:   enviados por SMTP para {config.smtp_url}")
+        from .worker import _redact
+        lines.append(f"  E-mails:   enviados por SMTP para {_redact(config.smtp_url or '')}")
     lines.append(f"  Dados:     {config.var_dir}")
     if config.demo:
         from services.provision import DEMO_LOGINS

@@ -94,6 +94,14 @@ def test_only_loopback_addresses_count_as_loopback():
     assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "192.168.0.10", "10.0.0.1", "balcao.example", ""))
 
 
+def test_the_banner_of_balcao_run_says_where_email_goes(config):
+    from services.common.embedded import _banner
+    local = _banner(embedded_config(config))
+    assert "/notificacoes/caixa-de-entrada" in local and "desenvolvimento" in local
+    relayed = _banner(embedded_config(dataclasses.replace(config, smtp_url="smtp://mailer:s3cr3t@relay.example:587")))
+    assert "caixa-de-entrada" not in relayed and "relay.example:587" in relayed and "s3cr3t" not in relayed
+
+
 def test_balcao_run_on_a_public_address_without_smtp_refuses_to_start(tmp_path):
     env = {**os.environ, "BALCAO_VAR_DIR": str(tmp_path), "BALCAO_SMTP_URL": "", "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-m", "balcao_cli", "run", "--host", "0.0.0.0"], cwd=ROOT, env=env,
