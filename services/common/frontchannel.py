@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 
 from flask import Flask, current_app, redirect, request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from sqlalchemy.exc import IntegrityError
 
 from .contracts import LOGOUT_NOTICE_AUDIENCE, safe_next, session_hash
 from .events import CATALOGUE
@@ -68,6 +69,19 @@ def logout_redirect(keyring, *, identity_id, sids: list[str], next_url: str | No
     return _hop(ENDED_SESSION_PROJECTIONS[0], notice, end)
 
 
+def _record_once(record: Callable[..., object], **notice) -> None:
+    """`record` in one transaction; once more if the `session.ended` consumer recorded the same hash
+    at the same moment (the unique hash refuses the second insert; the retry finds it, adds none)."""
+    for attempt in (1, 2):
+        try:
+            with current_app.extensions["balcao.db"].begin() as session:
+                record(session, **notice)
+            return
+        except IntegrityError:
+            if attempt == 2:
+                raise
+
+
 def register_notice_endpoint(app: Flask, service: str, *, record: Callable[..., object]) -> None:
     """`GET <prefix>/sessao-encerrada?aviso=…&next=…` on `service`'s app: verifies auth's notice,
     calls `record(session, identity_id=…, session_hashes=[…])` in one transaction (the service
@@ -89,8 +103,7 @@ def register_notice_endpoint(app: Flask, service: str, *, record: Callable[..., 
             log.warning("front-channel logout notice refused (forged, expired or malformed)")
             target = end
         else:
-            with current_app.extensions["balcao.db"].begin() as session:
-                record(session, identity_id=notice["sub"], session_hashes=notice["sh"])
+            _record_once(record, identity_id=notice["sub"], session_hashes=notice["sh"])
             target = _hop(following[0], raw, end) if following else end
         response = redirect(target, code=303)
         response.headers["Referrer-Policy"] = "no-referrer"  # the notice is in this URL

@@ -143,6 +143,30 @@ def test_a_valid_notice_is_recorded_once_like_the_event(config, keyring):
     assert _ended_hashes(config) == {digest}
 
 
+def test_the_notice_and_the_event_arriving_together_record_the_session_once(config, keyring, monkeypatch):
+    """The browser's hop and the `session.ended` consumer race: the consumer commits the hash after
+    the hop looked for it, so the hop's insert hits the unique hash. The hop still goes on."""
+    from services.users import services as users_services
+    real, raced = users_services.record_session_ended, []
+
+    def consumer_wins_the_race(session, *, identity_id, session_hashes):
+        if not raced:
+            raced.append(True)
+            with database("users", config).begin() as other:  # the consumer, in its own transaction
+                real(other, identity_id=identity_id, session_hashes=session_hashes)
+            for digest in session_hashes:  # what the hop inserts, having looked before that commit
+                session.add(models.EndedSession(session_hash=digest, identity_id=identity_id))
+            session.flush()
+        return real(session, identity_id=identity_id, session_hashes=session_hashes)
+
+    monkeypatch.setattr(users_services, "record_session_ended", consumer_wins_the_race)
+    digest = session_hash("sid-raced")
+    notice = _notice(keyring, uuid.uuid4(), [digest])
+    response = _browser(config).get(notice_path("users"), query_string={"aviso": notice, "next": "/auth/entrar"})
+    assert raced and response.status_code == 303 and response.headers["Location"] == "/auth/entrar"
+    assert _ended_hashes(config) == {digest}
+
+
 def test_every_service_keeping_ended_sessions_is_in_the_chain(config):
     """The chain is the catalogue's consumers of session.ended; each registers the endpoint."""
     assert ENDED_SESSION_PROJECTIONS == CATALOGUE["session.ended"][2]
