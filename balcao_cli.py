@@ -73,7 +73,7 @@ def cmd_create_company(args):
 
 def cmd_run(args):
     from services.common.embedded import run_embedded
-    run_embedded(load_config())
+    run_embedded(load_config(), host=args.host)
 
 
 def cmd_worker(args):
@@ -119,6 +119,8 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run the whole product in one process (embedded mode)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1); any other than a loopback address needs BALCAO_SMTP_URL")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("migrate", help="apply database migrations")

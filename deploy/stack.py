@@ -33,7 +33,8 @@ from services.common.gateway import PREFIXES
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = Path(__file__).resolve().parent / "gateway" / "balcao.conf.template"
 MIME_TYPES = Path("/etc/nginx/mime.types")
-REQUIRED_ENV = ("BALCAO_BROKER_URL",) + tuple(f"BALCAO_{s.upper()}_DATABASE_URL" for s in SERVICES)
+# The distributed mode has no dev mailbox: e-mail goes to an SMTP relay (the tests use aiosmtpd).
+REQUIRED_ENV = ("BALCAO_BROKER_URL", "BALCAO_SMTP_URL") + tuple(f"BALCAO_{s.upper()}_DATABASE_URL" for s in SERVICES)
 STOP_GRACE = 10.0
 
 

@@ -14,6 +14,7 @@ from flask_babel import gettext as _
 from marshmallow import ValidationError
 
 from services.common.contracts import INVITATION_TICKET_AUDIENCE, normalize_email, safe_next
+from services.common.frontchannel import logout_redirect
 from services.common.gateway import PREFIXES
 from services.common.sessions import (
     clear_session_cookie,
@@ -95,12 +96,17 @@ def login():
 
 @bp.post("/sair")
 def logout():
+    """Ends the session, then sends the browser through every service that keeps ended sessions
+    (front-channel logout, services/common/frontchannel.py) so that the old cookie is refused
+    everywhere on the very next request; the chain ends at `next` or the login page."""
     data = LogoutSchema().load(request.form.to_dict())
     claims = session_claims_ignoring_expiry()  # an expired token still ends its session
+    target = data["next"] or url_for("auth.login")
     if claims and claims.get("sid"):
         with db().begin() as s:
             services.end_sessions(s, identity_id=_uuid(claims["sub"]), sids=[claims["sid"]], reason="logout")
-    response = redirect(data["next"] or url_for("auth.login"), code=303)
+        target = logout_redirect(_keyring(), identity_id=claims["sub"], sids=[claims["sid"]], next_url=target)
+    response = redirect(target, code=303)
     clear_session_cookie(response)
     return response
 

@@ -4,6 +4,7 @@ Every variable is documented in `.env.example` at the top of the repository.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass
@@ -46,6 +47,10 @@ class Config:
     resend_cooldown_seconds: int = 60
     pii_key: str | None = None       # base64 32-byte key encrypting CPF/phone at rest
     trusted_proxies: int = 0         # reverse proxies in front (the nginx gateway: 1)
+    # Set by `balcao run` only (never from the environment): the embedded mode, and the address
+    # its one server binds. Every other entry point (`balcao web`, `balcao worker`) is distributed.
+    embedded: bool = False
+    bind_host: str = "127.0.0.1"
 
     def database_url(self, service: str) -> str:
         return self.database_urls[service]
@@ -56,8 +61,35 @@ class Config:
 
     @property
     def dev_mailbox(self) -> bool:
-        """Without an SMTP server configured, e-mails land in the local dev mailbox page."""
-        return not self.smtp_url
+        """E-mails land in the local dev mailbox page (/notificacoes/caixa-de-entrada) instead of an
+        SMTP server: only in the embedded mode, only without BALCAO_SMTP_URL, only on a loopback
+        bind. Anywhere else the page does not exist (404)."""
+        return self.embedded and not self.smtp_url and is_loopback(self.bind_host)
+
+    @property
+    def mail_problem(self) -> str | None:
+        """Why this process must not run with this e-mail configuration, or None. `balcao web`,
+        `balcao worker` and `balcao run` refuse to start with it; /readyz reports it."""
+        if self.smtp_url:
+            return None
+        if not self.embedded:
+            return ("BALCAO_SMTP_URL is not set: the distributed mode sends e-mail only through an SMTP relay "
+                    "(the dev mailbox exists only in the embedded mode, `balcao run`)")
+        if not is_loopback(self.bind_host):
+            return (f"BALCAO_SMTP_URL is not set and the server would bind {self.bind_host}, not a loopback address: "
+                    "the dev mailbox (which shows every e-mail, reset links included) is only served on 127.0.0.1")
+        return None
+
+
+def is_loopback(host: str) -> bool:
+    """Is `host` (an address to bind) reachable only from this machine?"""
+    host = (host or "").strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def secret_file(path: Path, make) -> str:

@@ -13,6 +13,7 @@ from urllib.parse import unquote
 # Audiences of the signed tokens that cross services (KeyRing.sign / KeyRing.verify).
 SESSION_AUDIENCE = "balcao-session"                # the login session, issued by auth
 INVITATION_TICKET_AUDIENCE = "balcao-invitation"   # invitations → browser → auth
+LOGOUT_NOTICE_AUDIENCE = "balcao-logout-notice"    # auth → browser → services keeping ended sessions
 
 
 def normalize_email(value: str | None) -> str:

@@ -7,6 +7,7 @@ Served by gunicorn (one worker, threads); the background threads live in that wo
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import threading
@@ -82,9 +83,11 @@ def prepare(config: Config) -> bool:
 def _banner(config: Config) -> str:
     lines = ["", "Balcão — Portal do Cliente (modo embutido)", f"  Endereço:  {config.public_url}/"]
     if config.dev_mailbox:
-        lines.append(f"  E-mails:   {config.public_url}/notificacoes/caixa-de-entrada  (caixa de entrada local)")
+        lines.append(f"  E-mails:   {config.public_url}/notificacoes/caixa-de-entrada  "
+                     "(caixa de entrada de desenvolvimento, só neste computador)")
     else:
-        lines.append(f"  E-mails:   enviados por SMTP para {config.smtp_url}")
+        from .worker import _redact
+        lines.append(f"  E-mails:   enviados por SMTP para {_redact(config.smtp_url or '')}")
     lines.append(f"  Dados:     {config.var_dir}")
     if config.demo:
         from services.provision import DEMO_LOGINS
@@ -94,10 +97,20 @@ def _banner(config: Config) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_embedded(config: Config) -> None:
+def embedded_config(config: Config, *, host: str = "127.0.0.1") -> Config:
+    """`config` marked as the embedded mode's, serving on `host` (what decides the dev mailbox)."""
+    return dataclasses.replace(config, embedded=True, bind_host=host)
+
+
+def run_embedded(config: Config, *, host: str = "127.0.0.1") -> None:
+    """`balcao run`: refuses to start (non-zero exit, the reason on stderr) when e-mail would have
+    nowhere safe to go: no BALCAO_SMTP_URL on a bind other than loopback."""
     from gunicorn.app.base import BaseApplication
 
     from .worker import limit_malloc_arenas
+    config = embedded_config(config, host=host)
+    if config.mail_problem:
+        raise SystemExit(f"balcao run: {config.mail_problem}")
     limit_malloc_arenas()
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # Migrations and the demo seed run in a short-lived child process: what they import and
@@ -111,7 +124,7 @@ def run_embedded(config: Config) -> None:
 
     class EmbeddedApplication(BaseApplication):
         def load_config(self):
-            self.cfg.set("bind", f"127.0.0.1:{config.port}")
+            self.cfg.set("bind", f"{config.bind_host}:{config.port}")
             self.cfg.set("workers", 1)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("threads", 8)

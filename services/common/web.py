@@ -25,7 +25,7 @@ from jinja2 import ChoiceLoader, FileSystemLoader
 from sqlalchemy import text
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import messaging, metrics
+from . import dates, messaging, metrics
 from .config import Config, load_config
 from .contracts import SESSION_AUDIENCE, safe_next, session_hash
 from .runtime import database, keyring
@@ -100,6 +100,7 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
 
     csrf.init_app(app)
     Babel(app, locale_selector=select_locale)
+    dates.register(app)  # `datahora` and `data`: Brasília time, dd/mm/aaaa, on every service's pages
 
     common_bp = Blueprint("common", __name__, static_folder=str(COMMON_DIR / "static"),
                           static_url_path="/_common")
@@ -199,7 +200,8 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
     @app.get(f"{url_prefix}/readyz")
     def readyz():
         """Ready = this service's database answers AND the broker accepts a connection (the broker
-        check is cached a few seconds: load balancers poll often)."""
+        check is cached a few seconds: load balancers poll often) AND e-mail has somewhere to go
+        (BALCAO_SMTP_URL, or the embedded mode's dev mailbox)."""
         problems = {}
         try:
             with app.extensions["balcao.db"].engine.connect() as conn:
@@ -209,6 +211,8 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
         broker = messaging.broker_problem(config.broker_url)
         if broker:
             problems["broker"] = broker
+        if config.mail_problem:  # e.g. a web started without BALCAO_SMTP_URL other than by `balcao web`
+            problems["email"] = config.mail_problem
         if problems:
             log.warning("%s not ready: %s", service, ", ".join(sorted(problems)))
             return {"status": "unavailable", "service": service, **problems}, 503

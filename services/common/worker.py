@@ -31,6 +31,13 @@ def _check_service(service: str) -> None:
         raise SystemExit(f"unknown service {service!r}; expected one of {', '.join(SERVICES)}")
 
 
+def _check_config(service: str, role: str, config: Config) -> None:
+    """The distributed mode refuses to start without what it cannot do without (BALCAO_SMTP_URL:
+    it has no dev mailbox): the reason on stderr, exit status 1, before anything is served."""
+    if config.mail_problem:
+        raise SystemExit(f"balcao {role} {service}: {config.mail_problem}")
+
+
 # --------------------------------------------------------------------------- web
 
 def _child_exit(_server, worker) -> None:
@@ -96,6 +103,7 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 def run_web(service: str, config: Config, *, bind: str, workers: int) -> None:
     """Serve `services.<service>.app.create_app(config)` under gunicorn, in this process."""
     _check_service(service)
+    _check_config(service, "web", config)
     limit_malloc_arenas()
     from gunicorn.app.base import BaseApplication
 
@@ -157,6 +165,7 @@ def run_worker(service: str, config: Config) -> None:
     exit 1 so that the supervisor (Compose, systemd, the process runner) restarts it.
     """
     _check_service(service)
+    _check_config(service, "worker", config)
     limit_malloc_arenas()
     _configure_logging(service, "worker")
     from .runtime import consumer_worker, outbox_relay, periodic_jobs

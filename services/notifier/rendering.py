@@ -137,3 +137,16 @@ def linkify(text: str) -> Markup:
         last = end
     out.append(escape((text or "")[last:]))
     return Markup("").join(out)
+
+
+_HEAD_RE = re.compile(r"<head(\s[^>]*)?>", re.IGNORECASE)
+
+
+def mailbox_preview(html: str) -> str:
+    """An e-mail's HTML as the dev mailbox frames it: every link opens in a new tab (inside the
+    frame it would land on pages that refuse to be framed, and the frame would go blank)."""
+    base = '<base target="_blank">'
+    match = _HEAD_RE.search(html)
+    if match:
+        return html[:match.end()] + base + html[match.end():]
+    return base + html

@@ -7,11 +7,13 @@ from marshmallow import ValidationError
 from services.common.web import db_session
 
 from . import queries
+from .rendering import mailbox_preview
 from .schemas import MailboxItemSchema
 
 bp = Blueprint("notifier", __name__)
 
-# The mailbox page frames the HTML preview (same origin only).
+# The mailbox page frames the HTML preview (same origin only). No script may run in it: the frame's
+# sandbox does not allow scripts, and neither does this policy.
 HTML_PREVIEW_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"
 
 
@@ -45,7 +47,7 @@ def message(delivery_id: str):
 @bp.get("/caixa-de-entrada/<delivery_id>/html")
 def message_html(delivery_id: str):
     delivery = _delivery_or_404(delivery_id)
-    response = make_response(delivery.html_body)
+    response = make_response(mailbox_preview(delivery.html_body))
     response.headers["Content-Type"] = "text/html; charset=utf-8"
     response.headers["Content-Security-Policy"] = HTML_PREVIEW_CSP
     response.headers["X-Frame-Options"] = "SAMEORIGIN"

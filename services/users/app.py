@@ -1,22 +1,17 @@
 """The users service's Flask application."""
-from zoneinfo import ZoneInfo
-
+from services.common.dates import BRASILIA as BRAZIL  # noqa: F401 - the audit filter's dates are Brasília days
 from services.common.gateway import PREFIXES
 from services.common.web import create_base_app
-
-BRAZIL = ZoneInfo("America/Sao_Paulo")
-
-
-def _datetime_br(value) -> str:
-    """dd/mm/aaaa hh:mm in Brasília time."""
-    return value.astimezone(BRAZIL).strftime("%d/%m/%Y %H:%M") if value else ""
 
 
 def create_app(config=None):
     app = create_base_app("users", "services.users", url_prefix=PREFIXES["users"], config=config)
     from .views import bp
     app.register_blueprint(bp)
-    app.add_template_filter(_datetime_br, "datahora")
+    from services.common.frontchannel import register_notice_endpoint
+
+    from .services import record_session_ended
+    register_notice_endpoint(app, "users", record=record_session_ended)  # front-channel logout
     from . import pii
     pii.configure(app.config["BALCAO"])
     app.add_template_filter(pii.mask_cpf, "cpf_mascarado")

@@ -202,7 +202,7 @@ def client_user_new(slug):
         return _render("client_users/new.html", current_firm=firm, step=1, values=raw, errors=errors, status=422)
     flash(_("Usuário registrado."), "success")
     if values["access"] == "now":
-        flash(_("O convite foi enviado para %(email)s.", email=client_user.email), "success")
+        flash(_("O convite para %(email)s entrou na fila de envio.", email=client_user.email), "success")
     return _to_user(firm, client_user.id)
 
 
@@ -431,7 +431,7 @@ def client_users_export(slug):
 
 
 def _status_labels() -> dict:
-    return {"not_invited": _("Não convidado"), "invited": _("Convite enviado"), "active": _("Ativo"),
+    return {"not_invited": _("Não convidado"), "invited": _("Convite pendente"), "active": _("Ativo"),
             "inactive": _("Inativo"), "deleted": _("Excluído")}
 
 

@@ -40,14 +40,35 @@ def _compose_binary() -> str:
     return binary
 
 
+def _compose_config(binary: str, directory, env_text: str) -> subprocess.CompletedProcess:
+    shutil.copy(COMPOSE, directory / "docker-compose.yml")
+    if not (directory / "deploy").exists():
+        shutil.copytree(ROOT / "deploy", directory / "deploy")
+    (directory / ".env").write_text(env_text)
+    return subprocess.run([binary, "-f", "docker-compose.yml", "config", "-q"], cwd=directory,
+                          capture_output=True, text=True, timeout=60, env={"PATH": "/usr/local/bin:/usr/bin:/bin"})
+
+
 def test_docker_compose_accepts_the_file(tmp_path):
+    """.env.example with its one required blank filled in, as the operator does."""
     binary = _compose_binary()
-    shutil.copy(COMPOSE, tmp_path / "docker-compose.yml")
-    shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
-    shutil.copy(ROOT / ".env.example", tmp_path / ".env")
-    result = subprocess.run([binary, "-f", "docker-compose.yml", "config", "-q"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)
+    env_text = (ROOT / ".env.example").read_text().replace("\nBALCAO_SMTP_URL=\n",
+                                                           "\nBALCAO_SMTP_URL=smtp://mail.example:587\n")
+    result = _compose_config(binary, tmp_path, env_text)
     assert result.returncode == 0, result.stderr
+
+
+def test_docker_compose_refuses_to_run_without_an_smtp_relay(tmp_path):
+    """A deployment made from the defaults must not run with e-mail going nowhere (or to a page
+    anyone could read): .env.example leaves BALCAO_SMTP_URL blank and Compose stops, naming it."""
+    binary = _compose_binary()
+    result = _compose_config(binary, tmp_path, (ROOT / ".env.example").read_text())
+    assert result.returncode != 0
+    assert "BALCAO_SMTP_URL" in result.stderr
+    compose = yaml.safe_load(COMPOSE.read_text())
+    for name, svc in balcao_services(compose).items():
+        if name not in ONE_SHOT:  # every web and worker receives it, required
+            assert svc["environment"]["BALCAO_SMTP_URL"].startswith("${BALCAO_SMTP_URL:?"), name
 
 
 def test_docker_compose_refuses_to_run_without_the_passwords(tmp_path):

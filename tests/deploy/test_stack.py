@@ -160,6 +160,14 @@ def test_the_stack_refuses_to_start_without_broker_and_databases(tmp_path):
     assert "BALCAO_AUTH_DATABASE_URL" in str(err.value)
 
 
+def test_the_stack_refuses_to_start_without_an_smtp_relay(tmp_path):
+    env = {"BALCAO_BROKER_URL": "amqp://x", **{f"BALCAO_{svc.upper()}_DATABASE_URL": "postgresql://x/y"
+                                                for svc in SERVICES}}
+    with pytest.raises(StackError) as err:
+        Stack(env=env, gateway_port=free_port(), workdir=tmp_path)
+    assert "BALCAO_SMTP_URL" in str(err.value)
+
+
 @pytest.mark.distributed
 def test_metrics_on_the_service_ports_never_through_the_gateway(stack):
     for path in ("/metrics", "/auth/metrics", "/convite/metrics/", "/notificacoes//metrics", "/AUTH/METRICS"):

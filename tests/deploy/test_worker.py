@@ -23,7 +23,8 @@ from ._util import ROOT, balcao
 def _worker_env(tmp_path) -> dict:
     ensure_keys(tmp_path / "keys")
     env = {"BALCAO_VAR_DIR": str(tmp_path), "BALCAO_KEYS_DIR": str(tmp_path / "keys"),
-           "BALCAO_BROKER_URL": "memory://", "BALCAO_SECRET_KEY": "test-secret"}
+           "BALCAO_BROKER_URL": "memory://", "BALCAO_SECRET_KEY": "test-secret",
+           "BALCAO_SMTP_URL": "smtp://127.0.0.1:1"}  # the distributed mode needs a relay (none used here)
     env.update({f"BALCAO_{svc.upper()}_DATABASE_URL": f"sqlite:///{tmp_path / (svc + '.sqlite3')}"
                 for svc in SERVICES})
     return env
@@ -93,6 +94,12 @@ def test_worker_process_stops_cleanly_on_signal(tmp_path, sig):
             proc.wait()
 
 
+def _with_relay(config):
+    """The in-process test config with an SMTP relay: `balcao worker` refuses to start without one."""
+    import dataclasses
+    return dataclasses.replace(config, smtp_url="smtp://127.0.0.1:1")
+
+
 class _Runner:
     def __init__(self, run):
         self._run = run
@@ -120,7 +127,7 @@ def test_a_thread_that_dies_makes_the_worker_exit_non_zero(monkeypatch, config):
     monkeypatch.setattr(runtime, "consumer_worker", lambda svc, cfg: consumer)
     monkeypatch.setattr(runtime, "outbox_relay", lambda svc, cfg, **kw: _Runner(crash))
     with pytest.raises(SystemExit) as exited:
-        worker.run_worker("notifier", config)
+        worker.run_worker("notifier", _with_relay(config))
     assert exited.value.code == 1
     assert consumer.stopped.is_set()  # the healthy thread was stopped before exiting
 
@@ -130,7 +137,7 @@ def test_a_thread_that_returns_on_its_own_also_counts_as_dead(monkeypatch, confi
     monkeypatch.setattr(runtime, "consumer_worker", lambda svc, cfg: _Runner(lambda r: None))
     monkeypatch.setattr(runtime, "outbox_relay", lambda svc, cfg, **kw: _Runner(_until_stopped))
     with pytest.raises(SystemExit) as exited:
-        worker.run_worker("notifier", config)
+        worker.run_worker("notifier", _with_relay(config))
     assert exited.value.code == 1
 
 
@@ -145,7 +152,7 @@ def test_the_relay_polls_every_200_ms(monkeypatch, config):
     monkeypatch.setattr(runtime, "consumer_worker", lambda svc, cfg: _Runner(_until_stopped))
     monkeypatch.setattr(runtime, "outbox_relay", relay)
     with pytest.raises(SystemExit):
-        worker.run_worker("users", config)
+        worker.run_worker("users", _with_relay(config))
     assert seen == {"poll_interval": 0.2, "service": "users"}
 
 

@@ -80,8 +80,10 @@ PUBLIC = {
                                  "(copy link), the same step whether or not the e-mail has an account",
     "auth.invitation_check_code": "checks that one-time code for the signed invitation ticket; rate-limited",
     "invitations.open_invitation": "the e-mailed link, guarded by its random token",
-    "notifier.mailbox": "dev mailbox: exists only when no SMTP server is configured (embedded/dev mode); "
-                        "production has BALCAO_SMTP_URL set and the route answers 404",
+    "ended_session_notice": "front-channel logout hop: records only what a notice signed by auth says (sessions "
+                            "already ended), then redirects to a safe relative path; shows no data",
+    "notifier.mailbox": "dev mailbox: exists only in the embedded mode on 127.0.0.1 without BALCAO_SMTP_URL; "
+                        "anywhere else the route answers 404",
     "notifier.message": "dev mailbox message (dev-only, as above)",
     "notifier.message_html": "dev mailbox message HTML (dev-only, as above)",
 }

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import signal
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -142,3 +143,28 @@ def test_a_deactivated_membership_is_refused_on_the_very_next_request(product, m
                                   data={"csrf_token": csrf_token(detail.text)})
     assert deactivated.status_code == 200
     assert client.get(home, timeout=30, allow_redirects=False).status_code == 404
+
+
+def test_after_sair_the_old_cookie_is_refused_on_the_very_next_request(product):
+    staff = Staff(product, "sair")
+    home = f"{product.url}/e/{staff.slug}/"
+    account = f"{product.url}/auth/minha-conta/sessoes"
+    old = staff.http.cookies.get("balcao_session")
+    assert old and staff.http.get(home, timeout=30, allow_redirects=False).status_code == 200
+    # The users worker is stopped: session.ended waits in RabbitMQ, so only the browser's way
+    # back to the login page (through users) can have told users that this session ended.
+    users_worker = product.stack.processes["users-worker"]
+    users_worker.send_signal(signal.SIGSTOP)
+    try:
+        page = staff.http.get(home, timeout=30)
+        out = staff.http.post(product.url + "/auth/sair", timeout=30, data={"csrf_token": csrf_token(page.text)})
+        assert out.status_code == 200 and out.url == product.url + "/auth/entrar"
+        copied = requests.Session()  # whoever kept a copy of the cookie
+        copied.cookies.set("balcao_session", old)
+        for url in (home, account):
+            response = copied.get(url, timeout=30, allow_redirects=False)
+            assert response.status_code in (302, 303), (url, response.status_code)
+            assert "/auth/entrar" in response.headers["Location"], url
+        assert [r.status_code for r in out.history] == [303, 303]  # auth → users → the login page
+    finally:
+        users_worker.send_signal(signal.SIGCONT)

@@ -241,12 +241,13 @@ def test_readyz_needs_the_database_and_the_broker(config):
     import dataclasses as dc
 
     from services.auth.app import create_app
+    config = dc.replace(config, smtp_url="smtp://127.0.0.1:2525")  # the distributed mode has a relay
     ok = create_app(dc.replace(config, broker_url=BROKER)).test_client().get("/auth/readyz")
     assert ok.status_code == 200 and ok.json["broker"] == "ok"
     down = create_app(dataclasses.replace(config, broker_url=REFUSED)).test_client().get("/auth/readyz")
     assert down.status_code == 503
     assert down.json["status"] == "unavailable" and down.json["broker"]
-    assert "database" not in down.json  # the database was fine: only the broker is blamed
+    assert "database" not in down.json and "email" not in down.json  # only the broker is blamed
     assert create_app(dataclasses.replace(config, broker_url=REFUSED)).test_client().get(
         "/auth/healthz").status_code == 200  # alive all the same
 

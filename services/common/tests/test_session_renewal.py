@@ -13,11 +13,18 @@ from sqlalchemy import select
 
 from services.auth import services as auth_services
 from services.auth.models import AuthSession
+from services.common.embedded import embedded_config
 from services.common.keys import KeyRing
 from services.common.sessions import SESSION_AUDIENCE, SESSION_TTL
 from testsupport import build_gateway, csrf_token, db_for
 
 CARLOS = {"email": "carlos@exemplo.com.br", "name": "Carlos Souza", "password": "girassol-azul-42"}
+
+
+@pytest.fixture
+def config(config):
+    """The four apps as `balcao run` serves them (the dev mailbox; ready without an SMTP relay)."""
+    return embedded_config(config)
 
 
 @pytest.fixture

@@ -272,14 +272,16 @@ def test_mailbox_message_page(config, db, keyring, browser_client):
     escaped_link = LINK.replace("&", "&amp;")
     assert f'<a href="{escaped_link}" rel="noopener noreferrer">{escaped_link}</a>' in html
     assert "Carlos &lt;b&gt;Souza&lt;/b&gt;" in html and "<b>Souza</b>" not in html
-    assert f'<iframe class="mail-html" sandbox src="/notificacoes/caixa-de-entrada/{delivery.id}/html"' in html
+    assert (f'<iframe class="mail-html" sandbox="allow-same-origin allow-popups allow-popups-to-escape-sandbox" '
+            f'src="/notificacoes/caixa-de-entrada/{delivery.id}/html"') in html
 
 
 def test_mailbox_html_version_has_its_own_headers(config, db, keyring, browser_client):
     delivery = deliver(config, db, invitation_request(keyring))
     resp = browser_client.get(f"/notificacoes/caixa-de-entrada/{delivery.id}/html")
     assert resp.status_code == 200
-    assert resp.get_data(as_text=True) == delivery.html_body
+    body = resp.get_data(as_text=True)
+    assert body == delivery.html_body.replace("<head>", '<head><base target="_blank">', 1) != delivery.html_body
     assert resp.headers["Content-Security-Policy"] == (
         "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'")
     assert resp.headers.getlist("X-Frame-Options") == ["SAMEORIGIN"]

@@ -1,0 +1,256 @@
+"""What a newcomer sees, on a phone, in a real browser: `make run` as it starts by default (demo
+data, no SMTP server: the dev mailbox, 127.0.0.1).
+
+Every page a firm admin, a client and an invitee see is opened at 360×740. On each: nothing is
+wider than the screen (document.scrollingElement.scrollWidth <= innerWidth), *Sair* is on screen
+for whoever is signed in, and axe-core (axe-playwright-python, which bundles it) finds no
+violation. The problems of every page are collected and reported together.
+
+The dev mailbox's "Versão HTML" frame shows the e-mail (also in a capture of the whole page) and
+its links open as ordinary pages.
+"""
+from __future__ import annotations
+
+import base64
+import os
+import re
+import subprocess
+import sys
+import uuid
+
+import pytest
+from playwright.sync_api import expect
+
+from services.common.config import SERVICES
+from tests.conftest import ROOT, _wait_healthy, free_port, keep_pages
+
+pytestmark = pytest.mark.browser
+
+PHONE = {"width": 360, "height": 740}
+ANA = ("ana@alfa.example", "Alfa-Demo-2026")        # services/provision.py DEMO_LOGINS
+CARLOS = ("carlos@cliente.example", "Carlos-Demo-2026")
+ALFA = "contabilidade-alfa"
+DIANA = ("Diana Prado", "diana.prado@cliente.example")
+
+
+@pytest.fixture(scope="module")
+def local_product(tmp_path_factory):
+    """`balcao run` with its defaults: demo data, the dev mailbox (no BALCAO_SMTP_URL), 127.0.0.1."""
+    workdir = tmp_path_factory.mktemp("phone")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    var = workdir / "var"
+    env = {**os.environ, "BALCAO_VAR_DIR": str(var), "BALCAO_KEYS_DIR": str(var / "keys"), "PORT": str(port),
+           "BALCAO_PUBLIC_URL": url, "BALCAO_DEMO": "1", "BALCAO_SMTP_URL": "", "BALCAO_BROKER_URL": "memory://",
+           "BALCAO_SECRET_KEY": uuid.uuid4().hex,
+           **{f"BALCAO_{svc.upper()}_DATABASE_URL": f"sqlite:///{var / (svc + '.sqlite3')}" for svc in SERVICES}}
+    log = workdir / "embedded.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "balcao_cli", "run"], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        _wait_healthy(url, proc, log=log)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def axe():
+    from axe_playwright_python.sync_playwright import Axe
+    return Axe()
+
+
+class PhoneCheck:
+    """Opens pages at 360 px and collects what is wrong with each."""
+
+    def __init__(self, axe):
+        self.axe = axe
+        self.problems: list[str] = []
+        self.visited: list[str] = []
+
+    def __call__(self, page, name: str, *, signed_in: bool) -> None:
+        page.wait_for_load_state()
+        self.visited.append(name)
+        wide, inner = page.evaluate("[document.scrollingElement.scrollWidth, window.innerWidth]")
+        if wide > inner:
+            self.problems.append(f"{name} ({page.url}): the page is {wide}px wide on a {inner}px screen")
+        if signed_in:
+            sair = page.get_by_role("button", name="Sair")
+            box = sair.bounding_box() if sair.count() == 1 and sair.is_visible() else None
+            if box is None or box["x"] < 0 or box["x"] + box["width"] > inner or box["y"] < 0:
+                self.problems.append(f"{name} ({page.url}): Sair is not on screen ({box})")
+        for violation in self.axe.run(page).response["violations"]:
+            targets = "; ".join(" ".join(node["target"]) for node in violation["nodes"][:5])
+            self.problems.append(f"{name} ({page.url}): axe {violation['id']} ({violation['impact']}): "
+                                 f"{violation['help']} — {targets}")
+
+
+def log_in(page, url: str, email: str, password: str) -> None:
+    page.goto(url + "/auth/entrar")
+    page.get_by_label("E-mail", exact=True).fill(email)
+    page.get_by_label("Senha", exact=True).fill(password)
+    page.get_by_role("button", name="Entrar").click()
+    page.wait_for_url(re.compile(r"/e/[^/]+/$"))
+
+
+def invite(page, url: str, check: PhoneCheck | None, *, name: str, email: str) -> None:
+    """Novo Usuário at 360 px: Ativar → Envie agora → Avançar → a company → Concluir."""
+    page.goto(f"{url}/e/{ALFA}/configuracoes/usuarios-de-clientes/novo")
+    page.get_by_label("Nome", exact=True).fill(name)
+    page.get_by_label("E-mail de contato", exact=True).fill(email)
+    page.get_by_role("button", name="Ativar").click()
+    page.get_by_role("button", name="Envie agora").click()
+    page.get_by_role("button", name="Avançar").click()
+    expect(page.get_by_role("button", name="Concluir")).to_be_visible()
+    if check:
+        check(page, "Novo Usuário, empresas", signed_in=True)
+    page.get_by_label("Padaria Pão Quente Ltda", exact=True).check()
+    page.get_by_role("button", name="Concluir").click()
+    expect(page.get_by_text("Usuário registrado")).to_be_visible()
+
+
+def invitation_link(page, url: str, email: str) -> str:
+    """The "Registre agora" link of the newest invitation to `email`, read in the dev mailbox."""
+    page.goto(url + "/notificacoes/caixa-de-entrada")
+    row = page.get_by_role("row").filter(has_text=email).filter(has_text="convidou você").first
+    expect(row).to_be_visible()
+    row.get_by_role("link").click()
+    return page.locator(".mail-text a[href*='/convite/']").first.get_attribute("href")
+
+
+def test_every_page_fits_a_phone_keeps_sair_on_screen_and_passes_axe(local_product, browser, axe, artifacts):
+    url, check = local_product, PhoneCheck(axe)
+    anonymous, ana_ctx, carlos_ctx = (browser.new_context(viewport=PHONE) for _ in range(3))
+    visitor, ana, carlos = anonymous.new_page(), ana_ctx.new_page(), carlos_ctx.new_page()
+    try:
+        # Anybody
+        visitor.goto(url + "/auth/entrar")
+        check(visitor, "Entrar", signed_in=False)
+        visitor.goto(url + "/auth/esqueci-senha")
+        check(visitor, "Esqueci a senha", signed_in=False)
+        visitor.goto(url + "/convite/nao-existe")
+        check(visitor, "Convite inválido", signed_in=False)
+
+        # The firm admin
+        log_in(ana, url, *ANA)
+        check(ana, "Início do escritório (administradora)", signed_in=True)
+        settings = f"{url}/e/{ALFA}/configuracoes"
+        pages = {"Usuários de Clientes": "/usuarios-de-clientes", "Novo Usuário": "/usuarios-de-clientes/novo",
+                 "Importar usuários": "/usuarios-de-clientes/importar", "Auditoria": "/auditoria",
+                 "Segurança": "/seguranca"}
+        for name, path in pages.items():
+            ana.goto(settings + path)
+            check(ana, name, signed_in=True)
+        ana.goto(settings + "/usuarios-de-clientes")
+        ana.get_by_role("link", name="Carlos Pereira").first.click()
+        check(ana, "Página do usuário (ativo)", signed_in=True)
+        ana.goto(settings + "/usuarios-de-clientes/importar")
+        ana.get_by_label("Arquivo").set_input_files(files=[{
+            "name": "clientes.csv", "mimeType": "text/csv",
+            "buffer": "Nome;CPF;Telefone;E-mail;Empresas\nSó Nome;123;;sem-arroba;Empresa Que Não Existe\n".encode()}])
+        ana.get_by_role("button", name="Ver prévia").click()
+        expect(ana.get_by_role("heading", name="Linhas com erro")).to_be_visible()
+        check(ana, "Prévia da importação", signed_in=True)
+        for path in ("sessoes", "senha", "verificacao-em-duas-etapas"):
+            ana.goto(f"{url}/auth/minha-conta/{path}")
+            check(ana, f"Minha conta › {path}", signed_in=True)
+        ana.goto(url + "/minha-conta/escritorios")
+        check(ana, "Meus escritórios (administradora)", signed_in=True)
+
+        # Invitations: a new person (registration) and one who already has a login (Vincular Contas)
+        invite(ana, url, check, name=DIANA[0], email=DIANA[1])
+        check(ana, "Página do usuário (aguardando envio)", signed_in=True)
+        invite(ana, url, None, name="Bruno Lima", email="bruno@beta.example")
+        ana.goto(url + "/notificacoes/caixa-de-entrada")
+        check(ana, "Caixa de entrada (desenvolvimento)", signed_in=True)
+        diana_link = invitation_link(ana, url, DIANA[1])
+        check(ana, "E-mail na caixa de entrada", signed_in=True)
+        bruno_link = invitation_link(ana, url, "bruno@beta.example")
+
+        bruno_ctx = browser.new_context(viewport=PHONE)
+        bruno = bruno_ctx.new_page()
+        bruno.goto(bruno_link)
+        expect(bruno.get_by_role("button", name="Vincular Contas")).to_be_visible()
+        check(bruno, "Convite: já tem acesso (Vincular Contas)", signed_in=False)
+        bruno_ctx.close()
+
+        diana_ctx = browser.new_context(viewport=PHONE)
+        diana = diana_ctx.new_page()
+        diana.goto(diana_link)
+        expect(diana.get_by_label("Senha", exact=True)).to_be_visible()
+        check(diana, "Convite: registro", signed_in=False)
+        diana_ctx.close()
+
+        # The client
+        log_in(carlos, url, *CARLOS)
+        check(carlos, "Início do escritório (cliente)", signed_in=True)
+        carlos.goto(url + "/minha-conta/escritorios")
+        check(carlos, "Meus escritórios (cliente)", signed_in=True)
+        for path in ("sessoes", "senha", "verificacao-em-duas-etapas"):
+            carlos.goto(f"{url}/auth/minha-conta/{path}")
+            check(carlos, f"Minha conta › {path} (cliente)", signed_in=True)
+
+        assert len(check.visited) >= 24, check.visited
+        assert not check.problems, "on a 360 px phone:\n  " + "\n  ".join(check.problems)
+    except BaseException:
+        keep_pages(artifacts, visitor=visitor, ana=ana, carlos=carlos)
+        raise
+    finally:
+        for ctx in (anonymous, ana_ctx, carlos_ctx):
+            ctx.close()
+
+
+def _distinct_colours(browser, png: bytes) -> int:
+    """How many colours a screenshot has (counted by the browser itself, on a blank page)."""
+    page = browser.new_page()
+    try:
+        return page.evaluate("""async (src) => {
+            const img = new Image(); img.src = src; await img.decode();
+            const canvas = document.createElement('canvas');
+            canvas.width = img.width; canvas.height = img.height;
+            const ctx = canvas.getContext('2d'); ctx.drawImage(img, 0, 0);
+            const data = ctx.getImageData(0, 0, img.width, img.height).data, seen = new Set();
+            for (let i = 0; i < data.length; i += 4) seen.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
+            return seen.size;
+        }""", "data:image/png;base64," + base64.b64encode(png).decode())
+    finally:
+        page.close()
+
+
+def test_the_html_version_frame_shows_the_email_and_its_links_work(local_product, browser, artifacts):
+    url = local_product
+    ctx = browser.new_context(viewport=PHONE)
+    ana = ctx.new_page()
+    try:
+        log_in(ana, url, *ANA)
+        email = f"frame-{uuid.uuid4().hex[:6]}@cliente.example"
+        invite(ana, url, None, name="Elisa Moura", email=email)
+        invitation_link(ana, url, email)
+        frame = ana.frame_locator("iframe.mail-html")
+        expect(frame.get_by_text("Elisa Moura")).to_be_visible()
+        expect(frame.get_by_role("link", name="Registre agora")).to_be_visible()
+        # What the page shows, captured whole as a person scrolling it sees it: the frame is painted
+        # (a blank frame is one or two colours; rendered text is dozens of anti-aliased shades).
+        # Inside the frame's border only: a blank frame is one colour there.
+        box = ana.locator("iframe.mail-html").bounding_box()
+        shot = ana.screenshot(full_page=True, clip={"x": box["x"] + 8, "y": box["y"] + ana.evaluate("scrollY") + 8,
+                                                    "width": box["width"] - 16, "height": min(box["height"], 400) - 16})
+        colours = _distinct_colours(browser, shot)
+        assert colours > 20, f"the Versão HTML frame is blank in the page ({colours} colours)"
+        # Its button opens the invitation as an ordinary page (inside the frame it would be refused).
+        with ana.expect_popup() as opened:
+            frame.get_by_role("link", name="Registre agora").click()
+        invitation = opened.value
+        invitation.wait_for_load_state()
+        expect(invitation).to_have_url(re.compile(r"/auth/convite\?ticket="))
+        expect(invitation.get_by_label("Senha", exact=True)).to_be_visible()
+    except BaseException:
+        keep_pages(artifacts, ana=ana)
+        raise
+    finally:
+        ctx.close()
