@@ -17,7 +17,7 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import ROOT, _wait_healthy, free_port, keep_pages
+from tests.conftest import ROOT, _wait_healthy, free_port, keep_pages, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -82,6 +82,14 @@ def invitation_links(mailbox, url, to: str, firm: str) -> list[str]:
     return links
 
 
+def wait_for_invitations(mailbox, url, to: str, count: int) -> list[str]:
+    """The links once the mailbox page shows `count` invitations from Contabilidade Beta to `to`
+    (the notifier sends them in the background: the page is read again until they are there)."""
+    return wait_until(lambda: (links := invitation_links(mailbox, url, to, "Contabilidade Beta")) and
+                      len(links) == count and links, timeout=45,
+                      message=f"{count} invitation(s) to {to} never showed in the mailbox page")
+
+
 def open_user(page, url, name):
     """Carlos's page in Beta's list (the live user: deleted ones are listed only on request)."""
     page.goto(url + "/e/contabilidade-beta/configuracoes/usuarios-de-clientes")
@@ -131,7 +139,7 @@ def test_the_readme_walkthrough_on_make_run(make_run, browser, artifacts):
         login(bruno, url, *logins["Bruno"])
         new_user(bruno, name="Carlos Pereira", email=carlos_email)
         # 2. The invitation from Contabilidade Beta is in the mailbox page.
-        [link] = invitation_links(mailbox, url, carlos_email, "Contabilidade Beta")
+        [link] = wait_for_invitations(mailbox, url, carlos_email, 1)
         # 3. He already has access (Alfa): Senha → Vincular Contas → Beta's portal; both firms listed.
         login(carlos, url, carlos_email, carlos_pw)
         assert selector_options(carlos) == ["Contabilidade Alfa"]
@@ -145,9 +153,9 @@ def test_the_readme_walkthrough_on_make_run(make_run, browser, artifacts):
         assert selector_options(carlos) == ["Contabilidade Alfa"]
         #    [Reativar] sends a new invitation (he links again with it).
         bruno.get_by_role("button", name="Reativar").click()
-        expect(bruno.get_by_text("Convite enviado").first).to_be_visible()
-        links = invitation_links(mailbox, url, carlos_email, "Contabilidade Beta")
-        assert len(links) == 2 and links[0] != link
+        expect(bruno.get_by_text("Usuário reativado")).to_be_visible()
+        links = wait_for_invitations(mailbox, url, carlos_email, 2)
+        assert links[0] != link
         link_accounts(carlos, links[0], carlos_pw)
         #    [Excluir], then Novo Usuário with the same e-mail registers him again.
         open_user(bruno, url, "Carlos Pereira")
@@ -156,14 +164,12 @@ def test_the_readme_walkthrough_on_make_run(make_run, browser, artifacts):
         assert selector_options(carlos) == ["Contabilidade Alfa"]
         bruno.goto(url + "/e/contabilidade-beta/")
         new_user(bruno, name="Carlos Pereira", email=carlos_email)
-        links = invitation_links(mailbox, url, carlos_email, "Contabilidade Beta")
-        assert len(links) == 3
+        links = wait_for_invitations(mailbox, url, carlos_email, 3)
         #    [Reenviar convite] invalidates the previous link; the new one works.
         open_user(bruno, url, "Carlos Pereira")
         bruno.get_by_role("button", name="Reenviar convite").click()
         expect(bruno.get_by_text(re.compile("reenviado", re.I)).first).to_be_visible()
-        links_after = invitation_links(mailbox, url, carlos_email, "Contabilidade Beta")
-        assert len(links_after) == 4
+        links_after = wait_for_invitations(mailbox, url, carlos_email, 4)
         carlos.goto(links[0])
         expect(carlos.get_by_text("Convite inválido ou expirado")).to_be_visible()
         link_accounts(carlos, links_after[0], carlos_pw)

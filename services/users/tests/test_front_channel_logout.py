@@ -98,7 +98,8 @@ def test_logout_keeps_a_safe_next_and_refuses_another_site(config, ana):
     out = browser.post("/auth/sair", data={"csrf_token": csrf_token(page), "next": "/auth/entrar?x=1"},
                        follow_redirects=True)
     assert out.request.full_path == "/auth/entrar?x=1"
-    _log_in(browser)
+    _log_in(browser)  # a new login: the CSRF token of the page before it is refused now
+    page = browser.get("/auth/entrar").get_data(as_text=True)
     first = browser.post("/auth/sair", data={"csrf_token": csrf_token(page), "next": "//evil.example/"})
     chain = parse_qs(urlsplit(first.headers["Location"]).query)
     assert chain["next"] == ["/auth/entrar"]
