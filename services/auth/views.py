@@ -12,6 +12,7 @@ from flask_babel import gettext as _
 from marshmallow import ValidationError
 
 from services.common.contracts import INVITATION_TICKET_AUDIENCE, normalize_email, safe_next
+from services.common.forms import has_control_characters
 from services.common.gateway import PREFIXES
 from services.common.sessions import (
     clear_session_cookie,
@@ -126,6 +127,8 @@ def _gate(name: str, email: str | None):
     """The throttle's one round trip before a password/code check (throttle.Gate): this request
     counted against RATE_LIMITS[name], the IP's failures and the account's lock."""
     account = normalize_email(email)
+    if has_control_characters(account):  # refused by the form's schema next; never a counter key
+        account = ""
     return _store().gate(name, _ip(), account or None)
 
 
