@@ -12,14 +12,13 @@ from urllib.parse import quote, urlsplit
 from flask import (
     Blueprint,
     Flask,
-    Response,
     abort,
     g,
     redirect,
     render_template,
     request,
 )
-from flask_babel import Babel
+from flask_babel import Babel, get_locale
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from jinja2 import ChoiceLoader, FileSystemLoader
@@ -96,7 +95,7 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
 
     # Endpoints never sent through session renewal (a service adds its own, e.g. auth's login
     # and renewal pages, to app.config["BALCAO_RENEWAL_EXEMPT"]).
-    app.config["BALCAO_RENEWAL_EXEMPT"] = {"healthz", "readyz", "prometheus_metrics", "choose_locale"}
+    app.config["BALCAO_RENEWAL_EXEMPT"] = {"healthz", "readyz", "choose_locale"}
 
     @app.before_request
     def _session_renewal():
@@ -150,7 +149,7 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
     @app.context_processor
     def _globals():
         return {"current_identity": current_identity(), "service_name": service,
-                "public_url": config.public_url}
+                "public_url": config.public_url, "get_locale": get_locale}
 
     @app.before_request
     def _refuse_control_characters_in_the_path():
@@ -220,11 +219,8 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
             return {"status": "unavailable", "service": service, **problems}, 503
         return {"status": "ready", "service": service, "database": "ok", "broker": "ok"}
 
-    @app.get(f"{url_prefix}/metrics")
-    def prometheus_metrics():
-        """Prometheus exposition. Operators scrape the service port; the gateway denies it."""
-        return Response(metrics.render(service, config), mimetype=None,
-                        headers={"Content-Type": metrics.CONTENT_TYPE})
+    # Prometheus metrics are NOT served here: they have a port of their own (metrics.serve,
+    # BALCAO_METRICS_BIND, loopback by default), which the gateway never routes.
 
     return app
 
