@@ -41,6 +41,7 @@ class Config:
     resend_cooldown_seconds: int = 60
     pii_key: str | None = None       # base64 32-byte key encrypting CPF/phone at rest
     trusted_proxies: int = 0         # reverse proxies in front (the nginx gateway: 1)
+    metrics_bind: str | None = None  # BALCAO_METRICS_BIND; None: metrics.default_bind of the process
 
     def database_url(self, service: str) -> str:
         return self.database_urls[service]
@@ -109,4 +110,5 @@ def load_config() -> Config:
         resend_cooldown_seconds=int(_env("BALCAO_RESEND_COOLDOWN_SECONDS", "60")),
         pii_key=_env("BALCAO_PII_KEY"),
         trusted_proxies=int(_env("BALCAO_TRUSTED_PROXIES", "0")),
+        metrics_bind=_env("BALCAO_METRICS_BIND"),
     )

@@ -121,9 +121,12 @@ def run_embedded(config: Config) -> None:
             if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 27
                 self.cfg.set("control_socket_disable", True)
 
-        def load(self):
+        def load(self):  # in the one gunicorn worker, where the counters live
+            from . import metrics
             stack = EmbeddedStack(config)
             stack.start()
+            metrics.serve(config.metrics_bind or metrics.default_bind(None, "embedded"),
+                          metrics.registry_with_state(SERVICES, config), what="the embedded mode")
             return stack.wsgi
 
     EmbeddedApplication().run()
