@@ -23,9 +23,9 @@ from services.common.runtime import database
 from services.common.testing import count_queries
 from services.notifier import consumers, models
 from services.notifier.app import create_app
+from services.notifier.consumers import deliver_email
 from services.notifier.models import Delivery
 from services.notifier.rendering import linkify, render_email
-from services.notifier.services import deliver_email
 
 LINK = "http://balcao.test/convite/abcDEF123_-tokenvalue&x=1"
 
