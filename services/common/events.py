@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
@@ -101,7 +101,8 @@ EMAIL_CONTEXTS: dict[str, type[EmailContext]] = {
 EMAIL_TEMPLATES = list(EMAIL_CONTEXTS)
 
 
-def validate_email_context(template: str, context: dict, *, unknown: str = RAISE) -> None:
+def validate_email_context(template: str, context: dict, *,
+                           unknown: Literal["exclude", "include", "raise"] = RAISE) -> None:
     """Raise ValidationError({"context": ...}) unless `context` fits the template's schema."""
     schema_cls = EMAIL_CONTEXTS.get(template)
     if schema_cls is None:

@@ -84,7 +84,7 @@ class InputSchema(Schema):
         refused = self.control_character_errors(data) if not (many if many is not None else self.many) else {}
         if not refused:
             return super().load(data, many=many, partial=partial, unknown=unknown)
-        other: dict = {}
+        other = {}
         try:
             super().load(data, many=many, partial=partial, unknown=unknown)
         except ValidationError as exc:

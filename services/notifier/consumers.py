@@ -18,7 +18,7 @@ from .models import Delivery
 RETRY_BATCH = 100
 
 
-def deliver_email(session: Session, *, request: dict, config, keyring) -> Delivery:
+def deliver_email(session: Session, *, request: dict, config, keyring) -> Delivery | None:
     """Render and send the e-mail of a `notification.email_requested` payload, at most once
     per idempotency key; its outcome is recorded in `session` (the consumer's transaction, which
     the caller commits). Returns the Delivery. Never raises for an SMTP failure:
@@ -38,6 +38,8 @@ def deliver_email(session: Session, *, request: dict, config, keyring) -> Delive
     if attempt is None:
         return services.delivery_by_key(session, request["idempotency_key"])
     delivery = session.get(Delivery, attempt.delivery_id, populate_existing=True)
+    if delivery is None:  # committed just above: never happens
+        raise LookupError(f"delivery {attempt.delivery_id} vanished")
     error = services.send(delivery, config)
     return services.record_outcome(session, attempt.delivery_id, attempts=attempt.number, error=error,
                                    config=config)

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from marshmallow import EXCLUDE
 from sqlalchemy import select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from services.common.events import EmailRequested, SealedLink, validate_email_context
@@ -133,11 +135,11 @@ class Attempt:
 def _claim(session: Session, delivery_id, *, status: str, attempts: int) -> bool:
     """Take the next attempt of a delivery: attempts + 1 and a lease. Only succeeds if nobody
     changed the row since it was read as (status, attempts): two workers never both win."""
-    result = session.execute(
+    result = cast("CursorResult[Any]", session.execute(
         update(Delivery)
         .where(Delivery.id == delivery_id, Delivery.status == status, Delivery.attempts == attempts)
         .values(attempts=attempts + 1, next_attempt_at=utcnow() + timedelta(seconds=SEND_LEASE_SECONDS))
-        .execution_options(synchronize_session=False))
+        .execution_options(synchronize_session=False)))
     return result.rowcount == 1
 
 

@@ -65,7 +65,7 @@ def _publish(envelope: dict) -> None:
 
 def _deliveries(config) -> list:
     with database("notifier", config).begin() as s:
-        return s.execute(select(notifier_models.Delivery)).scalars().all()
+        return list(s.execute(select(notifier_models.Delivery)).scalars())
 
 
 class _RunningNotifier:
@@ -178,7 +178,7 @@ def _recorded_events(service: str, root: Path = ROOT) -> dict[str, list[str]]:
                 where = f"{path.relative_to(root)}:{node.lineno}"
                 if len(node.args) < 3 or not isinstance(node.args[2], ast.Constant):
                     raise AssertionError(f"{where}: record_event must name its event type literally")
-                found.setdefault(node.args[2].value, []).append(where)
+                found.setdefault(str(node.args[2].value), []).append(where)
     return found
 
 

@@ -30,7 +30,7 @@ class _Form(InputSchema):
                 for k, v in dict(data).items()}
 
 
-def _errors(data) -> dict:
+def _errors(data):
     with pytest.raises(ValidationError) as err:
         _Form().load(data)
     return err.value.messages
