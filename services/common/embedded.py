@@ -100,6 +100,8 @@ def run_embedded(config: Config) -> None:
     from .worker import limit_malloc_arenas
     limit_malloc_arenas()
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    from .metrics import metrics_bind as resolve_metrics_bind
+    metrics_bind = resolve_metrics_bind(config, None, "embedded")  # a bad value stops here, with the reason
     # Migrations and the demo seed run in a short-lived child process: what they import and
     # allocate does not stay resident in the gunicorn master for the life of the server.
     child = multiprocessing.get_context("fork").Process(target=prepare, args=(config,), name="balcao-prepare")
@@ -125,8 +127,7 @@ def run_embedded(config: Config) -> None:
             from . import metrics
             stack = EmbeddedStack(config)
             stack.start()
-            metrics.serve(config.metrics_bind or metrics.default_bind(None, "embedded"),
-                          metrics.registry_with_state(SERVICES, config), what="the embedded mode")
+            metrics.serve(metrics_bind, metrics.registry_with_state(SERVICES, config), what="the embedded mode")
             return stack.wsgi
 
     EmbeddedApplication().run()

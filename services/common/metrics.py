@@ -144,6 +144,17 @@ def default_bind(service: str | None, role: str) -> str:
     return f"127.0.0.1:{METRICS_BASE_PORT + 2 * SERVICES.index(service) + (1 if role == 'worker' else 0)}"
 
 
+def metrics_bind(config, service: str | None, role: str) -> str:
+    """The metrics address of this process: BALCAO_METRICS_BIND, else `default_bind`. A value
+    that is not an address stops the process at start, with the reason."""
+    bind = config.metrics_bind or default_bind(service, role)
+    try:
+        parse_bind(bind)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    return bind
+
+
 def parse_bind(value: str) -> tuple[str, int] | None:
     """"host:port", "[v6]:port" or a bare port (loopback) → (host, port); "off" → None."""
     value = value.strip()

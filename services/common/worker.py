@@ -137,9 +137,9 @@ def run_web(service: str, config: Config, *, bind: str, workers: int) -> None:
 
         atexit.register(_remove_metrics_dir)
 
-    from .metrics import default_bind
+    from .metrics import metrics_bind
     options = gunicorn_options(service, bind=bind, workers=workers,
-                               metrics_bind=config.metrics_bind or default_bind(service, "web"))
+                               metrics_bind=metrics_bind(config, service, "web"))
 
     class BalcaoWebApplication(BaseApplication):
         def load_config(self):
@@ -193,7 +193,7 @@ def run_worker(service: str, config: Config) -> None:
     threads = [_Supervised(f"{service}-consumer", consumer), _Supervised(f"{service}-outbox-relay", relay),
                *[_Supervised(f"{service}-periodic-{job.name}", job) for job in jobs]]
     from . import metrics
-    metrics_server = metrics.serve(config.metrics_bind or metrics.default_bind(service, "worker"),
+    metrics_server = metrics.serve(metrics.metrics_bind(config, service, "worker"),
                                    metrics.registry_with_state([service], config), what=f"the {service} worker")
 
     stop_requested = threading.Event()

@@ -333,3 +333,11 @@ def test_metrics_bind_defaults_to_loopback_with_a_port_per_process():
     assert parse_bind("off") is None
     with pytest.raises(ValueError):
         parse_bind("localhost:metrics")
+
+
+@pytest.mark.parametrize("args", [["worker", "notifier"], ["web", "invitations", "--bind", "127.0.0.1:1"], ["run"]])
+def test_a_metrics_bind_that_is_no_address_stops_the_process_with_the_reason(tmp_path, args):
+    env = {**_worker_env(tmp_path), "BALCAO_METRICS_BIND": "localhost:metrics", "BALCAO_DEMO": "0"}
+    result = balcao(*args, env=env, timeout=120)
+    assert result.returncode != 0
+    assert "BALCAO_METRICS_BIND must be host:port or off, not 'localhost:metrics'" in result.stderr
