@@ -71,3 +71,14 @@ def test_undeclared_fields_are_not_looked_at():
 
 def test_a_preview_shows_where_the_control_characters_were():
     assert without_control_characters("Ana\x00Souza\n") == "Ana\ufffdSouza\ufffd"
+
+
+@pytest.mark.parametrize("path", ["/convite/abcdefghijklmnopqrstu%00vwxyz", "/convite/abcdefghijklmnopqrstu%1bvwxyz",
+                                  "/auth/redefinir-senha/abc%00def", "/notificacoes/caixa-de-entrada/%00",
+                                  "/auth/idioma/%00", "/e/%00/"])
+def test_a_control_character_in_any_services_path_is_a_404_page(browser_client, path):
+    """Invitations and the notifier take no text but their path: refused before any query
+    (on PostgreSQL a NUL would otherwise be a 500)."""
+    response = browser_client.get(path)
+    assert response.status_code == 404
+    assert "Página não encontrada" in response.get_data(as_text=True)
