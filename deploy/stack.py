@@ -104,8 +104,9 @@ class Stack:
     def __init__(self, *, env: dict, gateway_port: int, workdir: Path, web_workers: int = 1,
                  worker_processes: dict[str, int] | None = None):
         """`worker_processes`: how many `balcao worker` processes per service (default 1 each);
-        the extra ones are named "<svc>-worker-2", "<svc>-worker-3", ... Every worker serves its
-        metrics on its own port (`metrics_ports[name]`)."""
+        the extra ones are named "<svc>-worker-2", "<svc>-worker-3", ... Every web and worker
+        process serves its metrics on a loopback port of its own (`metrics_ports[name]`,
+        BALCAO_METRICS_BIND), which nginx never routes."""
         missing = [name for name in REQUIRED_ENV if not env.get(name)]
         if missing:
             raise StackError(f"the stack needs {', '.join(missing)} in env")
@@ -143,19 +144,23 @@ class Stack:
         try:
             self._prepare()
             n_workers = sum(self.worker_processes.values())
-            ports = free_ports(len(SERVICES) + n_workers + 1)
-            ports = [p for p in ports if p != self.gateway_port][:len(SERVICES) + n_workers]
+            needed = 2 * len(SERVICES) + n_workers  # a web port and a metrics port per web, one per worker
+            ports = free_ports(needed + 1)
+            ports = [p for p in ports if p != self.gateway_port][:needed]
             for svc in SERVICES:
                 port = ports.pop()
                 self.web_ports[svc] = port
+                self.metrics_ports[f"{svc}-web"] = ports.pop()
                 # Behind the nginx gateway (one proxy hop): the client's IP from X-Forwarded-For.
-                self._process_env[f"{svc}-web"] = {"BALCAO_TRUSTED_PROXIES": "1"}
+                self._process_env[f"{svc}-web"] = {
+                    "BALCAO_TRUSTED_PROXIES": "1",
+                    "BALCAO_METRICS_BIND": f"127.0.0.1:{self.metrics_ports[f'{svc}-web']}"}
                 self._spawn(f"{svc}-web", self._balcao("web", svc, "--bind", f"127.0.0.1:{port}",
                                                        "--workers", str(self.web_workers)))
                 for n in range(1, self.worker_processes[svc] + 1):
                     name = f"{svc}-worker" if n == 1 else f"{svc}-worker-{n}"
                     self.metrics_ports[name] = ports.pop()
-                    self._process_env[name] = {"BALCAO_METRICS_PORT": str(self.metrics_ports[name])}
+                    self._process_env[name] = {"BALCAO_METRICS_BIND": f"127.0.0.1:{self.metrics_ports[name]}"}
                     self._spawn(name, self._balcao("worker", svc))
             self._spawn("gateway", self._nginx_command())
             self.wait_ready(timeout)

@@ -5,6 +5,7 @@ from flask_babel import lazy_gettext as _l
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
 
 from services.common.contracts import normalize_email, safe_next
+from services.common.forms import InputSchema, error_messages
 
 
 def _required(**kw):
@@ -23,18 +24,18 @@ def _password():
                          validate=validate.Length(min=1, max=1024, error=_l("Informe a senha.")))
 
 
-class FormSchema(Schema):
+class FormSchema(InputSchema):
     """Form posts carry csrf_token and buttons: unknown fields are dropped. Text (not passwords)
-    is stripped of surrounding spaces."""
+    is stripped of surrounding spaces; control characters are refused (InputSchema)."""
 
     class Meta:
         unknown = EXCLUDE
 
-    NOT_STRIPPED: tuple[str, ...] = ("password", "password_confirmation")
+    PASSWORD_FIELDS: tuple[str, ...] = ("password", "password_confirmation")
 
     @pre_load
     def _strip(self, data, **_kw):
-        return {k: (v.strip() if isinstance(v, str) and k not in self.NOT_STRIPPED else v)
+        return {k: (v.strip() if isinstance(v, str) and k not in self.PASSWORD_FIELDS else v)
                 for k, v in data.items()}
 
 
@@ -121,12 +122,11 @@ def load_ticket_claims(claims: dict | None) -> dict | None:
 
 def form_errors(exc: ValidationError) -> dict[str, list[str]]:
     """marshmallow errors as {field: [pt-BR message, ...]} for the form macros."""
-    messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-    return {k: [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in messages.items()}
+    return error_messages(exc)
 
 
 class ChangePasswordSchema(FormSchema):
-    NOT_STRIPPED = ("current_password", "password", "password_confirmation")
+    PASSWORD_FIELDS = ("current_password", "password", "password_confirmation")
     current_password = _password()
     password = _password()
     password_confirmation = _password()

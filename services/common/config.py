@@ -51,6 +51,7 @@ class Config:
     # its one server binds. Every other entry point (`balcao web`, `balcao worker`) is distributed.
     embedded: bool = False
     bind_host: str = "127.0.0.1"
+    metrics_bind: str | None = None  # BALCAO_METRICS_BIND; None: metrics.default_bind of the process
 
     def database_url(self, service: str) -> str:
         return self.database_urls[service]
@@ -146,4 +147,5 @@ def load_config() -> Config:
         resend_cooldown_seconds=int(_env("BALCAO_RESEND_COOLDOWN_SECONDS", "60")),
         pii_key=_env("BALCAO_PII_KEY"),
         trusted_proxies=int(_env("BALCAO_TRUSTED_PROXIES", "0")),
+        metrics_bind=_env("BALCAO_METRICS_BIND"),
     )

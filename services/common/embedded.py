@@ -113,6 +113,8 @@ def run_embedded(config: Config, *, host: str = "127.0.0.1") -> None:
         raise SystemExit(f"balcao run: {config.mail_problem}")
     limit_malloc_arenas()
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    from .metrics import metrics_bind as resolve_metrics_bind
+    metrics_bind = resolve_metrics_bind(config, None, "embedded")  # a bad value stops here, with the reason
     # Migrations and the demo seed run in a short-lived child process: what they import and
     # allocate does not stay resident in the gunicorn master for the life of the server.
     child = multiprocessing.get_context("fork").Process(target=prepare, args=(config,), name="balcao-prepare")
@@ -134,9 +136,11 @@ def run_embedded(config: Config, *, host: str = "127.0.0.1") -> None:
             if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 27
                 self.cfg.set("control_socket_disable", True)
 
-        def load(self):
+        def load(self):  # in the one gunicorn worker, where the counters live
+            from . import metrics
             stack = EmbeddedStack(config)
             stack.start()
+            metrics.serve(metrics_bind, metrics.registry_with_state(SERVICES, config), what="the embedded mode")
             return stack.wsgi
 
     EmbeddedApplication().run()

@@ -1,24 +1,35 @@
-"""The event catalogue: every message on the broker, its payload schema and who consumes it.
+"""The event catalogue: every message on the broker, its payload schema, who produces it and
+who consumes it, and the context each e-mail template needs.
 
 Event names are past tense. Payloads never carry a password, a password hash or a raw
 token; a value only the notifier may read (an invitation or reset link) travels sealed
 to the notifier's key (see `keys.seal`).
+
+How events evolve without dead letters (services are deployed one at a time):
+  * Producers validate strictly (`make_envelope`: an unknown payload field is a bug).
+    Consumers ignore what they do not know (`parse_envelope`: unknown envelope and payload
+    fields are dropped), so a producer may ADD an optional field before its consumers know it.
+  * `version` is MAJOR or "MAJOR.MINOR". A minor bump means "only optional fields were added":
+    every consumer of that major handles it. A consumer accepts every major up to its own (its
+    schema must still read the older payloads); a major NEWER than its own is a change it cannot
+    read — deploy the consumers first — and is dead-lettered with that reason (replayable with
+    `balcao dead-letters replay` once the consumer is upgraded).
+  * An e-mail template's context has a schema (`EMAIL_CONTEXTS`): checked, strictly, where
+    `notification.email_requested` is recorded, and leniently (a missing key is an error, an
+    unknown key is ignored) where the notifier renders.
 """
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
+from typing import Literal, NamedTuple
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 EXCHANGE = "balcao.events"
 DEAD_LETTER_EXCHANGE = "balcao.dead"
 DEAD_LETTER_QUEUE = "balcao.dead_letters"
-
-
-# E-mail templates the notifier renders (services/notifier/templates/emails/<name>.{txt,html}).
-EMAIL_TEMPLATES = ["invitation", "invitation_code", "password_reset", "account_locked", "password_changed",
-                   "mfa_changed", "firm_linked"]
 
 
 class Payload(Schema):
@@ -29,6 +40,93 @@ class Payload(Schema):
 UUID = lambda **kw: fields.UUID(required=True, **kw)  # noqa: E731
 Text = lambda **kw: fields.String(required=True, validate=validate.Length(min=1, max=500), **kw)  # noqa: E731
 Email = lambda **kw: fields.Email(required=True, **kw)  # noqa: E731
+
+
+# --------------------------------------------------------------------------- e-mail templates
+
+class EmailContext(Schema):
+    """The non-secret values an e-mail template renders (all strings, as they travel)."""
+
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(required=True, validate=validate.Length(max=500))
+
+
+class InvitationContext(EmailContext):
+    firm_name = Text()
+    expires_on = fields.String(required=True, validate=validate.Regexp(r"^\d{2}/\d{2}/\d{4}$"))  # dd/mm/aaaa
+
+
+class InvitationCodeContext(EmailContext):
+    firm_name = Text()
+
+
+class PasswordResetContext(EmailContext):
+    pass
+
+
+class AccountLockedContext(EmailContext):
+    locked_until = fields.AwareDateTime(required=True)
+
+
+class PasswordChangedContext(EmailContext):
+    changed_at = fields.AwareDateTime(required=True)
+
+
+class MfaChangedContext(EmailContext):
+    change = fields.String(required=True, validate=validate.OneOf(["enabled", "disabled",
+                                                                   "recovery_codes_regenerated"]))
+
+
+class FirmLinkedContext(EmailContext):
+    firm_name = Text()
+    linked_at = fields.AwareDateTime(required=True)
+
+
+class SealedLink(Schema):
+    """What every template gets sealed (only the notifier reads it): the link of its button."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    link = fields.Url(required=True, require_tld=False)
+
+
+class SealedCode(Schema):
+    """What `invitation_code` gets sealed: the one-time code proving the invited e-mail (no link)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    code = fields.String(required=True, validate=validate.Regexp(r"^\d{6}$"))
+
+
+# template (services/notifier/templates/emails/<name>.{txt,html}) -> its context schema
+EMAIL_CONTEXTS: dict[str, type[EmailContext]] = {
+    "invitation": InvitationContext,
+    "invitation_code": InvitationCodeContext,
+    "password_reset": PasswordResetContext,
+    "account_locked": AccountLockedContext,
+    "password_changed": PasswordChangedContext,
+    "mfa_changed": MfaChangedContext,
+    "firm_linked": FirmLinkedContext,
+}
+EMAIL_TEMPLATES = list(EMAIL_CONTEXTS)
+# template -> the schema of what it gets sealed (a link, but the invitation code's e-mail has a code)
+EMAIL_SEALED: dict[str, type[Schema]] = {template: SealedLink for template in EMAIL_CONTEXTS} | {
+    "invitation_code": SealedCode}
+
+
+def validate_email_context(template: str, context: dict, *,
+                           unknown: Literal["exclude", "include", "raise"] = RAISE) -> None:
+    """Raise ValidationError({"context": ...}) unless `context` fits the template's schema."""
+    schema_cls = EMAIL_CONTEXTS.get(template)
+    if schema_cls is None:
+        raise ValidationError({"template": [f"unknown e-mail template {template!r}"]})
+    errors = schema_cls(unknown=unknown).validate(context if isinstance(context, dict) else {})
+    if errors:
+        raise ValidationError({"context": errors})
 
 
 class AccessActivated(Payload):
@@ -97,10 +195,15 @@ class EmailRequested(Payload):
     template = fields.String(required=True, validate=validate.OneOf(EMAIL_TEMPLATES))
     recipient = Email()
     locale = fields.String(required=True, validate=validate.OneOf(["pt_BR", "en"]))
-    context = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    context = fields.Dict(keys=fields.String(), values=fields.String(), required=True)  # EMAIL_CONTEXTS
     sealed = fields.String(required=True)  # secret context (links), sealed to the notifier's key
     idempotency_key = Text()
     reference = fields.String(required=True)  # e.g. "invitation:<id>", echoed in sent/failed
+
+    @validates_schema(skip_on_field_errors=True)
+    def _context_fits_the_template(self, data, **_kw):
+        # as strict about unknown context keys as this schema is about unknown fields
+        validate_email_context(data["template"], data["context"], unknown=self.unknown)
 
 
 class NotificationSent(Payload):
@@ -167,37 +270,71 @@ class FirmMfaPolicyChanged(Payload):
     require_staff_mfa = fields.Boolean(required=True)
 
 
-# event type -> (version, payload schema, consuming services)
-CATALOGUE: dict[str, tuple[int, type[Payload], tuple[str, ...]]] = {
-    "client_user.access_activated": (1, AccessActivated, ("invitations",)),
-    "client_user.invitation_requested": (1, InvitationRequested, ("invitations",)),
-    "client_user.access_revoked": (1, AccessRevoked, ("invitations",)),
+class EventSpec(NamedTuple):
+    version: int                  # the MAJOR version of the payload schema
+    schema: type[Payload]
+    consumers: tuple[str, ...]    # the services with a handler for it (one queue each)
+    producers: tuple[str, ...]    # the services that record it (tests check their record_event calls)
+    minor: int = 0                # optional fields added since the major (consumers ignore them)
+
+
+CATALOGUE: dict[str, EventSpec] = {
+    "client_user.access_activated": EventSpec(1, AccessActivated, ("invitations",), ("users",)),
+    "client_user.invitation_requested": EventSpec(1, InvitationRequested, ("invitations",), ("users",)),
+    "client_user.access_revoked": EventSpec(1, AccessRevoked, ("invitations",), ("users",)),
     # auth keeps a projection of each invitation's state (pending / voided / accepted, expiry): its
     # registration and Vincular Contas pages refuse a ticket whose invitation is no longer pending
-    "invitation.created": (1, InvitationCreated, ("users", "auth")),
-    "invitation.voided": (1, InvitationVoided, ("auth",)),
-    "invitation.accepted": (1, InvitationAccepted, ("users", "auth")),
-    "invitation.acceptance_refused": (1, InvitationAcceptanceRefused, ("users",)),
-    "notification.email_requested": (1, EmailRequested, ("notifier",)),
-    "notification.sent": (1, NotificationSent, ("users",)),
-    "notification.failed": (1, NotificationFailed, ("users",)),
-    "identity.registered": (1, IdentityRegistered, ()),
-    "link.verified": (1, LinkVerified, ("invitations",)),
-    "membership.granted": (1, MembershipGranted, ("auth",)),
-    "membership.revoked": (1, MembershipRevoked, ("auth",)),
-    "session.ended": (1, SessionEnded, ("users",)),
-    "identity.logged_in": (1, IdentityLoggedIn, ("users",)),
-    "firm.mfa_policy_changed": (1, FirmMfaPolicyChanged, ("auth",)),
-    "password_reset.requested": (1, PasswordResetRequested, ("auth",)),
+    "invitation.created": EventSpec(1, InvitationCreated, ("users", "auth"), ("invitations",)),
+    "invitation.voided": EventSpec(1, InvitationVoided, ("auth",), ("invitations",)),
+    "invitation.accepted": EventSpec(1, InvitationAccepted, ("users", "auth"), ("invitations",)),
+    "invitation.acceptance_refused": EventSpec(1, InvitationAcceptanceRefused, ("users",), ("invitations",)),
+    "notification.email_requested": EventSpec(1, EmailRequested, ("notifier",), ("auth", "invitations")),
+    "notification.sent": EventSpec(1, NotificationSent, ("users",), ("notifier",)),
+    "notification.failed": EventSpec(1, NotificationFailed, ("users",), ("notifier",)),
+    "identity.registered": EventSpec(1, IdentityRegistered, (), ("auth",)),
+    "link.verified": EventSpec(1, LinkVerified, ("invitations",), ("auth",)),
+    "membership.granted": EventSpec(1, MembershipGranted, ("auth",), ("users",)),
+    "membership.revoked": EventSpec(1, MembershipRevoked, ("auth",), ("users",)),
+    "session.ended": EventSpec(1, SessionEnded, ("users",), ("auth",)),
+    "identity.logged_in": EventSpec(1, IdentityLoggedIn, ("users",), ("auth",)),
+    "firm.mfa_policy_changed": EventSpec(1, FirmMfaPolicyChanged, ("auth",), ("users",)),
+    # Esqueci a senha: the request only records this (the same work for any e-mail); auth's own
+    # consumer looks the e-mail up, stores the hashed token and asks for the e-mail
+    "password_reset.requested": EventSpec(1, PasswordResetRequested, ("auth",), ("auth",)),
 }
 
 
 def consumed_by(service: str) -> set[str]:
-    return {etype for etype, (_v, _s, consumers) in CATALOGUE.items() if service in consumers}
+    return {etype for etype, spec in CATALOGUE.items() if service in spec.consumers}
+
+
+def produced_by(service: str) -> set[str]:
+    return {etype for etype, spec in CATALOGUE.items() if service in spec.producers}
 
 
 def queue_name(service: str, event_type: str) -> str:
     return f"{service}.{event_type}"
+
+
+_VERSION = re.compile(r"^([1-9][0-9]{0,5})(?:\.([0-9]{1,6}))?$")
+
+
+class SchemaVersion(fields.Field):
+    """An envelope's `version`: MAJOR (an integer, what every event has carried so far) or
+    "MAJOR.MINOR"; loaded as (major, minor)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        match = _VERSION.match(text) if isinstance(text, str) else None
+        if match is None:
+            raise ValidationError("not a version (MAJOR or \"MAJOR.MINOR\")")
+        return int(match.group(1)), int(match.group(2) or 0)
+
+
+def version_of(spec: EventSpec) -> int | str:
+    """What a producer writes: the bare major while no minor was added (the format every
+    consumer deployed so far reads), else "MAJOR.MINOR"."""
+    return spec.version if spec.minor == 0 else f"{spec.version}.{spec.minor}"
 
 
 class Envelope(Schema):
@@ -206,27 +343,27 @@ class Envelope(Schema):
 
     id = fields.UUID(required=True)
     type = fields.String(required=True, validate=validate.OneOf(list(CATALOGUE)))
-    version = fields.Integer(required=True)
+    version = SchemaVersion(required=True)
     occurred_at = fields.AwareDateTime(required=True)
     correlation_id = fields.String(required=True, validate=validate.Length(min=1, max=100))
     payload = fields.Dict(required=True)
 
 
 def validate_payload(event_type: str, payload: dict) -> dict:
-    """Validate a payload against its schema; returns it JSON-ready (as it travels)."""
+    """Validate a payload against its schema, strictly (the producer's side); returns it
+    JSON-ready (as it travels)."""
     if event_type not in CATALOGUE:
         raise ValidationError({"type": [f"unknown event type {event_type!r}"]})
-    _version, schema_cls, _consumers = CATALOGUE[event_type]
-    schema = schema_cls()
+    schema = CATALOGUE[event_type].schema()
     return schema.dump(schema.load(payload if isinstance(payload, dict) else {}))
 
 
 def make_envelope(event_type: str, payload: dict, *, correlation_id: str) -> dict:
-    version = CATALOGUE[event_type][0]
+    spec = CATALOGUE[event_type]
     return {
         "id": str(uuid.uuid4()),
         "type": event_type,
-        "version": version,
+        "version": version_of(spec),
         "occurred_at": datetime.now(UTC).isoformat(),
         "correlation_id": correlation_id,
         "payload": validate_payload(event_type, payload),
@@ -234,12 +371,16 @@ def make_envelope(event_type: str, payload: dict, *, correlation_id: str) -> dic
 
 
 def parse_envelope(body) -> tuple[dict, dict]:
-    """Validate a received message; returns (envelope, loaded payload). Raises ValidationError."""
+    """Validate a received message (the consumer's side: unknown fields ignored, any version of
+    a major up to this consumer's); returns (envelope, loaded payload). Raises ValidationError."""
     if not isinstance(body, dict):
         raise ValidationError({"_schema": ["message body is not a JSON object"]})
-    envelope = Envelope().load(body)
-    _version, schema_cls, _consumers = CATALOGUE[envelope["type"]]
-    if envelope["version"] != _version:
-        raise ValidationError({"version": [f"unsupported version {envelope['version']}"]})
-    payload = schema_cls().load(envelope["payload"])
+    envelope = Envelope(unknown=EXCLUDE).load(body)
+    spec = CATALOGUE[envelope["type"]]
+    major, minor = envelope["version"]
+    if major > spec.version:
+        raise ValidationError({"version": [
+            f"version {major}.{minor} is newer than this consumer reads ({spec.version}.x): deploy the "
+            "consumer's new version, then replay this dead letter"]})
+    payload = spec.schema(unknown=EXCLUDE).load(envelope["payload"])
     return envelope, payload

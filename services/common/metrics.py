@@ -1,10 +1,19 @@
-"""Prometheus metrics of every service (prometheus_client).
+"""Prometheus metrics of every service (prometheus_client), served on a port of their own.
 
 Counters and histograms are module-level (labelled by service) and updated by the web layer
 (HTTP requests) and the consumers (messages). Broker and database state — outbox lag and queue
-depth — is computed when scraped (`state_collector`). Under gunicorn with several workers
-`run_web` sets PROMETHEUS_MULTIPROC_DIR before any worker imports this module, and `render()`
-then aggregates every worker's files (prometheus_client multiprocess mode).
+depth — is computed when scraped (`ServiceStateCollector`).
+
+Where they are served: never by the public apps (no /metrics route; the gateway routes nothing
+to these ports). `BALCAO_METRICS_BIND` (host:port, "off" to serve none) is the address of a
+small HTTP server; by default it listens on loopback only, at a port that depends on the process
+so that every process of one host gets its own (`default_bind`):
+  * the embedded mode (`balcao run`): 127.0.0.1:9464 — every service's counters and state;
+  * `balcao web SERVICE` (gunicorn): the master serves the HTTP counters of all its workers,
+    aggregated from PROMETHEUS_MULTIPROC_DIR (prometheus_client multiprocess mode), which
+    `run_web` sets before any worker starts; 127.0.0.1:9464 + 2 × the service's index;
+  * `balcao worker SERVICE`: the message counters plus the outbox and queue state;
+    the web's port + 1.
 
 Metric names:
   balcao_http_requests_total{service,method,endpoint,status}
@@ -46,7 +55,7 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
-def _process_registry():
+def process_registry():
     if multiprocess_dir():
         from prometheus_client import multiprocess
         registry = CollectorRegistry()
@@ -105,11 +114,17 @@ def outbox_lag(db, outbox) -> tuple[int, float]:
     return int(count), max(0.0, (utcnow() - oldest).total_seconds())
 
 
-def render(service: str, config) -> bytes:
+def render(services, config) -> bytes:
     """The text exposition of this process (or every gunicorn worker) plus the state at scrape."""
-    state = CollectorRegistry(auto_describe=False)
-    state.register(ServiceStateCollector(service, config))
-    return generate_latest(_process_registry()) + generate_latest(state)
+    return generate_latest(registry_with_state(services, config))
+
+
+def registry_with_state(services, config) -> CollectorRegistry:
+    """This process's metrics (every gunicorn worker's in multiprocess mode) and the outbox and
+    queue state of `services`, read when scraped."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Union(process_registry(), *[ServiceStateCollector(svc, config) for svc in services]))
+    return registry
 
 
 def observe_request(service: str, method: str, endpoint: str, status: int, seconds: float) -> None:
@@ -117,21 +132,84 @@ def observe_request(service: str, method: str, endpoint: str, status: int, secon
     HTTP_LATENCY.labels(service, method, endpoint).observe(seconds)
 
 
-def start_worker_server(service: str, config, port: int):
-    """Serve the worker's metrics on 0.0.0.0:`port` (BALCAO_METRICS_PORT) in a daemon thread."""
-    from prometheus_client import start_http_server
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Union(_process_registry(), ServiceStateCollector(service, config)))
-    return start_http_server(port, registry=registry)
+METRICS_BASE_PORT = 9464
+
+
+def default_bind(service: str | None, role: str) -> str:
+    """Loopback, one port per process of a host: the embedded mode 9464; `balcao web SERVICE`
+    9464 + 2 × index (auth 9464, users 9466, invitations 9468, notifier 9470); its worker + 1."""
+    if service is None:
+        return f"127.0.0.1:{METRICS_BASE_PORT}"
+    from .config import SERVICES
+    return f"127.0.0.1:{METRICS_BASE_PORT + 2 * SERVICES.index(service) + (1 if role == 'worker' else 0)}"
+
+
+def metrics_bind(config, service: str | None, role: str) -> str:
+    """The metrics address of this process: BALCAO_METRICS_BIND, else `default_bind`. A value
+    that is not an address stops the process at start, with the reason."""
+    bind = config.metrics_bind or default_bind(service, role)
+    try:
+        parse_bind(bind)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    return bind
+
+
+def parse_bind(value: str) -> tuple[str, int] | None:
+    """"host:port", "[v6]:port" or a bare port (loopback) → (host, port); "off" → None."""
+    value = value.strip()
+    if value.lower() in ("off", "none", "no", "false"):
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", value
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"BALCAO_METRICS_BIND must be host:port or off, not {value!r}") from None
+    if not 0 <= number <= 65535:
+        raise ValueError(f"BALCAO_METRICS_BIND port out of range: {value!r}")
+    return host, number
+
+
+class MetricsServer:
+    """prometheus_client's HTTP server (a daemon thread) on `host:port`; any path answers."""
+
+    def __init__(self, host: str, port: int, registry):
+        from prometheus_client import start_http_server
+        self.httpd, self.thread = start_http_server(port, addr=host, registry=registry)
+        self.host, self.port = host, self.httpd.server_address[1]
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def serve(bind: str | None, registry, *, what: str) -> MetricsServer | None:
+    """Start the metrics server at `bind` (None/"off": none). A port that cannot be bound is
+    logged, never fatal: the service itself keeps running."""
+    address = parse_bind(bind) if bind else None
+    if address is None:
+        log.info("metrics of %s not served (BALCAO_METRICS_BIND=off)", what)
+        return None
+    try:
+        server = MetricsServer(address[0], address[1], registry)
+    except OSError as exc:
+        log.error("metrics of %s NOT served: cannot listen on %s:%s (%s); set BALCAO_METRICS_BIND",
+                  what, address[0], address[1], exc)
+        return None
+    log.info("metrics of %s on http://%s:%s/metrics", what, server.host, server.port)
+    return server
 
 
 class _Union:
-    def __init__(self, registry, collector):
-        self.registry, self.collector = registry, collector
+    def __init__(self, *collectors):
+        self.collectors = collectors
 
     def collect(self):
-        yield from self.registry.collect()
-        yield from self.collector.collect()
+        for collector in self.collectors:
+            yield from collector.collect()
 
 
 def now() -> float:

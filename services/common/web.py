@@ -12,22 +12,25 @@ from urllib.parse import quote, urlsplit
 from flask import (
     Blueprint,
     Flask,
-    Response,
     abort,
     g,
     redirect,
     render_template,
     request,
 )
-from flask_babel import Babel
+from flask_babel import Babel, get_locale
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from jinja2 import ChoiceLoader, FileSystemLoader
+from marshmallow import ValidationError
 from sqlalchemy import text
+from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import dates, messaging, metrics
 from .config import Config, load_config
 from .contracts import SESSION_AUDIENCE, safe_next, session_hash
+from .forms import has_control_characters
 from .runtime import database, keyring
 from .sessions import RENEWAL_PATH, cookie_name, current_identity, renewal_state
 
@@ -115,7 +118,7 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
 
     # Endpoints never sent through session renewal (a service adds its own, e.g. auth's login
     # and renewal pages, to app.config["BALCAO_RENEWAL_EXEMPT"]).
-    app.config["BALCAO_RENEWAL_EXEMPT"] = {"healthz", "readyz", "prometheus_metrics", "choose_locale"}
+    app.config["BALCAO_RENEWAL_EXEMPT"] = {"healthz", "readyz", "choose_locale"}
 
     @app.before_request
     def _session_renewal():
@@ -169,11 +172,35 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
     @app.context_processor
     def _globals():
         return {"current_identity": current_identity(), "service_name": service,
-                "public_url": config.public_url}
+                "public_url": config.public_url, "get_locale": get_locale}
+
+    @app.before_request
+    def _refuse_control_characters_in_the_path():
+        """A path segment (a slug, an id, a token) with a control character names nothing: 404
+        before any view sends it to a database (PostgreSQL refuses NUL in text with an error)."""
+        if any(isinstance(v, str) and has_control_characters(v) for v in (request.view_args or {}).values()):
+            abort(404)
 
     @app.errorhandler(404)
     def _not_found(_e):
         return render_template("errors/404.html"), 404
+
+    @app.errorhandler(HTTPException)
+    def _http_error(e: HTTPException):
+        """Every other HTTP error (400, 401, 405, 413, 429, …) on our layout, in the person's
+        language, keeping the status and its headers (Allow, Retry-After, …)."""
+        code = e.code or 500
+        heading, message = http_error_text(code, app.config.get("MAX_CONTENT_LENGTH"))
+        headers = [(k, v) for k, v in e.get_headers() if k.lower() != "content-type"]
+        return render_template("errors/http.html", code=code, heading=heading, message=message), code, headers
+
+    @app.errorhandler(ValidationError)
+    def _invalid_input(e: ValidationError):
+        """Input a view parsed without catching the schema's refusal: a 422 page, nothing done."""
+        log.info("unhandled input validation error on %s: %s", request.endpoint, sorted(
+            e.messages) if isinstance(e.messages, dict) else "schema")
+        heading, message = http_error_text(422, None)
+        return render_template("errors/http.html", code=422, heading=heading, message=message), 422
 
     @app.errorhandler(CSRFError)
     def _csrf(_e):
@@ -218,11 +245,8 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
             return {"status": "unavailable", "service": service, **problems}, 503
         return {"status": "ready", "service": service, "database": "ok", "broker": "ok"}
 
-    @app.get(f"{url_prefix}/metrics")
-    def prometheus_metrics():
-        """Prometheus exposition. Operators scrape the service port; the gateway denies it."""
-        return Response(metrics.render(service, config), mimetype=None,
-                        headers={"Content-Type": metrics.CONTENT_TYPE})
+    # Prometheus metrics are NOT served here: they have a port of their own (metrics.serve,
+    # BALCAO_METRICS_BIND, loopback by default), which the gateway never routes.
 
     return app
 
@@ -259,6 +283,45 @@ def bind_csrf_to_login_session(login_session: str) -> None:
         session[CSRF_BINDING_KEY] = login_session
     else:
         session.pop(CSRF_BINDING_KEY, None)
+
+
+def _megabytes(limit: int) -> str:
+    value = limit / (1024 * 1024)
+    return f"{value:.0f}" if value == int(value) else f"{value:.1f}".replace(".", ",")
+
+
+def http_error_text(code: int, max_content_length: int | None) -> tuple[str, str]:
+    """(heading, message) of an error page, translated when rendered."""
+    texts = {
+        400: (_l("Pedido inválido"),
+              _l("Não entendemos o que o navegador enviou. Volte, recarregue a página e tente novamente.")),
+        401: (_l("Entre novamente"),
+              _l("Sua sessão terminou ou não é mais válida. Entre novamente para continuar.")),
+        403: (_l("Acesso negado"), _l("Você não tem permissão para fazer isso.")),
+        404: (_l("Página não encontrada"), _l("O endereço não existe ou você não tem acesso a ele.")),
+        405: (_l("Ação não permitida"),
+              _l("Este endereço não aceita esse tipo de pedido. Use os botões e links das páginas.")),
+        408: (_l("Tempo esgotado"), _l("O envio demorou demais. Tente novamente.")),
+        409: (_l("Conflito"), _l("Os dados mudaram enquanto você trabalhava. Recarregue a página e tente novamente.")),
+        410: (_l("Página removida"), _l("Este endereço não existe mais.")),
+        413: (_l("Envio grande demais"),
+              _l("O envio passa do limite de %(limit)s MB. Envie um arquivo menor (divida a planilha, se "
+                 "preciso).", limit=_megabytes(max_content_length or 10 * 1024 * 1024))),
+        414: (_l("Endereço longo demais"), _l("O endereço pedido é longo demais. Volte e tente novamente.")),
+        415: (_l("Formato não aceito"), _l("O formato enviado não é aceito aqui.")),
+        422: (_l("Dados inválidos"), _l("Alguns dados enviados não são válidos. Volte, corrija e envie de novo.")),
+        429: (_l("Muitas tentativas"), _l("Muitas tentativas em pouco tempo. Aguarde um minuto e tente novamente.")),
+        431: (_l("Pedido grande demais"),
+              _l("O navegador enviou cabeçalhos grandes demais. Limpe os cookies deste site e tente novamente.")),
+        503: (_l("Serviço indisponível"),
+              _l("O serviço está temporariamente indisponível. Tente novamente em instantes.")),
+    }
+    if code in texts:
+        return texts[code]
+    if code >= 500:
+        return _l("Algo deu errado"), _l("Não foi possível concluir a operação. Nada foi perdido; "
+                                         "tente novamente em instantes.")
+    return _l("Não foi possível atender ao pedido"), _l("Volte, recarregue a página e tente novamente.")
 
 
 def _same_origin_referer_path(config: Config) -> str:

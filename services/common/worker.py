@@ -47,10 +47,32 @@ def _child_exit(_server, worker) -> None:
         multiprocess.mark_process_dead(worker.pid)
 
 
-def gunicorn_options(service: str, *, bind: str, workers: int) -> dict:
-    """The gunicorn settings of a service's web process (public for tests and operators)."""
+_master_metrics: list = []
+
+
+def _metrics_hooks(service: str, metrics_bind: str) -> dict:
+    """gunicorn hooks of the master: once the workers' port is bound, serve the metrics of every
+    worker (aggregated from PROMETHEUS_MULTIPROC_DIR) at `metrics_bind` — never on the public port."""
+
+    def when_ready(_server) -> None:
+        from . import metrics
+        served = metrics.serve(metrics_bind, metrics.process_registry(), what=f"the {service} web")
+        if served is not None:
+            _master_metrics.append(served)
+
+    def on_exit(_server) -> None:
+        while _master_metrics:
+            _master_metrics.pop().stop()
+
+    return {"when_ready": when_ready, "on_exit": on_exit}
+
+
+def gunicorn_options(service: str, *, bind: str, workers: int, metrics_bind: str | None = None) -> dict:
+    """The gunicorn settings of a service's web process (public for tests and operators).
+    `metrics_bind`: where the master serves the workers' metrics (None: not served)."""
     from .logs import formatter_config
     return {
+        **(_metrics_hooks(service, metrics_bind) if metrics_bind else {}),
         "child_exit": _child_exit,
         "bind": bind,
         "workers": max(1, int(workers)),
@@ -107,9 +129,9 @@ def run_web(service: str, config: Config, *, bind: str, workers: int) -> None:
     limit_malloc_arenas()
     from gunicorn.app.base import BaseApplication
 
-    options = gunicorn_options(service, bind=bind, workers=workers)
-    # Metrics of every gunicorn worker, aggregated at scrape (prometheus_client multiprocess
-    # mode). Set before any worker imports prometheus_client; one fresh directory per process.
+    # Metrics of every gunicorn worker, aggregated at scrape by the master (prometheus_client
+    # multiprocess mode). Set before anything imports prometheus_client (its value class is chosen
+    # at import, and the forked workers inherit it); one fresh directory per process.
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         import atexit
         import shutil
@@ -122,6 +144,10 @@ def run_web(service: str, config: Config, *, bind: str, workers: int) -> None:
                 shutil.rmtree(metrics_dir, ignore_errors=True)
 
         atexit.register(_remove_metrics_dir)
+
+    from .metrics import metrics_bind
+    options = gunicorn_options(service, bind=bind, workers=workers,
+                               metrics_bind=metrics_bind(config, service, "web"))
 
     class BalcaoWebApplication(BaseApplication):
         def load_config(self):
@@ -158,8 +184,8 @@ class _Supervised(threading.Thread):
 
 def run_worker(service: str, config: Config) -> None:
     """Run the service's consumers, its outbox relay and its periodic jobs
-    (`consumers.PERIODIC`) until SIGTERM/SIGINT. With BALCAO_METRICS_PORT set, the worker's
-    Prometheus metrics are served on that port.
+    (`consumers.PERIODIC`) until SIGTERM/SIGINT. Its Prometheus metrics (messages, outbox and
+    queue state) are served at BALCAO_METRICS_BIND (default: loopback, metrics.default_bind).
 
     A clean stop exits 0; a thread that ends on its own (it should never) makes the process
     exit 1 so that the supervisor (Compose, systemd, the process runner) restarts it.
@@ -175,11 +201,9 @@ def run_worker(service: str, config: Config) -> None:
     jobs = periodic_jobs(service, config)
     threads = [_Supervised(f"{service}-consumer", consumer), _Supervised(f"{service}-outbox-relay", relay),
                *[_Supervised(f"{service}-periodic-{job.name}", job) for job in jobs]]
-    metrics_port = os.environ.get("BALCAO_METRICS_PORT")
-    if metrics_port:
-        from .metrics import start_worker_server
-        start_worker_server(service, config, int(metrics_port))
-        log.info("metrics of the %s worker on port %s", service, metrics_port)
+    from . import metrics
+    metrics_server = metrics.serve(metrics.metrics_bind(config, service, "worker"),
+                                   metrics.registry_with_state([service], config), what=f"the {service} worker")
 
     stop_requested = threading.Event()
     received: list[int] = []
@@ -220,6 +244,8 @@ def run_worker(service: str, config: Config) -> None:
             raise SystemExit(1)
         log.info("worker for %s stopped (signal %s)", service, received[0] if received else "?")
     finally:
+        if metrics_server is not None:
+            metrics_server.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

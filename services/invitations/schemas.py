@@ -1,8 +1,10 @@
 """Marshmallow schemas for the HTTP input of the invitations service."""
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import RAISE, fields, validate
+
+from services.common.forms import InputSchema
 
 
-class InvitationLinkSchema(Schema):
+class InvitationLinkSchema(InputSchema):
     """The path of the e-mailed link: /convite/<token>."""
 
     class Meta:

@@ -1,8 +1,10 @@
 """Marshmallow schemas for the HTTP input of the notifier service."""
-from marshmallow import RAISE, Schema, fields
+from marshmallow import RAISE, fields
+
+from services.common.forms import InputSchema
 
 
-class MailboxItemSchema(Schema):
+class MailboxItemSchema(InputSchema):
     """The path of one message of the dev mailbox."""
 
     class Meta:

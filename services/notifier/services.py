@@ -1,10 +1,15 @@
-"""Writes of the notifier service: render, send (or keep in the dev mailbox), record, retry.
+"""Writes of the notifier service: render, claim an attempt, send (or keep in the dev mailbox),
+record the outcome. Like every service function they never commit: the callers in
+consumers.py (the `notification.email_requested` handler and the retry job) own the
+transactions.
 
-Delivery states: "queued" → "sent" | "retrying" → ... → "sent" | "failed". Every attempt is
-committed (attempts + 1, a lease in `next_attempt_at`) in its own short transaction before
-SMTP is contacted, so a crash mid-send is visible and the next attempt reuses the same
-Message-ID; the outcome (status + `notification.sent` / `notification.failed`) commits with
-the caller's transaction.
+Delivery states: "queued" → "sent" | "retrying" → ... → "sent" | "failed". The caller commits
+every attempt (attempts + 1, a lease in `next_attempt_at`: `claim_first_attempt`,
+`claim_due_attempt`) in a short transaction of its own BEFORE SMTP is contacted — no
+transaction spans SMTP — so a crash mid-send is visible and the next attempt reuses the same
+Message-ID; the outcome (`record_outcome`: status + `notification.sent` /
+`notification.failed`) commits with the caller's next transaction (the consumer's own, for a
+first attempt).
 
 Never logged: the link, the sealed value, the bodies."""
 from __future__ import annotations
@@ -13,18 +18,20 @@ import logging
 import smtplib
 import ssl
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from marshmallow import EXCLUDE
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from services.common.events import EmailRequested
+from services.common.events import EMAIL_SEALED, EmailRequested, validate_email_context
 from services.common.messaging import record_event, utcnow
-from services.common.runtime import database
 
 from .models import Delivery, outbox
 from .rendering import build_message, from_header, message_bytes, render_email
@@ -36,7 +43,6 @@ SMTP_TIMEOUT = 10
 # process died mid-send) is due again. Comfortably above one SMTP conversation.
 SEND_LEASE_SECONDS = 60
 MAX_BACKOFF_SECONDS = 3600
-RETRY_BATCH = 100
 
 
 class PermanentDeliveryError(Exception):
@@ -121,17 +127,22 @@ def _decoded(address_header: str) -> str:
 
 # ------------------------------------------------------------------ one attempt
 
-def _claim(db, delivery_id, *, status: str, attempts: int) -> bool:
-    """Take the next attempt of a delivery, in its own committed transaction: attempts + 1
-    and a lease. Only succeeds if nobody changed the row since it was read as
-    (status, attempts): two workers never both win."""
-    with db.begin() as session:
-        result = session.execute(
-            update(Delivery)
-            .where(Delivery.id == delivery_id, Delivery.status == status, Delivery.attempts == attempts)
-            .values(attempts=attempts + 1, next_attempt_at=utcnow() + timedelta(seconds=SEND_LEASE_SECONDS))
-            .execution_options(synchronize_session=False))
-        return result.rowcount == 1
+@dataclass(frozen=True)
+class Attempt:
+    """An attempt claimed for this process: delivery `delivery_id`, attempt number `number`."""
+    delivery_id: uuid.UUID
+    number: int
+
+
+def _claim(session: Session, delivery_id, *, status: str, attempts: int) -> bool:
+    """Take the next attempt of a delivery: attempts + 1 and a lease. Only succeeds if nobody
+    changed the row since it was read as (status, attempts): two workers never both win."""
+    result = cast("CursorResult[Any]", session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.status == status, Delivery.attempts == attempts)
+        .values(attempts=attempts + 1, next_attempt_at=utcnow() + timedelta(seconds=SEND_LEASE_SECONDS))
+        .execution_options(synchronize_session=False)))
+    return result.rowcount == 1
 
 
 def _read_private_key(path: str) -> bytes:
@@ -150,8 +161,9 @@ def _message_of(delivery: Delivery, config) -> tuple[EmailMessage, bytes | None]
     return message, data
 
 
-def _send(delivery: Delivery, config) -> Exception | None:
-    """Send one claimed delivery. Returns the delivery error, or None when it went out."""
+def send(delivery: Delivery, config) -> Exception | None:
+    """Send one claimed delivery (no database work). Returns the delivery error, or None when
+    it went out."""
     try:
         message, data = _message_of(delivery, config)
         if config.smtp_url:
@@ -162,7 +174,7 @@ def _send(delivery: Delivery, config) -> Exception | None:
     return None
 
 
-def _record_outcome(session: Session, delivery_id, *, attempts: int, error: Exception | None, config) -> Delivery:
+def record_outcome(session: Session, delivery_id, *, attempts: int, error: Exception | None, config) -> Delivery:
     """Status of the attempt number `attempts` + its event, in the caller's transaction."""
     delivery = session.get(Delivery, delivery_id, populate_existing=True)
     key, now = delivery.idempotency_key, utcnow()
@@ -194,107 +206,73 @@ def _record_outcome(session: Session, delivery_id, *, attempts: int, error: Exce
     return delivery
 
 
-# ------------------------------------------------------------------ the consumer's entry point
+# ------------------------------------------------------------------ a requested e-mail
 
-def deliver_email(session: Session, *, request: dict, config, keyring) -> Delivery:
-    """Render and send the e-mail of a `notification.email_requested` payload, at most once
-    per idempotency key. Returns its Delivery. Never raises for an SMTP failure:
+def load_request(request: dict) -> dict:
+    """A `notification.email_requested` payload as the notifier reads it: the context must fit
+    its template's schema; keys it does not know (a newer producer's) are ignored."""
+    return EmailRequested(unknown=EXCLUDE).load(dict(request))
 
-    sent → "sent" + `notification.sent`; refused for good (5xx) → "failed" +
-    `notification.failed` (permanent); temporary failure (refused connection, timeout, 4xx)
-    → "retrying" with the next attempt scheduled (`retry_due_deliveries` makes it) +
-    `notification.failed` (not permanent), or "failed" (permanent) once
-    `config.smtp_max_attempts` attempts were made."""
-    request = EmailRequested().load(dict(request))
-    key = request["idempotency_key"]
-    db = database("notifier", config)
-    existing = session.execute(select(Delivery).where(Delivery.idempotency_key == key)).scalar_one_or_none()
+
+def delivery_by_key(session: Session, idempotency_key: str) -> Delivery | None:
+    return session.execute(select(Delivery).where(Delivery.idempotency_key == idempotency_key)).scalar_one_or_none()
+
+
+def claim_first_attempt(session: Session, *, request: dict, config, keyring) -> Attempt | None:
+    """The attempt to make now for a requested e-mail, at most once per idempotency key: a new
+    delivery (rendered, "queued", attempt 1 with its lease), or the next attempt of a "queued"
+    one whose lease ran out (the process died mid-send). None when there is nothing to do here:
+    sent, failed, waiting for its retry, or an attempt under way (its lease running) — the
+    retry job's business. The caller commits before sending (an IntegrityError at that commit:
+    another worker created the same delivery first and owns its first attempt)."""
+    existing = delivery_by_key(session, request["idempotency_key"])
     if existing is None:
-        existing = _create(db, request, config=config, keyring=keyring)
-        if existing is None:  # another worker created it a moment ago and owns its first attempt
-            return session.execute(select(Delivery).where(Delivery.idempotency_key == key)).scalar_one()
-        attempts = existing.attempts
-    else:
-        # Seen before: sent, failed, waiting for its retry, or an attempt under way (its lease
-        # running). Only a "queued" delivery whose lease ran out (the process died mid-send)
-        # is attempted again here; everything else is the retry loop's business.
-        lease = _aware(existing.next_attempt_at)
-        if existing.status != "queued" or (lease is not None and lease > utcnow()):
-            return existing
-        if not _claim(db, existing.id, status="queued", attempts=existing.attempts):
-            return existing
-        attempts = existing.attempts + 1
-    delivery = session.get(Delivery, existing.id, populate_existing=True)
-    error = _send(delivery, config)
-    return _record_outcome(session, delivery.id, attempts=attempts, error=error, config=config)
+        delivery = _new_delivery(request, config=config, keyring=keyring)
+        session.add(delivery)
+        session.flush()
+        return Attempt(delivery.id, delivery.attempts)
+    lease = _aware(existing.next_attempt_at)
+    if existing.status != "queued" or (lease is not None and lease > utcnow()):
+        return None
+    if not _claim(session, existing.id, status="queued", attempts=existing.attempts):
+        return None
+    return Attempt(existing.id, existing.attempts + 1)
 
 
-def _create(db, request: dict, *, config, keyring) -> Delivery | None:
-    """Render the e-mail and commit it as "queued" with its first attempt claimed.
-    None when another worker created the same delivery first."""
-    context = {**request["context"], **keyring.unseal(request["sealed"])}
-    subject, text, html = render_email(request["template"], context)
-    delivery = Delivery(
+def _new_delivery(request: dict, *, config, keyring) -> Delivery:
+    """The rendered e-mail as a "queued" delivery with its first attempt claimed. The context
+    (leniently) and the unsealed secrets are checked against the template's schemas first."""
+    validate_email_context(request["template"], request["context"], unknown=EXCLUDE)
+    secrets = EMAIL_SEALED[request["template"]]().load(keyring.unseal(request["sealed"]))
+    subject, text, html = render_email(request["template"], {**request["context"], **secrets})
+    now = utcnow()
+    return Delivery(
         id=uuid.uuid4(), idempotency_key=request["idempotency_key"], reference=request["reference"],
         template=request["template"], recipient=request["recipient"], subject=subject, text_body=text,
         html_body=html, date_header=formatdate(localtime=False, usegmt=True),
         # Stable across attempts: a receiving server can spot a duplicate.
         message_id=make_msgid(domain=_domain(config.mail_from)),
         from_header=_decoded(from_header(request["context"].get("firm_name"), config.mail_from)),
-        status="queued", attempts=1, last_error=None, created_at=utcnow(),
-        next_attempt_at=utcnow() + timedelta(seconds=SEND_LEASE_SECONDS),
+        status="queued", attempts=1, last_error=None, created_at=now,
+        next_attempt_at=now + timedelta(seconds=SEND_LEASE_SECONDS),
     )
-    try:
-        with db.begin() as own:
-            own.add(delivery)
-    except IntegrityError:
-        return None
-    return delivery
 
 
 # ------------------------------------------------------------------ the retry loop
 
-def _due(db, now: datetime):
+def claim_due_attempt(session: Session, *, now: datetime, skip_locked: bool) -> Attempt | None:
     """The oldest due delivery (a retry whose time came, or an attempt whose lease ran out),
-    claimed for this worker; None when there is none."""
+    claimed: None when there is none. Safe with several workers at once (SKIP LOCKED on
+    PostgreSQL, the conditional update everywhere). The caller commits before sending."""
     while True:
-        with db.begin() as session:
-            stmt = (select(Delivery.id, Delivery.status, Delivery.attempts)
-                    .where(Delivery.status.in_(("retrying", "queued")), Delivery.next_attempt_at <= now)
-                    .order_by(Delivery.next_attempt_at, Delivery.id).limit(1))
-            if not db.is_sqlite:
-                stmt = stmt.with_for_update(skip_locked=True)
-            row = session.execute(stmt).first()
-            if row is None:
-                return None
-            claimed = session.execute(
-                update(Delivery)
-                .where(Delivery.id == row.id, Delivery.status == row.status, Delivery.attempts == row.attempts)
-                .values(attempts=row.attempts + 1,
-                        next_attempt_at=utcnow() + timedelta(seconds=SEND_LEASE_SECONDS))
-                .execution_options(synchronize_session=False)).rowcount == 1
-        if claimed:
-            return row.id, row.attempts + 1
+        stmt = (select(Delivery.id, Delivery.status, Delivery.attempts)
+                .where(Delivery.status.in_(("retrying", "queued")), Delivery.next_attempt_at <= now)
+                .order_by(Delivery.next_attempt_at, Delivery.id).limit(1))
+        if skip_locked:
+            stmt = stmt.with_for_update(skip_locked=True)
+        row = session.execute(stmt).first()
+        if row is None:
+            return None
+        if _claim(session, row.id, status=row.status, attempts=row.attempts):
+            return Attempt(row.id, row.attempts + 1)
         # another worker took it between our read and our update: look for the next one
-
-
-def retry_due_deliveries(config) -> int:
-    """Attempt again every delivery due for it (status "retrying" with `next_attempt_at` in
-    the past, or "queued" whose attempt lease ran out). Safe to run in several processes at
-    once: each delivery is claimed by one of them (SKIP LOCKED on PostgreSQL, a conditional
-    update everywhere). Returns how many deliveries were attempted."""
-    db = database("notifier", config)
-    now = utcnow()
-    done = 0
-    while done < RETRY_BATCH:
-        claimed = _due(db, now)
-        if claimed is None:
-            break
-        delivery_id, attempts = claimed
-        with db.begin() as session:
-            delivery = session.get(Delivery, delivery_id)
-        error = _send(delivery, config)
-        with db.begin() as session:
-            _record_outcome(session, delivery_id, attempts=attempts, error=error, config=config)
-        done += 1
-    return done

@@ -1,8 +1,10 @@
 """Reading an import file (CSV or XLSX) as a stream of rows, without loading it whole.
 
 Header: Nome;CPF;Telefone;E-mail;Empresas (CSV separated by `;` or `,`, UTF-8). A row is a dict
-with the keys name, cpf, phone, email, companies (strings, possibly empty) and `line` (the
-line number in the file, the header being line 1).
+with the keys name, cpf, phone, email, companies (strings, possibly empty), `line` (the
+line number in the file, the header being line 1) and `errors` (pt-BR messages about the cells
+themselves: a cell with a control character — NUL, ESC, a line break… — is refused, the row
+reported in the preview, and the cell kept with each such character shown as U+FFFD).
 """
 from __future__ import annotations
 
@@ -14,11 +16,14 @@ from typing import IO
 
 from flask_babel import gettext as _
 
+from services.common.forms import has_control_characters, without_control_characters
+
 MAX_ROWS = 20_000
 MAX_ROWS_TEXT = "20.000"
 HEADERS = {"nome": "name", "cpf": "cpf", "telefone": "phone", "e-mail": "email", "email": "email",
            "e-mail de contato": "email", "empresas": "companies"}
 REQUIRED = ("name", "email")
+COLUMN_LABELS = {"name": "Nome", "cpf": "CPF", "phone": "Telefone", "email": "E-mail", "companies": "Empresas"}
 
 
 class ImportFileError(ValueError):
@@ -47,17 +52,23 @@ def _rows(header_row, data_rows) -> Iterator[dict]:
     columns = _columns(header_row)
     count = 0
     for line, values in data_rows:
-        cells = ["" if v is None else str(v).strip() for v in values]
-        if not any(cells):
+        cells = ["" if v is None else str(v) for v in values]
+        if not any(c.strip() for c in cells):
             continue  # blank lines are not rows
         count += 1
         if count > MAX_ROWS:
             raise ImportFileError(_("O arquivo tem mais de %(n)s linhas. Divida-o em arquivos menores.",
                                     n=MAX_ROWS_TEXT))
-        row = {"line": line, "name": "", "cpf": "", "phone": "", "email": "", "companies": ""}
+        row: dict = {"line": line, "name": "", "cpf": "", "phone": "", "email": "", "companies": "",
+                     "errors": []}
         for column, cell in zip(columns, cells, strict=False):
-            if column:
-                row[column] = cell
+            if not column:
+                continue
+            if has_control_characters(cell):
+                row["errors"].append(_("%(column)s: a célula contém caracteres de controle (invisíveis), "
+                                       "que não são permitidos.", column=COLUMN_LABELS[column]))
+                cell = without_control_characters(cell)
+            row[column] = cell.strip()
         yield row
 
 

@@ -10,6 +10,7 @@ from stdnum.br import cpf as stdnum_cpf
 from stdnum.exceptions import ValidationError as StdnumError
 
 from services.common.contracts import normalize_email
+from services.common.forms import InputSchema, error_messages
 
 
 def N_(message: str) -> str:
@@ -72,7 +73,7 @@ def _full_name(value: str) -> None:
         raise ValidationError(N_("Informe nome e sobrenome."))
 
 
-class ClientUserSchema(Schema):
+class ClientUserSchema(InputSchema):
     """Novo Usuário / Editar: Nome, CPF, Telefone, E-mail de contato (+ access and companies)."""
 
     class Meta:
@@ -111,7 +112,7 @@ class ClientUserSchema(Schema):
         return data
 
 
-class ListQuerySchema(Schema):
+class ListQuerySchema(InputSchema):
     """Query string of the client users list: search, deleted toggle, page."""
 
     class Meta:
@@ -129,7 +130,7 @@ class ListQuerySchema(Schema):
         return data
 
 
-class FirmChoiceSchema(Schema):
+class FirmChoiceSchema(InputSchema):
     class Meta:
         unknown = EXCLUDE
 
@@ -141,12 +142,10 @@ def load_form(schema: Schema, data) -> tuple[dict | None, dict]:
     try:
         return schema.load(data), {}
     except ValidationError as exc:
-        messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-        return None, {k: [gettext(str(m)) for m in (v if isinstance(v, list) else [v])]
-                      for k, v in messages.items()}
+        return None, error_messages(exc, gettext)
 
 
-class ImportUploadSchema(Schema):
+class ImportUploadSchema(InputSchema):
     """Importar usuários: the uploaded file (CSV or XLSX)."""
 
     class Meta:
@@ -163,7 +162,7 @@ class ImportUploadSchema(Schema):
         return data
 
 
-class PageQuerySchema(Schema):
+class PageQuerySchema(InputSchema):
     class Meta:
         unknown = EXCLUDE
 
@@ -176,7 +175,7 @@ AUDIT_ACTION_CHOICES = ("client_user.created", "client_user.invited", "client_us
                         "client_users.exported", "staff.logged_in", "firm.mfa_policy_changed")
 
 
-class AuditQuerySchema(Schema):
+class AuditQuerySchema(InputSchema):
     """Configurações › Auditoria filters: Ação, Quem fez, Usuário afetado, De, Até, page."""
 
     class Meta:
@@ -202,7 +201,7 @@ class AuditQuerySchema(Schema):
         return data
 
 
-class SecuritySettingsSchema(Schema):
+class SecuritySettingsSchema(InputSchema):
     """Configurações › Segurança: the staff MFA checkbox (absent when unchecked)."""
 
     class Meta:

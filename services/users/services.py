@@ -489,7 +489,8 @@ def validate_import_row(raw: dict, *, companies: dict, taken: set, seen: set) ->
     from .schemas import ClientUserSchema, load_form
     values, errors = load_form(ClientUserSchema(), {"name": raw.get("name"), "cpf": raw.get("cpf"),
                                                     "phone": raw.get("phone"), "email": raw.get("email")})
-    messages = [m for field in ("name", "cpf", "phone", "email", "_schema") for m in (errors or {}).get(field, [])]
+    messages = list(raw.get("errors") or [])  # the cells themselves (imports: control characters)
+    messages += [m for field in ("name", "cpf", "phone", "email", "_schema") for m in (errors or {}).get(field, [])]
     email = normalize_email(raw.get("email") or "")
     if values is not None:
         if email in taken:

@@ -163,12 +163,16 @@ def firm_home(slug):
 def client_users(slug):
     _identity_, firm = _staff(slug)
     values, errors = load_form(ListQuerySchema(), request.args)
+    if errors.get("q"):  # e.g. a control character in the search: said, and nothing searched
+        return _render("client_users/list.html", current_firm=firm, page=queries.Page(items=[], number=1,
+                                                                                      has_next=False),
+                       q=request.args.get("q", ""), show_deleted=False, errors=errors, status=422)
     if errors:
         values = ListQuerySchema().load({})
     page = queries.client_users_page(db_session(), firm=firm, q=values["q"], show_deleted=values["excluidos"],
                                      page=values["pagina"])
     return _render("client_users/list.html", current_firm=firm, page=page, q=values["q"],
-                   show_deleted=values["excluidos"])
+                   show_deleted=values["excluidos"], errors={})
 
 
 @bp.route(CLIENT_USERS + "/novo", methods=["GET", "POST"])

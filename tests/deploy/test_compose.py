@@ -251,10 +251,17 @@ def test_the_schema_check_catches_an_invalid_compose_file(compose):
     assert any("auth-web/healthcheck/retries" in e for e in errors), errors
 
 
-def test_workers_expose_metrics_inside_the_network_only(compose):
+def test_webs_and_workers_expose_metrics_inside_the_network_only(compose):
+    gateway = compose["services"]["gateway"]
+    routed = {v.split(":")[1] for k, v in gateway["environment"].items() if k.endswith("_UPSTREAM")}
     for svc in SERVICES:
-        worker = compose["services"][f"{svc}-worker"]
-        assert worker["environment"]["BALCAO_METRICS_PORT"] == "9100"
-        assert "ports" not in worker  # scraped on the compose network, never published
+        for role in ("web", "worker"):
+            container = compose["services"][f"{svc}-{role}"]
+            bind = container["environment"]["BALCAO_METRICS_BIND"]
+            assert bind == "0.0.0.0:9464"  # scraped as <container>:9464 on the compose network
+            assert "ports" not in container and "expose" not in container  # never published
+            assert bind.rsplit(":", 1)[1] not in routed  # the gateway proxies to 8000 only
+    assert [p.split(":")[-1] for p in gateway["ports"]] == ["8080"]
     template = (ROOT / "deploy/gateway/balcao.conf.template").read_text()
+    assert "9464" not in template
     assert re.search(r'if \(\$uri ~\*? "/metrics/\?\$"\) \{\s*return 404;', template)

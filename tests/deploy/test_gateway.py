@@ -24,6 +24,8 @@ def _routes(text: str) -> dict[str, str]:
     """location → upstream name, from the `proxy_pass` of each location."""
     routes = {}
     for loc, body in _blocks(text, "location").items():
+        if loc.startswith("@"):  # named locations: nginx's own error pages, never a route
+            continue
         passes = re.findall(r"proxy_pass\s+(\S+);", body)
         assert len(passes) == 1, loc
         match = re.fullmatch(r"http://(balcao_\w+)", passes[0])
@@ -111,3 +113,95 @@ def test_nginx_t_rejects_a_broken_render(tmp_path):
                              "-c", str(tmp_path / "nginx.conf")], capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
     assert "proxy_pass" in result.stderr
+
+
+# --------------------------------------------------------------------------- the real nginx in front
+
+@pytest.fixture(scope="module")
+def nginx_gateway(balcao_config, tmp_path_factory):
+    """nginx with the rendered template in front of the four apps (one werkzeug server, SQLite,
+    no broker needed); the notifier's upstream is a port nobody listens on."""
+    import os
+    import threading
+    import time
+    import urllib.request
+
+    from services.common.testing import build_gateway
+    from werkzeug.serving import make_server
+
+    from deploy.stack import free_ports
+
+    workdir = tmp_path_factory.mktemp("nginx")
+    for sub in ("logs", "nginx", "temp"):
+        (workdir / sub).mkdir()
+    if os.geteuid() == 0:  # nginx's workers run as "nobody"
+        import pwd
+        nobody = pwd.getpwnam("nobody")
+        os.chown(workdir / "temp", nobody.pw_uid, nobody.pw_gid)
+    app_port, gateway_port, dead_port = free_ports(3)
+    dispatcher, _apps = build_gateway(balcao_config)
+    server = make_server("127.0.0.1", app_port, dispatcher, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    upstreams = {svc: f"127.0.0.1:{app_port}" for svc in SERVICES}
+    upstreams["notifier"] = f"127.0.0.1:{dead_port}"
+    conf = render_nginx_conf(server_block=render_server_block(gateway_port=gateway_port, upstreams=upstreams),
+                             workdir=workdir, temp_dir=workdir / "temp")
+    (workdir / "nginx.conf").write_text(conf)
+    proc = subprocess.Popen([nginx_binary(), "-p", str(workdir / "nginx"), "-e", str(workdir / "logs" / "e.log"),
+                             "-c", str(workdir / "nginx.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{gateway_port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(url + "/auth/healthz", timeout=2).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"nginx did not start: {proc.stderr.read() if proc.poll() is not None else ''}") from None
+            time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        server.shutdown()
+
+
+def _fetch(url: str, *, data: bytes | None = None, headers: dict | None = None):
+    import urllib.error
+    import urllib.request
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=20) as resp:
+            return resp.status, resp.headers, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read().decode()
+
+
+def test_no_metrics_through_the_real_gateway(nginx_gateway):
+    for path in ("/metrics", "/auth/metrics", "/convite/metrics", "/notificacoes/metrics", "/e/x/metrics"):
+        status, _, body = _fetch(nginx_gateway + path)
+        assert status == 404 and "balcao_" not in body, path
+    assert _fetch(nginx_gateway + "/convite/healthz")[0] == 200  # the same upstream answers otherwise
+
+
+@pytest.mark.parametrize("locale,expected", [
+    (None, "O envio passa do limite de 10 MB. Envie um arquivo menor"),
+    ("en", "The upload is over the 10 MB limit. Send a smaller file"),
+])
+def test_an_upload_over_the_limit_gets_the_gateways_page_in_the_persons_language(nginx_gateway, locale,
+                                                                                expected):
+    headers = {"Content-Type": "application/octet-stream"}
+    if locale:
+        headers["Cookie"] = f"balcao_locale={locale}"
+    status, response_headers, body = _fetch(nginx_gateway + "/e/alfa/configuracoes/usuarios-de-clientes/importar",
+                                             data=b"x" * (11 * 1024 * 1024), headers=headers)
+    assert status == 413
+    assert response_headers["Content-Type"] == "text/html; charset=utf-8"
+    assert expected in body and "nginx" not in body.lower()
+
+
+def test_a_service_that_is_down_gets_a_pt_br_page(nginx_gateway):
+    status, _, body = _fetch(nginx_gateway + "/notificacoes/healthz")
+    assert status == 502  # nginx keeps its own status (connection refused), with our page
+    assert "Serviço indisponível" in body and "nginx" not in body.lower()

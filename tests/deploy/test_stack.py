@@ -169,19 +169,31 @@ def test_the_stack_refuses_to_start_without_an_smtp_relay(tmp_path):
 
 
 @pytest.mark.distributed
-def test_metrics_on_the_service_ports_never_through_the_gateway(stack):
+def test_metrics_on_their_own_loopback_ports_never_on_the_public_ones(stack):
     for path in ("/metrics", "/auth/metrics", "/convite/metrics/", "/notificacoes//metrics", "/AUTH/METRICS"):
         status, _, body = _get(stack.url + path)
         assert status == 404 and "balcao_" not in body, path
-    _get(stack.url + "/convite/healthz")
-    status, headers, body = _get(f"http://127.0.0.1:{stack.web_ports['invitations']}/convite/metrics")
-    assert status == 200 and headers["Content-Type"].startswith("text/plain")
-    assert 'balcao_http_requests_total{endpoint="healthz",method="GET",service="invitations",status="200"}' in body
-    assert 'balcao_outbox_lag_seconds{service="invitations"}' in body
+    for svc in SERVICES:  # nor on the web's own port, behind the gateway
+        status, _, body = _get(f"http://127.0.0.1:{stack.web_ports[svc]}{PREFIXES[svc]}/metrics")
+        assert status == 404 and "balcao_" not in body, svc
+    # the web's metrics port: every gunicorn worker's counters, aggregated by the master
+    web_metrics = f"http://127.0.0.1:{stack.metrics_ports['invitations-web']}/metrics"
+    sample = 'balcao_http_requests_total{endpoint="healthz",method="GET",service="invitations",status="200"} '
+
+    def healthz_count() -> float:
+        status, headers, body = _get(web_metrics)
+        assert status == 200 and headers["Content-Type"].startswith("text/plain")
+        return sum(float(line[len(sample):]) for line in body.splitlines() if line.startswith(sample))
+
+    before = healthz_count()
+    for _ in range(6):
+        _get(stack.url + "/convite/healthz")
+    assert healthz_count() == before + 6
     status, _, body = _get(f"http://127.0.0.1:{stack.metrics_ports['notifier-worker']}/metrics")
     assert status == 200
     assert 'balcao_queue_depth{queue="notifier.notification.email_requested"}' in body
     assert 'balcao_broker_up{service="notifier"} 1.0' in body
+    assert 'balcao_outbox_lag_seconds{service="notifier"}' in body
 
 
 @pytest.mark.distributed

@@ -216,3 +216,135 @@ def test_web_process_serves_the_service_and_stops_on_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# --------------------------------------------------------------------------- metrics on their own port
+
+def _free_ports(n: int) -> list[int]:
+    from deploy.stack import free_ports
+    return free_ports(n)
+
+
+def _http(url: str, timeout: float = 5) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def _wait_http(url: str, timeout: float = 60) -> tuple[int, str]:
+    """The first answer of `url` (the server may still be starting: connection refused)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return _http(url)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def _counter(body: str, sample: str) -> float:
+    return sum(float(line[len(sample) + 1:]) for line in body.splitlines() if line.startswith(sample + " "))
+
+
+@pytest.fixture
+def spawn():
+    procs = []
+
+    def start(args, env, unset=()):
+        full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+        for name in unset:
+            full_env.pop(name, None)
+        proc = subprocess.Popen([sys.executable, "-m", "balcao_cli", *args], cwd=ROOT, env=full_env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        procs.append(proc)
+        return proc, LineReader(proc.stderr)
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+HEALTHZ_SAMPLE = 'balcao_http_requests_total{endpoint="healthz",method="GET",service="invitations",status="200"}'
+
+
+def test_web_metrics_of_every_gunicorn_worker_on_the_metrics_port_only(tmp_path, spawn):
+    env = _worker_env(tmp_path)
+    assert balcao("migrate", "--service", "invitations", env=env).returncode == 0
+    port, metrics_port = _free_ports(2)
+    proc, log = spawn(["web", "invitations", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+                      {**env, "BALCAO_METRICS_BIND": f"127.0.0.1:{metrics_port}"})
+    log.wait_for(f"metrics of the invitations web on http://127.0.0.1:{metrics_port}/metrics")
+    assert _wait_http(f"http://127.0.0.1:{port}/convite/healthz")[0] == 200
+    for _ in range(19):  # a new connection each: gunicorn's two workers share them
+        assert _http(f"http://127.0.0.1:{port}/convite/healthz")[0] == 200
+    for path in ("/convite/metrics", "/metrics"):
+        status, body = _http(f"http://127.0.0.1:{port}{path}")
+        assert status == 404 and "balcao_" not in body, path
+    status, body = _http(f"http://127.0.0.1:{metrics_port}/metrics")
+    assert status == 200
+    assert _counter(body, HEALTHZ_SAMPLE) == 20.0  # the sum over both workers' multiprocess files
+    assert proc.poll() is None
+
+
+def test_worker_metrics_on_the_metrics_port(tmp_path, spawn):
+    env = _worker_env(tmp_path)
+    assert balcao("migrate", "--service", "notifier", env=env).returncode == 0
+    [metrics_port] = _free_ports(1)
+    _proc, log = spawn(["worker", "notifier"], {**env, "BALCAO_METRICS_BIND": f"127.0.0.1:{metrics_port}"})
+    log.wait_for("consuming")
+    status, body = _http(f"http://127.0.0.1:{metrics_port}/metrics")
+    assert status == 200
+    assert 'balcao_broker_up{service="notifier"} 1.0' in body
+    assert 'balcao_outbox_unpublished{service="notifier"} 0.0' in body
+
+
+def test_the_embedded_mode_serves_metrics_on_a_loopback_port_not_the_public_one(tmp_path, spawn):
+    port, metrics_port = _free_ports(2)
+    env = {"BALCAO_VAR_DIR": str(tmp_path), "PORT": str(port), "BALCAO_DEMO": "0",
+           "BALCAO_METRICS_BIND": f"127.0.0.1:{metrics_port}"}
+    unset = ["BALCAO_BROKER_URL", "BALCAO_SMTP_URL", "BALCAO_KEYS_DIR", "PROMETHEUS_MULTIPROC_DIR",
+             *[f"BALCAO_{svc.upper()}_DATABASE_URL" for svc in SERVICES]]
+    _proc, _log = spawn(["run"], env, unset)
+    assert _wait_http(f"http://127.0.0.1:{port}/healthz", timeout=120)[0] == 200
+    assert _http(f"http://127.0.0.1:{port}/convite/healthz")[0] == 200
+    for path in ("/metrics", "/auth/metrics", "/convite/metrics", "/notificacoes/metrics"):
+        status, body = _http(f"http://127.0.0.1:{port}{path}")
+        assert status == 404 and "balcao_" not in body, path
+    status, body = _http(f"http://127.0.0.1:{metrics_port}/metrics")
+    assert status == 200
+    assert _counter(body, HEALTHZ_SAMPLE) == 1.0
+    for svc in SERVICES:
+        assert f'balcao_outbox_unpublished{{service="{svc}"}}' in body
+
+
+def test_metrics_bind_defaults_to_loopback_with_a_port_per_process():
+    from services.common.metrics import default_bind, parse_bind
+    binds = [default_bind(None, "embedded")] + [default_bind(svc, role) for svc in SERVICES
+                                                for role in ("web", "worker")]
+    assert binds[0] == "127.0.0.1:9464" and binds[1] == "127.0.0.1:9464"  # `balcao run` and auth's web
+    assert len(set(binds[1:])) == 2 * len(SERVICES)  # one host can run every web and worker
+    assert all(b.startswith("127.0.0.1:") for b in binds)
+    assert parse_bind("0.0.0.0:9464") == ("0.0.0.0", 9464)
+    assert parse_bind("9500") == ("127.0.0.1", 9500) and parse_bind("[::1]:9500") == ("::1", 9500)
+    assert parse_bind("off") is None
+    with pytest.raises(ValueError):
+        parse_bind("localhost:metrics")
+
+
+@pytest.mark.parametrize("args", [["worker", "notifier"], ["web", "invitations", "--bind", "127.0.0.1:1"], ["run"]])
+def test_a_metrics_bind_that_is_no_address_stops_the_process_with_the_reason(tmp_path, args):
+    env = {**_worker_env(tmp_path), "BALCAO_METRICS_BIND": "localhost:metrics", "BALCAO_DEMO": "0"}
+    result = balcao(*args, env=env, timeout=120)
+    assert result.returncode != 0
+    assert "BALCAO_METRICS_BIND must be host:port or off, not 'localhost:metrics'" in result.stderr

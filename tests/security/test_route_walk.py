@@ -63,8 +63,6 @@ PUBLIC = {
     "choose_locale": "language switch: sets a cookie, reads and shows no data",
     "healthz": "liveness probe for the orchestrator/nginx",
     "readyz": "readiness probe (database reachable), no data",
-    "prometheus_metrics": "Prometheus scrape endpoint; counters only, no personal or firm data "
-                          "(deployments restrict it to the internal network at nginx)",
     "auth.login": "the login page itself",
     "auth.logout": "POST Sair: ends the caller's own session (anonymous: nothing to end)",
     "auth.second_factor": "second step of a login started in this browser (state in the CSRF session)",

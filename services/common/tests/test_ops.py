@@ -1,5 +1,5 @@
 """Operations plumbing: consumer retries and dead letters (and the operator commands that list
-and replay them), periodic jobs, the relay when the broker refuses, /readyz, /metrics and the
+and replay them), periodic jobs, the relay when the broker refuses, /readyz, the metrics port and the
 JSON log lines. Runs on the in-memory broker, or on BALCAO_TEST_BROKER_URL when set."""
 import io
 import json
@@ -252,15 +252,25 @@ def test_readyz_needs_the_database_and_the_broker(config):
         "/auth/healthz").status_code == 200  # alive all the same
 
 
-def test_metrics_count_requests_and_show_the_outbox_lag(config):
+def test_metrics_count_requests_and_show_the_outbox_lag_on_their_own_port_only(config):
     import dataclasses
+    import urllib.request
 
+    from services.common import metrics
     from services.invitations.app import create_app
-    client = create_app(dataclasses.replace(config, broker_url=BROKER)).test_client()
+    cfg = dataclasses.replace(config, broker_url=BROKER)
+    client = create_app(cfg).test_client()
     with database("invitations", config).begin() as s:
         messaging.record_event(s, inv_models.outbox, "link.verified", _envelope()["payload"])
     client.get("/convite/healthz")
-    text = client.get("/convite/metrics").get_data(as_text=True)
+    assert client.get("/convite/metrics").status_code == 404  # never on the public app
+    server = metrics.serve("127.0.0.1:0", metrics.registry_with_state(["invitations"], cfg), what="a test")
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+    finally:
+        server.stop()
+    assert server.host == "127.0.0.1"
     assert 'balcao_http_requests_total{endpoint="healthz",method="GET",service="invitations",status="200"}' in text
     assert "balcao_http_request_duration_seconds_bucket" in text
     assert 'balcao_outbox_unpublished{service="invitations"} 1.0' in text

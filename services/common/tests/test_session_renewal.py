@@ -1,6 +1,6 @@
 """Short-lived session tokens: every service sends an expired (or half-spent) token through
 auth's renewal on GET, answers a form posted with an expired token with a 401 page that loses
-nothing silently, and never redirects health checks, metrics, static files or the renewal."""
+nothing silently, and never redirects health checks, static files or the renewal."""
 from __future__ import annotations
 
 import time
@@ -165,10 +165,10 @@ def test_post_with_expired_token_gets_a_renewal_page_and_nothing_is_done(browser
     assert 'href="/auth/sessao/renovar?next=/"' in foreign.get_data(as_text=True)
 
 
-def test_health_metrics_static_renewal_and_anonymous_pages_are_never_redirected(browser_client, carlos, keyring):
+def test_health_static_renewal_and_anonymous_pages_are_never_redirected(browser_client, carlos, keyring):
     _login(browser_client)
     _expire(browser_client, keyring, carlos)
-    for path in ("/healthz", "/auth/healthz", "/convite/readyz", "/notificacoes/metrics",
+    for path in ("/healthz", "/auth/healthz", "/convite/readyz", "/notificacoes/readyz",
                  "/_common/balcao.css", "/auth/_common/balcao.js", "/auth/entrar", "/auth/esqueci-senha"):
         assert browser_client.get(path).status_code == 200, path
     login_page = browser_client.get("/auth/entrar").get_data(as_text=True)

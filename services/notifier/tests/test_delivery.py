@@ -21,14 +21,10 @@ from sqlalchemy import select, update
 from services.common.events import EMAIL_TEMPLATES, make_envelope
 from services.common.messaging import Outcome, handle_message, utcnow
 from services.notifier import consumers, models
+from services.notifier.consumers import deliver_email, retry_due_deliveries
 from services.notifier.models import Delivery
 from services.notifier.rendering import TEMPLATES, render_email
-from services.notifier.services import (
-    MAX_BACKOFF_SECONDS,
-    backoff_seconds,
-    deliver_email,
-    retry_due_deliveries,
-)
+from services.notifier.services import MAX_BACKOFF_SECONDS, backoff_seconds
 
 from .test_notifier import (
     Collector,
@@ -359,7 +355,7 @@ def test_notice_escapes_values_in_html():
 def test_security_notice_delivered_from_balcao(config, db, keyring):
     key = f"password_changed:{uuid.uuid4()}"
     request = {"template": "password_changed", "recipient": "carlos@example.com", "locale": "pt_BR",
-               "context": {"name": "Carlos", "changed_at": "28/11/2026 15:00"},
+               "context": {"name": "Carlos", "changed_at": "2026-11-28T18:00:00+00:00"},
                "sealed": keyring.seal({"link": LINK}), "idempotency_key": key, "reference": key}
     with db.begin() as session:
         delivery = deliver_email(session, request=request, config=config, keyring=keyring)

@@ -22,9 +22,9 @@ from services.common.messaging import Outcome, handle_message
 from services.common.runtime import database
 from services.notifier import consumers, models
 from services.notifier.app import create_app
+from services.notifier.consumers import deliver_email
 from services.notifier.models import Delivery
 from services.notifier.rendering import linkify, render_email
-from services.notifier.services import deliver_email
 from testsupport import count_queries
 
 LINK = "http://balcao.test/convite/abcDEF123_-tokenvalue&x=1"
