@@ -139,7 +139,7 @@ def record_failure(email: str) -> bool:
         with db().begin() as s:
             services.notify_account_locked(
                 s, email=account, locked_until=datetime.fromtimestamp(failure.locked_until, UTC),
-                keyring=_keyring(), public_url=_public_url())
+                everyone=failure.everyone, keyring=_keyring(), public_url=_public_url())
     return failure.locked_until is not None
 
 

@@ -21,7 +21,7 @@ from services.common.contracts import INVITATION_TICKET_AUDIENCE, normalize_emai
 from services.common.sessions import current_identity
 from services.common.web import db, db_session
 
-from . import clock, invites
+from . import clock, flows, invites
 from .schemas import InvitationCodeSchema, TicketSchema, form_errors, load_ticket_claims
 from .throttle import RATE_LIMITS
 
@@ -34,14 +34,6 @@ WAIT_SECONDS = 5                     # the "try again in a moment" page reloads 
 SEND_LIMIT = (5, 60)
 CHECK_LIMIT = (30, 60)
 CODES_PER_INVITATION = (5, 3600)
-
-
-def _store():
-    return current_app.extensions["balcao.auth.throttle"]
-
-
-def _ip() -> str:
-    return request.remote_addr or ""
 
 
 def _no_referrer(response):
@@ -74,9 +66,7 @@ def wait_page(raw_ticket: str):
 
 
 def _too_many():
-    response = current_app.make_response((render_template("auth/too_many.html"), 429))
-    response.headers["Retry-After"] = "60"
-    return _no_referrer(response)
+    return _no_referrer(flows.too_many())
 
 
 def confirm_page(raw_ticket: str, claims: dict, status: int = 200, *, errors=None, notice: str | None = None):
@@ -143,13 +133,13 @@ def send_code():
     claims, raw, answer = _code_step(form)
     if answer is not None:
         return answer
-    if not _store().hit("invite_code_send", _ip(), *SEND_LIMIT):
+    if not flows.store().hit("invite_code_send", flows.client_ip(), *SEND_LIMIT):
         return _too_many()
     try:
         TicketSchema().load(form)
     except ValidationError as exc:
         return confirm_page(raw, claims, 422, errors=form_errors(exc))
-    if not _store().hit("invite_code_per_invitation", str(claims["inv"]), *CODES_PER_INVITATION):
+    if not flows.store().hit("invite_code_per_invitation", str(claims["inv"]), *CODES_PER_INVITATION):
         return confirm_page(raw, claims, 429, notice=_(
             "Já enviamos vários códigos para este e-mail. Use o mais recente ou tente novamente mais tarde."))
     with db().begin() as s:
@@ -165,8 +155,8 @@ def check_code():
     if answer is not None:
         return answer
     failures_limit, failures_window = RATE_LIMITS["failures"]
-    if (not _store().hit("invite_code_check", _ip(), *CHECK_LIMIT)
-            or _store().count("failures", _ip(), failures_window) >= failures_limit):
+    if (not flows.store().hit("invite_code_check", flows.client_ip(), *CHECK_LIMIT)
+            or flows.store().count("failures", flows.client_ip(), failures_window) >= failures_limit):
         return _too_many()
     try:
         data = InvitationCodeSchema().load(form)
@@ -175,7 +165,7 @@ def check_code():
     with db().begin() as s:
         ok = invites.check_invitation_code(s, ticket=claims, code=data["code"])
     if not ok:
-        _store().hit("failures", _ip(), failures_limit, failures_window)
+        flows.store().hit("failures", flows.client_ip(), failures_limit, failures_window)
         return confirm_page(raw, claims, 422, errors={"code": [_(
             "Código inválido ou expirado. Confira o código mais recente que enviamos ou peça outro.")]})
     session.pop(CODE_SENT_KEY, None)

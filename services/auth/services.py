@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.common.contracts import normalize_email, session_hash
+from services.common.db import affected_rows
 from services.common.messaging import record_event
 
 from . import clock, common_passwords
@@ -215,7 +216,7 @@ def reset_password(session: Session, *, raw_token: str, password: str, password_
                                .where(PasswordResetToken.id == row.id, PasswordResetToken.used_at.is_(None))
                                .values(used_at=now)
                                .execution_options(synchronize_session=False))
-    if consumed.rowcount != 1:  # used concurrently
+    if affected_rows(consumed) != 1:  # used concurrently
         raise InvalidResetToken()
     # Any other pending token of this identity dies with this one.
     session.execute(update(PasswordResetToken)
@@ -254,12 +255,14 @@ def _notice(session: Session, identity: Identity, template: str, context: dict, 
 
 
 def notify_account_locked(session: Session, *, email: str, locked_until: datetime, keyring,
-                          public_url: str) -> bool:
-    """E-mail the owner of `email` (if any) that the account is locked. True when sent."""
+                          public_url: str, everyone: bool = True) -> bool:
+    """E-mail the owner of `email` (if any) that the account is locked: for every device
+    (`everyone`), or only for the device/address the wrong passwords came from. True when sent."""
     identity = identity_by_email(session, email)
     if identity is None:
         return False
-    _notice(session, identity, "account_locked", {"name": identity.name, "locked_until": _iso(locked_until)},
+    _notice(session, identity, "account_locked", {"name": identity.name, "locked_until": _iso(locked_until),
+                                                  "scope": "account" if everyone else "client"},
             keyring=keyring, public_url=public_url, key=f"account_locked:{identity.id}:{int(locked_until.timestamp())}")
     return True
 
@@ -302,7 +305,7 @@ def touch_session(session: Session, *, sid: str | None, identity_id) -> AuthSess
     from .queries import session_is_live
     if not sid:
         return None
-    row = session.get(AuthSession, sid, with_for_update=session.bind.dialect.name != "sqlite")
+    row = session.get(AuthSession, sid, with_for_update=session.get_bind().dialect.name != "sqlite")
     if row is None or str(row.identity_id) != str(identity_id) or row.ended_at is not None:
         return None
     now = utcnow()
@@ -358,7 +361,7 @@ def change_password(session: Session, *, identity_id, current_password: str, pas
                     password_confirmation: str, keyring, public_url: str) -> Identity:
     """Change the password (the current one required) and end EVERY session of the identity:
     the caller starts a new one for this browser. Raises WrongPassword or PasswordPolicyError."""
-    identity = session.get(Identity, identity_id)
+    identity = session.get_one(Identity, identity_id)
     _check_current_password(identity, current_password)
     check_password_policy(password, email=identity.email, confirmation=password_confirmation)
     now = utcnow()
@@ -387,7 +390,7 @@ def _normalize_code(code: str) -> str:
 def begin_mfa_enrollment(session: Session, *, identity_id, password: str) -> str:
     """After re-entering the password: a new pending TOTP secret (base32). Raises WrongPassword."""
     import pyotp
-    identity = session.get(Identity, identity_id)
+    identity = session.get_one(Identity, identity_id)
     _check_current_password(identity, password)
     identity.mfa_pending_secret = pyotp.random_base32()
     return identity.mfa_pending_secret
@@ -397,13 +400,15 @@ def begin_required_mfa_enrollment(session: Session, *, identity_id) -> str:
     """A new pending TOTP secret for an identity whose password was JUST verified at login (the
     firm requires MFA of its staff): no second password prompt. Returns the base32 secret."""
     import pyotp
-    identity = session.get(Identity, identity_id)
+    identity = session.get_one(Identity, identity_id)
     identity.mfa_pending_secret = pyotp.random_base32()
     return identity.mfa_pending_secret
 
 
 def mfa_provisioning_uri(identity: Identity) -> str:
     import pyotp
+    if not identity.mfa_pending_secret:
+        raise InvalidCode()  # no enrolment under way
     return pyotp.TOTP(identity.mfa_pending_secret).provisioning_uri(name=identity.email, issuer_name=MFA_ISSUER)
 
 
@@ -423,7 +428,7 @@ def _totp_step(secret: str, code: str) -> int | None:
 
 def confirm_mfa_enrollment(session: Session, *, identity_id, code: str, keyring, public_url: str) -> list[str]:
     """Enable TOTP with a first code from the app; returns the 10 recovery codes (shown once)."""
-    identity = session.get(Identity, identity_id)
+    identity = session.get_one(Identity, identity_id)
     if not identity.mfa_pending_secret:
         raise InvalidCode()
     step = _totp_step(identity.mfa_pending_secret, _normalize_code(code))
@@ -479,7 +484,7 @@ def _use_recovery_code(session: Session, identity: Identity, normalized: str) ->
                                .where(RecoveryCode.identity_id == identity.id, RecoveryCode.used_at.is_(None),
                                       RecoveryCode.code_hash == token_hash(normalized))
                                .values(used_at=now).execution_options(synchronize_session=False))
-        return used.rowcount == 1
+        return affected_rows(used) == 1
     if len(normalized) != RECOVERY_CODE_LENGTH or any(ch not in RECOVERY_ALPHABET for ch in normalized):
         return False
     unused = session.execute(select(RecoveryCode.id, RecoveryCode.code_hash)
@@ -492,13 +497,13 @@ def _use_recovery_code(session: Session, identity: Identity, normalized: str) ->
     used = session.execute(update(RecoveryCode)
                            .where(RecoveryCode.id == match, RecoveryCode.used_at.is_(None))
                            .values(used_at=now).execution_options(synchronize_session=False))
-    return used.rowcount == 1
+    return affected_rows(used) == 1
 
 
 def disable_mfa(session: Session, *, identity_id, password: str, keyring, public_url: str) -> None:
     """Remove TOTP and the recovery codes, after re-entering the password. Raises WrongPassword."""
     from sqlalchemy import delete
-    identity = session.get(Identity, identity_id)
+    identity = session.get_one(Identity, identity_id)
     _check_current_password(identity, password)
     identity.mfa_secret = identity.mfa_pending_secret = None
     identity.mfa_enabled_at = identity.mfa_last_step = None
@@ -510,7 +515,7 @@ def disable_mfa(session: Session, *, identity_id, password: str, keyring, public
 
 def verify_second_factor(session: Session, *, identity_id, code: str) -> bool:
     """A TOTP code (never the same time step twice) or an unused recovery code (then used up)."""
-    identity = session.get(Identity, identity_id, with_for_update=session.bind.dialect.name != "sqlite")
+    identity = session.get(Identity, identity_id, with_for_update=session.get_bind().dialect.name != "sqlite")
     if identity is None or not identity.mfa_secret:
         return False
     normalized = _normalize_code(code)

@@ -83,6 +83,7 @@ class Gate:
 class Failure:
     locked_until: float | None  # set when this failure locked the account for this client or everyone
     notify: bool                # e-mail the owner (a lock started and the notice rule allows it)
+    everyone: bool = False      # the lock is account-wide (not only this client's)
 
 
 class DatabaseStore:
@@ -193,7 +194,7 @@ class DatabaseStore:
             notify = False
             if client_until or account_until:
                 notify = self._claim_notice(s, account, now) or account_until is not None
-        return Failure(account_until or client_until, notify)
+        return Failure(account_until or client_until, notify, everyone=account_until is not None)
 
     def success(self, account: str, client: str, session=None) -> None:
         """Reset the failures and lock growth of the account and of this client (and the notice
@@ -300,7 +301,7 @@ class RedisStore:
             args=[now, LOCK_THRESHOLD, ACCOUNT_LOCK_THRESHOLD, LOCK_BASE_SECONDS, COUNTER_TTL_SECONDS,
                   LOCK_CAP_SECONDS, LOCK_NOTICE_SECONDS, f_window * 2])
         until = float(account_until) or float(client_until)
-        return Failure(until or None, bool(notify))
+        return Failure(until or None, bool(notify), everyone=bool(float(account_until)))
 
     def success(self, account: str, client: str, session=None) -> None:
         self.redis.delete(account_key(self.prefix, account), pair_key(self.prefix, account, client),

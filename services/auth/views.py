@@ -61,12 +61,6 @@ def _uuid(value):
     return uuid.UUID(str(value))
 
 
-# The invitation views call the flows (services/auth/flows.py) through these names.
-_gate, _over_limit, _too_many = flows.gate, flows.over_limit, flows.too_many
-_record_failure, _locked_message = flows.record_failure, flows.locked_message
-_signed_in, _logged_in, _ask_second_factor = flows.signed_in, flows.logged_in, flows.ask_second_factor
-
-
 # --------------------------------------------------------------------------- login / logout
 
 def _login_page(*, email: str, next_url: str | None, status: int = 200, errors=None, failure=None):
@@ -151,8 +145,8 @@ def invitation_register():
     claims = _ticket_or_404(raw)
     if (blocked := invite_steps.gate(claims, raw)) is not None:
         return blocked
-    if _over_limit("register"):
-        return _too_many()
+    if flows.over_limit("register"):
+        return flows.too_many()
     try:
         data = InvitationRegisterSchema().load(form)
     except ValidationError as exc:
@@ -168,7 +162,7 @@ def invitation_register():
                             errors=exc.field_errors, status=422)
     except services.EmailAlreadyRegistered:
         return _invite_page("auth/invite_link.html", raw_ticket=raw, claims=claims, status=409)
-    return _signed_in(identity, f"/vinculando/{claims['inv']}")
+    return flows.signed_in(identity, f"/vinculando/{claims['inv']}")
 
 
 @bp.post("/convite/vincular")
@@ -178,9 +172,9 @@ def invitation_link():
     claims = _ticket_or_404(raw)
     if (blocked := invite_steps.gate(claims, raw)) is not None:
         return blocked
-    gate = _gate("link", claims["email"])
+    gate = flows.gate("link", claims["email"])
     if gate.over_limit or gate.ip_blocked:
-        return _too_many()
+        return flows.too_many()
     if not queries.email_has_identity(db_session(), claims["email"]):
         return redirect(url_for("auth.invitation", ticket=raw), code=303)
     try:
@@ -190,19 +184,19 @@ def invitation_link():
                             errors=form_errors(exc), status=422)
     if gate.locked_until is not None:
         return _invite_page("auth/invite_link.html", raw_ticket=raw, claims=claims, status=422,
-                            errors={"password": [_locked_message()]})
+                            errors={"password": [flows.locked_message()]})
     with db().begin() as s:
         identity = services.authenticate(s, email=claims["email"], password=data["password"])
     if identity is None:
-        message = (_locked_message() if _record_failure(claims["email"])
+        message = (flows.locked_message() if flows.record_failure(claims["email"])
                    else _("Senha incorreta. Nenhuma conta foi vinculada."))
         return _invite_page("auth/invite_link.html", raw_ticket=raw, claims=claims, status=422,
                             errors={"password": [message]})
     if identity.mfa_enabled:  # linking a new firm asks for the second factor too
-        return _ask_second_factor(identity, purpose="link", next_url=f"/vinculando/{claims['inv']}", ticket=raw)
+        return flows.ask_second_factor(identity, purpose="link", next_url=f"/vinculando/{claims['inv']}", ticket=raw)
     with db().begin() as s:
         services.emit_link_verified(s, ticket=claims, identity=identity)
-    return _logged_in(identity, f"/vinculando/{claims['inv']}", reset=gate.has_failures)
+    return flows.logged_in(identity, f"/vinculando/{claims['inv']}", reset=gate.has_failures)
 
 
 # --------------------------------------------------------------------------- second factor at login / link
@@ -283,8 +277,8 @@ def forgot_password():
             session["reset_next"] = next_url
         return render_template("auth/forgot.html", email=request.args.get("email", ""), next=next_url,
                                errors={}, sent=False)
-    if _over_limit("reset"):
-        return _too_many()
+    if flows.over_limit("reset"):
+        return flows.too_many()
     form = request.form.to_dict()
     try:
         data = ForgotPasswordSchema().load(form)

@@ -68,6 +68,9 @@ class PasswordResetContext(EmailContext):
 
 class AccountLockedContext(EmailContext):
     locked_until = fields.AwareDateTime(required=True)
+    # "account": nobody can sign in until then; "client": only the device/address the wrong
+    # passwords came from is held back (the owner's own devices still get in)
+    scope = fields.String(load_default="account", validate=validate.OneOf(["account", "client"]))
 
 
 class PasswordChangedContext(EmailContext):

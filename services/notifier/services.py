@@ -64,6 +64,7 @@ def send_smtp(smtp_url: str, message: EmailMessage, *, data: bytes | None = None
     if url.scheme not in ("smtp", "smtps") or not url.hostname:
         raise PermanentDeliveryError(f"invalid SMTP URL scheme {url.scheme!r}")
     starttls = parse_qs(url.query).get("starttls", ["0"])[0].lower() in ("1", "true", "yes", "on")
+    client: smtplib.SMTP
     try:
         if url.scheme == "smtps":
             client = smtplib.SMTP_SSL(url.hostname, url.port or 465, timeout=SMTP_TIMEOUT,
@@ -176,7 +177,7 @@ def send(delivery: Delivery, config) -> Exception | None:
 
 def record_outcome(session: Session, delivery_id, *, attempts: int, error: Exception | None, config) -> Delivery:
     """Status of the attempt number `attempts` + its event, in the caller's transaction."""
-    delivery = session.get(Delivery, delivery_id, populate_existing=True)
+    delivery = session.get_one(Delivery, delivery_id, populate_existing=True)
     key, now = delivery.idempotency_key, utcnow()
     if error is None:
         delivery.status, delivery.last_error, delivery.sent_at, delivery.next_attempt_at = "sent", None, now, None

@@ -126,10 +126,10 @@ def nginx_gateway(balcao_config, tmp_path_factory):
     import time
     import urllib.request
 
-    from services.common.testing import build_gateway
     from werkzeug.serving import make_server
 
     from deploy.stack import free_ports
+    from testsupport import build_gateway
 
     workdir = tmp_path_factory.mktemp("nginx")
     for sub in ("logs", "nginx", "temp"):

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from services.auth.models import Identity
-from services.common.testing import csrf_token
+from testsupport import csrf_token
 
 from .conftest import BETA, CARLOS
 

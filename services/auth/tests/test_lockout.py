@@ -47,7 +47,8 @@ def test_ten_wrong_passwords_on_the_link_page_lock_even_the_right_one(
     # exactly one e-mail for this lock, with a sealed link to reset the password
     (mail,) = _lock_emails(outbox_events)
     assert mail["payload"]["recipient"] == CARLOS["email"]
-    assert set(mail["payload"]["context"]) == {"name", "locked_until"}
+    assert set(mail["payload"]["context"]) == {"name", "locked_until", "scope"}
+    assert mail["payload"]["context"]["scope"] == "client"  # the owner's own devices still get in
     assert keyring.unseal(mail["payload"]["sealed"])["link"] == "http://balcao.test/auth/esqueci-senha"
 
     clock.advance(minutes=14)
@@ -219,6 +220,7 @@ def test_the_account_wide_threshold_locks_everyone_and_emails_once(browsers, mak
         assert response.status_code == 422 and LOCKED in response.get_data(as_text=True)
     (mail,) = _lock_emails(outbox_events)
     assert mail["payload"]["recipient"] == CARLOS["email"]
+    assert mail["payload"]["context"]["scope"] == "account"  # nobody gets in until then
     clock.advance(minutes=16)
     assert login(owner, email=CARLOS["email"], password=CARLOS["password"]).status_code == 303
     assert len(_lock_emails(outbox_events)) == 1

@@ -21,10 +21,10 @@ from services.common.config import SERVICES
 from services.common.keys import KeyRing
 from services.common.messaging import Outcome, handle_message
 from services.common.runtime import database
-from services.common.testing import private_vhost
 from services.invitations import models as inv_models
 from services.notifier import consumers as notifier_consumers
 from services.notifier import models as notifier_models
+from testsupport import private_vhost
 
 ROOT = Path(__file__).resolve().parents[3]
 BROKER = "memory://"  # a private vhost of BALCAO_TEST_BROKER_URL when given (the broker is shared)

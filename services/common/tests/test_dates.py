@@ -74,7 +74,7 @@ def test_minha_conta_sessoes_shows_brasilia_time_not_utc(config):
 
 
 def test_the_dev_mailbox_shows_brasilia_time(config):
-    from services.notifier.services import deliver_email
+    from services.notifier.consumers import deliver_email
     from services.notifier.tests.test_notifier import invitation_request
     config = embedded_config(config)
     keyring = KeyRing(config.keys_dir)

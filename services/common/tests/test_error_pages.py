@@ -11,7 +11,7 @@ from flask import abort
 from werkzeug.exceptions import default_exceptions
 
 from services.common.forms import InputSchema, error_messages
-from services.common.testing import csrf_token
+from testsupport import csrf_token
 
 WERKZEUG_TEXT = ("The browser (or proxy) sent", "Request Entity Too Large", "Method Not Allowed",
                  "The method is not allowed", "<title>4", "<title>5", "Too Many Requests")

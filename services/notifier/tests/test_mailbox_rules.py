@@ -26,7 +26,7 @@ from services.common.embedded import embedded_config
 from services.common.gateway import PREFIXES
 from services.common.keys import KeyRing
 from services.common.runtime import database
-from services.notifier.services import deliver_email
+from services.notifier.consumers import deliver_email
 from testsupport import build_gateway
 
 from .test_notifier import reset_request

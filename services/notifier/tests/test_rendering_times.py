@@ -30,3 +30,18 @@ def test_mfa_change_in_portuguese():
     _s, text, _h = render_email("mfa_changed", {"name": "Ana", "change": "recovery_codes_regenerated",
                                                 "link": LINK})
     assert "novos códigos de recuperação" in text
+
+
+def test_a_lock_of_one_device_says_the_owners_devices_still_get_in():
+    """auth locks the device/address the wrong passwords came from before it locks the account for
+    everyone: the notice must not tell the owner they cannot sign in when they can."""
+    moment = "2026-11-28T17:05:00+00:00"
+    _s, client_text, client_html = render_email("account_locked", {"name": "Carlos", "link": LINK,
+                                                                   "locked_until": moment, "scope": "client"})
+    assert "a partir do aparelho ou endereço" in client_text and "continua normal" in client_html
+    assert "Você poderá entrar de novo" not in client_text
+    for context in ({"scope": "account"}, {}):  # an older producer sends no scope: the whole account
+        _s, text, _h = render_email("account_locked", {"name": "Carlos", "link": LINK, "locked_until": moment,
+                                                       **context})
+        assert "Você poderá entrar de novo a partir de 28/11/2026 às 14:05" in text
+        assert "continua normal" not in text

@@ -11,9 +11,9 @@ from html import unescape
 import pytest
 from sqlalchemy import func, select
 
-from services.common.testing import csrf_token
 from services.users import consumers, models
 from services.users.tests.conftest import get_client_user, login, main_html, text_of, users_db
+from testsupport import csrf_token
 
 MESSAGE = "Este campo contém caracteres de controle (invisíveis), que não são permitidos."
 CONTROLS = ["\x00", "\x1b", "\x85"]  # NUL, ESC (C0), NEL (C1)
