@@ -231,21 +231,31 @@ def running_product(workdir: Path, *, smtp_port: int, extra_env: dict | None = N
         return
     env = {**base_env, "BALCAO_BROKER_URL": "memory://"}
     urls = {svc: f"sqlite:///{workdir / 'var' / (svc + '.sqlite3')}" for svc in SERVICES}
-    log = workdir / "embedded.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "balcao_cli", "run"], cwd=ROOT,
-                                env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
     product = RunningProduct(url, env, urls, None)
     try:
-        _wait_healthy(url, proc, log=log)
-        yield product
+        with balcao_run(workdir, {**os.environ, **env}, url=url):
+            yield product
+    finally:
+        product.dispose()
+
+
+@contextlib.contextmanager
+def balcao_run(workdir: Path, env: dict, *, url: str, timeout: float = 90):
+    """`balcao run` — what `make run` starts — in a subprocess with exactly `env` as its environment,
+    until `url` answers healthy; yields the path of its output (the banner, the logs)."""
+    log = workdir / "embedded.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "balcao_cli", "run"], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        _wait_healthy(url, proc, timeout=timeout, log=log)
+        yield log
     finally:
         proc.terminate()
         try:
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
-        product.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -138,7 +138,7 @@ def prove_tap_sees_every_path(product, drain) -> list[dict]:
 
     def both_paths():
         seen.extend(drain())
-        return {m["exchange"] for m in seen if canary in json.dumps(m["properties"])} == {
+        return {m["exchange"] for m in seen if canary in json.dumps(m["properties"], default=str)} == {
             "", events.DEAD_LETTER_EXCHANGE}
 
     wait_until(both_paths, timeout=15, message="the tap missed the default or the dead-letter exchange",

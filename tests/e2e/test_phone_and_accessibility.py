@@ -14,15 +14,13 @@ from __future__ import annotations
 import base64
 import os
 import re
-import subprocess
-import sys
 import uuid
 
 import pytest
 from playwright.sync_api import expect
 
 from services.common.config import SERVICES
-from tests.conftest import ROOT, _wait_healthy, free_port, keep_pages
+from tests.conftest import balcao_run, free_port, keep_pages
 
 pytestmark = pytest.mark.browser
 
@@ -44,19 +42,8 @@ def local_product(tmp_path_factory):
            "BALCAO_PUBLIC_URL": url, "BALCAO_DEMO": "1", "BALCAO_SMTP_URL": "", "BALCAO_BROKER_URL": "memory://",
            "BALCAO_SECRET_KEY": uuid.uuid4().hex,
            **{f"BALCAO_{svc.upper()}_DATABASE_URL": f"sqlite:///{var / (svc + '.sqlite3')}" for svc in SERVICES}}
-    log = workdir / "embedded.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "balcao_cli", "run"], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
-    try:
-        _wait_healthy(url, proc, log=log)
+    with balcao_run(workdir, env, url=url):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import uuid
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import ROOT, _wait_healthy, free_port, keep_pages, wait_until
+from tests.conftest import ROOT, balcao_run, free_port, keep_pages, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -42,20 +40,9 @@ def make_run(tmp_path_factory):
     # Reenviar convite (services/users/tests/test_delivery.py) is set to 0 here, nothing else.
     env.update(PORT=str(port), BALCAO_VAR_DIR=str(workdir / "var"), BALCAO_SECRET_KEY=uuid.uuid4().hex,
                BALCAO_RESEND_COOLDOWN_SECONDS="0")
-    log = workdir / "make-run.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "balcao_cli", "run"], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc, timeout=120, log=log)
+    with balcao_run(workdir, env, url=url, timeout=120) as log:
         yield url, log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def login(page, url, email, password):
