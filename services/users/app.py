@@ -1,5 +1,4 @@
 """The users service's Flask application."""
-from services.common.dates import BRASILIA as BRAZIL  # noqa: F401 - the audit filter's dates are Brasília days
 from services.common.gateway import PREFIXES
 from services.common.web import create_base_app
 

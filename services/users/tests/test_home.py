@@ -207,7 +207,7 @@ def test_linking_page_of_someone_elses_invitation_is_404(browser_client, config,
 
 
 def test_linking_page_gives_up_on_an_invitation_it_never_hears_of(browser_client, config, world, monkeypatch):
-    from services.users import views
+    from services.users.views import home as views
     clock = [1_000_000.0]
     monkeypatch.setattr(views, "_now", lambda: clock[0])
     login(browser_client, config, world.carlos)
@@ -231,7 +231,7 @@ def test_linking_page_gives_up_on_an_invitation_it_never_hears_of(browser_client
 def test_linking_page_keeps_waiting_when_the_invitation_arrives_late(browser_client, config, world, monkeypatch):
     from datetime import datetime, timedelta
 
-    from services.users import views
+    from services.users.views import home as views
     clock = [1_000_000.0]
     monkeypatch.setattr(views, "_now", lambda: clock[0])
     with users_db(config).begin() as s:

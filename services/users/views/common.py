@@ -1,0 +1,68 @@
+"""What every page of the users service shares: the blueprint, who is asking (a logged-in person, a
+member of the firm, its staff, its admins), and rendering with the firm selector."""
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from flask import Blueprint, abort, g, redirect, render_template, request
+
+from services.common.sessions import current_identity
+from services.common.web import db_session
+
+from .. import queries, services
+
+bp = Blueprint("users", __name__)
+
+FIRM_COOKIE = "balcao_firm"
+CLIENT_USERS = "/e/<slug>/configuracoes/usuarios-de-clientes"
+
+
+@bp.before_request
+def _refuse_ended_session():
+    """A session auth has ended (logout elsewhere, password change, "end this session") is
+    refused at once, whatever the token's expiry: the person is treated as logged out."""
+    identity = current_identity()
+    if identity is None or not queries.session_ended(db_session(), sid=identity.session_id):
+        return
+    g.balcao_identity = None
+    if request.method not in ("GET", "HEAD"):
+        abort(401)
+
+
+def identity_or_login():
+    """The logged-in person, or a redirect to the login page that comes back here."""
+    identity = current_identity()
+    if identity is None:
+        target = request.full_path.rstrip("?") if request.query_string else request.path
+        abort(redirect("/auth/entrar?next=" + quote(target, safe="/"), code=303))
+    return identity
+
+
+def member(slug: str):
+    identity = identity_or_login()
+    firm, role = queries.firm_for(db_session(), identity_id=identity.id, slug=slug)
+    return identity, firm, role
+
+
+def staff(slug: str):
+    identity, firm, role = member(slug)
+    if role not in ("admin", "staff"):
+        abort(404)
+    return identity, firm
+
+
+def admin(slug: str):
+    identity, firm, role = member(slug)
+    if role != "admin":
+        abort(404)
+    return identity, firm
+
+
+def actor(identity) -> services.Actor:
+    return services.Actor(identity.id, identity.name, identity.email, request.remote_addr)
+
+
+def render(template: str, *, current_firm=None, status: int = 200, **context):
+    identity = current_identity()
+    firms = queries.firms_of(db_session(), identity_id=identity.id) if identity else []
+    return render_template(template, selector_firms=firms, current_firm=current_firm, **context), status

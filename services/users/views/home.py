@@ -1,0 +1,100 @@
+"""The client's home, the firm selector, and the page that waits for a link to be granted."""
+from __future__ import annotations
+
+import time
+
+from flask import abort, current_app, flash, redirect, request, session, url_for
+from flask_babel import gettext as _
+
+from services.common.web import db_session
+
+from .. import queries
+from ..schemas import (
+    FirmChoiceSchema,
+    load_form,
+)
+from .common import FIRM_COOKIE, bp, identity_or_login, member, render
+
+
+@bp.get("/")
+def index():
+    identity = identity_or_login()
+    firms = queries.firms_of(db_session(), identity_id=identity.id)
+    if not firms:
+        return render("no_firm.html")
+    default_id = queries.default_firm_id(db_session(), identity_id=identity.id)
+    remembered = request.cookies.get(FIRM_COOKIE)
+    firm = (next((f for f in firms if f.id == default_id), None)
+            or next((f for f in firms if f.slug == remembered), firms[0]))
+    return redirect(url_for("users.firm_home", slug=firm.slug), code=303)
+
+
+@bp.get("/trocar-escritorio")
+def switch_firm():
+    identity = identity_or_login()
+    values, errors = load_form(FirmChoiceSchema(), request.args)
+    if errors:
+        abort(404)
+    firm, _role = queries.firm_for(db_session(), identity_id=identity.id, slug=values["escritorio"])
+    response = redirect(url_for("users.firm_home", slug=firm.slug), code=303)
+    response.set_cookie(FIRM_COOKIE, firm.slug, max_age=365 * 24 * 3600, httponly=True, samesite="Lax",
+                        secure=current_app.config["BALCAO"].https, path="/")
+    return response
+
+
+@bp.get("/e/<slug>/")
+def firm_home(slug):
+    identity, firm, role = member(slug)
+    if role == "client":
+        client_user = queries.client_membership(db_session(), firm=firm, identity_id=identity.id)
+        return render("firm_home.html", current_firm=firm, role=role, companies=client_user.companies)
+    return render("firm_home.html", current_firm=firm, role=role,
+                   companies=queries.companies_of(db_session(), firm=firm))
+
+
+
+
+# --------------------------------------------------------------------------- after registering / linking
+
+
+LINKING_SESSION_KEY = "users_linking"  # [invitation id, when its waiting page was first shown]
+LINKING_GIVE_UP_SECONDS = 60
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _waiting_since(invitation_id: str) -> float:
+    """When this browser first saw the waiting page of this invitation (kept in the shared Flask
+    session; only the invitation being waited for is remembered)."""
+    remembered = session.get(LINKING_SESSION_KEY)
+    if isinstance(remembered, list) and len(remembered) == 2 and remembered[0] == invitation_id:
+        return float(remembered[1])
+    now = _now()
+    session[LINKING_SESSION_KEY] = [invitation_id, now]
+    return now
+
+
+def _stop_waiting(invitation_id: str) -> None:
+    remembered = session.get(LINKING_SESSION_KEY)
+    if isinstance(remembered, list) and remembered[:1] == [invitation_id]:
+        session.pop(LINKING_SESSION_KEY)
+
+
+@bp.get("/vinculando/<invitation_id>")
+def linking(invitation_id):
+    identity = identity_or_login()
+    progress = queries.link_progress(db_session(), invitation_id=invitation_id, identity_id=identity.id,
+                                     email=identity.email)
+    if progress.state == "unknown":  # invitation.created still in flight, or no such invitation
+        if _now() - _waiting_since(invitation_id) >= LINKING_GIVE_UP_SECONDS:
+            return render("linking_not_found.html", status=404)
+        return render("linking.html")
+    _stop_waiting(invitation_id)
+    if progress.state == "linked":
+        flash(_("Contas vinculadas. Agora você também acessa %(firm)s.", firm=progress.firm.name), "success")
+        return redirect(url_for("users.firm_home", slug=progress.firm.slug), code=303)
+    if progress.state == "refused":
+        return render("link_refused.html", firm=progress.firm, reason=progress.reason, status=409)
+    return render("linking.html")

@@ -1,0 +1,69 @@
+"""Configurações for the firm's admins: Auditoria and Segurança."""
+from __future__ import annotations
+
+from flask import flash, redirect, request, url_for
+from flask_babel import gettext as _
+
+from services.common.web import db, db_session
+
+from .. import queries, services
+from ..schemas import (
+    AuditQuerySchema,
+    SecuritySettingsSchema,
+    load_form,
+)
+from .common import actor, admin, bp, render
+
+
+@bp.get("/e/<slug>/configuracoes/auditoria")
+def audit_log(slug):
+    from datetime import datetime, time, timedelta
+
+    from services.common.dates import BRASILIA as BRAZIL
+    _identity, firm = admin(slug)
+    values, errors = load_form(AuditQuerySchema(), request.args)
+    filters = {key: request.args.get(key, "") for key in ("acao", "autor", "alvo", "de", "ate")}
+    if errors:
+        page = queries.Page(items=[], number=1, has_next=False)
+    else:
+        start = datetime.combine(values["de"], time(), BRAZIL) if values["de"] else None
+        end = datetime.combine(values["ate"] + timedelta(days=1), time(), BRAZIL) if values["ate"] else None
+        page = queries.audit_page(db_session(), firm=firm, action=values["acao"], actor=values["autor"],
+                                  target=values["alvo"], date_from=start, date_to=end, page=values["pagina"])
+    return render("settings/audit.html", current_firm=firm, page=page, filters=filters, errors=errors,
+                   action_labels=audit_action_labels(), status=422 if errors else 200)
+
+
+def audit_action_labels() -> dict:
+    return {
+        "client_user.created": _("Usuário criado"),
+        "client_user.invited": _("Acesso ativado (convite)"),
+        "client_user.invitation_resent": _("Convite reenviado"),
+        "client_user.edited": _("Usuário editado"),
+        "client_user.deactivated": _("Usuário desativado"),
+        "client_user.deleted": _("Usuário excluído"),
+        "client_user.reactivated": _("Usuário reativado"),
+        "client_user.left": _("Usuário saiu do portal"),
+        "staff.left": _("Membro da equipe saiu do escritório"),
+        "import.started": _("Importação de usuários"),
+        "client_users.exported": _("Exportação CSV"),
+        "staff.logged_in": _("Login da equipe"),
+        "firm.mfa_policy_changed": _("Política de verificação em duas etapas"),
+    }
+
+
+@bp.route("/e/<slug>/configuracoes/seguranca", methods=["GET", "POST"])
+def security_settings(slug):
+    identity, firm = admin(slug)
+    if request.method == "POST":
+        values, errors = load_form(SecuritySettingsSchema(), request.form)
+        if errors:
+            return render("settings/security.html", current_firm=firm, require=firm.require_staff_mfa,
+                           errors=errors, status=422)
+        with db().begin() as session:
+            target = queries.firm_by_id(session, firm_id=firm.id)
+            changed = services.set_staff_mfa_policy(session, firm=target, require=values["exigir_mfa"],
+                                                    actor=actor(identity))
+        flash(_("Configurações de segurança salvas.") if changed else _("Nada foi alterado."), "success")
+        return redirect(url_for("users.security_settings", slug=firm.slug), code=303)
+    return render("settings/security.html", current_firm=firm, require=firm.require_staff_mfa, errors={})
