@@ -273,6 +273,21 @@ class FirmMfaPolicyChanged(Payload):
     require_staff_mfa = fields.Boolean(required=True)
 
 
+class DepartmentChanged(Payload):
+    """department.created / department.renamed: a firm's department as it now is."""
+    firm_id = UUID()
+    department_id = UUID()
+    name = fields.String(required=True, validate=validate.Length(min=1, max=80))
+    position = fields.Integer(required=True)
+
+
+class DepartmentRemoved(Payload):
+    """department.removed: what it held (client access, staff, documents) moved to `moved_to_id`."""
+    firm_id = UUID()
+    department_id = UUID()
+    moved_to_id = UUID()
+
+
 class EventSpec(NamedTuple):
     version: int                  # the MAJOR version of the payload schema
     schema: type[Payload]
@@ -301,6 +316,10 @@ CATALOGUE: dict[str, EventSpec] = {
     "session.ended": EventSpec(1, SessionEnded, ("users",), ("auth",)),
     "identity.logged_in": EventSpec(1, IdentityLoggedIn, ("users",), ("auth",)),
     "firm.mfa_policy_changed": EventSpec(1, FirmMfaPolicyChanged, ("auth",), ("users",)),
+    # Configurações › Departamentos (the documents service will keep a projection)
+    "department.created": EventSpec(1, DepartmentChanged, (), ("users",)),
+    "department.renamed": EventSpec(1, DepartmentChanged, (), ("users",)),
+    "department.removed": EventSpec(1, DepartmentRemoved, (), ("users",)),
     # Esqueci a senha: the request only records this (the same work for any e-mail); auth's own
     # consumer looks the e-mail up, stores the hashed token and asks for the e-mail
     "password_reset.requested": EventSpec(1, PasswordResetRequested, ("auth",), ("auth",)),

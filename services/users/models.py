@@ -90,6 +90,37 @@ class StaffMember(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
+# A new firm starts with these (Configurações › Departamentos: admins add, rename, remove them).
+DEFAULT_DEPARTMENTS = ("Contábil", "Fiscal", "Pessoal", "Societário", "Financeiro")
+
+
+def department_name_key(name: str) -> str:
+    """How two department names are compared: spaces collapsed, case folded."""
+    return " ".join(name.split()).casefold()
+
+
+class Department(Base):
+    """One of a firm's departments. Removing one keeps the row (`removed_at`, and where what it
+    held went: `moved_to_id`) so that history — the audit log, documents filed under it — still
+    names it; only live departments are listed and their names are unique in the firm."""
+
+    __tablename__ = "departments"
+    __table_args__ = (
+        Index("uq_departments_firm_name_live", "firm_id", "name_key", unique=True,
+              sqlite_where=text("removed_at IS NULL"), postgresql_where=text("removed_at IS NULL")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"), index=True)
+    name: Mapped[str] = mapped_column(String(80))
+    # the name as compared for uniqueness: case-folded, spaces collapsed ("fiscal" == "Fiscal ")
+    name_key: Mapped[str] = mapped_column(String(80))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow)
+    removed_at: Mapped[datetime | None] = mapped_column(AwareDateTime, nullable=True)
+    moved_to_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("departments.id"), nullable=True)
+
+
 client_user_companies = Table(
     "client_user_companies", metadata,
     Column("client_user_id", ForeignKey("client_users.id", ondelete="CASCADE"), primary_key=True),
@@ -217,7 +248,7 @@ class ImportRow(Base):
 AUDIT_ACTIONS = ("client_user.created", "client_user.invited", "client_user.invitation_resent",
                  "client_user.edited", "client_user.deactivated", "client_user.deleted", "client_user.reactivated",
                  "client_user.left", "staff.left", "import.started", "client_users.exported", "staff.logged_in",
-                 "firm.mfa_policy_changed")
+                 "firm.mfa_policy_changed", "department.created", "department.renamed", "department.removed")
 
 
 class AuditEntry(Base):

@@ -16,6 +16,7 @@ from .models import (
     AuditEntry,
     ClientUser,
     Company,
+    Department,
     EndedSession,
     Firm,
     IdentityPreference,
@@ -84,6 +85,22 @@ def client_membership(session, *, firm: Firm, identity_id) -> ClientUser:
 
 def companies_of(session, *, firm: Firm) -> list[Company]:
     return list(session.scalars(select(Company).where(Company.firm_id == firm.id).order_by(Company.name)))
+
+
+def departments_of(session, *, firm: Firm) -> list[Department]:
+    """The firm's live departments, in their order."""
+    return list(session.scalars(select(Department).where(Department.firm_id == firm.id, Department.removed_at.is_(None))
+                                .order_by(Department.position, Department.name_key)))
+
+
+def department_of(session, *, firm: Firm, department_id) -> Department:
+    """One live department of this firm; any other id (another firm's, a removed one) is a 404."""
+    department = session.scalar(select(Department).where(Department.firm_id == firm.id,
+                                                         Department.id == _uuid(department_id),
+                                                         Department.removed_at.is_(None)))
+    if department is None:
+        raise NotFound()
+    return department
 
 
 def client_user_of(session, *, firm: Firm, client_user_id) -> ClientUser:

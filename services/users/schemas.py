@@ -208,3 +208,25 @@ class SecuritySettingsSchema(InputSchema):
         unknown = EXCLUDE
 
     exigir_mfa = fields.Boolean(load_default=False)
+
+
+class DepartmentSchema(InputSchema):
+    """Configurações › Departamentos: a new name, or a department's new name."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    name = fields.String(required=True, validate=validate.Length(min=1, max=80, error=N_(
+        "Informe um nome de até 80 caracteres.")), error_messages={"required": N_("Informe o nome do departamento.")})
+
+
+class DepartmentRemovalSchema(InputSchema):
+    """Migrar e excluir: the department that receives what the removed one holds."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    move_to = fields.UUID(required=True, error_messages={
+        "required": N_("Escolha o departamento que recebe o que este contém."),
+        "invalid_uuid": N_("Escolha o departamento que recebe o que este contém.")})
+

@@ -9,6 +9,7 @@ import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from flask_babel import gettext as _
 from marshmallow import ValidationError
@@ -20,9 +21,11 @@ from services.common.messaging import correlation_id_var, record_event
 from . import pii
 from .models import (
     AUDIT_ACTIONS,
+    DEFAULT_DEPARTMENTS,
     AuditEntry,
     ClientUser,
     Company,
+    Department,
     EndedSession,
     Firm,
     IdentityPreference,
@@ -30,6 +33,7 @@ from .models import (
     ImportRow,
     InvitationRef,
     StaffMember,
+    department_name_key,
     outbox,
     utcnow,
 )
@@ -61,7 +65,14 @@ class ClientUserError(ValueError):
 # --------------------------------------------------------------------------- audit log (append-only)
 
 
-def record_audit(session, *, firm_id, action: str, actor: Actor | None = None, target: ClientUser | None = None,
+class AuditTarget(Protocol):
+    """What an audit entry names: a client user, a department, a company… (its id and name then)."""
+
+    id: uuid.UUID
+    name: str
+
+
+def record_audit(session, *, firm_id, action: str, actor: Actor | None = None, target: AuditTarget | None = None,
                  details: dict | None = None, at: datetime | None = None, ip: str | None = None,
                  correlation_id: str | None = None) -> AuditEntry:
     """Append one entry to a firm's audit log. There is deliberately no function that changes or
@@ -131,9 +142,83 @@ def create_firm(session, *, name: str, cnpj: str, admin_identity_id, admin_name:
                 created_at=utcnow())
     session.add(firm)
     session.flush()
+    for name in DEFAULT_DEPARTMENTS:
+        add_department(session, firm=firm, name=name)
     add_staff_member(session, firm=firm, identity_id=admin_identity_id, name=admin_name,
                      email=admin_email, role="admin")
     return firm
+
+
+# --------------------------------------------------------------------------- departments
+
+def _department_name(session, *, firm: Firm, name: str, except_id=None) -> tuple[str, str]:
+    """(name, key) of a department name the firm may use; ClientUserError otherwise."""
+    name = " ".join((name or "").split())
+    if not name:
+        raise ClientUserError(_("Informe o nome do departamento."), field="name")
+    if len(name) > 80:
+        raise ClientUserError(_("O nome do departamento pode ter no máximo 80 caracteres."), field="name")
+    key = department_name_key(name)
+    clash = select(Department.id).where(Department.firm_id == firm.id, Department.name_key == key,
+                                        Department.removed_at.is_(None))
+    if except_id is not None:
+        clash = clash.where(Department.id != except_id)
+    if session.scalar(clash) is not None:
+        raise ClientUserError(_("Já existe um departamento com este nome."), field="name")
+    return name, key
+
+
+def _department_payload(department: Department) -> dict:
+    return {"firm_id": department.firm_id, "department_id": department.id, "name": department.name,
+            "position": department.position}
+
+
+def add_department(session, *, firm: Firm, name: str, actor: Actor | None = None) -> Department:
+    """A new department at the end of the firm's list (`department.created`)."""
+    name, key = _department_name(session, firm=firm, name=name)
+    last = session.scalar(select(func.max(Department.position)).where(Department.firm_id == firm.id))
+    department = Department(id=uuid.uuid4(), firm_id=firm.id, name=name, name_key=key,
+                            position=(last + 1) if last is not None else 0, created_at=utcnow())
+    session.add(department)
+    session.flush()
+    record_event(session, outbox, "department.created", _department_payload(department))
+    _audit(session, actor, firm_id=firm.id, action="department.created", target=department)
+    return department
+
+
+def rename_department(session, *, firm: Firm, department: Department, name: str, actor: Actor) -> bool:
+    """Rename (`department.renamed`); False when the name is the same."""
+    if department.firm_id != firm.id or department.removed_at is not None:
+        raise ValueError("department of another firm, or removed")
+    name, key = _department_name(session, firm=firm, name=name, except_id=department.id)
+    if name == department.name:
+        return False
+    before = department.name
+    department.name, department.name_key = name, key
+    session.flush()
+    record_event(session, outbox, "department.renamed", _department_payload(department))
+    _audit(session, actor, firm_id=firm.id, action="department.renamed", target=department,
+           details={"from": before, "to": name})
+    return True
+
+
+def remove_department(session, *, firm: Firm, department: Department, move_to: Department, actor: Actor) -> None:
+    """Migrar e excluir (ONVIO's wording): what the department holds moves to `move_to`, then it is
+    removed from the firm's list (the row stays, marked, for history). The last department cannot
+    go. Whatever comes to be held by a department (client users' access, staff, documents) must be
+    moved here, in this transaction — and announced by `department.removed` for other services."""
+    if department.firm_id != firm.id or move_to.firm_id != firm.id:
+        raise ValueError("department of another firm")
+    if department.removed_at is not None or move_to.removed_at is not None:
+        raise ValueError("removed department")
+    if move_to.id == department.id:
+        raise ClientUserError(_("Escolha outro departamento para receber o que este contém."), field="move_to")
+    department.removed_at, department.moved_to_id = utcnow(), move_to.id
+    session.flush()
+    record_event(session, outbox, "department.removed", {"firm_id": firm.id, "department_id": department.id,
+                                                         "moved_to_id": move_to.id})
+    _audit(session, actor, firm_id=firm.id, action="department.removed", target=department,
+           details={"moved_to": move_to.name})
 
 
 def add_staff_member(session, *, firm: Firm, identity_id, name: str, email: str,

@@ -129,10 +129,18 @@ def test_every_page_fits_a_phone_keeps_sair_on_screen_and_passes_axe(local_produ
         settings = f"{url}/e/{ALFA}/configuracoes"
         pages = {"Usuários de Clientes": "/usuarios-de-clientes", "Novo Usuário": "/usuarios-de-clientes/novo",
                  "Importar usuários": "/usuarios-de-clientes/importar", "Auditoria": "/auditoria",
-                 "Segurança": "/seguranca"}
+                 "Segurança": "/seguranca", "Departamentos": "/departamentos"}
         for name, path in pages.items():
             ana.goto(settings + path)
             check(ana, name, signed_in=True)
+        ana.goto(settings + "/departamentos")
+        ana.get_by_role("link", name="Excluir Fiscal").click()
+        check(ana, "Excluir departamento (Migrar e excluir)", signed_in=True)
+        ana.goto(settings + "/departamentos")
+        ana.get_by_label("Nome", exact=True).fill("Fiscal")  # a name taken: the page with its error
+        ana.get_by_role("button", name="Adicionar departamento").click()
+        expect(ana.get_by_text("Já existe um departamento com este nome.")).to_be_visible()
+        check(ana, "Departamentos (com erro)", signed_in=True)
         ana.goto(settings + "/usuarios-de-clientes")
         ana.get_by_role("link", name="Carlos Pereira").first.click()
         check(ana, "Página do usuário (ativo)", signed_in=True)

@@ -136,6 +136,9 @@ CLASS_OF = {
     "users.client_users_export": "firm_staff",
     "users.audit_log": "firm_admin",
     "users.security_settings": "firm_admin",
+    "users.departments": "firm_admin",
+    "users.department_rename": "firm_admin",
+    "users.department_remove": "firm_admin",
     "users.my_firms": "own_account",
     "users.my_firm_default": "other_object",
     "users.my_firm_leave": "other_object",
@@ -405,6 +408,9 @@ def build_state(stage: Stage) -> State:
                                                     company_ids=[beta_company.id], access="now").id
         helena = _client_user(s, beta, "helena", beta_company).id
         firms = {"alfa": alfa.id, "beta": beta.id}
+        departments = {name: [str(d) for d in s.scalars(select(users_models.Department.id)
+                                                        .where(users_models.Department.firm_id == firm_id))]
+                       for name, firm_id in firms.items()}
         alfa_slug, beta_slug = alfa.slug, beta.slug
     waiting = [*members.values(), fabio, helena]
     # invitations are created (invitations service) and recorded back in users
@@ -430,13 +436,15 @@ def build_state(stage: Stage) -> State:
         "slug": [beta_slug],
         "client_user_id": [str(i) for i in st.beta_client_user_ids],
         "job_id": [str(job_id)],
+        "department_id": departments["beta"],
         # the invitations of Beta's linked clients (Beta's invitations not linked yet: see
         # test_linking_page_of_an_unlinked_invitation_of_another_firm_is_404)
         "invitation_id": [str(invitations[("beta", "eduardo")]), str(invitations[("beta", "carlos")])],
     }
     # Beta's own people: Carlos's invitation is another person's (Eduardo's own is his)
     st.insider_values = {**st.beta_values, "invitation_id": [str(invitations[("beta", "carlos")])]}
-    st.alfa_values = {"slug": [alfa_slug], "client_user_id": [str(members[("alfa", "diana")])]}
+    st.alfa_values = {"slug": [alfa_slug], "client_user_id": [str(members[("alfa", "diana")])],
+                      "department_id": departments["alfa"]}
     st.unlinked_invitations = {"pending": fabio_invitation}
     with users_db.begin() as s:  # Fábio's invitation is resent: the first one is superseded
         cu = s.get(users_models.ClientUser, fabio)
@@ -641,7 +649,10 @@ def _snapshot(config, state: State) -> dict:
                  for cu in s.scalars(select(users_models.ClientUser)
                                      .where(users_models.ClientUser.id.in_(state.beta_client_user_ids)))}
         job = s.get(users_models.ImportJob, state.beta_job_id)
-        snapshot = {"users": users, "job": (job.status, job.total_rows)}
+        snapshot = {"users": users, "job": (job.status, job.total_rows),
+                    "departments": sorted(s.execute(select(users_models.Department.id, users_models.Department.name,
+                                                           users_models.Department.removed_at)
+                                                    .where(users_models.Department.firm_id == job.firm_id)).all())}
     with database("auth", config).begin() as s:
         snapshot["passwords"] = dict(s.execute(text("SELECT email, password_hash FROM identities")).all())
         snapshot["links verified"] = [e for e in s.execute(text("SELECT envelope FROM outbox")).scalars()

@@ -49,6 +49,9 @@ def audit_action_labels() -> dict:
         "client_users.exported": _("Exportação CSV"),
         "staff.logged_in": _("Login da equipe"),
         "firm.mfa_policy_changed": _("Política de verificação em duas etapas"),
+        "department.created": _("Departamento criado"),
+        "department.renamed": _("Departamento renomeado"),
+        "department.removed": _("Departamento excluído"),
     }
 
 
