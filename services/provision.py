@@ -47,7 +47,10 @@ def create_firm(config: Config, *, name: str, cnpj: str, admin_name: str, admin_
         return {"id": str(firm.id), "name": firm.name, "slug": firm.slug}
 
 
-def create_company(config: Config, *, firm_slug: str, name: str, cnpj: str) -> dict:
+def create_company(config: Config, *, firm_slug: str, name: str, cnpj: str | None = None, cpf: str | None = None,
+                   trade_name: str | None = None, code: str | None = None) -> dict:
+    """A client company of the firm: `name` is its razão social; a CNPJ (numeric or alphanumeric)
+    or, for a person as client, a CPF."""
     from services.users import models as users_models
     from services.users import services as users_services
     _ready(config, "users")
@@ -55,7 +58,8 @@ def create_company(config: Config, *, firm_slug: str, name: str, cnpj: str) -> d
         firm = session.execute(select(users_models.Firm).where(users_models.Firm.slug == firm_slug)).scalar_one_or_none()
         if firm is None:
             raise ValueError(f"Escritório não encontrado: {firm_slug}")
-        company = users_services.create_company(session, firm=firm, name=name, cnpj=cnpj)
+        company = users_services.create_company(session, firm=firm, name=name, cnpj=cnpj, cpf=cpf,
+                                                trade_name=trade_name, code=code)
         return {"id": str(company.id), "name": company.name}
 
 

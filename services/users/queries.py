@@ -23,6 +23,7 @@ from .models import (
     ImportRow,
     InvitationRef,
     StaffMember,
+    client_user_companies,
 )
 
 PAGE_SIZE = 50
@@ -157,6 +158,14 @@ def client_users_page(session, *, firm: Firm, q: str = "", show_deleted: bool = 
     rows = list(session.scalars(query.order_by(ClientUser.name, ClientUser.id)
                                 .offset((page - 1) * per_page).limit(per_page + 1)))
     return Page(items=rows[:per_page], number=page, has_next=len(rows) > per_page)
+
+
+def company_client_user_count(session, *, firm: Firm, company_id) -> int:
+    """How many of the firm's client users (not deleted) are linked to this company."""
+    return session.scalar(select(func.count()).select_from(client_user_companies)
+                          .join(ClientUser, ClientUser.id == client_user_companies.c.client_user_id)
+                          .where(client_user_companies.c.company_id == _uuid(company_id),
+                                 ClientUser.firm_id == firm.id, ClientUser.status != "deleted")) or 0
 
 
 def _like(text: str) -> str:

@@ -679,7 +679,8 @@ def validate_company_import_row(raw: dict, *, taken: dict, seen: set) -> tuple[d
     messages += [m for field in ("name", "trade_name", "document", "code", "_schema")
                  for m in (errors or {}).get(field, [])]
     if values is not None:
-        key = values["document"] if values["document_kind"] == "cnpj" else "cpf:" + pii.cpf_hash(values["document"])
+        key = (values["document"] if values["document_kind"] == "cnpj"
+               else "cpf:" + (pii.cpf_hash(values["document"]) or ""))
         if key in taken:
             messages.append(document_taken_message(values["document_kind"], inactive=not taken[key]))
         elif key in seen:

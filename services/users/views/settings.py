@@ -49,6 +49,11 @@ def audit_action_labels() -> dict:
         "client_users.exported": _("Exportação CSV"),
         "staff.logged_in": _("Login da equipe"),
         "firm.mfa_policy_changed": _("Política de verificação em duas etapas"),
+        "company.created": _("Empresa cadastrada"),
+        "company.edited": _("Empresa editada"),
+        "company.deactivated": _("Empresa desativada"),
+        "company.reactivated": _("Empresa reativada"),
+        "company.imported": _("Importação de empresas"),
     }
 
 
