@@ -627,3 +627,17 @@ def test_balcao_create_company_takes_a_cpf_an_alphanumeric_cnpj_and_a_nome_fanta
     assert made["Sítio Dois Irmãos"].cpf == cpf and made["Loja Nova Ltda"].cnpj == ALNUM
     assert made["Loja Nova Ltda"].trade_name == "Loja Nova"
 
+
+
+def test_the_pages_in_english(browser_client, config, world):
+    from services.users.tests.test_pages import _compile_english_catalogue
+    _compile_english_catalogue()
+    login(browser_client, config, world.ana)
+    browser_client.set_cookie("balcao_locale", "en")
+    page = text_of(main_html(_page(browser_client, _url(world.alfa))))
+    for expected in ("New company", "Import companies", "Legal name (razão social)", "Trade name", "Status", "Active"):
+        assert expected in page, expected
+    page = text_of(main_html(_page(browser_client, _url(world.alfa, f"/{world.alfa_company.id}/editar"))))
+    assert "Edit company" in page and "1 linked client user sees this company in the client portal." in page
+    page = text_of(main_html(_page(browser_client, _url(world.alfa, "/importar"))))
+    assert "Import companies" in page and "numeric or alphanumeric" in page
