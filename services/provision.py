@@ -88,6 +88,10 @@ def seed_demo(config: Config) -> bool:
                 admin_email=bruno_email, admin_password=bruno_pw)
     padaria = create_company(config, firm_slug=alfa["slug"], name="Padaria Pão Quente Ltda", cnpj=_cnpj("123456780001"))
     create_company(config, firm_slug=alfa["slug"], name="Oficina Rápida ME", cnpj=_cnpj("234567890001"))
+    # a CNPJ of the alphanumeric kind (since July 2026) and a person as client (a CPF)
+    create_company(config, firm_slug=alfa["slug"], name="Comércio Digital Alfa Ltda", cnpj=_cnpj("12ABC34501DE"),
+                   trade_name="Loja Digital")
+    create_company(config, firm_slug=alfa["slug"], name="José Pereira Produtor Rural", cpf="39053344705")
     create_company(config, firm_slug="contabilidade-beta", name="Pereira Consultoria Ltda", cnpj=_cnpj("345678900001"))
     create_company(config, firm_slug="contabilidade-beta", name="Mercado Bom Preço Ltda", cnpj=_cnpj("456789010001"))
     carlos_id, _ = ensure_identity(config, email=carlos_email, name=carlos, password=carlos_pw)
