@@ -7,7 +7,6 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 
 from services.users import models
@@ -25,17 +24,16 @@ def _alembic(database):
     return cfg
 
 
-def _database(config, tmp_path):
+def _database(tmp_path):
+    """Always SQLite (the embedded mode's database): its table rebuild is what this checks;
+    PostgreSQL alters the column in place (test_migrations checks the schema there)."""
     from services.common.db import Database
-    url = config.database_urls["users"]
-    if url.startswith("sqlite"):
-        return Database(f"sqlite:///{tmp_path / 'users-migration.sqlite3'}", service="users")
-    pytest.skip("the SQLite rebuild is what this checks; PostgreSQL alters the column in place")
+    return Database(f"sqlite:///{tmp_path / 'users-migration.sqlite3'}", service="users")
 
 
-def test_existing_companies_stay_valid_and_keep_their_links(tmp_path, config):
+def test_existing_companies_stay_valid_and_keep_their_links(tmp_path):
     from alembic import command
-    database = _database(config, tmp_path)
+    database = _database(tmp_path)
     cfg = _alembic(database)
     command.upgrade(cfg, BEFORE)
     firm_id, company_id, cu_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
