@@ -500,6 +500,14 @@ def test_importing_companies_preview_then_background_job_then_report(browser_cli
     assert browser_client.get(f"/e/{world.alfa.slug}/configuracoes/usuarios-de-clientes/importar/{job_id}"
                               ).status_code == 404
     assert _events(config, world) == []
+    # another firm's admin: 404 under either slug, confirmation included
+    login(browser_client, config, world.bruno)
+    beta_token = csrf_token(_page(browser_client, LIST.format(slug=world.beta.slug)))
+    for slug in (world.alfa.slug, world.beta.slug):
+        other = LIST.format(slug=slug) + f"/importar/{job_id}"
+        assert browser_client.get(other).status_code == 404
+        assert browser_client.post(other, data={"csrf_token": beta_token}).status_code == 404
+    login(browser_client, config, world.ana)
     response = _post(browser_client, job_url, {})
     assert response.status_code == 303
     assert "Importação iniciada: 3 empresas serão cadastradas." in _page(browser_client, job_url)
