@@ -63,7 +63,8 @@ def cmd_create_company(args):
     from services.provision import create_company
     config = load_config()
     try:
-        company = create_company(config, firm_slug=args.firm, name=args.name, cnpj=args.cnpj)
+        company = create_company(config, firm_slug=args.firm, name=args.name, cnpj=args.cnpj, cpf=args.cpf,
+                                 trade_name=args.nome_fantasia, code=args.codigo)
     except ValueError as exc:
         print(f"erro: {exc}", file=sys.stderr)
         return 2
@@ -162,10 +163,14 @@ def main(argv=None):
     p.add_argument("--admin-password", required=True)
     p.set_defaults(func=cmd_create_firm)
 
-    p = sub.add_parser("create-company", help="create a client company of a firm")
+    p = sub.add_parser("create-company", help="create a client company of a firm (a CNPJ, or a person's CPF)")
     p.add_argument("--firm", required=True, help="the firm's slug")
-    p.add_argument("--name", required=True)
-    p.add_argument("--cnpj", required=True)
+    p.add_argument("--name", required=True, help="the razão social")
+    document = p.add_mutually_exclusive_group(required=True)
+    document.add_argument("--cnpj", help="numeric or alphanumeric (12.ABC.345/01DE-35), with or without punctuation")
+    document.add_argument("--cpf", help="for a person as client (produtor rural, autônomo)")
+    p.add_argument("--nome-fantasia", dest="nome_fantasia", help="the trade name (optional)")
+    p.add_argument("--codigo", help="the firm's internal code for the company (optional)")
     p.set_defaults(func=cmd_create_company)
 
     args = parser.parse_args(argv)

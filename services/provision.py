@@ -47,7 +47,10 @@ def create_firm(config: Config, *, name: str, cnpj: str, admin_name: str, admin_
         return {"id": str(firm.id), "name": firm.name, "slug": firm.slug}
 
 
-def create_company(config: Config, *, firm_slug: str, name: str, cnpj: str) -> dict:
+def create_company(config: Config, *, firm_slug: str, name: str, cnpj: str | None = None, cpf: str | None = None,
+                   trade_name: str | None = None, code: str | None = None) -> dict:
+    """A client company of the firm: `name` is its razão social; a CNPJ (numeric or alphanumeric)
+    or, for a person as client, a CPF."""
     from services.users import models as users_models
     from services.users import services as users_services
     _ready(config, "users")
@@ -55,7 +58,8 @@ def create_company(config: Config, *, firm_slug: str, name: str, cnpj: str) -> d
         firm = session.execute(select(users_models.Firm).where(users_models.Firm.slug == firm_slug)).scalar_one_or_none()
         if firm is None:
             raise ValueError(f"Escritório não encontrado: {firm_slug}")
-        company = users_services.create_company(session, firm=firm, name=name, cnpj=cnpj)
+        company = users_services.create_company(session, firm=firm, name=name, cnpj=cnpj, cpf=cpf,
+                                                trade_name=trade_name, code=code)
         return {"id": str(company.id), "name": company.name}
 
 
@@ -84,6 +88,10 @@ def seed_demo(config: Config) -> bool:
                 admin_email=bruno_email, admin_password=bruno_pw)
     padaria = create_company(config, firm_slug=alfa["slug"], name="Padaria Pão Quente Ltda", cnpj=_cnpj("123456780001"))
     create_company(config, firm_slug=alfa["slug"], name="Oficina Rápida ME", cnpj=_cnpj("234567890001"))
+    # a CNPJ of the alphanumeric kind (since July 2026) and a person as client (a CPF)
+    create_company(config, firm_slug=alfa["slug"], name="Comércio Digital Alfa Ltda", cnpj=_cnpj("12ABC34501DE"),
+                   trade_name="Loja Digital")
+    create_company(config, firm_slug=alfa["slug"], name="José Pereira Produtor Rural", cpf="39053344705")
     create_company(config, firm_slug="contabilidade-beta", name="Pereira Consultoria Ltda", cnpj=_cnpj("345678900001"))
     create_company(config, firm_slug="contabilidade-beta", name="Mercado Bom Preço Ltda", cnpj=_cnpj("456789010001"))
     carlos_id, _ = ensure_identity(config, email=carlos_email, name=carlos, password=carlos_pw)

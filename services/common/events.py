@@ -288,6 +288,28 @@ class DepartmentRemoved(Payload):
     moved_to_id = UUID()
 
 
+class CompanyState(Payload):
+    """A client company of a firm as it is after the change (company.created / changed /
+    deactivated / reactivated): what the documents service will need to file its folders. A
+    company may be a person (produtor rural, autônomo) identified by a CPF, which is personal data:
+    then only its last digits travel (`***.***.*89-09`), never the whole CPF; a CNPJ travels whole
+    (uppercase, no punctuation: numeric or alphanumeric)."""
+    firm_id = UUID()
+    company_id = UUID()
+    legal_name = Text()  # Razão social
+    trade_name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))  # Nome fantasia
+    document_kind = fields.String(required=True, validate=validate.OneOf(["cnpj", "cpf"]))
+    document = fields.String(required=True)
+    active = fields.Boolean(required=True)
+
+    @validates_schema(skip_on_field_errors=True)
+    def _document_fits_its_kind(self, data, **_kw):
+        pattern = r"^[0-9A-Z]{12}[0-9]{2}$" if data["document_kind"] == "cnpj" else r"^\*{3}\.\*{3}\.\*[0-9]{2}-[0-9]{2}$"
+        if not re.match(pattern, data["document"]):
+            raise ValidationError({"document": ["a CNPJ (14 characters, no punctuation) or a CPF's masked last "
+                                                "digits (***.***.*NN-NN), never a whole CPF"]})
+
+
 class EventSpec(NamedTuple):
     version: int                  # the MAJOR version of the payload schema
     schema: type[Payload]
@@ -323,6 +345,11 @@ CATALOGUE: dict[str, EventSpec] = {
     # Esqueci a senha: the request only records this (the same work for any e-mail); auth's own
     # consumer looks the e-mail up, stores the hashed token and asks for the e-mail
     "password_reset.requested": EventSpec(1, PasswordResetRequested, ("auth",), ("auth",)),
+    # Configurações › Empresas: nobody consumes these yet (the documents service will)
+    "company.created": EventSpec(1, CompanyState, (), ("users",)),
+    "company.changed": EventSpec(1, CompanyState, (), ("users",)),
+    "company.deactivated": EventSpec(1, CompanyState, (), ("users",)),
+    "company.reactivated": EventSpec(1, CompanyState, (), ("users",)),
 }
 
 

@@ -74,7 +74,7 @@ IMPORT_CHUNK = 100
 
 
 def process_imports(config, *, max_rows: int = 500, chunk: int = IMPORT_CHUNK) -> int:
-    """Background processing of confirmed bulk imports (PERIODIC: called every second).
+    """Background processing of confirmed bulk imports of every kind (PERIODIC: called every second).
 
     Takes the valid rows of queued jobs in chunks; each row is created in its own small
     transaction together with its event (services.import_row), so other staff are never
@@ -94,6 +94,7 @@ def process_imports(config, *, max_rows: int = 500, chunk: int = IMPORT_CHUNK) -
     for job_id in job_ids:
         with db.begin() as session:
             firm = queries.import_job_firm(session, job_id=job_id)
+            kind = queries.import_job_kind(session, job_id=job_id)
         while done < max_rows:
             with db.begin() as session:
                 lines = queries.pending_import_lines(session, job_id=job_id, limit=chunk)
@@ -109,12 +110,12 @@ def process_imports(config, *, max_rows: int = 500, chunk: int = IMPORT_CHUNK) -
                             # A lost commit (crash) loses the row, its user and its event together:
                             # the row stays "valid" and is done again. So no need to wait for fsync.
                             session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-                        if services.import_row(session, job_id=job_id, line=line, firm=firm,
+                        if services.import_row(session, job_id=job_id, line=line, firm=firm, kind=kind,
                                                skip_locked=not db.is_sqlite):
                             progressed += 1
-                except IntegrityError:  # raced with a hand-made registration of the same e-mail
+                except IntegrityError:  # raced with a hand-made registration of the same e-mail / document
                     with db.begin() as session:
-                        services.fail_import_row(session, job_id=job_id, line=line)
+                        services.fail_import_row(session, job_id=job_id, line=line, kind=kind)
                     progressed += 1
             done += progressed
             if not progressed:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    and_,
     func,
     text,
 )
@@ -128,14 +129,37 @@ client_user_companies = Table(
 )
 
 
+COMPANY_DOCUMENT_KINDS = ("cnpj", "cpf")
+
+
 class Company(Base):
+    """A client company of a firm (Configurações › Empresas). `name` is its Razão social. It is
+    identified by a CNPJ — numeric or alphanumeric, stored uppercase without punctuation — or, for
+    a person as client (produtor rural, autônomo), by a CPF, which is personal data: encrypted at
+    rest like a client user's, found and kept unique through its keyed hash. A document is unique
+    in the firm, active or not. An inactive company is hidden from the client users' portal and
+    from the choices of new links, its links kept for its reactivation."""
+
     __tablename__ = "companies"
-    __table_args__ = (UniqueConstraint("firm_id", "cnpj", name="uq_companies_firm_cnpj"),)
+    __table_args__ = (UniqueConstraint("firm_id", "cnpj", name="uq_companies_firm_cnpj"),
+                      UniqueConstraint("firm_id", "cpf_hash", name="uq_companies_firm_cpf_hash"),
+                      Index("ix_companies_firm_active_name", "firm_id", "active", "name"))
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"), index=True)
-    name: Mapped[str] = mapped_column(String(200))
-    cnpj: Mapped[str] = mapped_column(String(14))
+    name: Mapped[str] = mapped_column(String(200))  # Razão social
+    trade_name: Mapped[str | None] = mapped_column(String(200), nullable=True)  # Nome fantasia
+    document_kind: Mapped[str] = mapped_column(String(4), default="cnpj", server_default=text("'cnpj'"))
+    cnpj: Mapped[str | None] = mapped_column(String(14), nullable=True)  # document_kind "cnpj"
+    cpf: Mapped[str | None] = mapped_column(EncryptedText("company_cpf"), nullable=True)  # document_kind "cpf"
+    cpf_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    code: Mapped[str | None] = mapped_column(String(30), nullable=True)  # Código interno
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+
+    @property
+    def document(self) -> str:
+        """The CNPJ or the CPF, whichever the company has (uppercase, no punctuation)."""
+        return (self.cnpj if self.document_kind == "cnpj" else self.cpf) or ""
 
 
 class ClientUser(Base):
@@ -174,6 +198,11 @@ class ClientUser(Base):
     link_refused_reason: Mapped[str | None] = mapped_column(String(50), nullable=True)
 
     companies: Mapped[list[Company]] = relationship(secondary=client_user_companies, order_by=Company.name)
+    # what the person sees in the portal: the linked companies that are active (an inactive one
+    # disappears on the very next request and comes back with its reactivation)
+    active_companies: Mapped[list[Company]] = relationship(
+        secondary=client_user_companies, order_by=Company.name, viewonly=True,
+        secondaryjoin=lambda: and_(Company.id == client_user_companies.c.company_id, Company.active.is_(True)))
 
 
 # The staff list's substring search (queries._client_users_query: `lower(name) LIKE '%q%' OR
@@ -205,13 +234,18 @@ IMPORT_JOB_STATUSES = ("preview", "queued", "done")
 IMPORT_ROW_STATES = ("invalid", "valid", "created", "failed")
 
 
+IMPORT_KINDS = ("client_users", "companies")
+
+
 class ImportJob(Base):
-    """A bulk import of client users from a file: previewed, then processed in the background."""
+    """A bulk import from a file — of client users or of companies (`kind`) —: previewed, then
+    processed in the background."""
 
     __tablename__ = "import_jobs"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20), default="client_users", server_default=text("'client_users'"))
     created_by: Mapped[uuid.UUID] = mapped_column(Uuid)
     filename: Mapped[str] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(20), default="preview", index=True)
@@ -227,7 +261,11 @@ class ImportJob(Base):
 
 
 class ImportRow(Base):
-    """One line of an import file: what was typed, its validation errors, and what became of it."""
+    """One line of an import file: what was typed, its validation errors, and what became of it.
+    `name` is the row's name whatever the kind (a client user's Nome, a company's Razão social);
+    the other cells have the columns of their kind: e-mail, CPF, phone, companies and the client
+    user created for "client_users"; trade name, document (CNPJ or CPF, encrypted), code and the
+    company created for "companies"."""
 
     __tablename__ = "import_rows"
     __table_args__ = (Index("ix_import_rows_job_state_line", "job_id", "state", "line"),)
@@ -243,12 +281,17 @@ class ImportRow(Base):
     state: Mapped[str] = mapped_column(String(10))
     errors: Mapped[list | None] = mapped_column(JSON, nullable=True)
     client_user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    trade_name: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    document: Mapped[str | None] = mapped_column(EncryptedText("import_document"), nullable=True)
+    code: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    company_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
 
 
 AUDIT_ACTIONS = ("client_user.created", "client_user.invited", "client_user.invitation_resent",
                  "client_user.edited", "client_user.deactivated", "client_user.deleted", "client_user.reactivated",
                  "client_user.left", "staff.left", "import.started", "client_users.exported", "staff.logged_in",
-                 "firm.mfa_policy_changed", "department.created", "department.renamed", "department.removed")
+                 "firm.mfa_policy_changed", "department.created", "department.renamed", "department.removed",
+                 "company.created", "company.edited", "company.deactivated", "company.reactivated", "company.imported")
 
 
 class AuditEntry(Base):

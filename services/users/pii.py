@@ -138,3 +138,10 @@ def mask_phone(e164: str | None) -> str:
     digits = "".join(ch for ch in e164 if ch.isdigit())
     middle = "*****" if len(digits) >= 13 else "****"  # mobile (9 digits) or landline (8)
     return f"(**) {middle}-{digits[-4:]}"
+
+
+def mask_cpf_tail(digits: str | None) -> str:
+    """`***.***.*89-09`: only the last four digits (what an event about a person-company carries)."""
+    if not digits:
+        return ""
+    return f"***.***.*{digits[7:9]}-{digits[9:11]}"

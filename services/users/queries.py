@@ -24,6 +24,7 @@ from .models import (
     ImportRow,
     InvitationRef,
     StaffMember,
+    client_user_companies,
 )
 
 PAGE_SIZE = 50
@@ -74,8 +75,9 @@ def firm_for(session, *, identity_id, slug: str) -> tuple[Firm, str]:
 
 
 def client_membership(session, *, firm: Firm, identity_id) -> ClientUser:
-    """The active client user this identity is at the firm, with the companies it may see."""
-    cu = session.scalar(select(ClientUser).options(selectinload(ClientUser.companies))
+    """The active client user this identity is at the firm, with the companies it may see
+    (`active_companies`: an inactive company is not shown)."""
+    cu = session.scalar(select(ClientUser).options(selectinload(ClientUser.active_companies))
                         .where(ClientUser.firm_id == firm.id, ClientUser.identity_id == _uuid(identity_id),
                                ClientUser.status == "active").limit(1))
     if cu is None:
@@ -83,8 +85,20 @@ def client_membership(session, *, firm: Firm, identity_id) -> ClientUser:
     return cu
 
 
-def companies_of(session, *, firm: Firm) -> list[Company]:
-    return list(session.scalars(select(Company).where(Company.firm_id == firm.id).order_by(Company.name)))
+def companies_of(session, *, firm: Firm, include_inactive: bool = False) -> list[Company]:
+    """The firm's companies by razão social: the active ones (those that may be chosen for a
+    client user), or all of them."""
+    query = select(Company).where(Company.firm_id == firm.id)
+    if not include_inactive:
+        query = query.where(Company.active.is_(True))
+    return list(session.scalars(query.order_by(Company.name, Company.id)))
+
+
+def company_of(session, *, firm: Firm, company_id) -> Company:
+    company = session.scalar(select(Company).where(Company.firm_id == firm.id, Company.id == _uuid(company_id)))
+    if company is None:
+        raise NotFound()
+    return company
 
 
 def departments_of(session, *, firm: Firm) -> list[Department]:
@@ -159,6 +173,54 @@ def client_users_page(session, *, firm: Firm, q: str = "", show_deleted: bool = 
     query = _client_users_query(firm=firm, q=q, show_deleted=show_deleted).options(
         selectinload(ClientUser.companies))
     rows = list(session.scalars(query.order_by(ClientUser.name, ClientUser.id)
+                                .offset((page - 1) * per_page).limit(per_page + 1)))
+    return Page(items=rows[:per_page], number=page, has_next=len(rows) > per_page)
+
+
+def company_client_user_count(session, *, firm: Firm, company_id) -> int:
+    """How many of the firm's client users (not deleted) are linked to this company."""
+    return session.scalar(select(func.count()).select_from(client_user_companies)
+                          .join(ClientUser, ClientUser.id == client_user_companies.c.client_user_id)
+                          .where(client_user_companies.c.company_id == _uuid(company_id),
+                                 ClientUser.firm_id == firm.id, ClientUser.status != "deleted")) or 0
+
+
+def _like(text: str) -> str:
+    return "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+COMPANY_STATUSES = {"active": True, "inactive": False, "all": None}
+
+
+def companies_page(session, *, firm: Firm, q: str = "", status: str = "active", allowed_company_ids=None,
+                   page: int = 1, per_page: int = PAGE_SIZE) -> Page:
+    """A page of the firm's companies by razão social (Configurações › Empresas): one statement
+    whatever the page size. `q` finds a razão social, nome fantasia or código by any part of it
+    (case-insensitive), and a CNPJ by any part of it typed with or without punctuation, in upper
+    or lower case, or a whole CPF (through its keyed hash). `status`: "active", "inactive" or
+    "all". `allowed_company_ids`: None for every company of the firm, else only those (a
+    Colaborador's carteira)."""
+    from .schemas import compact_document
+    if status not in COMPANY_STATUSES:
+        raise ValueError(f"unknown company status {status!r}")
+    query = select(Company).where(Company.firm_id == firm.id)
+    if COMPANY_STATUSES[status] is not None:
+        query = query.where(Company.active.is_(COMPANY_STATUSES[status]))
+    if allowed_company_ids is not None:
+        query = query.where(Company.id.in_([_uuid(cid) for cid in allowed_company_ids]))
+    if q:
+        pattern = _like(q)
+        matches: list[ColumnElement[bool]] = [func.lower(Company.name).like(pattern, escape="\\"),
+                                              func.lower(Company.trade_name).like(pattern, escape="\\"),
+                                              func.lower(Company.code).like(pattern, escape="\\")]
+        compact = compact_document(q)
+        if compact.isalnum() and any(ch.isdigit() for ch in compact):  # a CNPJ, or part of one
+            matches.append(Company.cnpj.like("%" + compact + "%"))
+        cpf = _cpf_digits(q)
+        if cpf:
+            matches.append(Company.cpf_hash == pii.cpf_hash(cpf))
+        query = query.where(or_(*matches))
+    rows = list(session.scalars(query.order_by(Company.name, Company.id)
                                 .offset((page - 1) * per_page).limit(per_page + 1)))
     return Page(items=rows[:per_page], number=page, has_next=len(rows) > per_page)
 
@@ -253,8 +315,12 @@ def invitation_link(cu: ClientUser, *, keyring, now=None) -> str | None:
 IMPORT_PAGE_SIZE = 50
 
 
-def import_job_of(session, *, firm: Firm, job_id) -> ImportJob:
-    job = session.scalar(select(ImportJob).where(ImportJob.firm_id == firm.id, ImportJob.id == _uuid(job_id)))
+def import_job_of(session, *, firm: Firm, job_id, kind: str | None = None) -> ImportJob:
+    """The firm's import job (of this kind, when given: each kind's pages show only its own jobs)."""
+    query = select(ImportJob).where(ImportJob.firm_id == firm.id, ImportJob.id == _uuid(job_id))
+    if kind is not None:
+        query = query.where(ImportJob.kind == kind)
+    job = session.scalar(query)
     if job is None:
         raise NotFound()
     return job
@@ -281,6 +347,10 @@ def import_progress(session, *, job: ImportJob) -> tuple[int, int]:
 
 def import_job_firm(session, *, job_id) -> Firm:
     return session.scalar(select(Firm).join(ImportJob, ImportJob.firm_id == Firm.id).where(ImportJob.id == job_id))
+
+
+def import_job_kind(session, *, job_id) -> str:
+    return session.scalar(select(ImportJob.kind).where(ImportJob.id == job_id))
 
 
 def queued_import_job_ids(session) -> list[uuid.UUID]:

@@ -2,6 +2,8 @@
 (CPF, CNPJ, Brazilian phone numbers) the service functions share."""
 from __future__ import annotations
 
+import re
+
 import phonenumbers
 from flask_babel import gettext
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
@@ -32,6 +34,9 @@ def clean_cpf(value: str | None) -> str | None:
 
 
 def clean_cnpj(value: str | None) -> str:
+    """The 14 characters of a valid CNPJ, numeric or alphanumeric (since July 2026: 12 letters or
+    digits, then two numeric check digits), uppercase and without punctuation, whatever the case
+    and formatting typed; ValidationError "CNPJ inválido." otherwise."""
     try:
         digits = stdnum_cnpj.validate(str(value or ""))
     except StdnumError:
@@ -39,6 +44,34 @@ def clean_cnpj(value: str | None) -> str:
     if len(set(digits)) == 1:
         raise ValidationError(N_("CNPJ inválido."))
     return digits
+
+
+def compact_document(value: str | None) -> str:
+    """A typed CNPJ or CPF without its punctuation and spaces, uppercase (what is stored and compared)."""
+    return re.sub(r"[\s./-]", "", str(value or "")).upper()
+
+
+def clean_document(value: str | None) -> tuple[str, str]:
+    """(kind, value) of a company's document: ("cnpj", 14 characters, as clean_cnpj) or ("cpf",
+    11 digits, as clean_cpf) — a person may be a client company (produtor rural, autônomo).
+    Told apart by length once the punctuation is gone; ValidationError with a pt-BR message."""
+    compact = compact_document(value)
+    if not compact:
+        raise ValidationError(N_("Informe o CNPJ ou o CPF."))
+    if len(compact) == 11 and compact.isdigit():
+        cpf = clean_cpf(compact)
+        assert cpf is not None
+        return "cpf", cpf
+    if len(compact) == 14:
+        return "cnpj", clean_cnpj(compact)
+    raise ValidationError(N_("Informe um CNPJ (14 caracteres) ou um CPF (11 dígitos)."))
+
+
+def format_document(kind: str | None, value: str | None) -> str:
+    """12.ABC.345/01DE-35 or 123.456.789-09 (empty for no document)."""
+    if not value:
+        return ""
+    return stdnum_cnpj.format(value) if kind == "cnpj" else stdnum_cpf.format(value)
 
 
 def clean_phone(value: str | None) -> str | None:
@@ -130,6 +163,66 @@ class ListQuerySchema(InputSchema):
         return data
 
 
+def _valid_document(value: str) -> None:
+    clean_document(value)
+
+
+class CompanySchema(InputSchema):
+    """Nova empresa / Editar empresa, and each row of the companies import: Razão social, Nome
+    fantasia (optional), CNPJ ou CPF, Código interno (optional). Loads `document` normalized
+    (uppercase, no punctuation) with its `document_kind` ("cnpj" | "cpf")."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    name = fields.String(required=True, validate=validate.Length(max=200, error=N_("Razão social muito longa.")),
+                         error_messages={"required": N_("Informe a razão social."),
+                                         "null": N_("Informe a razão social.")})
+    trade_name = fields.String(load_default=None, allow_none=True,
+                               validate=validate.Length(max=200, error=N_("Nome fantasia muito longo.")))
+    document = fields.String(required=True, validate=_valid_document,
+                             error_messages={"required": N_("Informe o CNPJ ou o CPF."),
+                                             "null": N_("Informe o CNPJ ou o CPF.")})
+    code = fields.String(load_default=None, allow_none=True,
+                         validate=validate.Length(max=30, error=N_("Código muito longo (até 30 caracteres).")))
+
+    @pre_load
+    def _strip(self, data, **_kw):
+        data = dict(data)
+        for key in ("name", "trade_name", "document", "code"):
+            value = data.get(key)
+            if isinstance(value, str):
+                data[key] = " ".join(value.split()) or None
+        return data
+
+    @post_load
+    def _normalize(self, data, **_kw):
+        data["document_kind"], data["document"] = clean_document(data["document"])
+        return data
+
+
+COMPANY_STATUSES = ("ativas", "inativas", "todas")
+
+
+class CompanyListQuerySchema(InputSchema):
+    """Query string of the Empresas list: search, Situação (ativas / inativas / todas), page."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    q = fields.String(load_default="", validate=validate.Length(max=200, error=N_("Texto muito longo.")))
+    situacao = fields.String(load_default="ativas", validate=validate.OneOf(COMPANY_STATUSES,
+                                                                            error=N_("Escolha inválida.")))
+    pagina = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
+
+    @pre_load
+    def _blank(self, data, **_kw):
+        data = {k: v for k, v in dict(data).items() if v not in ("", None)}
+        if "q" in data:
+            data["q"] = str(data["q"]).strip()
+        return data
+
+
 class FirmChoiceSchema(InputSchema):
     class Meta:
         unknown = EXCLUDE
@@ -172,7 +265,8 @@ class PageQuerySchema(InputSchema):
 AUDIT_ACTION_CHOICES = ("client_user.created", "client_user.invited", "client_user.invitation_resent",
                         "client_user.edited", "client_user.deactivated", "client_user.deleted",
                         "client_user.reactivated", "client_user.left", "staff.left", "import.started",
-                        "client_users.exported", "staff.logged_in", "firm.mfa_policy_changed")
+                        "client_users.exported", "staff.logged_in", "firm.mfa_policy_changed", "company.created",
+                        "company.edited", "company.deactivated", "company.reactivated", "company.imported")
 
 
 class AuditQuerySchema(InputSchema):

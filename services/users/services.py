@@ -7,6 +7,7 @@ import logging
 import re
 import unicodedata
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -38,7 +39,7 @@ from .models import (
     utcnow,
 )
 from .queries import email_taken
-from .schemas import clean_cnpj, clean_cpf, clean_phone
+from .schemas import clean_cnpj, clean_cpf, clean_document, clean_phone
 
 log = logging.getLogger("balcao.users")
 
@@ -238,16 +239,134 @@ def add_staff_member(session, *, firm: Firm, identity_id, name: str, email: str,
     return member
 
 
-def create_company(session, *, firm: Firm, name: str, cnpj: str) -> Company:
+# --------------------------------------------------------------------------- companies (Configurações › Empresas)
+
+
+def _clean_company(*, name, trade_name=None, code=None, document=None, cnpj=None, cpf=None) -> dict:
+    """The values of a company as stored, from what was typed; ClientUserError for what is wrong.
+    The document is one of: `document` (a CNPJ or a CPF, told apart by length), `cnpj`, `cpf`."""
     name = " ".join((name or "").split())
     if not name:
-        raise ClientUserError(_("Informe o nome da empresa."), field="name")
-    digits = _clean_cnpj(cnpj)
-    if session.scalar(select(Company.id).where(Company.firm_id == firm.id, Company.cnpj == digits)):
-        raise ClientUserError(_("Já existe uma empresa com este CNPJ neste escritório."), field="cnpj")
-    company = Company(id=uuid.uuid4(), firm_id=firm.id, name=name, cnpj=digits)
+        raise ClientUserError(_("Informe a razão social."), field="name")
+    if len(name) > 200:
+        raise ClientUserError(_("Razão social muito longa."), field="name")
+    trade_name = " ".join((trade_name or "").split()) or None
+    if trade_name and len(trade_name) > 200:
+        raise ClientUserError(_("Nome fantasia muito longo."), field="trade_name")
+    code = " ".join((code or "").split()) or None
+    if code and len(code) > 30:
+        raise ClientUserError(_("Código muito longo (até 30 caracteres)."), field="code")
+    try:
+        if cnpj is not None:
+            kind, value = "cnpj", clean_cnpj(cnpj)
+        elif cpf is not None:
+            kind, value = "cpf", clean_cpf(cpf) or ""
+            if not value:
+                raise ValidationError("CPF inválido.")  # the msgid clean_cpf marks
+        else:
+            kind, value = clean_document(document)
+    except ValidationError as exc:
+        raise ClientUserError(_(str(exc.messages[0])), field="document") from None
+    return {"name": name, "trade_name": trade_name, "code": code, "document_kind": kind,
+            "cnpj": value if kind == "cnpj" else None, "cpf": value if kind == "cpf" else None,
+            "cpf_hash": pii.cpf_hash(value) if kind == "cpf" else None}
+
+
+def document_taken_message(kind: str, *, inactive: bool = False) -> str:
+    if kind == "cpf":
+        message = _("Já existe uma empresa com este CPF neste escritório.")
+    else:
+        message = _("Já existe uma empresa com este CNPJ neste escritório.")
+    if inactive:
+        message += " " + _("Ela está inativa: reative-a na lista de empresas.")
+    return message
+
+
+def _check_document_free(session, *, firm: Firm, values: dict, exclude_id=None) -> None:
+    column, value = ((Company.cnpj, values["cnpj"]) if values["document_kind"] == "cnpj"
+                     else (Company.cpf_hash, values["cpf_hash"]))
+    query = select(Company.active).where(Company.firm_id == firm.id, column == value)
+    if exclude_id is not None:
+        query = query.where(Company.id != exclude_id)
+    active = session.scalar(query.limit(1))
+    if active is not None:
+        raise ClientUserError(document_taken_message(values["document_kind"], inactive=not active), field="document")
+
+
+def _company_payload(firm: Firm, company: Company) -> dict:
+    """What the company events carry: a CNPJ whole; of a person's CPF, only its last digits."""
+    return {"firm_id": firm.id, "company_id": company.id, "legal_name": company.name,
+            "trade_name": company.trade_name, "document_kind": company.document_kind,
+            "document": company.cnpj if company.document_kind == "cnpj" else pii.mask_cpf_tail(company.cpf),
+            "active": bool(company.active)}
+
+
+def create_company(session, *, firm: Firm, name: str, cnpj: str | None = None, cpf: str | None = None,
+                   document: str | None = None, trade_name: str | None = None, code: str | None = None,
+                   actor: Actor | None = None) -> Company:
+    """Nova empresa: `name` is the razão social; the document is a CNPJ (`cnpj`, numeric or
+    alphanumeric), a CPF (`cpf`), or either (`document`, as typed in the form). Records
+    `company.created` and, for a staff action, the audit entry."""
+    values = _clean_company(name=name, trade_name=trade_name, code=code, document=document, cnpj=cnpj, cpf=cpf)
+    _check_document_free(session, firm=firm, values=values)
+    company = Company(id=uuid.uuid4(), firm_id=firm.id, active=True, **values)
     session.add(company)
     session.flush()
+    record_event(session, outbox, "company.created", _company_payload(firm, company))
+    _audit(session, actor, firm_id=firm.id, action="company.created", target=company,
+           details={"document_kind": company.document_kind})
+    return company
+
+
+COMPANY_FIELDS = ("name", "trade_name", "code", "document_kind", "cnpj", "cpf")
+
+
+def update_company(session, *, firm: Firm, company: Company, name: str, document: str,
+                   trade_name: str | None = None, code: str | None = None, actor: Actor | None = None) -> list[str]:
+    """Editar empresa. Returns the fields that changed (none: nothing recorded); otherwise records
+    `company.changed` and the audit entry (field names only: never a CPF)."""
+    if company.firm_id != firm.id:
+        raise ValueError("company of another firm")
+    values = _clean_company(name=name, trade_name=trade_name, code=code, document=document)
+    changed = [f for f in COMPANY_FIELDS if getattr(company, f) != values[f]]
+    if not changed:
+        return []
+    if {"document_kind", "cnpj", "cpf"} & set(changed):
+        _check_document_free(session, firm=firm, values=values, exclude_id=company.id)
+    for key, value in values.items():
+        setattr(company, key, value)
+    session.flush()
+    record_event(session, outbox, "company.changed", _company_payload(firm, company))
+    labels = {"name": "legal_name", "cnpj": "document", "cpf": "document", "document_kind": "document"}
+    fields = list(dict.fromkeys(labels.get(f, f) for f in changed))
+    _audit(session, actor, firm_id=firm.id, action="company.edited", target=company, details={"fields": fields})
+    return fields
+
+
+def deactivate_company(session, *, firm: Firm, company: Company, actor: Actor | None = None) -> Company:
+    """Desativar: the company leaves its client users' portal at once (their links are kept) and is
+    no longer offered for new links."""
+    if company.firm_id != firm.id:
+        raise ValueError("company of another firm")
+    if not company.active:
+        raise ClientUserError(_("Esta empresa já está inativa."))
+    company.active = False
+    session.flush()
+    record_event(session, outbox, "company.deactivated", _company_payload(firm, company))
+    _audit(session, actor, firm_id=firm.id, action="company.deactivated", target=company)
+    return company
+
+
+def reactivate_company(session, *, firm: Firm, company: Company, actor: Actor | None = None) -> Company:
+    """Reativar: the company is back in its client users' portal and in the choices."""
+    if company.firm_id != firm.id:
+        raise ValueError("company of another firm")
+    if company.active:
+        raise ClientUserError(_("Esta empresa já está ativa."))
+    company.active = True
+    session.flush()
+    record_event(session, outbox, "company.reactivated", _company_payload(firm, company))
+    _audit(session, actor, firm_id=firm.id, action="company.reactivated", target=company)
     return company
 
 
@@ -277,13 +396,16 @@ def _check_email_free(session, *, firm: Firm, email: str, exclude_id=None) -> No
         raise ClientUserError(_("Já existe um usuário com este e-mail neste escritório."), field="email")
 
 
-def _firm_companies(session, *, firm: Firm, company_ids) -> list[Company]:
+def _firm_companies(session, *, firm: Firm, company_ids, linked=()) -> list[Company]:
+    """The firm's companies with these ids. An inactive company may not be chosen, except one of
+    `linked` (the client user's current companies)."""
     ids = {uuid.UUID(str(cid)) for cid in company_ids or ()}
     if not ids:
         return []
+    linked_ids = {c.id for c in linked}
     companies = list(session.scalars(select(Company).where(Company.firm_id == firm.id,
                                                            Company.id.in_(ids))))
-    if len(companies) != len(ids):
+    if len(companies) != len(ids) or any(not c.active and c.id not in linked_ids for c in companies):
         raise ClientUserError(_("Empresa inválida."), field="company_ids")
     return companies
 
@@ -347,7 +469,9 @@ def update_client_user(session, *, firm: Firm, client_user: ClientUser, name: st
         raise ClientUserError(_("Não é possível alterar o e-mail de um usuário ativo."), field="email")
     if email_changed and cu.status != "deleted":
         _check_email_free(session, firm=firm, email=values["email"], exclude_id=cu.id)
-    companies = _firm_companies(session, firm=firm, company_ids=company_ids)
+    companies = _firm_companies(session, firm=firm, company_ids=company_ids, linked=cu.companies)
+    # the form offers active companies only: the links to inactive ones stay for their reactivation
+    companies += [c for c in cu.companies if not c.active and c not in companies]
     changed = [field for field in ("name", "email", "cpf", "phone") if getattr(cu, field) != values[field]]
     if {c.id for c in companies} != {c.id for c in cu.companies}:
         changed.append("companies")
@@ -550,17 +674,39 @@ def record_delivery(session, *, reference: str, sent_at: datetime | None = None,
 
 
 # --------------------------------------------------------------------------- bulk import
+#
+# One mechanism for every kind of import (ImportJob.kind): the file is read by imports.read_rows
+# with the kind's layout, each row checked by the kind's validator and stored for the preview;
+# once confirmed, the background job (consumers.process_imports) creates each valid row with the
+# kind's creator, one row per transaction. A kind is an ImportKind below.
 
 IMPORT_BATCH = 500
 
 
 def _company_index(session, *, firm: Firm) -> dict[str, uuid.UUID]:
-    """The firm's companies by lower-cased name and by CNPJ digits (what a file may name)."""
-    index = {}
-    for company in session.scalars(select(Company).where(Company.firm_id == firm.id)):
-        index[" ".join(company.name.lower().split())] = company.id
-        index[company.cnpj] = company.id
+    """The firm's active companies by what a client-user file may name: the razão social or the
+    nome fantasia (lower case), the CNPJ (uppercase, no punctuation), the CPF's keyed hash."""
+    index: dict[str, uuid.UUID] = {}
+    for company in session.scalars(select(Company).where(Company.firm_id == firm.id, Company.active.is_(True))):
+        for name in (company.trade_name, company.name):  # the razão social wins a clash
+            if name:
+                index[" ".join(name.lower().split())] = company.id
+        if company.cnpj:
+            index[company.cnpj] = company.id
+        if company.cpf_hash:
+            index["cpf:" + company.cpf_hash] = company.id
     return index
+
+
+def _find_company(companies: dict, item: str) -> uuid.UUID | None:
+    found = companies.get(item.lower())
+    if found is None:
+        try:
+            kind, document = clean_document(item)
+        except ValidationError:
+            return None
+        found = companies.get(document if kind == "cnpj" else "cpf:" + (pii.cpf_hash(document) or ""))
+    return found
 
 
 def _live_emails(session, *, firm: Firm) -> set[str]:
@@ -570,7 +716,8 @@ def _live_emails(session, *, firm: Firm) -> set[str]:
 
 def validate_import_row(raw: dict, *, companies: dict, taken: set, seen: set) -> tuple[dict, list[str]]:
     """The same checks as the Novo Usuário form, for one file row: (values, pt-BR errors).
-    `seen` collects the file's e-mails so far (a repeated e-mail is an error on the later row)."""
+    `seen` collects the file's e-mails so far (a repeated e-mail is an error on the later row).
+    Companies are named by razão social, nome fantasia, CNPJ or CPF (active ones only)."""
     from .schemas import ClientUserSchema, load_form
     values, errors = load_form(ClientUserSchema(), {"name": raw.get("name"), "cpf": raw.get("cpf"),
                                                     "phone": raw.get("phone"), "email": raw.get("email")})
@@ -589,8 +736,7 @@ def validate_import_row(raw: dict, *, companies: dict, taken: set, seen: set) ->
         item = " ".join(item.split())
         if not item:
             continue
-        digits = re.sub(r"\D", "", item)
-        found = companies.get(item.lower()) or (companies.get(digits) if len(digits) == 14 else None)
+        found = _find_company(companies, item)
         if found is None:
             messages.append(_("Empresa não encontrada: %(name)s.", name=item))
         elif str(found) not in company_ids:
@@ -598,25 +744,118 @@ def validate_import_row(raw: dict, *, companies: dict, taken: set, seen: set) ->
     return {**(values or {}), "company_ids": company_ids}, messages
 
 
-def create_import_job(session, *, firm: Firm, identity_id, filename: str, rows) -> ImportJob:
+def _company_documents(session, *, firm: Firm) -> dict[str, bool]:
+    """The firm's documents taken (CNPJ, or "cpf:" + the CPF's hash) → is that company active."""
+    taken: dict[str, bool] = {}
+    for cnpj, cpf_hash, active in session.execute(select(Company.cnpj, Company.cpf_hash, Company.active)
+                                                  .where(Company.firm_id == firm.id)):
+        taken[cnpj if cnpj else "cpf:" + cpf_hash] = bool(active)
+    return taken
+
+
+def validate_company_import_row(raw: dict, *, taken: dict, seen: set) -> tuple[dict, list[str]]:
+    """The same checks as the Nova empresa form, for one file row: (values, pt-BR errors). A
+    document already in the firm, or earlier in the file, is an error."""
+    from .schemas import CompanySchema, load_form
+    values, errors = load_form(CompanySchema(), {key: raw.get(key) for key in ("name", "trade_name", "document",
+                                                                               "code")})
+    messages = list(raw.get("errors") or [])
+    messages += [m for field in ("name", "trade_name", "document", "code", "_schema")
+                 for m in (errors or {}).get(field, [])]
+    if values is not None:
+        key = (values["document"] if values["document_kind"] == "cnpj"
+               else "cpf:" + (pii.cpf_hash(values["document"]) or ""))
+        if key in taken:
+            messages.append(document_taken_message(values["document_kind"], inactive=not taken[key]))
+        elif key in seen:
+            messages.append(_("CNPJ/CPF repetido no arquivo."))
+        seen.add(key)
+    return values or {}, messages
+
+
+@dataclass(frozen=True)
+class ImportKind:
+    """What differs between the kinds of import; the rest (reading, preview, background job,
+    report) is one mechanism.
+    - `prepare(session, firm)` → the state its validator needs (what the firm already has);
+    - `stored(raw, state)` → (the row's kind-specific columns, pt-BR errors);
+    - `create(session, firm, row)` creates the object of a valid row (ClientUserError: refused);
+    - `audit_action` is audited when staff confirm the import."""
+
+    name: str
+    prepare: Callable
+    stored: Callable
+    create: Callable
+    audit_action: str
+    empty_message: Callable[[], str]
+    taken_message: Callable[[], str]  # the row hit a unique key (a concurrent creation)
+
+
+def _client_users_prepare(session, firm):
+    return {"companies": _company_index(session, firm=firm), "taken": _live_emails(session, firm=firm),
+            "seen": set()}
+
+
+def _client_users_stored(raw, state):
+    values, errors = validate_import_row(raw, **state)
+    return {"name": raw["name"][:500], "email": raw["email"][:500], "cpf": raw["cpf"][:100],
+            "phone": raw["phone"][:100], "companies": raw["companies"][:2000],
+            "company_ids": values["company_ids"]}, errors
+
+
+def _client_users_create(session, firm, row):
+    """Register the client user (access "now": the invitation follows)."""
+    cu = register_client_user(session, firm=firm, name=row.name, email=row.email, cpf=row.cpf or None,
+                              phone=row.phone or None, company_ids=row.company_ids or (), access="now")
+    row.client_user_id = cu.id
+
+
+def _companies_prepare(session, firm):
+    return {"taken": _company_documents(session, firm=firm), "seen": set()}
+
+
+def _companies_stored(raw, state):
+    _values, errors = validate_company_import_row(raw, **state)
+    return {"name": raw["name"][:500], "trade_name": raw["trade_name"][:500], "document": raw["document"][:100],
+            "code": raw["code"][:500]}, errors
+
+
+def _companies_create(session, firm, row):
+    company = create_company(session, firm=firm, name=row.name, document=row.document,
+                             trade_name=row.trade_name or None, code=row.code or None)
+    row.company_id = company.id
+
+
+IMPORT_KINDS = {
+    "client_users": ImportKind(
+        "client_users", _client_users_prepare, _client_users_stored, _client_users_create, "import.started",
+        lambda: _("O arquivo não tem nenhuma linha de usuário."),
+        lambda: _("Já existe um usuário com este e-mail neste escritório.")),
+    "companies": ImportKind(
+        "companies", _companies_prepare, _companies_stored, _companies_create, "company.imported",
+        lambda: _("O arquivo não tem nenhuma linha de empresa."),
+        lambda: _("Já existe uma empresa com este CNPJ/CPF neste escritório.")),
+}
+
+
+def create_import_job(session, *, firm: Firm, identity_id, filename: str, rows,
+                      kind: str = "client_users") -> ImportJob:
     """Validate every row of an import file and store them, in bulk inserts, for the preview.
-    `rows` is an iterator (a file being read): it is consumed once, never held whole in memory.
-    Raises what the reader raises (imports.ImportFileError) for an unreadable file."""
-    job = ImportJob(id=uuid.uuid4(), firm_id=firm.id, created_by=uuid.UUID(str(identity_id)),
+    `rows` is an iterator (a file being read with this kind's layout): it is consumed once, never
+    held whole in memory. Raises what the reader raises (imports.ImportFileError) for an
+    unreadable file."""
+    spec = IMPORT_KINDS[kind]
+    job = ImportJob(id=uuid.uuid4(), firm_id=firm.id, kind=kind, created_by=uuid.UUID(str(identity_id)),
                     filename=(filename or "")[:255], status="preview", total_rows=0, valid_rows=0,
                     invalid_rows=0, created_count=0, failed_count=0, created_at=utcnow())
     session.add(job)
     session.flush()
-    companies, taken = _company_index(session, firm=firm), _live_emails(session, firm=firm)
-    seen: set[str] = set()
+    state = spec.prepare(session, firm)
     batch: list[dict] = []
     for raw in rows:
-        values, errors = validate_import_row(raw, companies=companies, taken=taken, seen=seen)
-        batch.append({"job_id": job.id, "line": raw["line"], "name": raw["name"][:500],
-                      "email": raw["email"][:500], "cpf": raw["cpf"][:100], "phone": raw["phone"][:100],
-                      "companies": raw["companies"][:2000], "company_ids": values["company_ids"],
-                      "state": "invalid" if errors else "valid", "errors": errors or None,
-                      "client_user_id": None})
+        columns, errors = spec.stored(raw, state)
+        batch.append({"job_id": job.id, "line": raw["line"], **columns,
+                      "state": "invalid" if errors else "valid", "errors": errors or None})
         job.total_rows += 1
         if errors:
             job.invalid_rows += 1
@@ -629,13 +868,13 @@ def create_import_job(session, *, firm: Firm, identity_id, filename: str, rows) 
         session.execute(insert(ImportRow), batch)
     if job.total_rows == 0:
         from .imports import ImportFileError
-        raise ImportFileError(_("O arquivo não tem nenhuma linha de usuário."))
+        raise ImportFileError(spec.empty_message())
     session.flush()
     return job
 
 
 def start_import_job(session, *, firm: Firm, job: ImportJob, actor: Actor | None = None) -> bool:
-    """Confirm a previewed import ("Importar N usuários válidos"); False when already started."""
+    """Confirm a previewed import ("Importar N … válidos"); False when already started."""
     if job.firm_id != firm.id:
         raise ValueError("import job of another firm")
     if job.status != "preview":
@@ -645,39 +884,47 @@ def start_import_job(session, *, firm: Firm, job: ImportJob, actor: Actor | None
     if job.valid_rows == 0:
         job.status, job.finished_at = "done", job.queued_at
     session.flush()
-    _audit(session, actor, firm_id=firm.id, action="import.started",
+    _audit(session, actor, firm_id=firm.id, action=IMPORT_KINDS[job.kind].audit_action,
            details={"job_id": str(job.id), "valid_rows": job.valid_rows, "invalid_rows": job.invalid_rows})
     return True
 
 
-def import_row(session, *, job_id, line: int, firm: Firm, skip_locked: bool = False) -> str | None:
-    """Create the client user of one valid row (access "now": the invitation follows), in the
-    caller's transaction together with its event and the row's new state, so a row is either
-    wholly done or not at all, and never done twice. Returns the row's new state, or None when
-    the row was already done (or is being done by another worker). `firm` is the job's firm
-    (it may come from another session: only its id, name and slug are read)."""
+def _job_kind(session, job_id) -> str:
+    return session.scalar(select(ImportJob.kind).where(ImportJob.id == job_id)) or "client_users"
+
+
+def import_row(session, *, job_id, line: int, firm: Firm, skip_locked: bool = False,
+               kind: str | None = None) -> str | None:
+    """Create the object of one valid row (its kind's creator: a client user, whose invitation
+    follows, or a company), in the caller's transaction together with its event and the row's new
+    state, so a row is either wholly done or not at all, and never done twice. Returns the row's
+    new state, or None when the row was already done (or is being done by another worker).
+    `firm` is the job's firm (it may come from another session: only its id, name and slug are
+    read); `kind` the job's kind (looked up when not given)."""
+    spec = IMPORT_KINDS[kind or _job_kind(session, job_id)]
     stmt = select(ImportRow).where(ImportRow.job_id == job_id, ImportRow.line == line,
                                    ImportRow.state == "valid").with_for_update(skip_locked=skip_locked)
     row = session.scalar(stmt)
     if row is None:
         return None
-    try:  # register_client_user checks everything before it writes anything
-        cu = register_client_user(session, firm=firm, name=row.name, email=row.email, cpf=row.cpf or None,
-                                  phone=row.phone or None, company_ids=row.company_ids or (), access="now")
+    try:  # the creators check everything before they write anything
+        spec.create(session, firm, row)
     except ClientUserError as exc:  # changed since the preview, e.g. the e-mail is now taken
         row.state, row.errors = "failed", [exc.message]
     else:
-        row.state, row.client_user_id = "created", cu.id
+        row.state = "created"
     session.flush()
     return row.state
 
 
-def fail_import_row(session, *, job_id, line: int) -> None:
-    """The row's registration hit the firm's unique e-mail (a concurrent registration)."""
+def fail_import_row(session, *, job_id, line: int, kind: str | None = None) -> None:
+    """The row's creation hit a unique key of the firm (a concurrent registration of the same
+    e-mail, or creation of the same document)."""
+    spec = IMPORT_KINDS[kind or _job_kind(session, job_id)]
     row = session.scalar(select(ImportRow).where(ImportRow.job_id == job_id, ImportRow.line == line,
                                                  ImportRow.state == "valid").with_for_update())
     if row is not None:
-        row.state, row.errors = "failed", [_("Já existe um usuário com este e-mail neste escritório.")]
+        row.state, row.errors = "failed", [spec.taken_message()]
         session.flush()
 
 

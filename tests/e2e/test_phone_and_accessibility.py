@@ -129,7 +129,9 @@ def test_every_page_fits_a_phone_keeps_sair_on_screen_and_passes_axe(local_produ
         settings = f"{url}/e/{ALFA}/configuracoes"
         pages = {"Usuários de Clientes": "/usuarios-de-clientes", "Novo Usuário": "/usuarios-de-clientes/novo",
                  "Importar usuários": "/usuarios-de-clientes/importar", "Auditoria": "/auditoria",
-                 "Segurança": "/seguranca", "Departamentos": "/departamentos"}
+                 "Segurança": "/seguranca", "Empresas": "/empresas", "Empresas inativas": "/empresas?situacao=inativas",
+                 "Nova empresa": "/empresas/nova", "Importar empresas": "/empresas/importar",
+                 "Departamentos": "/departamentos"}
         for name, path in pages.items():
             ana.goto(settings + path)
             check(ana, name, signed_in=True)
@@ -151,6 +153,29 @@ def test_every_page_fits_a_phone_keeps_sair_on_screen_and_passes_axe(local_produ
         ana.get_by_role("button", name="Ver prévia").click()
         expect(ana.get_by_role("heading", name="Linhas com erro")).to_be_visible()
         check(ana, "Prévia da importação", signed_in=True)
+        # Empresas: a form with its errors, a company's page (the alphanumeric CNPJ of the demo data),
+        # a deactivated company, the preview of a company import
+        ana.goto(settings + "/empresas/nova")
+        ana.get_by_label("CNPJ ou CPF").fill("12.345.678/0001-00")
+        ana.get_by_role("button", name="Cadastrar empresa").click()
+        expect(ana.get_by_text("Informe a razão social.")).to_be_visible()
+        check(ana, "Nova empresa com erros", signed_in=True)
+        ana.goto(settings + "/empresas?q=12.abc.345")
+        ana.get_by_role("link", name="Comércio Digital Alfa Ltda").click()
+        expect(ana.get_by_role("heading", name="Editar empresa")).to_be_visible()
+        check(ana, "Editar empresa", signed_in=True)
+        ana.goto(settings + "/empresas")
+        ana.get_by_role("link", name="Oficina Rápida ME").click()
+        ana.get_by_role("button", name="Desativar").click()
+        expect(ana.get_by_role("button", name="Reativar")).to_be_visible()
+        check(ana, "Editar empresa (inativa)", signed_in=True)
+        ana.goto(settings + "/empresas/importar")
+        ana.get_by_label("Arquivo").set_input_files(files=[{
+            "name": "empresas.csv", "mimeType": "text/csv",
+            "buffer": "Razão social;Nome fantasia;CNPJ/CPF;Código\n;Sem Razão;12.345.678/0001-00;\n".encode()}])
+        ana.get_by_role("button", name="Ver prévia").click()
+        expect(ana.get_by_role("heading", name="Linhas com erro")).to_be_visible()
+        check(ana, "Prévia da importação de empresas", signed_in=True)
         for path in ("sessoes", "senha", "verificacao-em-duas-etapas"):
             ana.goto(f"{url}/auth/minha-conta/{path}")
             check(ana, f"Minha conta › {path}", signed_in=True)

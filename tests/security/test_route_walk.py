@@ -8,7 +8,7 @@ which the walk has no value.
 The state is built through the services' own functions: firms Alfa (admin Ana) and Beta (admin
 Bruno, staff member Gisele), companies of each, Diana a client of Alfa only, Eduardo a client of
 Beta only, Carlos a client of both, pending invitations at Beta (Fábio — resent, so his first
-link is void — and Helena, who has a login), an import job at Beta, two password resets asked
+link is void — and Helena, who has a login), import jobs at Beta (client users, companies), two password resets asked
 for Carlos (the first one void), real auth sessions.
 
 Each rule is requested with Beta's values for its variables as Ana (staff of Alfa), as Diana
@@ -144,6 +144,14 @@ CLASS_OF = {
     "users.my_firm_leave": "other_object",
     "users.import_job": "firm_staff",
     "users.import_start": "firm_staff",
+    "users.companies": "firm_staff",
+    "users.company_new": "firm_admin",
+    "users.company_edit": "firm_admin",
+    "users.company_deactivate": "firm_admin",
+    "users.company_reactivate": "firm_admin",
+    "users.company_import_new": "firm_admin",
+    "users.company_import_job": "firm_admin",
+    "users.company_import_start": "firm_admin",
     "auth.account": "own_account",
     "auth.account_sessions": "own_account",
     "auth.account_password": "own_account",
@@ -212,13 +220,14 @@ FABIO = ("Fábio Beta", "fabio@cliente-beta.example")
 # Text only Beta's pages contain: none of it may reach Alfa's people.
 BETA_MARKERS = ("Contabilidade Beta", "Oficina Motor Forte", "Eduardo Teixeira", "eduardo@cliente-beta.example",
                 "bruno@beta.example", "Fábio Beta", "fabio@cliente-beta.example", "importacao-beta.csv",
-                "helena@cliente-beta.example", "Gisele Beta")
+                "helena@cliente-beta.example", "Gisele Beta", "empresas-beta.csv", "Gabriela Beta Comércio")
 # Text only Alfa's pages contain: none of it may reach Beta's people.
 ALFA_MARKERS = ("Contabilidade Alfa", "Padaria Pão Quente", "Diana Prado", "diana@cliente-alfa.example",
                 "ana@alfa.example")
 # What Beta's staff see and Beta's clients must not: the other clients and the firm's work.
 BETA_STAFF_ONLY = ("Fábio Beta", "fabio@cliente-beta.example", "importacao-beta.csv", "Gabriel Beta",
-                   "helena@cliente-beta.example", "carlos@cliente.example")
+                   "helena@cliente-beta.example", "carlos@cliente.example", "empresas-beta.csv",
+                   "Gabriela Beta Comércio")
 VISITORS = {"anonymous": None, "forged": None, "staff": "ana", "client": "diana", "beta_staff": "gisele",
             "beta_client": "eduardo"}
 
@@ -344,6 +353,8 @@ class State:
     alfa_values: dict[str, list[str]] = field(default_factory=dict)
     beta_client_user_ids: list[uuid.UUID] = field(default_factory=list)
     beta_job_id: uuid.UUID | None = None
+    beta_company_job_id: uuid.UUID | None = None
+    beta_company_id: uuid.UUID | None = None
     bruno_sid: str = ""
     unlinked_invitations: dict[str, uuid.UUID] = field(default_factory=dict)
     # token kind ("invitation", "ticket", "reset") → {"garbage"|"voided"|"another": token}
@@ -429,13 +440,22 @@ def build_state(stage: Stage) -> State:
             [["Nome", "CPF", "Telefone", "E-mail", "Empresas"], ["Gabriel Beta", "", "", "gabriel@beta.example", ""]])))
         job_id = users_services.create_import_job(s, firm=beta_firm, identity_id=ids["bruno"],
                                                   filename="importacao-beta.csv", rows=rows).id
-    st = State(alfa_slug=alfa_slug, beta_slug=beta_slug, beta_job_id=job_id,
+        company_rows = read_rows("empresas-beta.csv", io.BytesIO(csv_bytes(
+            [["Razão social", "Nome fantasia", "CNPJ/CPF", "Código"],
+             ["Gabriela Beta Comércio Ltda", "", make_cnpj(202), ""]])), kind="companies")
+        company_job_id = users_services.create_import_job(s, firm=beta_firm, identity_id=ids["bruno"],
+                                                          filename="empresas-beta.csv", rows=company_rows,
+                                                          kind="companies").id
+        beta_company_id, alfa_company_id = beta_company.id, alfa_company.id
+    st = State(alfa_slug=alfa_slug, beta_slug=beta_slug, beta_job_id=job_id, beta_company_job_id=company_job_id,
+               beta_company_id=beta_company_id,
                beta_client_user_ids=[members[("beta", "eduardo")], members[("beta", "carlos")], fabio, helena],
                helena_client_user_id=helena, helena_invitation_id=str(helena_invitation))
     st.beta_values = {
         "slug": [beta_slug],
         "client_user_id": [str(i) for i in st.beta_client_user_ids],
-        "job_id": [str(job_id)],
+        "job_id": [str(job_id), str(company_job_id)],
+        "company_id": [str(beta_company_id)],
         "department_id": departments["beta"],
         # the invitations of Beta's linked clients (Beta's invitations not linked yet: see
         # test_linking_page_of_an_unlinked_invitation_of_another_firm_is_404)
@@ -444,7 +464,7 @@ def build_state(stage: Stage) -> State:
     # Beta's own people: Carlos's invitation is another person's (Eduardo's own is his)
     st.insider_values = {**st.beta_values, "invitation_id": [str(invitations[("beta", "carlos")])]}
     st.alfa_values = {"slug": [alfa_slug], "client_user_id": [str(members[("alfa", "diana")])],
-                      "department_id": departments["alfa"]}
+                      "company_id": [str(alfa_company_id)], "department_id": departments["alfa"]}
     st.unlinked_invitations = {"pending": fabio_invitation}
     with users_db.begin() as s:  # Fábio's invitation is resent: the first one is superseded
         cu = s.get(users_models.ClientUser, fabio)
@@ -649,7 +669,11 @@ def _snapshot(config, state: State) -> dict:
                  for cu in s.scalars(select(users_models.ClientUser)
                                      .where(users_models.ClientUser.id.in_(state.beta_client_user_ids)))}
         job = s.get(users_models.ImportJob, state.beta_job_id)
+        company_job = s.get(users_models.ImportJob, state.beta_company_job_id)
+        company = s.get(users_models.Company, state.beta_company_id)
         snapshot = {"users": users, "job": (job.status, job.total_rows),
+                    "company job": (company_job.status, company_job.total_rows),
+                    "company": (company.name, company.document, company.active),
                     "departments": sorted(s.execute(select(users_models.Department.id, users_models.Department.name,
                                                            users_models.Department.removed_at)
                                                     .where(users_models.Department.firm_id == job.firm_id)).all())}

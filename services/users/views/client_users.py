@@ -3,21 +3,20 @@ from __future__ import annotations
 
 from flask import Response, abort, current_app, flash, redirect, request, stream_with_context, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from sqlalchemy.exc import IntegrityError
 
 from services.common.web import db, db_session
 
 from .. import pii, queries, services
-from ..imports import ImportFileError, read_rows
 from ..schemas import (
     ClientUserSchema,
-    ImportUploadSchema,
     ListQuerySchema,
-    PageQuerySchema,
     format_cpf,
     format_phone,
     load_form,
 )
+from . import imports
 from .common import CLIENT_USERS, actor, bp, member, render, staff
 
 
@@ -173,48 +172,39 @@ def client_user_resend(slug, client_user_id):
 # --------------------------------------------------------------------------- staff: bulk import
 
 
+def _import_texts() -> dict:
+    return {
+        "title": _("Importar usuários"),
+        "back": _("Voltar para Usuários de Clientes"),
+        "created": _("Usuários registrados"),
+        "failed": _("Não registrados"),
+        "confirm": _("Cada usuário válido será registrado com acesso ativado e receberá o convite por e-mail."),
+        "button": lambda n: ngettext("Importar %(num)s usuário válido", "Importar %(num)s usuários válidos", n),
+        "done": lambda created, errors: _("Importação concluída: %(created)s usuários registrados, %(errors)s linhas "
+                                          "não importadas.", created=created, errors=errors),
+        "started": lambda n: _("Importação iniciada: %(n)s usuários serão registrados e convidados.", n=n),
+    }
+
+
+IMPORT = imports.ImportPages(
+    kind="client_users", access=staff, new="users.import_new", job="users.import_job", start="users.import_start",
+    back="users.client_users", breadcrumb="client_users/_breadcrumb.html", help="client_users/_import_help.html",
+    texts=_import_texts, report=lambda: [(_("Nome"), "name"), (_("E-mail"), "email")])
+
+
 @bp.route(CLIENT_USERS + "/importar", methods=["GET", "POST"])
 def import_new(slug):
-    identity, firm = staff(slug)
-    if request.method == "GET":
-        return render("client_users/import_new.html", current_firm=firm, errors={})
-    values, errors = load_form(ImportUploadSchema(), request.files)
-    if not errors:
-        upload = values["arquivo"]
-        try:
-            with db().begin() as session:
-                job = services.create_import_job(session, firm=firm, identity_id=identity.id,
-                                                 filename=upload.filename,
-                                                 rows=read_rows(upload.filename, upload.stream))
-                job_id = job.id
-        except ImportFileError as exc:
-            errors = {"arquivo": [exc.message]}
-    if errors:
-        return render("client_users/import_new.html", current_firm=firm, errors=errors, status=422)
-    return redirect(url_for("users.import_job", slug=firm.slug, job_id=job_id), code=303)
+    return imports.upload(IMPORT, slug)
 
 
 @bp.get(CLIENT_USERS + "/importar/<job_id>")
 def import_job(slug, job_id):
-    _identity_, firm = staff(slug)
-    job = queries.import_job_of(db_session(), firm=firm, job_id=job_id)
-    values, errors = load_form(PageQuerySchema(), request.args)
-    page = queries.import_rows_page(db_session(), job=job, page=values["pagina"] if not errors else 1)
-    created, failed = queries.import_progress(db_session(), job=job)
-    return render("client_users/import_job.html", current_firm=firm, job=job, page=page, created=created,
-                   failed=failed, processed=created + failed)
+    return imports.show(IMPORT, slug, job_id)
 
 
 @bp.post(CLIENT_USERS + "/importar/<job_id>")
 def import_start(slug, job_id):
-    identity, firm = staff(slug)
-    with db().begin() as session:
-        job = queries.import_job_of(session, firm=firm, job_id=job_id)
-        started = services.start_import_job(session, firm=firm, job=job, actor=actor(identity))
-        valid = job.valid_rows
-    if started:
-        flash(_("Importação iniciada: %(n)s usuários serão registrados e convidados.", n=valid), "success")
-    return redirect(url_for("users.import_job", slug=firm.slug, job_id=job_id), code=303)
+    return imports.start(IMPORT, slug, job_id)
 
 
 

@@ -47,7 +47,7 @@ def firm_home(slug):
     identity, firm, role = member(slug)
     if role == "client":
         client_user = queries.client_membership(db_session(), firm=firm, identity_id=identity.id)
-        return render("firm_home.html", current_firm=firm, role=role, companies=client_user.companies)
+        return render("firm_home.html", current_firm=firm, role=role, companies=client_user.active_companies)
     return render("firm_home.html", current_firm=firm, role=role,
                    companies=queries.companies_of(db_session(), firm=firm))
 

@@ -52,6 +52,11 @@ def audit_action_labels() -> dict:
         "department.created": _("Departamento criado"),
         "department.renamed": _("Departamento renomeado"),
         "department.removed": _("Departamento excluído"),
+        "company.created": _("Empresa cadastrada"),
+        "company.edited": _("Empresa editada"),
+        "company.deactivated": _("Empresa desativada"),
+        "company.reactivated": _("Empresa reativada"),
+        "company.imported": _("Importação de empresas"),
     }
 
 
