@@ -362,11 +362,11 @@ class ClientUserAccessChanged(Payload):
             return
         nested = {"permissions": ClientPermissions, "notifications": NotificationChoices}
         for name, schema in nested.items():
-            extra = set(original_data.get(name) or {}) - set(schema().fields)
+            extra = set(original_data.get(name) or {}) - set(schema._declared_fields)
             if extra:
                 raise ValidationError({name: [f"unknown field(s): {sorted(extra)}"]})
         for item in original_data.get("departments") or []:
-            extra = set(item if isinstance(item, dict) else {}) - set(DepartmentAccess().fields)
+            extra = set(item if isinstance(item, dict) else {}) - set(DepartmentAccess._declared_fields)
             if extra:
                 raise ValidationError({"departments": [f"unknown field(s): {sorted(extra)}"]})
 

@@ -1,7 +1,8 @@
 """Reading an import file (CSV or XLSX) as a stream of rows, without loading it whole.
 
-Header: Nome;CPF;Telefone;E-mail;Empresas (CSV separated by `;` or `,`, UTF-8). A row is a dict
-with the keys name, cpf, phone, email, companies (strings, possibly empty), `line` (the
+Header: Nome;CPF;Telefone;E-mail;Empresas, optionally followed by Departamentos;Nível (CSV
+separated by `;` or `,`, UTF-8; columns in any order). A row is a dict with the keys name, cpf,
+phone, email, companies, departments, level (strings, possibly empty), `line` (the
 line number in the file, the header being line 1) and `errors` (pt-BR messages about the cells
 themselves: a cell with a control character — NUL, ESC, a line break… — is refused, the row
 reported in the preview, and the cell kept with each such character shown as U+FFFD).
@@ -21,9 +22,11 @@ from services.common.forms import has_control_characters, without_control_charac
 MAX_ROWS = 20_000
 MAX_ROWS_TEXT = "20.000"
 HEADERS = {"nome": "name", "cpf": "cpf", "telefone": "phone", "e-mail": "email", "email": "email",
-           "e-mail de contato": "email", "empresas": "companies"}
+           "e-mail de contato": "email", "empresas": "companies", "departamentos": "departments",
+           "nivel": "level", "nivel de acesso": "level"}
 REQUIRED = ("name", "email")
-COLUMN_LABELS = {"name": "Nome", "cpf": "CPF", "phone": "Telefone", "email": "E-mail", "companies": "Empresas"}
+COLUMN_LABELS = {"name": "Nome", "cpf": "CPF", "phone": "Telefone", "email": "E-mail", "companies": "Empresas",
+                 "departments": "Departamentos", "level": "Nível"}
 
 
 class ImportFileError(ValueError):
@@ -60,7 +63,7 @@ def _rows(header_row, data_rows) -> Iterator[dict]:
             raise ImportFileError(_("O arquivo tem mais de %(n)s linhas. Divida-o em arquivos menores.",
                                     n=MAX_ROWS_TEXT))
         row: dict = {"line": line, "name": "", "cpf": "", "phone": "", "email": "", "companies": "",
-                     "errors": []}
+                     "departments": "", "level": "", "errors": []}
         for column, cell in zip(columns, cells, strict=False):
             if not column:
                 continue

@@ -432,22 +432,44 @@ def _apply_access(cu: ClientUser, *, firm_id, levels: dict[uuid.UUID, str], perm
     return changed
 
 
-def _record_access_changed(session, *, cu: ClientUser, reason: str) -> None:
-    """`client_user.access_changed`: the user's access as it now is, with the next revision."""
-    revision = session.execute(update(ClientUser).where(ClientUser.id == cu.id)
-                               .values(access_revision=ClientUser.access_revision + 1)
-                               .returning(ClientUser.access_revision)
-                               .execution_options(synchronize_session=False)).scalar_one()
-    set_committed_value(cu, "access_revision", revision)
-    permissions = cu.permissions
+def _insert_access(session, *, cu: ClientUser, levels: dict[uuid.UUID, str], permissions: set[str],
+                   notifications: dict[str, str]) -> None:
+    """A new user's access rows, in three bulk statements (an import registers thousands)."""
+    if levels:
+        session.execute(insert(ClientUserDepartment), [
+            {"client_user_id": cu.id, "department_id": department_id, "firm_id": cu.firm_id, "level": level}
+            for department_id, level in levels.items()])
+    if permissions:
+        session.execute(insert(ClientUserPermission), [
+            {"client_user_id": cu.id, "permission": permission, "firm_id": cu.firm_id}
+            for permission in sorted(permissions)])
+    session.execute(insert(ClientUserNotification), [
+        {"client_user_id": cu.id, "kind": kind, "channel": channel, "firm_id": cu.firm_id}
+        for kind, channel in notifications.items()])
+
+
+def _record_access_changed(session, *, cu: ClientUser, reason: str, levels: dict[uuid.UUID, str] | None = None,
+                           permissions: set[str] | None = None, notifications: dict[str, str] | None = None,
+                           revision: int | None = None) -> None:
+    """`client_user.access_changed`: the user's access as it now is (read from `cu`, unless the
+    caller gives it), with the next revision (or `revision`, for a user just created)."""
+    if revision is None:
+        revision = session.execute(update(ClientUser).where(ClientUser.id == cu.id)
+                                   .values(access_revision=ClientUser.access_revision + 1)
+                                   .returning(ClientUser.access_revision)
+                                   .execution_options(synchronize_session=False)).scalar_one()
+        set_committed_value(cu, "access_revision", revision)
+    levels = cu.access_levels if levels is None else levels
+    permissions = cu.permissions if permissions is None else permissions
+    notifications = cu.notification_choices if notifications is None else notifications
     record_event(session, outbox, "client_user.access_changed", {
         "firm_id": cu.firm_id, "client_user_id": cu.id, "identity_id": cu.identity_id, "revision": revision,
         "reason": reason,
-        "departments": [{"department_id": row.department_id, "level": row.level}
-                        for row in sorted(cu.department_access, key=lambda r: str(r.department_id))],
+        "departments": [{"department_id": department_id, "level": levels[department_id]}
+                        for department_id in sorted(levels, key=str)],
         "company_ids": sorted((c.id for c in cu.companies), key=str),
         "permissions": {permission: permission in permissions for permission in CLIENT_PERMISSIONS},
-        "notifications": cu.notification_choices,
+        "notifications": notifications,
     })
 
 
@@ -496,15 +518,16 @@ def register_client_user(session, *, firm: Firm, name: str, email: str, cpf=None
     now = utcnow()
     cu = ClientUser(id=uuid.uuid4(), firm_id=firm.id, status="invited" if access == "now" else "not_invited",
                     created_at=now, updated_at=now, invitation_requested_at=now if access == "now" else None,
-                    cpf_hash=pii.cpf_hash(values["cpf"]), access_revision=0, **values)
+                    cpf_hash=pii.cpf_hash(values["cpf"]), access_revision=1, **values)
     cu.companies = companies
-    _apply_access(cu, firm_id=firm.id, levels=levels, permissions=granted, notifications=channels)
     session.add(cu)
     session.flush()
+    _insert_access(session, cu=cu, levels=levels, permissions=granted, notifications=channels)
     _audit(session, actor, firm_id=firm.id, action="client_user.created", target=cu,
            details={"companies": len(companies), "departments": _named_levels(live, levels),
                     "permissions": sorted(granted), "notifications": channels})
-    _record_access_changed(session, cu=cu, reason="created")
+    _record_access_changed(session, cu=cu, reason="created", levels=levels, permissions=granted,
+                           notifications=channels, revision=1)
     if access is not None:
         record_event(session, outbox, "client_user.access_activated",
                      {**_invitee_payload(firm, cu), "send_now": access == "now"})
@@ -768,9 +791,26 @@ def _live_emails(session, *, firm: Firm) -> set[str]:
                                                               ClientUser.status != "deleted")))
 
 
-def validate_import_row(raw: dict, *, companies: dict, taken: set, seen: set) -> tuple[dict, list[str]]:
+def _department_index(session, *, firm: Firm) -> dict[str, uuid.UUID]:
+    """The firm's live departments by name key (case-insensitive: what a file may name)."""
+    return {d.name_key: d.id for d in _live_departments(session, firm=firm).values()}
+
+
+# the Nível column: Revisor / Contribuinte / Proprietário, in any case, with or without accents
+IMPORT_LEVELS = {"revisor": "reviewer", "contribuinte": "contributor", "proprietario": "owner"}
+
+
+def _import_level(text: str) -> str | None:
+    key = unicodedata.normalize("NFKD", " ".join(text.split())).encode("ascii", "ignore").decode().casefold()
+    return IMPORT_LEVELS.get(key) if key else DEFAULT_LEVEL
+
+
+def validate_import_row(raw: dict, *, companies: dict, taken: set, seen: set,
+                        departments: dict | None = None) -> tuple[dict, list[str]]:
     """The same checks as the Novo Usuário form, for one file row: (values, pt-BR errors).
-    `seen` collects the file's e-mails so far (a repeated e-mail is an error on the later row)."""
+    `seen` collects the file's e-mails so far (a repeated e-mail is an error on the later row).
+    `departments` is the firm's departments by name key (Departamentos: names separated by |; empty:
+    every department); Nível is applied to them (empty: Revisor)."""
     from .schemas import ClientUserSchema, load_form
     values, errors = load_form(ClientUserSchema(), {"name": raw.get("name"), "cpf": raw.get("cpf"),
                                                     "phone": raw.get("phone"), "email": raw.get("email")})
@@ -795,7 +835,20 @@ def validate_import_row(raw: dict, *, companies: dict, taken: set, seen: set) ->
             messages.append(_("Empresa não encontrada: %(name)s.", name=item))
         elif str(found) not in company_ids:
             company_ids.append(str(found))
-    return {**(values or {}), "company_ids": company_ids}, messages
+    named = [item for item in (raw.get("departments") or "").split("|") if item.strip()]
+    department_ids: list[str] = []
+    for item in named:
+        department_id = (departments or {}).get(department_name_key(item))
+        if department_id is None:
+            messages.append(_("Departamento não encontrado: %(name)s.", name=" ".join(item.split())))
+        elif str(department_id) not in department_ids:
+            department_ids.append(str(department_id))
+    level = _import_level(raw.get("level") or "")
+    if level is None:
+        messages.append(_("Nível inválido: %(level)s. Use Revisor, Contribuinte ou Proprietário.",
+                          level=" ".join((raw.get("level") or "").split())))
+    return {**(values or {}), "company_ids": company_ids, "department_ids": department_ids if named else None,
+            "access_level": level}, messages
 
 
 def create_import_job(session, *, firm: Firm, identity_id, filename: str, rows) -> ImportJob:
@@ -808,13 +861,16 @@ def create_import_job(session, *, firm: Firm, identity_id, filename: str, rows) 
     session.add(job)
     session.flush()
     companies, taken = _company_index(session, firm=firm), _live_emails(session, firm=firm)
+    departments = _department_index(session, firm=firm)
     seen: set[str] = set()
     batch: list[dict] = []
     for raw in rows:
-        values, errors = validate_import_row(raw, companies=companies, taken=taken, seen=seen)
+        values, errors = validate_import_row(raw, companies=companies, taken=taken, seen=seen,
+                                             departments=departments)
         batch.append({"job_id": job.id, "line": raw["line"], "name": raw["name"][:500],
                       "email": raw["email"][:500], "cpf": raw["cpf"][:100], "phone": raw["phone"][:100],
                       "companies": raw["companies"][:2000], "company_ids": values["company_ids"],
+                      "department_ids": values["department_ids"], "access_level": values["access_level"],
                       "state": "invalid" if errors else "valid", "errors": errors or None,
                       "client_user_id": None})
         job.total_rows += 1
@@ -861,9 +917,17 @@ def import_row(session, *, job_id, line: int, firm: Firm, skip_locked: bool = Fa
     row = session.scalar(stmt)
     if row is None:
         return None
+    level = row.access_level or DEFAULT_LEVEL
+    if row.department_ids is not None:
+        levels: dict | None = dict.fromkeys(row.department_ids, level)
+    elif level != DEFAULT_LEVEL:  # Departamentos empty: every department (as the firm has them now)
+        levels = dict.fromkeys(_live_departments(session, firm=firm), level)
+    else:
+        levels = None  # every department, Revisor: the defaults
     try:  # register_client_user checks everything before it writes anything
         cu = register_client_user(session, firm=firm, name=row.name, email=row.email, cpf=row.cpf or None,
-                                  phone=row.phone or None, company_ids=row.company_ids or (), access="now")
+                                  phone=row.phone or None, company_ids=row.company_ids or (), access="now",
+                                  departments=levels)
     except ClientUserError as exc:  # changed since the preview, e.g. the e-mail is now taken
         row.state, row.errors = "failed", [exc.message]
     else:

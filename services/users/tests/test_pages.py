@@ -1,5 +1,4 @@
 """The staff pages (Configurações › Usuários de Clientes) through the one-origin browser client."""
-import re
 import uuid
 from datetime import UTC, datetime
 

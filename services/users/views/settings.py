@@ -52,6 +52,9 @@ def audit_action_labels() -> dict:
         "department.created": _("Departamento criado"),
         "department.renamed": _("Departamento renomeado"),
         "department.removed": _("Departamento excluído"),
+        "client_user.departments_changed": _("Departamentos do usuário alterados"),
+        "client_user.permissions_changed": _("Permissões do usuário alteradas"),
+        "client_user.notifications_changed": _("Notificações do usuário alteradas"),
     }
 
 
