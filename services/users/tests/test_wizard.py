@@ -539,3 +539,17 @@ def test_the_steps_speak_english_when_chosen(browser_client, config, world):
     detail = _forward(browser_client, world.alfa, html, status=303).headers["Location"]
     text = text_of(main_html(browser_client.get(detail).get_data(as_text=True)))
     assert "Contábil — Reviewer" in text and "Download documents" in text and "Notices from the firm" in text
+
+
+def test_the_demo_carlos_has_departments_levels_and_choices_that_make_sense(config):
+    from services.provision import seed_demo
+    assert seed_demo(config)
+    with users_db(config).begin() as s:
+        carlos = s.scalar(select(models.ClientUser).options(*queries.ACCESS_OPTIONS)
+                          .where(models.ClientUser.email == "carlos@cliente.example"))
+        access = {row.department.name: row.level for row in carlos.department_access}
+        assert access == {"Contábil": "reviewer", "Fiscal": "contributor", "Pessoal": "contributor",
+                          "Societário": "reviewer", "Financeiro": "reviewer"}
+        assert carlos.permissions == {"upload", "download"}  # the defaults for a Contribuinte
+        assert carlos.notification_choices == {"new_documents": "email_and_portal", "due_guias": "email_and_portal",
+                                               "firm_notices": "portal"}
