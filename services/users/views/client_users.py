@@ -36,6 +36,26 @@ def _form_data() -> dict:
     return data
 
 
+def _error_map(exc: services.ClientUserError) -> dict:
+    return {exc.field or "_schema": [exc.message]}
+
+
+@bp.get(CLIENT_USERS)
+def client_users(slug):
+    _identity_, firm = staff(slug)
+    values, errors = load_form(ListQuerySchema(), request.args)
+    if errors.get("q"):  # e.g. a control character in the search: said, and nothing searched
+        return render("client_users/list.html", current_firm=firm, page=queries.Page(items=[], number=1,
+                                                                                      has_next=False),
+                       q=request.args.get("q", ""), show_deleted=False, errors=errors, status=422)
+    if errors:
+        values = ListQuerySchema().load({})
+    page = queries.client_users_page(db_session(), firm=firm, q=values["q"], show_deleted=values["excluidos"],
+                                     page=values["pagina"])
+    return render("client_users/list.html", current_firm=firm, page=page, q=values["q"],
+                   show_deleted=values["excluidos"], errors={})
+
+
 # --------------------------------------------------------------------------- Novo Usuário's steps
 # Server-side steps (no JavaScript needed): each step's page carries what the other steps hold as
 # hidden fields, so Voltar and Avançar keep everything typed; nothing is written before Concluir.
@@ -159,26 +179,6 @@ def client_user_new(slug):
     if values["access"] == "now":
         flash(_("O convite para %(email)s entrou na fila de envio.", email=client_user.email), "success")
     return _to_user(firm, client_user.id)
-
-
-def _error_map(exc: services.ClientUserError) -> dict:
-    return {exc.field or "_schema": [exc.message]}
-
-
-@bp.get(CLIENT_USERS)
-def client_users(slug):
-    _identity_, firm = staff(slug)
-    values, errors = load_form(ListQuerySchema(), request.args)
-    if errors.get("q"):  # e.g. a control character in the search: said, and nothing searched
-        return render("client_users/list.html", current_firm=firm, page=queries.Page(items=[], number=1,
-                                                                                      has_next=False),
-                       q=request.args.get("q", ""), show_deleted=False, errors=errors, status=422)
-    if errors:
-        values = ListQuerySchema().load({})
-    page = queries.client_users_page(db_session(), firm=firm, q=values["q"], show_deleted=values["excluidos"],
-                                     page=values["pagina"])
-    return render("client_users/list.html", current_firm=firm, page=page, q=values["q"],
-                   show_deleted=values["excluidos"], errors={})
 
 
 @bp.get(CLIENT_USERS + "/<client_user_id>")
