@@ -14,7 +14,7 @@ from typing import Protocol
 from flask_babel import gettext as _
 from marshmallow import ValidationError
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from services.common.contracts import normalize_email
@@ -252,13 +252,14 @@ def _move_client_access(session, *, firm: Firm, source: Department, target: Depa
                                  .order_by(cud.client_user_id)))
     if not moved:
         return []
-    source_rows = select(cud.client_user_id).where(cud.department_id == source.id)
+    other = aliased(ClientUserDepartment)  # the same table, in the subqueries
     for level in ACCESS_LEVELS[1:]:  # raise the target's level where the source's is higher
         lower = [lv for lv in ACCESS_LEVELS if LEVEL_RANK[lv] < LEVEL_RANK[level]]
+        higher_in_source = select(other.client_user_id).where(other.department_id == source.id, other.level == level)
         session.execute(update(cud).where(cud.department_id == target.id, cud.level.in_(lower),
-                                          cud.client_user_id.in_(source_rows.where(cud.level == level)))
+                                          cud.client_user_id.in_(higher_in_source))
                         .values(level=level).execution_options(synchronize_session=False))
-    has_target = select(cud.client_user_id).where(cud.department_id == target.id)
+    has_target = select(other.client_user_id).where(other.department_id == target.id)
     session.execute(delete(cud).where(cud.department_id == source.id, cud.client_user_id.in_(has_target))
                     .execution_options(synchronize_session=False))
     session.execute(update(cud).where(cud.department_id == source.id).values(department_id=target.id)
