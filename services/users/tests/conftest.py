@@ -132,7 +132,7 @@ def form_fields(html: str, action_contains: str = ""):
     from werkzeug.datastructures import MultiDict
 
     class Parser(HTMLParser):
-        def __init__(self):
+        def __init__(self) -> None:
             super().__init__()
             self.fields: list[tuple[str, str]] = []
             self.inside = self.done = False
