@@ -77,6 +77,7 @@ DEMO_LOGINS = [
 def seed_demo(config: Config) -> bool:
     """Two firms, their companies, and Carlos already registered at Alfa. Idempotent."""
     from services.users import models as users_models
+    from services.users import queries as users_queries
     from services.users import services as users_services
     with database("users", config).begin() as session:
         if session.execute(select(users_models.Firm).where(users_models.Firm.slug == "contabilidade-alfa")).first():
@@ -97,8 +98,15 @@ def seed_demo(config: Config) -> bool:
     carlos_id, _ = ensure_identity(config, email=carlos_email, name=carlos, password=carlos_pw)
     with database("users", config).begin() as session:
         firm = session.execute(select(users_models.Firm).where(users_models.Firm.slug == alfa["slug"])).scalar_one()
+        departments = {d.name: d.id for d in users_queries.departments_of(session, firm=firm)}
+        # a partner of the padaria: sends notas and payroll papers (Fiscal, Pessoal: Contribuinte), reads the
+        # rest; e-mail and portal for documents and guias, the firm's notices in the portal only
+        levels = {"Contábil": "reviewer", "Fiscal": "contributor", "Pessoal": "contributor",
+                  "Societário": "reviewer", "Financeiro": "reviewer"}
         user = users_services.register_client_user(session, firm=firm, name=carlos, email=carlos_email,
                                                    cpf="52998224725", phone="+5511987654321",
-                                                   company_ids=[uuid.UUID(padaria["id"])], access=None)
+                                                   company_ids=[uuid.UUID(padaria["id"])], access=None,
+                                                   departments={departments[n]: lv for n, lv in levels.items()},
+                                                   notifications={"firm_notices": "portal"})
         users_services.grant_membership(session, firm_id=firm.id, client_user_id=user.id, identity_id=carlos_id)
     return True

@@ -313,7 +313,7 @@ class Staff:
         for address in emails:
             i = len(self.invited) + 1
             response = self.http.post(self.form_url, timeout=30, headers=headers, data={
-                "csrf_token": self.csrf, "step": "2", "name": f"Cliente {i} {self.tag}", "email": address,
+                "csrf_token": self.csrf, "step": "notificacoes", "name": f"Cliente {i} {self.tag}", "email": address,
                 "cpf": "", "phone": "", "access": "now", "company_ids": self.company_id})
             assert response.status_code == 200 and "/novo" not in response.url, \
                 f"{response.status_code} {response.url}: {response.text[:300]}"

@@ -310,6 +310,89 @@ class CompanyState(Payload):
                                                 "digits (***.***.*NN-NN), never a whole CPF"]})
 
 
+# A client user's access (Novo Usuário › Departamentos, Permissões, Notificações): the values as
+# they travel. Levels (ONVIO's): Revisor sees the department's folders and changes nothing;
+# Contribuinte also adds documents and folders and deletes only what they added; Proprietário has
+# full control of the department's folders.
+ACCESS_LEVELS = ("reviewer", "contributor", "owner")  # Revisor, Contribuinte, Proprietário
+# what the person may do: "Enviar documentos ao escritório", "Baixar documentos"
+CLIENT_PERMISSIONS = ("upload", "download")
+# notifications per kind: Novos documentos, Guias a vencer, Avisos do escritório
+NOTIFICATION_KINDS = ("new_documents", "due_guias", "firm_notices")
+# Nenhuma, E-mail, Portal, E-mail e portal
+NOTIFICATION_CHANNELS = ("none", "email", "portal", "email_and_portal")
+
+
+class DepartmentAccess(Schema):
+    """One department a client user sees, with the level (an item of access_changed.departments)."""
+
+    class Meta:
+        unknown = EXCLUDE  # a consumer ignores what it does not know; the producer checks (below)
+
+    department_id = UUID()
+    level = fields.String(required=True, validate=validate.OneOf(ACCESS_LEVELS))
+
+
+class ClientPermissions(Schema):
+    """What the person may do; a permission added later is an optional field (a minor version)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    upload = fields.Boolean(required=True)    # Enviar documentos ao escritório
+    download = fields.Boolean(required=True)  # Baixar documentos (without it: sees, follows a guia's status)
+
+
+def _channel():
+    return fields.String(required=True, validate=validate.OneOf(NOTIFICATION_CHANNELS))
+
+
+class NotificationChoices(Schema):
+    """The channel chosen per kind of notification; a kind added later is an optional field."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    new_documents = _channel()
+    due_guias = _channel()
+    firm_notices = _channel()
+
+
+class ClientUserAccessChanged(Payload):
+    """What a client user may see and do at a firm, whole (not a diff): departments with levels,
+    companies, permissions and notification choices. Recorded when the user is registered
+    (Concluir, an import row), at each Editar that changes any of it, when a department's removal
+    moved the user's access, and when the user's login is linked (identity_id known from then).
+    `revision` grows by one at each event of the same client user: a consumer keeps the highest.
+    No CPF, phone, e-mail or name."""
+    firm_id = UUID()
+    client_user_id = UUID()
+    identity_id = fields.UUID(required=True, allow_none=True)  # None until the invitation is accepted
+    revision = fields.Integer(required=True, validate=validate.Range(min=1))
+    # why: "created", "edited", "department_removed", "linked" (informative; not a closed list)
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    departments = fields.List(fields.Nested(DepartmentAccess), required=True)
+    company_ids = fields.List(fields.UUID(), required=True)
+    permissions = fields.Nested(ClientPermissions, required=True)
+    notifications = fields.Nested(NotificationChoices, required=True)
+
+    @validates_schema(pass_original=True, skip_on_field_errors=False)
+    def _nested_fields_are_known(self, data, original_data, **_kw):
+        """The nested schemas ignore unknown keys (for consumers); the producer is as strict
+        about them as about the payload's own fields."""
+        if self.unknown != RAISE or not isinstance(original_data, dict):
+            return
+        nested = {"permissions": ClientPermissions, "notifications": NotificationChoices}
+        for name, schema in nested.items():
+            extra = set(original_data.get(name) or {}) - set(schema._declared_fields)
+            if extra:
+                raise ValidationError({name: [f"unknown field(s): {sorted(extra)}"]})
+        for item in original_data.get("departments") or []:
+            extra = set(item if isinstance(item, dict) else {}) - set(DepartmentAccess._declared_fields)
+            if extra:
+                raise ValidationError({"departments": [f"unknown field(s): {sorted(extra)}"]})
+
+
 class EventSpec(NamedTuple):
     version: int                  # the MAJOR version of the payload schema
     schema: type[Payload]
@@ -342,6 +425,9 @@ CATALOGUE: dict[str, EventSpec] = {
     "department.created": EventSpec(1, DepartmentChanged, (), ("users",)),
     "department.renamed": EventSpec(1, DepartmentChanged, (), ("users",)),
     "department.removed": EventSpec(1, DepartmentRemoved, (), ("users",)),
+    # a client user's departments + levels, companies, permissions and notification choices (the
+    # documents service will keep a projection: who may see and do what)
+    "client_user.access_changed": EventSpec(1, ClientUserAccessChanged, (), ("users",)),
     # Esqueci a senha: the request only records this (the same work for any e-mail); auth's own
     # consumer looks the e-mail up, stores the hashed token and asks for the e-mail
     "password_reset.requested": EventSpec(1, PasswordResetRequested, ("auth",), ("auth",)),

@@ -1,7 +1,7 @@
 """Reading an import file (CSV or XLSX) as a stream of rows, without loading it whole.
 
 One reader for every kind of import; a `FileLayout` says which columns a kind's file has:
-- client users (`CLIENT_USERS`): Nome;CPF;Telefone;E-mail;Empresas
+- client users (`CLIENT_USERS`): Nome;CPF;Telefone;E-mail;Empresas, optionally Departamentos;Nível
 - companies (`COMPANIES`): Razão social;Nome fantasia;CNPJ/CPF;Código
 (CSV separated by `;` or `,`, UTF-8; headers matched without case or accents). A row is a dict
 with one string per column of the layout (possibly empty), `line` (the line number in the file,
@@ -38,10 +38,12 @@ class FileLayout:
 
 CLIENT_USERS = FileLayout(
     headers={"nome": "name", "cpf": "cpf", "telefone": "phone", "e-mail": "email", "email": "email",
-             "e-mail de contato": "email", "empresas": "companies"},
+             "e-mail de contato": "email", "empresas": "companies", "departamentos": "departments",
+             "nivel": "level", "nivel de acesso": "level"},
     required=("name", "email"),
-    labels={"name": "Nome", "cpf": "CPF", "phone": "Telefone", "email": "E-mail", "companies": "Empresas"},
-    header_text="Nome;CPF;Telefone;E-mail;Empresas")
+    labels={"name": "Nome", "cpf": "CPF", "phone": "Telefone", "email": "E-mail", "companies": "Empresas",
+            "departments": "Departamentos", "level": "Nível"},
+    header_text="Nome;CPF;Telefone;E-mail;Empresas;Departamentos;Nível")
 
 COMPANIES = FileLayout(
     headers={"razao social": "name", "nome fantasia": "trade_name", "cnpj/cpf": "document", "cnpj / cpf": "document",

@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from services.common.events import ACCESS_LEVELS, NOTIFICATION_KINDS
 from services.common.messaging import outbox_tables
 
 from .pii import EncryptedText
@@ -196,6 +197,8 @@ class ClientUser(Base):
     # when staff last asked for an invitation (the resend cooldown counts from here)
     invitation_requested_at: Mapped[datetime | None] = mapped_column(AwareDateTime, nullable=True)
     link_refused_reason: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    # grows by one at each client_user.access_changed of this user (consumers keep the highest)
+    access_revision: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
     companies: Mapped[list[Company]] = relationship(secondary=client_user_companies, order_by=Company.name)
     # what the person sees in the portal: the linked companies that are active (an inactive one
@@ -203,6 +206,87 @@ class ClientUser(Base):
     active_companies: Mapped[list[Company]] = relationship(
         secondary=client_user_companies, order_by=Company.name, viewonly=True,
         secondaryjoin=lambda: and_(Company.id == client_user_companies.c.company_id, Company.active.is_(True)))
+
+    # Novo Usuário › Departamentos, Permissões, Notificações (load them with queries.ACCESS_OPTIONS)
+    department_access: Mapped[list[ClientUserDepartment]] = relationship(
+        back_populates="client_user", cascade="all, delete-orphan")
+    permission_rows: Mapped[list[ClientUserPermission]] = relationship(cascade="all, delete-orphan")
+    notification_rows: Mapped[list[ClientUserNotification]] = relationship(cascade="all, delete-orphan")
+
+    @property
+    def access_levels(self) -> dict[uuid.UUID, str]:
+        """{department id: level} of the departments this user sees."""
+        return {row.department_id: row.level for row in self.department_access}
+
+    @property
+    def permissions(self) -> set[str]:
+        return {row.permission for row in self.permission_rows}
+
+    @property
+    def notification_choices(self) -> dict[str, str]:
+        """{kind: channel} for every kind (a kind without a row: the default)."""
+        chosen = {row.kind: row.channel for row in self.notification_rows}
+        return {kind: chosen.get(kind, DEFAULT_NOTIFICATION_CHANNEL) for kind in NOTIFICATION_KINDS}
+
+
+# --------------------------------------------------------------------------- a client user's access
+# Each ticked department with a level (ONVIO's Revisor / Contribuinte / Proprietário), what the
+# person may do (Permissões) and how each kind of notice reaches them (Notificações).
+LEVEL_RANK = {level: rank for rank, level in enumerate(ACCESS_LEVELS)}
+DEFAULT_LEVEL = "reviewer"
+DEFAULT_NOTIFICATION_CHANNEL = "email_and_portal"
+
+
+def default_permissions(levels) -> set[str]:
+    """Permissões' starting point, following the levels: "Baixar documentos" always; "Enviar
+    documentos ao escritório" when some department is Contribuinte or Proprietário."""
+    permissions = {"download"}
+    if any(LEVEL_RANK[level] > LEVEL_RANK[DEFAULT_LEVEL] for level in levels):
+        permissions.add("upload")
+    return permissions
+
+
+def default_notifications() -> dict[str, str]:
+    return {kind: DEFAULT_NOTIFICATION_CHANNEL for kind in NOTIFICATION_KINDS}
+
+
+class ClientUserDepartment(Base):
+    """A department a client user sees, with the access level."""
+
+    __tablename__ = "client_user_departments"
+
+    client_user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("client_users.id", ondelete="CASCADE"),
+                                                      primary_key=True)
+    department_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("departments.id"), primary_key=True, index=True)
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
+    level: Mapped[str] = mapped_column(String(20))  # ACCESS_LEVELS
+
+    client_user: Mapped[ClientUser] = relationship(back_populates="department_access")
+    department: Mapped[Department] = relationship()
+
+
+class ClientUserPermission(Base):
+    """One thing a client user may do (a row per granted permission: CLIENT_PERMISSIONS)."""
+
+    __tablename__ = "client_user_permissions"
+
+    client_user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("client_users.id", ondelete="CASCADE"),
+                                                      primary_key=True)
+    permission: Mapped[str] = mapped_column(String(30), primary_key=True)
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
+
+
+class ClientUserNotification(Base):
+    """How one kind of notice reaches a client user (NOTIFICATION_KINDS → NOTIFICATION_CHANNELS)."""
+
+    __tablename__ = "client_user_notifications"
+
+    client_user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("client_users.id", ondelete="CASCADE"),
+                                                      primary_key=True)
+    kind: Mapped[str] = mapped_column(String(30), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
+
 
 
 # The staff list's substring search (queries._client_users_query: `lower(name) LIKE '%q%' OR
@@ -278,6 +362,10 @@ class ImportRow(Base):
     phone: Mapped[str] = mapped_column(EncryptedText("import_phone"), default="")
     companies: Mapped[str] = mapped_column(String(2000), default="")
     company_ids: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    # the Departamentos and Nível columns, resolved at the preview: the departments' ids (None: every
+    # department of the firm when the row is imported) and the level applied to them
+    department_ids: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    access_level: Mapped[str | None] = mapped_column(String(20), nullable=True)
     state: Mapped[str] = mapped_column(String(10))
     errors: Mapped[list | None] = mapped_column(JSON, nullable=True)
     client_user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
@@ -291,7 +379,9 @@ AUDIT_ACTIONS = ("client_user.created", "client_user.invited", "client_user.invi
                  "client_user.edited", "client_user.deactivated", "client_user.deleted", "client_user.reactivated",
                  "client_user.left", "staff.left", "import.started", "client_users.exported", "staff.logged_in",
                  "firm.mfa_policy_changed", "department.created", "department.renamed", "department.removed",
-                 "company.created", "company.edited", "company.deactivated", "company.reactivated", "company.imported")
+                 "company.created", "company.edited", "company.deactivated", "company.reactivated", "company.imported",
+                 "client_user.departments_changed", "client_user.permissions_changed",
+                 "client_user.notifications_changed")
 
 
 class AuditEntry(Base):

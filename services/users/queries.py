@@ -15,6 +15,7 @@ from . import pii
 from .models import (
     AuditEntry,
     ClientUser,
+    ClientUserDepartment,
     Company,
     Department,
     EndedSession,
@@ -117,8 +118,15 @@ def department_of(session, *, firm: Firm, department_id) -> Department:
     return department
 
 
+# A client user's Departamentos (with each department), Permissões and Notificações: three statements.
+ACCESS_OPTIONS = (selectinload(ClientUser.department_access).joinedload(ClientUserDepartment.department),
+                  selectinload(ClientUser.permission_rows), selectinload(ClientUser.notification_rows))
+
+
 def client_user_of(session, *, firm: Firm, client_user_id) -> ClientUser:
-    cu = session.scalar(select(ClientUser).options(selectinload(ClientUser.companies))
+    """One client user of this firm with its companies and access (departments, permissions,
+    notifications); any other id is a 404."""
+    cu = session.scalar(select(ClientUser).options(selectinload(ClientUser.companies), *ACCESS_OPTIONS)
                         .where(ClientUser.firm_id == firm.id, ClientUser.id == _uuid(client_user_id)))
     if cu is None:
         raise NotFound()

@@ -12,7 +12,10 @@ from stdnum.br import cpf as stdnum_cpf
 from stdnum.exceptions import ValidationError as StdnumError
 
 from services.common.contracts import normalize_email
+from services.common.events import ACCESS_LEVELS, CLIENT_PERMISSIONS, NOTIFICATION_CHANNELS, NOTIFICATION_KINDS
 from services.common.forms import InputSchema, error_messages
+
+from .models import AUDIT_ACTIONS
 
 
 def N_(message: str) -> str:
@@ -145,6 +148,35 @@ class ClientUserSchema(InputSchema):
         return data
 
 
+def _at_least_one_department(value) -> None:
+    if not value:
+        raise ValidationError(N_("Escolha ao menos um departamento."))
+
+
+class ClientUserAccessSchema(InputSchema):
+    """Novo Usuário's Departamentos, Empresas, Permissões and Notificações steps (and Editar's
+    sections), as the view gathers them from the form: `departments` {department id: level} of
+    the ticked departments, `company_ids`, `permissions` (the ticked ones), `notifications`
+    {kind: channel}. A key left out (a step not reached yet) loads as None: the defaults."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    departments = fields.Dict(
+        keys=fields.UUID(error_messages={"invalid_uuid": N_("Departamento inválido.")}),
+        values=fields.String(validate=validate.OneOf(ACCESS_LEVELS, error=N_("Nível de acesso inválido."))),
+        load_default=None, allow_none=True, validate=_at_least_one_department)
+    company_ids = fields.List(fields.UUID(error_messages={"invalid_uuid": N_("Empresa inválida.")}),
+                              load_default=list)
+    permissions = fields.List(fields.String(validate=validate.OneOf(CLIENT_PERMISSIONS,
+                                                                     error=N_("Permissão inválida."))),
+                              load_default=None, allow_none=True)
+    notifications = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(NOTIFICATION_KINDS, error=N_("Escolha inválida."))),
+        values=fields.String(validate=validate.OneOf(NOTIFICATION_CHANNELS, error=N_("Escolha inválida."))),
+        load_default=dict)
+
+
 class ListQuerySchema(InputSchema):
     """Query string of the client users list: search, deleted toggle, page."""
 
@@ -262,11 +294,7 @@ class PageQuerySchema(InputSchema):
     pagina = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
 
 
-AUDIT_ACTION_CHOICES = ("client_user.created", "client_user.invited", "client_user.invitation_resent",
-                        "client_user.edited", "client_user.deactivated", "client_user.deleted",
-                        "client_user.reactivated", "client_user.left", "staff.left", "import.started",
-                        "client_users.exported", "staff.logged_in", "firm.mfa_policy_changed", "company.created",
-                        "company.edited", "company.deactivated", "company.reactivated", "company.imported")
+AUDIT_ACTION_CHOICES = AUDIT_ACTIONS  # every action the log may hold is a filter choice
 
 
 class AuditQuerySchema(InputSchema):

@@ -14,17 +14,26 @@ from typing import Protocol
 
 from flask_babel import gettext as _
 from marshmallow import ValidationError
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import aliased, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from services.common.contracts import normalize_email
+from services.common.events import ACCESS_LEVELS, CLIENT_PERMISSIONS, NOTIFICATION_CHANNELS, NOTIFICATION_KINDS
 from services.common.messaging import correlation_id_var, record_event
 
 from . import pii
 from .models import (
     AUDIT_ACTIONS,
     DEFAULT_DEPARTMENTS,
+    DEFAULT_LEVEL,
+    DEFAULT_NOTIFICATION_CHANNEL,
+    LEVEL_RANK,
     AuditEntry,
     ClientUser,
+    ClientUserDepartment,
+    ClientUserNotification,
+    ClientUserPermission,
     Company,
     Department,
     EndedSession,
@@ -34,6 +43,8 @@ from .models import (
     ImportRow,
     InvitationRef,
     StaffMember,
+    default_notifications,
+    default_permissions,
     department_name_key,
     outbox,
     utcnow,
@@ -214,12 +225,48 @@ def remove_department(session, *, firm: Firm, department: Department, move_to: D
         raise ValueError("removed department")
     if move_to.id == department.id:
         raise ClientUserError(_("Escolha outro departamento para receber o que este contém."), field="move_to")
+    moved = _move_client_access(session, firm=firm, source=department, target=move_to)
     department.removed_at, department.moved_to_id = utcnow(), move_to.id
     session.flush()
     record_event(session, outbox, "department.removed", {"firm_id": firm.id, "department_id": department.id,
                                                          "moved_to_id": move_to.id})
     _audit(session, actor, firm_id=firm.id, action="department.removed", target=department,
-           details={"moved_to": move_to.name})
+           details={"moved_to": move_to.name, "client_users_moved": len(moved)})
+    for batch_start in range(0, len(moved), ACCESS_EVENT_BATCH):
+        batch = moved[batch_start:batch_start + ACCESS_EVENT_BATCH]
+        for cu in session.scalars(select(ClientUser).options(selectinload(ClientUser.companies), *_ACCESS_OPTIONS)
+                                  .where(ClientUser.firm_id == firm.id, ClientUser.id.in_(batch))
+                                  .order_by(ClientUser.id)):
+            _record_access_changed(session, cu=cu, reason="department_removed")
+
+
+ACCESS_EVENT_BATCH = 500
+
+
+def _move_client_access(session, *, firm: Firm, source: Department, target: Department) -> list[uuid.UUID]:
+    """Client users' access to `source` becomes access to `target`; someone who already sees
+    `target` keeps the higher of the two levels. A few set-based statements whatever the number
+    of users; returns the ids of the users whose access moved."""
+    cud = ClientUserDepartment
+    moved = list(session.scalars(select(cud.client_user_id).where(cud.firm_id == firm.id,
+                                                                  cud.department_id == source.id)
+                                 .order_by(cud.client_user_id)))
+    if not moved:
+        return []
+    other = aliased(ClientUserDepartment)  # the same table, in the subqueries
+    for level in ACCESS_LEVELS[1:]:  # raise the target's level where the source's is higher
+        lower = [lv for lv in ACCESS_LEVELS if LEVEL_RANK[lv] < LEVEL_RANK[level]]
+        higher_in_source = select(other.client_user_id).where(other.department_id == source.id, other.level == level)
+        session.execute(update(cud).where(cud.department_id == target.id, cud.level.in_(lower),
+                                          cud.client_user_id.in_(higher_in_source))
+                        .values(level=level).execution_options(synchronize_session=False))
+    has_target = select(other.client_user_id).where(other.department_id == target.id)
+    session.execute(delete(cud).where(cud.department_id == source.id, cud.client_user_id.in_(has_target))
+                    .execution_options(synchronize_session=False))
+    session.execute(update(cud).where(cud.department_id == source.id).values(department_id=target.id)
+                    .execution_options(synchronize_session=False))
+    session.expire_all()  # ORM objects loaded before no longer match the rows
+    return moved
 
 
 def add_staff_member(session, *, firm: Firm, identity_id, name: str, email: str,
@@ -410,6 +457,145 @@ def _firm_companies(session, *, firm: Firm, company_ids, linked=()) -> list[Comp
     return companies
 
 
+# --------------------------------------------------------------------------- a client user's access
+
+# A client user's departments (with each department), permissions and notifications (queries.ACCESS_OPTIONS)
+_ACCESS_OPTIONS = (selectinload(ClientUser.department_access), selectinload(ClientUser.permission_rows),
+                   selectinload(ClientUser.notification_rows))
+
+
+def _live_departments(session, *, firm: Firm) -> dict[uuid.UUID, Department]:
+    """The firm's departments (not removed) by id, in the firm's order."""
+    return {d.id: d for d in session.scalars(select(Department).where(Department.firm_id == firm.id,
+                                                                      Department.removed_at.is_(None))
+                                             .order_by(Department.position, Department.name_key))}
+
+
+def _clean_departments(live: dict[uuid.UUID, Department], departments) -> dict[uuid.UUID, str]:
+    """{department id: level}, checked against the firm's live departments; None: every one of
+    them at Revisor (the wizard's default). At least one department."""
+    if departments is None:
+        return {department_id: DEFAULT_LEVEL for department_id in live}
+    levels: dict[uuid.UUID, str] = {}
+    for raw_id, level in dict(departments).items():
+        try:
+            department_id = raw_id if isinstance(raw_id, uuid.UUID) else uuid.UUID(str(raw_id))
+        except ValueError:
+            raise ClientUserError(_("Departamento inválido."), field="departments") from None
+        if department_id not in live:
+            raise ClientUserError(_("Departamento inválido."), field="departments")
+        if level not in ACCESS_LEVELS:
+            raise ClientUserError(_("Nível de acesso inválido."), field="departments")
+        levels[department_id] = level
+    if not levels:
+        raise ClientUserError(_("Escolha ao menos um departamento."), field="departments")
+    return levels
+
+
+def _clean_permissions(permissions, levels: dict[uuid.UUID, str]) -> set[str]:
+    if permissions is None:
+        return default_permissions(levels.values())
+    granted = set(permissions)
+    if granted - set(CLIENT_PERMISSIONS):
+        raise ClientUserError(_("Permissão inválida."), field="permissions")
+    return granted
+
+
+def _clean_notifications(notifications) -> dict[str, str]:
+    """{kind: channel} for every kind: the given ones, the others E-mail e portal."""
+    channels = default_notifications()
+    for kind, channel in dict(notifications or {}).items():
+        if kind not in NOTIFICATION_KINDS or channel not in NOTIFICATION_CHANNELS:
+            raise ClientUserError(_("Escolha inválida."), field="notifications")
+        channels[kind] = channel
+    return channels
+
+
+def _named_levels(live: dict[uuid.UUID, Department], levels: dict[uuid.UUID, str]) -> dict[str, str]:
+    """{department name: level}, as the audit log keeps it (names copied at the time)."""
+    named = {department.name: levels[department_id] for department_id, department in live.items()
+             if department_id in levels}
+    return named | {str(department_id): level for department_id, level in levels.items() if department_id not in live}
+
+
+def _apply_access(cu: ClientUser, *, firm_id, levels: dict[uuid.UUID, str], permissions: set[str],
+                  notifications: dict[str, str]) -> set[str]:
+    """Make the user's access rows say this (changing only what differs); the parts that changed."""
+    changed: set[str] = set()
+    current = {row.department_id: row for row in cu.department_access}
+    for department_id, row in current.items():
+        if department_id not in levels:
+            cu.department_access.remove(row)
+            changed.add("departments")
+        elif row.level != levels[department_id]:
+            row.level = levels[department_id]
+            changed.add("departments")
+    for department_id, level in levels.items():
+        if department_id not in current:
+            cu.department_access.append(ClientUserDepartment(department_id=department_id, firm_id=firm_id,
+                                                             level=level))
+            changed.add("departments")
+    granted = {row.permission: row for row in cu.permission_rows}
+    for permission, permission_row in granted.items():
+        if permission not in permissions:
+            cu.permission_rows.remove(permission_row)
+            changed.add("permissions")
+    for permission in sorted(permissions - set(granted)):
+        cu.permission_rows.append(ClientUserPermission(permission=permission, firm_id=firm_id))
+        changed.add("permissions")
+    chosen = {row.kind: row for row in cu.notification_rows}
+    for kind, channel in notifications.items():
+        if kind not in chosen:
+            cu.notification_rows.append(ClientUserNotification(kind=kind, channel=channel, firm_id=firm_id))
+            if channel != DEFAULT_NOTIFICATION_CHANNEL:  # a kind without a row was at the default
+                changed.add("notifications")
+        elif chosen[kind].channel != channel:
+            chosen[kind].channel = channel
+            changed.add("notifications")
+    return changed
+
+
+def _insert_access(session, *, cu: ClientUser, levels: dict[uuid.UUID, str], permissions: set[str],
+                   notifications: dict[str, str]) -> None:
+    """A new user's access rows, in three bulk statements (an import registers thousands)."""
+    if levels:
+        session.execute(insert(ClientUserDepartment), [
+            {"client_user_id": cu.id, "department_id": department_id, "firm_id": cu.firm_id, "level": level}
+            for department_id, level in levels.items()])
+    if permissions:
+        session.execute(insert(ClientUserPermission), [
+            {"client_user_id": cu.id, "permission": permission, "firm_id": cu.firm_id}
+            for permission in sorted(permissions)])
+    session.execute(insert(ClientUserNotification), [
+        {"client_user_id": cu.id, "kind": kind, "channel": channel, "firm_id": cu.firm_id}
+        for kind, channel in notifications.items()])
+
+
+def _record_access_changed(session, *, cu: ClientUser, reason: str, levels: dict[uuid.UUID, str] | None = None,
+                           permissions: set[str] | None = None, notifications: dict[str, str] | None = None,
+                           revision: int | None = None) -> None:
+    """`client_user.access_changed`: the user's access as it now is (read from `cu`, unless the
+    caller gives it), with the next revision (or `revision`, for a user just created)."""
+    if revision is None:
+        revision = session.execute(update(ClientUser).where(ClientUser.id == cu.id)
+                                   .values(access_revision=ClientUser.access_revision + 1)
+                                   .returning(ClientUser.access_revision)
+                                   .execution_options(synchronize_session=False)).scalar_one()
+        set_committed_value(cu, "access_revision", revision)
+    levels = cu.access_levels if levels is None else levels
+    permissions = cu.permissions if permissions is None else permissions
+    notifications = cu.notification_choices if notifications is None else notifications
+    record_event(session, outbox, "client_user.access_changed", {
+        "firm_id": cu.firm_id, "client_user_id": cu.id, "identity_id": cu.identity_id, "revision": revision,
+        "reason": reason,
+        "departments": [{"department_id": department_id, "level": levels[department_id]}
+                        for department_id in sorted(levels, key=str)],
+        "company_ids": sorted((c.id for c in cu.companies), key=str),
+        "permissions": {permission: permission in permissions for permission in CLIENT_PERMISSIONS},
+        "notifications": notifications,
+    })
+
+
 def _invitee_payload(firm: Firm, cu: ClientUser) -> dict:
     return {"firm_id": firm.id, "firm_name": firm.name, "firm_slug": firm.slug,
             "client_user_id": cu.id, "email": cu.email, "name": cu.name}
@@ -435,21 +621,36 @@ class ResendTooSoon(ClientUserError):
 
 
 def register_client_user(session, *, firm: Firm, name: str, email: str, cpf=None, phone=None,
-                         company_ids=(), access: str | None = None, actor: Actor | None = None) -> ClientUser:
+                         company_ids=(), access: str | None = None, departments=None, permissions=None,
+                         notifications=None, actor: Actor | None = None) -> ClientUser:
+    """Novo Usuário › Concluir (and each row of an import). `departments` is {department id:
+    level} (None: every department of the firm, Revisor); `permissions` the granted ones (None:
+    the defaults that follow the levels, models.default_permissions); `notifications` {kind:
+    channel} (a kind left out: E-mail e portal). Everything is checked before anything is
+    written; `client_user.access_changed` follows (and `client_user.access_activated` when
+    access is "now" or "later")."""
     if access not in (None, "now", "later"):
         raise ValueError(f"access must be 'now', 'later' or None, not {access!r}")
     values = _clean_contact(name=name, email=email, cpf=cpf, phone=phone)
     _check_email_free(session, firm=firm, email=values["email"])
     companies = _firm_companies(session, firm=firm, company_ids=company_ids)
+    live = _live_departments(session, firm=firm)
+    levels = _clean_departments(live, departments)
+    granted = _clean_permissions(permissions, levels)
+    channels = _clean_notifications(notifications)
     now = utcnow()
     cu = ClientUser(id=uuid.uuid4(), firm_id=firm.id, status="invited" if access == "now" else "not_invited",
                     created_at=now, updated_at=now, invitation_requested_at=now if access == "now" else None,
-                    cpf_hash=pii.cpf_hash(values["cpf"]), **values)
+                    cpf_hash=pii.cpf_hash(values["cpf"]), access_revision=1, **values)
     cu.companies = companies
     session.add(cu)
     session.flush()
+    _insert_access(session, cu=cu, levels=levels, permissions=granted, notifications=channels)
     _audit(session, actor, firm_id=firm.id, action="client_user.created", target=cu,
-           details={"companies": len(companies)})
+           details={"companies": len(companies), "departments": _named_levels(live, levels),
+                    "permissions": sorted(granted), "notifications": channels})
+    _record_access_changed(session, cu=cu, reason="created", levels=levels, permissions=granted,
+                           notifications=channels, revision=1)
     if access is not None:
         record_event(session, outbox, "client_user.access_activated",
                      {**_invitee_payload(firm, cu), "send_now": access == "now"})
@@ -459,7 +660,11 @@ def register_client_user(session, *, firm: Firm, name: str, email: str, cpf=None
 
 
 def update_client_user(session, *, firm: Firm, client_user: ClientUser, name: str, email: str,
-                       cpf=None, phone=None, company_ids=(), actor: Actor | None = None) -> ClientUser:
+                       cpf=None, phone=None, company_ids=(), departments=None, permissions=None,
+                       notifications=None, actor: Actor | None = None) -> ClientUser:
+    """Editar: Geral and Empresas, and — when given (None: unchanged) — Departamentos ({department
+    id: level}), Permissões and Notificações. Each part that changed is audited; one
+    `client_user.access_changed` follows when the companies or any of the access changed."""
     cu = client_user
     if cu.firm_id != firm.id:
         raise ValueError("client user of another firm")
@@ -472,15 +677,33 @@ def update_client_user(session, *, firm: Firm, client_user: ClientUser, name: st
     companies = _firm_companies(session, firm=firm, company_ids=company_ids, linked=cu.companies)
     # the form offers active companies only: the links to inactive ones stay for their reactivation
     companies += [c for c in cu.companies if not c.active and c not in companies]
+    live = _live_departments(session, firm=firm)
+    levels_before, granted_before, channels_before = cu.access_levels, cu.permissions, cu.notification_choices
+    levels = _clean_departments(live, departments) if departments is not None else levels_before
+    granted = _clean_permissions(permissions, levels) if permissions is not None else granted_before
+    channels = ({**channels_before, **_clean_notifications(notifications)} if notifications is not None
+                else channels_before)
     changed = [field for field in ("name", "email", "cpf", "phone") if getattr(cu, field) != values[field]]
     if {c.id for c in companies} != {c.id for c in cu.companies}:
         changed.append("companies")
     cu.companies = companies
     cu.name, cu.email, cu.cpf, cu.phone = values["name"], values["email"], values["cpf"], values["phone"]
     cu.cpf_hash = pii.cpf_hash(values["cpf"])
+    access_changed = _apply_access(cu, firm_id=firm.id, levels=levels, permissions=granted, notifications=channels)
     cu.updated_at = utcnow()
     session.flush()
-    _audit(session, actor, firm_id=firm.id, action="client_user.edited", target=cu, details={"fields": changed})
+    if changed or not access_changed:
+        _audit(session, actor, firm_id=firm.id, action="client_user.edited", target=cu, details={"fields": changed})
+    audits: dict[str, tuple[object, object]] = {
+        "departments": (_named_levels(live, levels_before), _named_levels(live, levels)),
+        "permissions": (sorted(granted_before), sorted(granted)),
+        "notifications": (channels_before, channels)}
+    for part, (before, after) in audits.items():
+        if part in access_changed:
+            _audit(session, actor, firm_id=firm.id, action=f"client_user.{part}_changed", target=cu,
+                   details={"before": before, "after": after})
+    if "companies" in changed or access_changed:
+        _record_access_changed(session, cu=cu, reason="edited")
     if email_changed and cu.status == "invited":
         _reset_invitation_state(cu)
         cu.invitation_requested_at = utcnow()
@@ -623,6 +846,7 @@ def grant_membership(session, *, firm_id, client_user_id, identity_id, invitatio
     session.flush()
     record_event(session, outbox, "membership.granted",
                  {"firm_id": firm.id, "firm_name": firm.name, "identity_id": identity_id, "role": "client"})
+    _record_access_changed(session, cu=cu, reason="linked")  # the login it applies to is known from now on
     return True
 
 
@@ -714,10 +938,27 @@ def _live_emails(session, *, firm: Firm) -> set[str]:
                                                               ClientUser.status != "deleted")))
 
 
-def validate_import_row(raw: dict, *, companies: dict, taken: set, seen: set) -> tuple[dict, list[str]]:
+def _department_index(session, *, firm: Firm) -> dict[str, uuid.UUID]:
+    """The firm's live departments by name key (case-insensitive: what a file may name)."""
+    return {d.name_key: d.id for d in _live_departments(session, firm=firm).values()}
+
+
+# the Nível column: Revisor / Contribuinte / Proprietário, in any case, with or without accents
+IMPORT_LEVELS = {"revisor": "reviewer", "contribuinte": "contributor", "proprietario": "owner"}
+
+
+def _import_level(text: str) -> str | None:
+    key = unicodedata.normalize("NFKD", " ".join(text.split())).encode("ascii", "ignore").decode().casefold()
+    return IMPORT_LEVELS.get(key) if key else DEFAULT_LEVEL
+
+
+def validate_import_row(raw: dict, *, companies: dict, taken: set, seen: set,
+                        departments: dict | None = None) -> tuple[dict, list[str]]:
     """The same checks as the Novo Usuário form, for one file row: (values, pt-BR errors).
     `seen` collects the file's e-mails so far (a repeated e-mail is an error on the later row).
-    Companies are named by razão social, nome fantasia, CNPJ or CPF (active ones only)."""
+    Companies are named by razão social, nome fantasia, CNPJ or CPF (active ones only).
+    `departments` is the firm's departments by name key (Departamentos: names separated by |; empty:
+    every department); Nível is applied to them (empty: Revisor)."""
     from .schemas import ClientUserSchema, load_form
     values, errors = load_form(ClientUserSchema(), {"name": raw.get("name"), "cpf": raw.get("cpf"),
                                                     "phone": raw.get("phone"), "email": raw.get("email")})
@@ -741,7 +982,20 @@ def validate_import_row(raw: dict, *, companies: dict, taken: set, seen: set) ->
             messages.append(_("Empresa não encontrada: %(name)s.", name=item))
         elif str(found) not in company_ids:
             company_ids.append(str(found))
-    return {**(values or {}), "company_ids": company_ids}, messages
+    named = [item for item in (raw.get("departments") or "").split("|") if item.strip()]
+    department_ids: list[str] = []
+    for item in named:
+        department_id = (departments or {}).get(department_name_key(item))
+        if department_id is None:
+            messages.append(_("Departamento não encontrado: %(name)s.", name=" ".join(item.split())))
+        elif str(department_id) not in department_ids:
+            department_ids.append(str(department_id))
+    level = _import_level(raw.get("level") or "")
+    if level is None:
+        messages.append(_("Nível inválido: %(level)s. Use Revisor, Contribuinte ou Proprietário.",
+                          level=" ".join((raw.get("level") or "").split())))
+    return {**(values or {}), "company_ids": company_ids, "department_ids": department_ids if named else None,
+            "access_level": level}, messages
 
 
 def _company_documents(session, *, firm: Firm) -> dict[str, bool]:
@@ -793,20 +1047,30 @@ class ImportKind:
 
 def _client_users_prepare(session, firm):
     return {"companies": _company_index(session, firm=firm), "taken": _live_emails(session, firm=firm),
-            "seen": set()}
+            "seen": set(), "departments": _department_index(session, firm=firm)}
 
 
 def _client_users_stored(raw, state):
     values, errors = validate_import_row(raw, **state)
     return {"name": raw["name"][:500], "email": raw["email"][:500], "cpf": raw["cpf"][:100],
             "phone": raw["phone"][:100], "companies": raw["companies"][:2000],
-            "company_ids": values["company_ids"]}, errors
+            "company_ids": values["company_ids"], "department_ids": values["department_ids"],
+            "access_level": values["access_level"]}, errors
 
 
 def _client_users_create(session, firm, row):
-    """Register the client user (access "now": the invitation follows)."""
+    """Register the client user (access "now": the invitation follows) with the row's departments
+    at its level (Departamentos empty: every department as the firm has them now)."""
+    level = row.access_level or DEFAULT_LEVEL
+    if row.department_ids is not None:
+        levels: dict | None = dict.fromkeys(row.department_ids, level)
+    elif level != DEFAULT_LEVEL:
+        levels = dict.fromkeys(_live_departments(session, firm=firm), level)
+    else:
+        levels = None  # every department, Revisor: the defaults
     cu = register_client_user(session, firm=firm, name=row.name, email=row.email, cpf=row.cpf or None,
-                              phone=row.phone or None, company_ids=row.company_ids or (), access="now")
+                              phone=row.phone or None, company_ids=row.company_ids or (), access="now",
+                              departments=levels)
     row.client_user_id = cu.id
 
 

@@ -86,19 +86,59 @@ def log_in(page, url: str, email: str, password: str) -> None:
 
 
 def invite(page, url: str, check: PhoneCheck | None, *, name: str, email: str) -> None:
-    """Novo Usuário at 360 px: Ativar → Envie agora → Avançar → a company → Concluir."""
+    """Novo Usuário at 360 px, through ONVIO's five steps: Geral (Ativar → Envie agora) → Avançar →
+    Departamentos → Avançar → Empresas (a company) → Avançar → Permissões → Avançar → Notificações
+    → Concluir. With `check`: every step is checked, the Departamentos step is driven with the
+    keyboard and once sent with no department (the step with its error is checked too)."""
     page.goto(f"{url}/e/{ALFA}/configuracoes/usuarios-de-clientes/novo")
     page.get_by_label("Nome", exact=True).fill(name)
     page.get_by_label("E-mail de contato", exact=True).fill(email)
     page.get_by_role("button", name="Ativar").click()
     page.get_by_role("button", name="Envie agora").click()
     page.get_by_role("button", name="Avançar").click()
-    expect(page.get_by_role("button", name="Concluir")).to_be_visible()
+    expect(page.get_by_text("Passo 2 de 5: Departamentos")).to_be_visible()
+    if check:
+        check(page, "Novo Usuário, departamentos", signed_in=True)
+        boxes = page.locator("input[name=department_ids]")
+        for i in range(boxes.count()):  # untick them all, from the keyboard
+            boxes.nth(i).focus()
+            page.keyboard.press("Space")
+        page.get_by_role("button", name="Avançar").focus()
+        page.keyboard.press("Enter")
+        expect(page.get_by_text("Escolha ao menos um departamento.")).to_be_visible()
+        check(page, "Novo Usuário, departamentos (com erro)", signed_in=True)
+        for department in ("Contábil", "Fiscal"):
+            page.get_by_label(department, exact=True).focus()
+            page.keyboard.press("Space")
+        level = page.get_by_label("Nível de acesso em Fiscal", exact=True)
+        level.focus()
+        page.keyboard.press("ArrowDown")  # Revisor → Contribuinte
+        expect(level).to_have_value("contributor")
+        page.get_by_role("button", name="Avançar").focus()
+        page.keyboard.press("Enter")
+    else:
+        page.get_by_role("button", name="Avançar").click()
+    expect(page.get_by_text("Passo 3 de 5: Empresas")).to_be_visible()
     if check:
         check(page, "Novo Usuário, empresas", signed_in=True)
     page.get_by_label("Padaria Pão Quente Ltda", exact=True).check()
+    page.get_by_role("button", name="Avançar").click()
+    expect(page.get_by_text("Passo 4 de 5: Permissões")).to_be_visible()
+    if check:
+        check(page, "Novo Usuário, permissões", signed_in=True)
+        # a Contribuinte department: "Enviar documentos ao escritório" is suggested
+        expect(page.get_by_label("Enviar documentos ao escritório", exact=True)).to_be_checked()
+    page.get_by_role("button", name="Avançar").click()
+    expect(page.get_by_role("button", name="Concluir")).to_be_visible()
+    if check:
+        check(page, "Novo Usuário, notificações", signed_in=True)
+        page.get_by_role("group", name="Avisos do escritório").get_by_label("Portal", exact=True).check()
     page.get_by_role("button", name="Concluir").click()
     expect(page.get_by_text("Usuário registrado")).to_be_visible()
+    if check:
+        expect(page.get_by_text("Fiscal — Contribuinte")).to_be_visible()
+        expect(page.get_by_text("Avisos do escritório: Portal")).to_be_visible()
+        expect(page.get_by_text("Societário — Revisor")).to_have_count(0)
 
 
 def invitation_link(page, url: str, email: str) -> str:
@@ -185,6 +225,9 @@ def test_every_page_fits_a_phone_keeps_sair_on_screen_and_passes_axe(local_produ
         # Invitations: a new person (registration) and one who already has a login (Vincular Contas)
         invite(ana, url, check, name=DIANA[0], email=DIANA[1])
         check(ana, "Página do usuário (aguardando envio)", signed_in=True)
+        ana.get_by_role("link", name="Editar").click()
+        expect(ana.get_by_role("heading", name="Editar usuário")).to_be_visible()
+        check(ana, "Editar usuário (Geral, Departamentos, Empresas, Permissões, Notificações)", signed_in=True)
         invite(ana, url, None, name="Bruno Lima", email="bruno@beta.example")
         ana.goto(url + "/notificacoes/caixa-de-entrada")
         check(ana, "Caixa de entrada (desenvolvimento)", signed_in=True)
@@ -215,7 +258,7 @@ def test_every_page_fits_a_phone_keeps_sair_on_screen_and_passes_axe(local_produ
             carlos.goto(f"{url}/auth/minha-conta/{path}")
             check(carlos, f"Minha conta › {path} (cliente)", signed_in=True)
 
-        assert len(check.visited) >= 24, check.visited
+        assert len(check.visited) >= 29, check.visited
         assert not check.problems, "on a 360 px phone:\n  " + "\n  ".join(check.problems)
     except BaseException:
         keep_pages(artifacts, visitor=visitor, ana=ana, carlos=carlos)

@@ -85,17 +85,40 @@ def open_user(page, url, name):
 
 
 def new_user(page, *, name, email):
-    """Step 1: Configurações › Usuários de Clientes → [Novo Usuário] … [Concluir]."""
+    """Step 1: Configurações › Usuários de Clientes → [Novo Usuário], the five steps … [Concluir]."""
     page.get_by_role("link", name=re.compile("Usuários de Clientes")).first.click()
     page.get_by_role("link", name="Novo Usuário").click()
+    # Geral
     page.get_by_label("Nome", exact=True).fill(name)
     page.get_by_label("E-mail de contato", exact=True).fill(email)
     page.get_by_role("button", name="Ativar").click()
     page.get_by_role("button", name="Envie agora").click()
     page.get_by_role("button", name="Avançar").click()
-    page.locator("input[name=company_ids]").first.check()  # "tick a company"
+    # Departamentos: "every department comes ticked at Revisor; set Fiscal to Contribuinte"
+    boxes = page.locator("input[name=department_ids]")
+    assert boxes.count() == 5 and all(boxes.nth(i).is_checked() for i in range(5))
+    levels = page.locator("select[name^=level_]")
+    assert {levels.nth(i).input_value() for i in range(5)} == {"reviewer"}
+    page.get_by_label("Nível de acesso em Fiscal", exact=True).select_option(label="Contribuinte")
+    page.get_by_role("button", name="Avançar").click()
+    # Empresas: "tick a company"
+    page.locator("input[name=company_ids]").first.check()
+    page.get_by_role("button", name="Avançar").click()
+    # Permissões: "Enviar documentos ao escritório and Baixar documentos come ticked"
+    expect(page.get_by_label("Enviar documentos ao escritório", exact=True)).to_be_checked()
+    expect(page.get_by_label("Baixar documentos", exact=True)).to_be_checked()
+    page.get_by_role("button", name="Avançar").click()
+    # Notificações: "E-mail e portal for each kind"
+    for kind in ("Novos documentos", "Guias a vencer", "Avisos do escritório"):
+        expect(page.get_by_role("group", name=kind).get_by_label("E-mail e portal", exact=True)).to_be_checked()
     page.get_by_role("button", name="Concluir").click()
     expect(page.get_by_text("Usuário registrado")).to_be_visible()
+    # "Carlos's page shows his departments with their levels, his permissions and his notifications"
+    details = page.locator("dl.details")
+    for shown in ("Fiscal — Contribuinte", "Contábil — Revisor", "Enviar documentos ao escritório",
+                  "Baixar documentos", "Avisos do escritório: E-mail e portal"):
+        expect(details.get_by_text(shown, exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name="Editar")).to_be_visible()
 
 
 def link_accounts(page, link, password, firm="Contabilidade Beta"):

@@ -47,6 +47,10 @@ def login(page, url, email, password):
 
 
 def register_client_user(page, firm_slug: str, *, name, email, cpf, phone, company):
+    """Novo Usuário through ONVIO's five steps, choosing on each: Geral (Ativar → Envie agora) →
+    Departamentos (Financeiro unticked, Fiscal at Contribuinte) → Empresas (`company`) → Permissões
+    (the suggestion: both, since a department is Contribuinte) → Notificações (Guias a vencer by
+    e-mail) → Concluir; the user's page then shows those choices."""
     page.get_by_role("link", name=re.compile("Usuários de Clientes")).first.click()
     expect(page.get_by_role("heading", name="Usuários de Clientes")).to_be_visible()
     page.get_by_role("link", name="Novo Usuário").click()
@@ -57,9 +61,26 @@ def register_client_user(page, firm_slug: str, *, name, email, cpf, phone, compa
     page.get_by_role("button", name="Ativar").click()
     page.get_by_role("button", name="Envie agora").click()
     page.get_by_role("button", name="Avançar").click()
+    expect(page.get_by_text("Passo 2 de 5: Departamentos")).to_be_visible()
+    page.get_by_label("Financeiro", exact=True).uncheck()
+    page.get_by_label("Nível de acesso em Fiscal", exact=True).select_option(label="Contribuinte")
+    page.get_by_role("button", name="Avançar").click()
+    expect(page.get_by_text("Passo 3 de 5: Empresas")).to_be_visible()
     page.get_by_label(company, exact=True).check()
+    page.get_by_role("button", name="Avançar").click()
+    expect(page.get_by_text("Passo 4 de 5: Permissões")).to_be_visible()
+    expect(page.get_by_label("Enviar documentos ao escritório", exact=True)).to_be_checked()
+    expect(page.get_by_label("Baixar documentos", exact=True)).to_be_checked()
+    page.get_by_role("button", name="Avançar").click()
+    expect(page.get_by_text("Passo 5 de 5: Notificações")).to_be_visible()
+    page.get_by_role("group", name="Guias a vencer").get_by_label("E-mail", exact=True).check()
     page.get_by_role("button", name="Concluir").click()
     expect(page.get_by_text("Usuário registrado")).to_be_visible()
+    details = page.locator("dl.details")
+    for shown in ("Contábil — Revisor", "Fiscal — Contribuinte", "Enviar documentos ao escritório",
+                  "Baixar documentos", "Guias a vencer: E-mail", "Novos documentos: E-mail e portal"):
+        expect(details.get_by_text(shown, exact=True)).to_be_visible()
+    expect(details.get_by_text("Financeiro — Revisor")).to_have_count(0)
 
 
 def invite(staff_page, mailbox, firm_slug, firm_name, *, email, company, name="Carlos Pereira", cpf="", phone=""):

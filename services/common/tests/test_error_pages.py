@@ -137,7 +137,7 @@ def test_the_wizard_shows_a_bad_company_id_as_a_sentence(browser_client, config)
         KeyRing(config.keys_dir), identity_id=identity, email="ana@alfa.com.br", name="Ana Lima"))
     url = f"/e/{slug}/configuracoes/usuarios-de-clientes/novo"
     token = csrf_token(browser_client.get(url).get_data(as_text=True))
-    response = browser_client.post(url, data={"csrf_token": token, "step": "2", "name": "Ivo Lima",
+    response = browser_client.post(url, data={"csrf_token": token, "step": "notificacoes", "name": "Ivo Lima",
                                               "email": "ivo@example.com", "access": "later",
                                               "company_ids": ["nao-e-empresa", "tambem-nao"]})
     html = response.get_data(as_text=True)
@@ -145,7 +145,7 @@ def test_the_wizard_shows_a_bad_company_id_as_a_sentence(browser_client, config)
     [shown] = re.findall(r'<p class="error">(.*?)</p>', html)
     assert shown == "Empresa inválida."
     browser_client.set_cookie("balcao_locale", "en")
-    html = browser_client.post(url, data={"csrf_token": token, "step": "2", "name": "Ivo Lima",
+    html = browser_client.post(url, data={"csrf_token": token, "step": "notificacoes", "name": "Ivo Lima",
                                           "email": "ivo@example.com", "access": "later",
                                           "company_ids": ["nao-e-empresa"]}).get_data(as_text=True)
     assert re.findall(r'<p class="error">(.*?)</p>', html) == ["Invalid company."]

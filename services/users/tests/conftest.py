@@ -121,3 +121,51 @@ def world(config) -> World:
 def get_client_user(config, client_user_id) -> models.ClientUser:
     with users_db(config).begin() as s:
         return s.get(models.ClientUser, client_user_id)
+
+
+def form_fields(html: str, action_contains: str = ""):
+    """What a browser would submit from the page's form (the first POST form whose action contains
+    `action_contains`): hidden and text inputs, checked checkboxes and radios, each select's
+    selected option (else its first), no button. A werkzeug MultiDict, to change and post."""
+    from html.parser import HTMLParser
+
+    from werkzeug.datastructures import MultiDict
+
+    class Parser(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fields: list[tuple[str, str]] = []
+            self.inside = self.done = False
+            self.select: str | None = None
+            self.options: list[tuple[str, bool]] = []
+
+        def handle_starttag(self, tag, attrs):
+            a = {k: (v or "") for k, v in attrs}
+            if tag == "form" and not self.done and a.get("method", "").lower() == "post" \
+                    and action_contains in a.get("action", ""):
+                self.inside = True
+            if not self.inside:
+                return
+            if tag == "input" and a.get("name"):
+                kind = a.get("type", "text")
+                if kind in ("checkbox", "radio"):
+                    if "checked" in a:
+                        self.fields.append((a["name"], a.get("value", "on")))
+                elif kind not in ("submit", "button", "file"):
+                    self.fields.append((a["name"], a.get("value", "")))
+            elif tag == "select":
+                self.select, self.options = a.get("name"), []
+            elif tag == "option" and self.select:
+                self.options.append((a.get("value", ""), "selected" in a))
+
+        def handle_endtag(self, tag):
+            if tag == "select" and self.select:
+                chosen = [v for v, selected in self.options if selected] or [v for v, _ in self.options[:1]]
+                self.fields += [(self.select, v) for v in chosen]
+                self.select = None
+            elif tag == "form" and self.inside:
+                self.inside, self.done = False, True
+
+    parser = Parser()
+    parser.feed(html)
+    return MultiDict(parser.fields)

@@ -185,7 +185,7 @@ def test_cpf_and_phone_never_reach_events_or_logs(browser_client, config, world,
     new = LIST.format(slug=world.alfa.slug) + "/novo"
     token = csrf_token(_page(browser_client, new))
     typed = {"csrf_token": token, "name": "Elisa Moraes", "cpf": cpf, "phone": "(21) 99876-5432",
-             "email": "elisa@example.com", "access": "now", "step": "2",
+             "email": "elisa@example.com", "access": "now", "step": "notificacoes",
              "company_ids": str(world.alfa_company.id)}
     response = browser_client.post(new, data=typed)
     assert response.status_code == 303
@@ -214,7 +214,7 @@ def test_staff_actions_are_audited_with_actor_ip_and_correlation_id(browser_clie
     new = base + "/novo"
     token = csrf_token(_page(browser_client, new))
     response = browser_client.post(new, data={"csrf_token": token, "name": "Elisa Moraes", "cpf": make_cpf(5),
-                                              "email": "elisa@example.com", "access": "later", "step": "2"},
+                                              "email": "elisa@example.com", "access": "later", "step": "notificacoes"},
                                    headers={"X-Request-ID": "req-create-1"}, environ_base={"REMOTE_ADDR": "203.0.113.9"})
     assert response.status_code == 303
     detail = response.headers["Location"]

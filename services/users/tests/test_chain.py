@@ -12,7 +12,7 @@ def test_envie_agora_ends_with_the_invitation_sent(browser_client, bus, config, 
     login(browser_client, config, world.ana)
     new = f"/e/{world.alfa.slug}/configuracoes/usuarios-de-clientes/novo"
     token = csrf_token(browser_client.get(new).get_data(as_text=True))
-    response = browser_client.post(new, data={"csrf_token": token, "step": "2", "name": "Diana Prado",
+    response = browser_client.post(new, data={"csrf_token": token, "step": "notificacoes", "name": "Diana Prado",
                                               "email": "diana@example.com", "access": "now"})
     detail = response.headers["Location"]
     assert "Aguardando envio" in browser_client.get(detail).get_data(as_text=True)

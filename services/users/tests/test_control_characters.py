@@ -47,7 +47,7 @@ def test_the_new_user_form_refuses_control_characters(browser_client, config, wo
     token = csrf_token(browser_client.get(new).get_data(as_text=True))
     before = _client_user_count(config)
     value = VALID[field][:4] + control + VALID[field][4:]
-    for step in ("1", "2"):
+    for step in ("geral", "notificacoes"):
         response = browser_client.post(new, data={"csrf_token": token, "step": step, "access": "later",
                                                   **VALID, field: value})
         html = response.get_data(as_text=True)
@@ -75,7 +75,7 @@ def test_other_errors_are_reported_with_the_control_character(browser_client, co
     login(browser_client, config, world.ana)
     new = _url(world.alfa, "/novo")
     token = csrf_token(browser_client.get(new).get_data(as_text=True))
-    html = browser_client.post(new, data={"csrf_token": token, "step": "1", "name": "Diana\x00Prado",
+    html = browser_client.post(new, data={"csrf_token": token, "step": "geral", "name": "Diana\x00Prado",
                                           "email": "diana@", "cpf": "1"}).get_data(as_text=True)
     assert _field_error(html, "name") == MESSAGE
     assert _field_error(html, "email") == "E-mail inválido." and _field_error(html, "cpf") == "CPF inválido."

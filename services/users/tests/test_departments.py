@@ -217,3 +217,43 @@ def test_firms_that_existed_before_departments_get_the_five(tmp_path):
                              {"id": firm_id.hex}).scalars().all()
     database.dispose()
     assert names == ["Contábil", "Fiscal", "Pessoal", "Societário", "Financeiro"]
+
+
+def test_migrar_e_excluir_moves_client_users_access_keeping_the_higher_level(config, world):
+    """Pessoal → Contábil: who saw only Pessoal now sees Contábil at the same level; who saw both
+    keeps the higher of the two levels; who never saw Pessoal is untouched (and gets no event)."""
+    d = {x.name: x for x in (_department(config, world.alfa, n) for n in ("Contábil", "Pessoal", "Fiscal"))}
+    with users_db(config).begin() as s:
+        def user(email, levels):
+            return services.register_client_user(s, firm=world.alfa, name="Pessoa Teste", email=email,
+                                                 departments={d[n].id: lv for n, lv in levels.items()}).id
+        only_pessoal = user("a@example.com", {"Pessoal": "owner", "Fiscal": "reviewer"})
+        higher_in_pessoal = user("b@example.com", {"Pessoal": "contributor", "Contábil": "reviewer"})
+        higher_in_contabil = user("c@example.com", {"Pessoal": "reviewer", "Contábil": "owner"})
+        untouched = user("d@example.com", {"Fiscal": "contributor"})
+    before = len(outbox_events(config, "client_user.access_changed"))
+    with users_db(config).begin() as s:
+        services.remove_department(s, firm=world.alfa, department=s.get(models.Department, d["Pessoal"].id),
+                                   move_to=s.get(models.Department, d["Contábil"].id), actor=ANA_ACTOR)
+
+    def levels(client_user_id):
+        with users_db(config).begin() as s:
+            rows = s.scalars(select(models.ClientUserDepartment).where(
+                models.ClientUserDepartment.client_user_id == client_user_id))
+            return {s.get(models.Department, r.department_id).name: r.level for r in rows}
+    assert levels(only_pessoal) == {"Contábil": "owner", "Fiscal": "reviewer"}
+    assert levels(higher_in_pessoal) == {"Contábil": "contributor"}
+    assert levels(higher_in_contabil) == {"Contábil": "owner"}
+    assert levels(untouched) == {"Fiscal": "contributor"}
+    # Carlos (every department, Revisor, from the data of a new user) lost Pessoal, kept Contábil
+    assert "Pessoal" not in levels(world.carlos_at_alfa.id) and levels(world.carlos_at_alfa.id)["Contábil"] == "reviewer"
+
+    moved = outbox_events(config, "client_user.access_changed")[before:]
+    assert sorted(e["payload"]["client_user_id"] for e in moved) == sorted(
+        str(i) for i in (only_pessoal, higher_in_pessoal, higher_in_contabil, world.carlos_at_alfa.id))
+    for event in moved:
+        assert event["payload"]["reason"] == "department_removed"
+        assert str(d["Pessoal"].id) not in str(event["payload"])
+    with users_db(config).begin() as s:
+        entry = s.scalar(select(models.AuditEntry).where(models.AuditEntry.action == "department.removed"))
+        assert entry.details == {"moved_to": "Contábil", "client_users_moved": 4}

@@ -1,11 +1,11 @@
 """The staff pages (Configurações › Usuários de Clientes) through the one-origin browser client."""
-import re
 import uuid
 from datetime import UTC, datetime
 
 from services.users import models, services
 from services.users.tests.conftest import (
     Person,
+    form_fields,
     get_client_user,
     login,
     main_html,
@@ -46,9 +46,10 @@ def test_wizard_registers_a_user_and_sends_the_invitation(browser_client, config
         assert f">{label}<" in html, label
     assert 'data-dialog-open="dlg-acesso"' in html and '<dialog id="dlg-acesso"' in html
     assert 'id="f-access"' in html and 'id="f-access-label"' in html
+    assert "Passo 1 de 5: Geral" in text_of(html)
     token = csrf_token(html)
     typed = {"name": "Diana", "cpf": "123.456.789-00", "phone": "(11) 98765-4321", "email": "diana@",
-             "access": "now", "step": "1"}
+             "access": "now", "step": "geral"}
     response = browser_client.post(new, data={"csrf_token": token, **typed})
     html = response.get_data(as_text=True)
     assert response.status_code == 422
@@ -60,13 +61,20 @@ def test_wizard_registers_a_user_and_sends_the_invitation(browser_client, config
     typed.update(name="Diana Prado", cpf=make_cpf(42), email="Diana@Example.com")
     response = browser_client.post(new, data={"csrf_token": token, **typed})
     html = response.get_data(as_text=True)
-    assert response.status_code == 200 and "Concluir" in html
+    assert response.status_code == 200 and "Passo 2 de 5: Departamentos" in text_of(html)
+    html = browser_client.post(new, data=form_fields(html, "/novo")).get_data(as_text=True)
+    assert "Passo 3 de 5: Empresas" in text_of(html)
     assert "Padaria Pão Quente Ltda" in html and "Mercado Central Ltda" in html
     assert "Oficina Motor Forte Ltda" not in html  # Beta's company
     assert outbox_events(config, "client_user.access_activated")[-1]["payload"]["name"] == "Carlos Souza"
 
-    hidden = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', html))
-    response = browser_client.post(new, data={**hidden, "company_ids": [str(world.alfa_company2.id)]})
+    fields = form_fields(html, "/novo")
+    fields.add("company_ids", str(world.alfa_company2.id))
+    html = browser_client.post(new, data=fields).get_data(as_text=True)
+    assert "Passo 4 de 5: Permissões" in text_of(html)
+    html = browser_client.post(new, data=form_fields(html, "/novo")).get_data(as_text=True)
+    assert "Passo 5 de 5: Notificações" in text_of(html) and ">Concluir<" in html
+    response = browser_client.post(new, data=form_fields(html, "/novo"))
     assert response.status_code == 303
     detail_url = response.headers["Location"]
     html = _page(browser_client, detail_url)
@@ -86,10 +94,10 @@ def test_wizard_enviar_mais_tarde_and_back_keep_what_was_typed(browser_client, c
     new = _url(world.alfa, "/novo")
     token = csrf_token(_page(browser_client, new))
     typed = {"name": "Elisa Moura", "cpf": "", "phone": "", "email": "elisa@example.com", "access": "later"}
-    html = browser_client.post(new, data={"csrf_token": token, "step": "1", **typed}).get_data(as_text=True)
-    back = browser_client.post(new, data={"csrf_token": token, "step": "2", "voltar": "1", **typed})
+    html = browser_client.post(new, data={"csrf_token": token, "step": "geral", **typed}).get_data(as_text=True)
+    back = browser_client.post(new, data={**form_fields(html, "/novo"), "voltar": "1"})
     assert back.status_code == 200 and 'value="Elisa Moura"' in back.get_data(as_text=True)
-    response = browser_client.post(new, data={"csrf_token": csrf_token(html), "step": "2", **typed})
+    response = browser_client.post(new, data={"csrf_token": csrf_token(html), "step": "notificacoes", **typed})
     assert response.status_code == 303
     html = _page(browser_client, response.headers["Location"])
     assert "Usuário registrado." in html and "O convite para" not in html and "Não convidado" in html
@@ -100,7 +108,7 @@ def test_noscript_radio_choice_is_used_without_javascript(browser_client, config
     login(browser_client, config, world.ana)
     new = _url(world.alfa, "/novo")
     token = csrf_token(_page(browser_client, new))
-    data = {"csrf_token": token, "step": "2", "name": "Fabio Nunes", "email": "fabio@example.com",
+    data = {"csrf_token": token, "step": "notificacoes", "name": "Fabio Nunes", "email": "fabio@example.com",
             "access": ["", "now"]}
     assert browser_client.post(new, data=data).status_code == 303
     assert outbox_events(config, "client_user.access_activated")[-1]["payload"]["email"] == "fabio@example.com"
@@ -110,7 +118,7 @@ def test_wizard_reports_a_duplicate_email(browser_client, config, world):
     login(browser_client, config, world.ana)
     new = _url(world.alfa, "/novo")
     token = csrf_token(_page(browser_client, new))
-    response = browser_client.post(new, data={"csrf_token": token, "step": "1", "name": "Carlos Souza",
+    response = browser_client.post(new, data={"csrf_token": token, "step": "geral", "name": "Carlos Souza",
                                               "email": "CARLOS@example.com"})
     assert response.status_code == 422
     assert "Já existe um usuário com este e-mail neste escritório." in response.get_data(as_text=True)
@@ -118,7 +126,7 @@ def test_wizard_reports_a_duplicate_email(browser_client, config, world):
 
 def test_posting_without_csrf_token_is_refused(browser_client, config, world):
     login(browser_client, config, world.ana)
-    response = browser_client.post(_url(world.alfa, "/novo"), data={"step": "2", "name": "Gil Souza",
+    response = browser_client.post(_url(world.alfa, "/novo"), data={"step": "notificacoes", "name": "Gil Souza",
                                                                      "email": "gil@example.com"})
     assert response.status_code == 400
     assert outbox_events(config, "client_user.access_activated")[-1]["payload"]["email"] != "gil@example.com"
@@ -346,7 +354,7 @@ def test_pages_in_english(browser_client, config, world):
     assert "Client Users" in html and "New User" in html and "Show deleted" in html and ">Access active<" in html
     new = _url(world.alfa, "/novo")
     token = csrf_token(_page(browser_client, new))
-    html = browser_client.post(new, data={"csrf_token": token, "step": "1", "name": "Diana",
+    html = browser_client.post(new, data={"csrf_token": token, "step": "geral", "name": "Diana",
                                           "email": "diana@example.com", "cpf": "1"}).get_data(as_text=True)
     assert "Enter first and last name." in html and "Invalid CPF." in html
 
@@ -361,11 +369,12 @@ def test_wizard_refuses_another_firms_company(browser_client, config, world):
     login(browser_client, config, world.ana)
     new = _url(world.alfa, "/novo")
     token = csrf_token(_page(browser_client, new))
-    typed = {"csrf_token": token, "step": "2", "name": "Ivo Lima", "email": "ivo@example.com", "access": "now"}
+    typed = {"csrf_token": token, "step": "notificacoes", "name": "Ivo Lima", "email": "ivo@example.com", "access": "now"}
     for bad in (str(world.beta_company.id), "nao-e-empresa"):
         response = browser_client.post(new, data={**typed, "company_ids": [str(world.alfa_company.id), bad]})
         html = response.get_data(as_text=True)
-        assert response.status_code == 422 and "Empresa inválida." in html and "Concluir" in html
+        assert response.status_code == 422 and "Empresa inválida." in html
+        assert "Passo 3 de 5: Empresas" in text_of(html)  # back on the step the error belongs to
         assert 'name="email" value="ivo@example.com"' in html
     assert "Oficina Motor Forte" not in html
     assert all(e["payload"]["email"] != "ivo@example.com" for e in outbox_events(config, "client_user.access_activated"))

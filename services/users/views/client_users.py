@@ -6,10 +6,13 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 from sqlalchemy.exc import IntegrityError
 
+from services.common.events import ACCESS_LEVELS, NOTIFICATION_KINDS
 from services.common.web import db, db_session
 
 from .. import pii, queries, services
+from ..models import DEFAULT_LEVEL, default_notifications, default_permissions
 from ..schemas import (
+    ClientUserAccessSchema,
     ClientUserSchema,
     ListQuerySchema,
     format_cpf,
@@ -52,35 +55,125 @@ def client_users(slug):
                    show_deleted=values["excluidos"], errors={})
 
 
+# --------------------------------------------------------------------------- Novo Usuário's steps
+# Server-side steps (no JavaScript needed): each step's page carries what the other steps hold as
+# hidden fields, so Voltar and Avançar keep everything typed; nothing is written before Concluir.
+# A step's fields: Geral — name, cpf, phone, email, access; Departamentos — department_ids (the
+# ticked ones), level_<department id>, departments_set (the step was seen: otherwise every
+# department at Revisor); Empresas — company_ids; Permissões — permissions, permissions_set (seen:
+# otherwise the defaults that follow the levels); Notificações — notify_<kind>.
+
+STEPS = ("geral", "departamentos", "empresas", "permissoes", "notificacoes")
+# which step a refused field belongs to (the page goes back to it with the message)
+STEP_OF_FIELD = {"departments": "departamentos", "company_ids": "empresas", "permissions": "permissoes",
+                 "notifications": "notificacoes"}
+
+
+def _step_labels() -> dict:
+    return {"geral": _("Geral"), "departamentos": _("Departamentos"), "empresas": _("Empresas"),
+            "permissoes": _("Permissões"), "notificacoes": _("Notificações")}
+
+
+def _access_state() -> dict:
+    """Departamentos, Permissões and Notificações as the form carries them (typed or hidden)."""
+    form = request.form
+    return {
+        "department_ids": form.getlist("department_ids") if form.get("departments_set") else None,
+        "levels": {key[len("level_"):]: value for key, value in form.items() if key.startswith("level_")},
+        "permissions": form.getlist("permissions") if form.get("permissions_set") else None,
+        "notifications": {kind: form[f"notify_{kind}"] for kind in NOTIFICATION_KINDS if form.get(f"notify_{kind}")},
+    }
+
+
+def _access_input(state: dict) -> dict:
+    """What ClientUserAccessSchema loads: only what the steps seen so far hold (the rest: defaults)."""
+    data: dict = {"company_ids": state["company_ids"], "notifications": state["notifications"]}
+    if state["department_ids"] is not None:
+        data["departments"] = {d: state["levels"].get(d) or DEFAULT_LEVEL for d in state["department_ids"]}
+    if state["permissions"] is not None:
+        data["permissions"] = state["permissions"]
+    return data
+
+
+def _access_errors(values: dict | None, errors: dict, *, departments, companies) -> dict:
+    """The schema's errors, and ids that are not this firm's (live) departments or companies."""
+    errors = dict(errors)
+    if values is not None:
+        if values["departments"] and set(values["departments"]) - {d.id for d in departments}:
+            errors["departments"] = [_("Departamento inválido.")]
+        if set(values["company_ids"]) - {c.id for c in companies}:
+            errors["company_ids"] = [_("Empresa inválida.")]
+    return errors
+
+
+def _access_view(state: dict, departments) -> dict:
+    """What the Departamentos, Permissões and Notificações inputs show: the state, or the defaults."""
+    ticked = {str(d.id) for d in departments} if state["department_ids"] is None else set(state["department_ids"])
+    rows = [{"department": d, "ticked": str(d.id) in ticked,
+             "level": state["levels"].get(str(d.id)) if state["levels"].get(str(d.id)) in ACCESS_LEVELS
+             else DEFAULT_LEVEL} for d in departments]
+    permissions = (set(state["permissions"]) if state["permissions"] is not None
+                   else default_permissions(row["level"] for row in rows if row["ticked"]))
+    return {"department_rows": rows, "permissions": permissions,
+            "notifications": {**default_notifications(), **state["notifications"]}}
+
+
+def _render_step(firm, step: str, state: dict, errors: dict, *, departments, companies, status: int = 200):
+    return render("client_users/new.html", current_firm=firm, step=step, steps=STEPS, step_labels=_step_labels(),
+                  values=state, errors=errors, departments=departments, companies=companies,
+                  access=_access_view(state, departments), labels=access_labels(), status=status)
+
+
+def _wizard_errors(firm, state: dict, *, upto: str, departments, companies) -> tuple[str | None, dict, dict]:
+    """(the first step up to `upto` with an error, its errors, the loaded values of every step)."""
+    contact, errors = load_form(ClientUserSchema(), {k: state[k] for k in ("name", "cpf", "phone", "email", "access")})
+    if not errors and contact and queries.email_taken(db_session(), firm=firm, email=contact["email"]):
+        errors = {"email": [_("Já existe um usuário com este e-mail neste escritório.")]}
+    if errors:
+        return "geral", errors, {}
+    access, access_errors = load_form(ClientUserAccessSchema(), _access_input(state))
+    access_errors = _access_errors(access, access_errors, departments=departments, companies=companies)
+    for step in STEPS[1:STEPS.index(upto) + 1]:
+        mine = {field: messages for field, messages in access_errors.items()
+                if STEP_OF_FIELD.get(field, "departamentos") == step}
+        if mine:
+            return step, mine, {}
+    return None, {}, {**(contact or {}), **(access or {})}
+
+
 @bp.route(CLIENT_USERS + "/novo", methods=["GET", "POST"])
 def client_user_new(slug):
     identity, firm = staff(slug)
+    departments = queries.departments_of(db_session(), firm=firm)
+    companies = queries.companies_of(db_session(), firm=firm)
+    state = {**_form_data(), **_access_state()} if request.method == "POST" else {
+        "company_ids": [], "access": "", "department_ids": None, "levels": {}, "permissions": None,
+        "notifications": {}}
     if request.method == "GET":
-        return render("client_users/new.html", current_firm=firm, step=1, values={}, errors={})
-    raw = _form_data()
-    step = request.form.get("step", "1")
-    values, errors = load_form(ClientUserSchema(), raw)
-    if not errors and queries.email_taken(db_session(), firm=firm, email=values["email"]):
-        errors = {"email": [_("Já existe um usuário com este e-mail neste escritório.")]}
-    if request.form.get("voltar") or (errors and set(errors) != {"company_ids"}):
-        return render("client_users/new.html", current_firm=firm, step=1, values=raw, errors=errors,
-                       status=422 if errors else 200)
-    if step != "2" or errors:
-        return render("client_users/new.html", current_firm=firm, step=2, values=raw, errors=errors,
-                       companies=queries.companies_of(db_session(), firm=firm), status=422 if errors else 200)
-    try:
+        return _render_step(firm, "geral", state, {}, departments=departments, companies=companies)
+    step = request.form.get("step") if request.form.get("step") in STEPS else "geral"
+    if request.form.get("voltar"):  # back one step, keeping everything (nothing is checked)
+        return _render_step(firm, STEPS[max(STEPS.index(step) - 1, 0)], state, {}, departments=departments,
+                            companies=companies)
+    failed, errors, values = _wizard_errors(firm, state, upto=step, departments=departments, companies=companies)
+    if failed:
+        return _render_step(firm, failed, state, errors, departments=departments, companies=companies, status=422)
+    if step != STEPS[-1]:  # Avançar
+        return _render_step(firm, STEPS[STEPS.index(step) + 1], state, {}, departments=departments,
+                            companies=companies)
+    try:  # Concluir
         with db().begin() as session:
             client_user = services.register_client_user(
                 session, firm=firm, name=values["name"], email=values["email"], cpf=values["cpf"],
                 phone=values["phone"], company_ids=values["company_ids"], access=values["access"],
-                actor=actor(identity))
+                departments=values["departments"], permissions=values["permissions"],
+                notifications=values["notifications"], actor=actor(identity))
     except services.ClientUserError as exc:
-        step = 2 if exc.field == "company_ids" else 1
-        return render("client_users/new.html", current_firm=firm, step=step, values=raw, errors=_error_map(exc),
-                       companies=queries.companies_of(db_session(), firm=firm), status=422)
+        return _render_step(firm, STEP_OF_FIELD.get(exc.field or "", "geral"), state, _error_map(exc),
+                            departments=departments, companies=companies, status=422)
     except IntegrityError:
         errors = {"email": [_("Já existe um usuário com este e-mail neste escritório.")]}
-        return render("client_users/new.html", current_firm=firm, step=1, values=raw, errors=errors, status=422)
+        return _render_step(firm, "geral", state, errors, departments=departments, companies=companies, status=422)
     flash(_("Usuário registrado."), "success")
     if values["access"] == "now":
         flash(_("O convite para %(email)s entrou na fila de envio.", email=client_user.email), "success")
@@ -92,8 +185,19 @@ def client_user_detail(slug, client_user_id):
     _identity_, firm = staff(slug)
     client_user = queries.client_user_of(db_session(), firm=firm, client_user_id=client_user_id)
     link = queries.invitation_link(client_user, keyring=current_app.extensions["balcao.keyring"])
+    access = sorted(client_user.department_access, key=lambda row: (row.department.position, row.department.name_key))
     return render("client_users/detail.html", current_firm=firm, cu=client_user, invite_link=link,
-                   cpf=format_cpf(client_user.cpf), phone=format_phone(client_user.phone))
+                  cpf=format_cpf(client_user.cpf), phone=format_phone(client_user.phone), access=access,
+                  labels=access_labels())
+
+
+def _edit_state(client_user) -> dict:
+    """Editar's fields as the user now is."""
+    return {"name": client_user.name, "email": client_user.email, "cpf": format_cpf(client_user.cpf),
+            "phone": format_phone(client_user.phone), "company_ids": [str(c.id) for c in client_user.companies],
+            "department_ids": [str(d) for d in client_user.access_levels],
+            "levels": {str(d): level for d, level in client_user.access_levels.items()},
+            "permissions": sorted(client_user.permissions), "notifications": client_user.notification_choices}
 
 
 @bp.route(CLIENT_USERS + "/<client_user_id>/editar", methods=["GET", "POST"])
@@ -101,30 +205,56 @@ def client_user_edit(slug, client_user_id):
     identity, firm = staff(slug)
     client_user = queries.client_user_of(db_session(), firm=firm, client_user_id=client_user_id)
     companies = queries.companies_of(db_session(), firm=firm)
+    departments = queries.departments_of(db_session(), firm=firm)
+
+    def page(state, errors, status=200):
+        return render("client_users/edit.html", current_firm=firm, cu=client_user, values=state, errors=errors,
+                      companies=companies, departments=departments, access=_access_view(state, departments),
+                      step_labels=_step_labels(), labels=access_labels(), status=status)
+
     if request.method == "GET":
-        values = {"name": client_user.name, "email": client_user.email, "cpf": format_cpf(client_user.cpf),
-                  "phone": format_phone(client_user.phone),
-                  "company_ids": [str(c.id) for c in client_user.companies]}
-        return render("client_users/edit.html", current_firm=firm, cu=client_user, values=values, errors={},
-                       companies=companies)
-    raw = _form_data()
+        return page(_edit_state(client_user), {})
+    raw = {**_form_data(), **_access_state()}
     values, errors = load_form(ClientUserSchema(), raw)
-    if not errors:
+    access, access_errors = load_form(ClientUserAccessSchema(), _access_input(raw))
+    errors = {**_access_errors(access, access_errors, departments=departments, companies=companies), **errors}
+    if not errors and values is not None and access is not None:
         try:
             with db().begin() as session:
                 target = queries.client_user_of(session, firm=firm, client_user_id=client_user.id)
                 services.update_client_user(session, firm=firm, client_user=target, name=values["name"],
                                             email=values["email"], cpf=values["cpf"], phone=values["phone"],
-                                            company_ids=values["company_ids"], actor=actor(identity))
+                                            company_ids=values["company_ids"], departments=access["departments"],
+                                            permissions=access["permissions"],
+                                            notifications=access["notifications"] or None, actor=actor(identity))
         except services.ClientUserError as exc:
             errors = _error_map(exc)
         except IntegrityError:
             errors = {"email": [_("Já existe um usuário com este e-mail neste escritório.")]}
     if errors:
-        return render("client_users/edit.html", current_firm=firm, cu=client_user, values=raw, errors=errors,
-                       companies=companies, status=422)
+        return page(raw, errors, status=422)
     flash(_("Alterações salvas."), "success")
     return _to_user(firm, client_user.id)
+
+
+def access_labels() -> dict:
+    """The pt-BR words of a client user's access (levels, permissions, notifications)."""
+    return {
+        "levels": {"reviewer": _("Revisor"), "contributor": _("Contribuinte"), "owner": _("Proprietário")},
+        "level_hints": {
+            "reviewer": _("vê as pastas do departamento, sem alterar nada."),
+            "contributor": _("também adiciona documentos e pastas, e exclui apenas o que adicionou."),
+            "owner": _("controle total das pastas do departamento.")},
+        "permissions": {"upload": _("Enviar documentos ao escritório"), "download": _("Baixar documentos")},
+        "permission_hints": {
+            "upload": _("Envia arquivos ao escritório pelo Portal do Cliente."),
+            "download": _("Sem esta permissão, o usuário vê os documentos e guias e acompanha a situação deles, "
+                          "mas não os baixa.")},
+        "kinds": {"new_documents": _("Novos documentos"), "due_guias": _("Guias a vencer"),
+                  "firm_notices": _("Avisos do escritório")},
+        "channels": {"none": _("Nenhuma"), "email": _("E-mail"), "portal": _("Portal"),
+                     "email_and_portal": _("E-mail e portal")},
+    }
 
 
 def _action(slug, client_user_id, service_function, message):

@@ -57,6 +57,9 @@ def audit_action_labels() -> dict:
         "company.deactivated": _("Empresa desativada"),
         "company.reactivated": _("Empresa reativada"),
         "company.imported": _("Importação de empresas"),
+        "client_user.departments_changed": _("Departamentos do usuário alterados"),
+        "client_user.permissions_changed": _("Permissões do usuário alteradas"),
+        "client_user.notifications_changed": _("Notificações do usuário alteradas"),
     }
 
 
