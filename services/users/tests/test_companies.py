@@ -429,11 +429,11 @@ def test_an_inactive_company_is_not_offered_for_client_users_but_their_links_sta
         services.deactivate_company(s, firm=world.alfa, company=s.get(models.Company, world.alfa_company2.id))
     login(browser_client, config, world.ana)
     new = f"/e/{world.alfa.slug}/configuracoes/usuarios-de-clientes/novo"
-    form = {"name": "Diana Prado", "email": "diana@example.com", "access": "later", "step": "1"}
-    html = _post(browser_client, new, form, page_url=new).get_data(as_text=True)  # the Empresas step
+    form = {"name": "Diana Prado", "email": "diana@example.com", "access": "later", "step": "departamentos"}
+    html = _post(browser_client, new, form, page_url=new).get_data(as_text=True)  # Avançar: the Empresas step
     assert "Padaria Pão Quente Ltda" in html and "Mercado Central Ltda" not in html
-    response = _post(browser_client, new, {**form, "step": "2", "company_ids": [str(world.alfa_company2.id)]},
-                     page_url=new)
+    response = _post(browser_client, new, {**form, "step": "notificacoes",
+                                           "company_ids": [str(world.alfa_company2.id)]}, page_url=new)
     assert response.status_code == 422 and "Empresa inválida." in response.get_data(as_text=True)
     # editing a user linked to an inactive company keeps that link (the form cannot show it)
     with users_db(config).begin() as s:
