@@ -18,7 +18,7 @@ from ..schemas import (
     format_phone,
     load_form,
 )
-from .common import CLIENT_USERS, actor, bp, member, render, staff
+from .common import CLIENT_USERS, actor, bp, member, render, staff_scope
 
 
 def _to_user(firm, client_user_id):
@@ -39,23 +39,23 @@ def _error_map(exc: services.ClientUserError) -> dict:
 
 @bp.get(CLIENT_USERS)
 def client_users(slug):
-    _identity_, firm = staff(slug)
+    _identity_, firm, scope = staff_scope(slug)
     values, errors = load_form(ListQuerySchema(), request.args)
     if errors.get("q"):  # e.g. a control character in the search: said, and nothing searched
         return render("client_users/list.html", current_firm=firm, page=queries.Page(items=[], number=1,
                                                                                       has_next=False),
-                       q=request.args.get("q", ""), show_deleted=False, errors=errors, status=422)
+                       q=request.args.get("q", ""), show_deleted=False, errors=errors, scope=scope, status=422)
     if errors:
         values = ListQuerySchema().load({})
     page = queries.client_users_page(db_session(), firm=firm, q=values["q"], show_deleted=values["excluidos"],
-                                     page=values["pagina"])
+                                     page=values["pagina"], scope=scope)
     return render("client_users/list.html", current_firm=firm, page=page, q=values["q"],
-                   show_deleted=values["excluidos"], errors={})
+                   show_deleted=values["excluidos"], errors={}, scope=scope)
 
 
 @bp.route(CLIENT_USERS + "/novo", methods=["GET", "POST"])
 def client_user_new(slug):
-    identity, firm = staff(slug)
+    identity, firm, scope = staff_scope(slug)
     if request.method == "GET":
         return render("client_users/new.html", current_firm=firm, step=1, values={}, errors={})
     raw = _form_data()
@@ -68,17 +68,17 @@ def client_user_new(slug):
                        status=422 if errors else 200)
     if step != "2" or errors:
         return render("client_users/new.html", current_firm=firm, step=2, values=raw, errors=errors,
-                       companies=queries.companies_of(db_session(), firm=firm), status=422 if errors else 200)
+                       companies=queries.companies_of(db_session(), firm=firm, scope=scope), status=422 if errors else 200)
     try:
         with db().begin() as session:
             client_user = services.register_client_user(
                 session, firm=firm, name=values["name"], email=values["email"], cpf=values["cpf"],
                 phone=values["phone"], company_ids=values["company_ids"], access=values["access"],
-                actor=actor(identity))
+                actor=actor(identity), scope=scope)
     except services.ClientUserError as exc:
         step = 2 if exc.field == "company_ids" else 1
         return render("client_users/new.html", current_firm=firm, step=step, values=raw, errors=_error_map(exc),
-                       companies=queries.companies_of(db_session(), firm=firm), status=422)
+                       companies=queries.companies_of(db_session(), firm=firm, scope=scope), status=422)
     except IntegrityError:
         errors = {"email": [_("Já existe um usuário com este e-mail neste escritório.")]}
         return render("client_users/new.html", current_firm=firm, step=1, values=raw, errors=errors, status=422)
@@ -90,8 +90,8 @@ def client_user_new(slug):
 
 @bp.get(CLIENT_USERS + "/<client_user_id>")
 def client_user_detail(slug, client_user_id):
-    _identity_, firm = staff(slug)
-    client_user = queries.client_user_of(db_session(), firm=firm, client_user_id=client_user_id)
+    _identity_, firm, scope = staff_scope(slug)
+    client_user = queries.client_user_of(db_session(), firm=firm, client_user_id=client_user_id, scope=scope)
     link = queries.invitation_link(client_user, keyring=current_app.extensions["balcao.keyring"])
     return render("client_users/detail.html", current_firm=firm, cu=client_user, invite_link=link,
                    cpf=format_cpf(client_user.cpf), phone=format_phone(client_user.phone))
@@ -99,9 +99,9 @@ def client_user_detail(slug, client_user_id):
 
 @bp.route(CLIENT_USERS + "/<client_user_id>/editar", methods=["GET", "POST"])
 def client_user_edit(slug, client_user_id):
-    identity, firm = staff(slug)
-    client_user = queries.client_user_of(db_session(), firm=firm, client_user_id=client_user_id)
-    companies = queries.companies_of(db_session(), firm=firm)
+    identity, firm, scope = staff_scope(slug)
+    client_user = queries.client_user_of(db_session(), firm=firm, client_user_id=client_user_id, scope=scope)
+    companies = queries.companies_of(db_session(), firm=firm, scope=scope)
     if request.method == "GET":
         values = {"name": client_user.name, "email": client_user.email, "cpf": format_cpf(client_user.cpf),
                   "phone": format_phone(client_user.phone),
@@ -113,10 +113,10 @@ def client_user_edit(slug, client_user_id):
     if not errors:
         try:
             with db().begin() as session:
-                target = queries.client_user_of(session, firm=firm, client_user_id=client_user.id)
+                target = queries.client_user_of(session, firm=firm, client_user_id=client_user.id, scope=scope)
                 services.update_client_user(session, firm=firm, client_user=target, name=values["name"],
                                             email=values["email"], cpf=values["cpf"], phone=values["phone"],
-                                            company_ids=values["company_ids"], actor=actor(identity))
+                                            company_ids=values["company_ids"], actor=actor(identity), scope=scope)
         except services.ClientUserError as exc:
             errors = _error_map(exc)
         except IntegrityError:
@@ -129,10 +129,10 @@ def client_user_edit(slug, client_user_id):
 
 
 def _action(slug, client_user_id, service_function, message):
-    identity, firm = staff(slug)
+    identity, firm, scope = staff_scope(slug)
     try:
         with db().begin() as session:
-            target = queries.client_user_of(session, firm=firm, client_user_id=client_user_id)
+            target = queries.client_user_of(session, firm=firm, client_user_id=client_user_id, scope=scope)
             service_function(session, firm=firm, client_user=target, actor=actor(identity))
             email = target.email
     except services.ClientUserError as exc:
@@ -175,7 +175,7 @@ def client_user_resend(slug, client_user_id):
 
 @bp.route(CLIENT_USERS + "/importar", methods=["GET", "POST"])
 def import_new(slug):
-    identity, firm = staff(slug)
+    identity, firm, scope = staff_scope(slug)
     if request.method == "GET":
         return render("client_users/import_new.html", current_firm=firm, errors={})
     values, errors = load_form(ImportUploadSchema(), request.files)
@@ -185,7 +185,7 @@ def import_new(slug):
             with db().begin() as session:
                 job = services.create_import_job(session, firm=firm, identity_id=identity.id,
                                                  filename=upload.filename,
-                                                 rows=read_rows(upload.filename, upload.stream))
+                                                 rows=read_rows(upload.filename, upload.stream), scope=scope)
                 job_id = job.id
         except ImportFileError as exc:
             errors = {"arquivo": [exc.message]}
@@ -196,8 +196,8 @@ def import_new(slug):
 
 @bp.get(CLIENT_USERS + "/importar/<job_id>")
 def import_job(slug, job_id):
-    _identity_, firm = staff(slug)
-    job = queries.import_job_of(db_session(), firm=firm, job_id=job_id)
+    _identity_, firm, scope = staff_scope(slug)
+    job = queries.import_job_of(db_session(), firm=firm, job_id=job_id, scope=scope)
     values, errors = load_form(PageQuerySchema(), request.args)
     page = queries.import_rows_page(db_session(), job=job, page=values["pagina"] if not errors else 1)
     created, failed = queries.import_progress(db_session(), job=job)
@@ -207,9 +207,9 @@ def import_job(slug, job_id):
 
 @bp.post(CLIENT_USERS + "/importar/<job_id>")
 def import_start(slug, job_id):
-    identity, firm = staff(slug)
+    identity, firm, scope = staff_scope(slug)
     with db().begin() as session:
-        job = queries.import_job_of(session, firm=firm, job_id=job_id)
+        job = queries.import_job_of(session, firm=firm, job_id=job_id, scope=scope)
         started = services.start_import_job(session, firm=firm, job=job, actor=actor(identity))
         valid = job.valid_rows
     if started:
@@ -235,12 +235,13 @@ def client_users_export(slug):
     identity, firm, role = member(slug)
     if role not in ("admin", "staff"):
         abort(404)
+    scope = queries.Scope.of(firm, identity_id=identity.id, role=role)
     values, errors = load_form(ListQuerySchema(), request.args)
     if errors:
         values = ListQuerySchema().load({})
     full = queries.may_edit_personal_data(role)
     rows = list(queries.client_users_for_export(db_session(), firm=firm, q=values["q"],
-                                                show_deleted=values["excluidos"]))
+                                                show_deleted=values["excluidos"], scope=scope))
     with db().begin() as session:
         services.record_export(session, firm=firm, actor=actor(identity), rows=len(rows),
                                filtered=bool(values["q"]) or values["excluidos"])
