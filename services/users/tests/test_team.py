@@ -449,3 +449,47 @@ def test_a_client_user_without_companies_is_still_invitable_by_an_admin(config, 
                                            email="sem@example.com", access="now",
                                            scope=queries.Scope.everything(world.alfa))
         assert cu.companies == [] and cu.status == "invited"
+
+
+# --------------------------------------------------------------------------- the migration
+
+
+def test_staff_that_existed_before_equipe_keep_what_they_saw(tmp_path):
+    """Migration e7f423b3489c: `active` becomes the status; every existing Colaborador gets a carteira
+    of all the firm's companies (they saw every client the moment before)."""
+    from pathlib import Path
+
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+    from sqlalchemy import text
+
+    from services.common.db import Database
+    database = Database(f"sqlite:///{tmp_path / 'users.sqlite3'}", service="users")
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(Path(models.__file__).parent / "migrations"))
+    cfg.set_main_option("path_separator", "os")
+    cfg.attributes["database"] = database
+    command.upgrade(cfg, "9104980fe8be")  # the revision before Equipe
+    firm, other = uuid.uuid4(), uuid.uuid4()
+    admin, staff, gone = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    companies = [uuid.uuid4(), uuid.uuid4()]
+    with database.engine.begin() as conn:
+        for fid, slug, cnpj in ((firm, "antiga", "11222333000181"), (other, "outra", "11444777000161")):
+            conn.execute(text("INSERT INTO firms (id, name, slug, cnpj, created_at, require_staff_mfa) "
+                              "VALUES (:id, :slug, :slug, :cnpj, CURRENT_TIMESTAMP, 0)"),
+                         {"id": fid.hex, "slug": slug, "cnpj": cnpj})
+        for cid, fid, cnpj in ((companies[0], firm, "1"), (companies[1], firm, "2"), (uuid.uuid4(), other, "3")):
+            conn.execute(text("INSERT INTO companies (id, firm_id, name, cnpj) VALUES (:id, :f, :n, :c)"),
+                         {"id": cid.hex, "f": fid.hex, "n": f"Empresa {cnpj}", "c": cnpj})
+        for sid, role, active in ((admin, "admin", 1), (staff, "staff", 1), (gone, "staff", 0)):
+            conn.execute(text("INSERT INTO staff_members (id, firm_id, identity_id, name, email, role, active) "
+                              "VALUES (:id, :f, :i, :n, :e, :r, :a)"),
+                         {"id": sid.hex, "f": firm.hex, "i": uuid.uuid4().hex, "n": role, "e": f"{sid.hex}@x.com",
+                          "r": role, "a": active})
+    command.upgrade(cfg, "e7f423b3489c")
+    with database.engine.connect() as conn:
+        status = dict(conn.execute(text("SELECT id, status FROM staff_members")).all())
+        carteira = conn.execute(text("SELECT staff_member_id, company_id FROM staff_member_companies")).all()
+    database.dispose()
+    assert status == {admin.hex: "active", staff.hex: "active", gone.hex: "inactive"}
+    assert sorted(carteira) == sorted((sid.hex, cid.hex) for sid in (staff, gone) for cid in companies)

@@ -70,14 +70,17 @@ def upgrade() -> None:
     carteira = sa.table('staff_member_companies', sa.column('staff_member_id', sa.Uuid()),
                         sa.column('company_id', sa.Uuid()))
     op.execute(staff.update().where(staff.c.active.is_(False)).values(status='inactive'))
-    op.execute(carteira.insert().from_select(
-        ['staff_member_id', 'company_id'],
-        sa.select(staff.c.id, companies.c.id).select_from(staff.join(companies, companies.c.firm_id == staff.c.firm_id))
-        .where(staff.c.role == 'staff')))
 
     with op.batch_alter_table('staff_members', schema=None) as batch_op:
         batch_op.create_index('uq_staff_members_firm_email_live', ['firm_id', 'email'], unique=True, sqlite_where=sa.text("status != 'deleted'"), postgresql_where=sa.text("status != 'deleted'"))
         batch_op.drop_column('active')
+
+    # after the last rebuild of staff_members (on SQLite a batch copies and drops the table, which
+    # would cascade to rows referencing it)
+    op.execute(carteira.insert().from_select(
+        ['staff_member_id', 'company_id'],
+        sa.select(staff.c.id, companies.c.id).select_from(staff.join(companies, companies.c.firm_id == staff.c.firm_id))
+        .where(staff.c.role == 'staff')))
 
 
 def downgrade() -> None:
