@@ -98,7 +98,8 @@ def emails_to(config, recipient: str) -> list[tuple[str, str]]:
 
 def registre_agora(config, recipient: str) -> str:
     [(_subject, body)] = emails_to(config, recipient)
-    return urlsplit(re.search(r"Registre agora: (\S+)", body).group(1)).path
+    [link] = re.findall(r"Registre agora: (\S+)", body)
+    return urlsplit(link).path
 
 
 def test_a_client_of_one_firm_joins_another_firms_team_with_vincular_contas(config, bus, people):

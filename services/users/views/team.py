@@ -92,7 +92,7 @@ def team_member_edit(slug, staff_member_id):
         return render("team/edit.html", current_firm=firm, member=member, values=values, errors={}, **_choices(firm))
     raw = _form_data("role")
     values, errors = load_form(StaffEditSchema(), raw)
-    changed: list[str] = []
+    changed = []
     if not errors:
         try:
             with db().begin() as session:
