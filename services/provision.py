@@ -67,17 +67,21 @@ DEMO_LOGINS = [
     ("Ana Souza", "ana@alfa.example", "Alfa-Demo-2026", "administradora da Contabilidade Alfa"),
     ("Bruno Lima", "bruno@beta.example", "Beta-Demo-2026", "administrador da Contabilidade Beta"),
     ("Carlos Pereira", "carlos@cliente.example", "Carlos-Demo-2026", "cliente da Contabilidade Alfa"),
+    ("Débora Alves", "debora@alfa.example", "Debora-Demo-2026",
+     "colaboradora da Contabilidade Alfa (carteira: Padaria Pão Quente Ltda)"),
 ]
 
 
 def seed_demo(config: Config) -> bool:
-    """Two firms, their companies, and Carlos already registered at Alfa. Idempotent."""
+    """Two firms, their companies, Carlos already registered at Alfa, and Débora, a Colaborador of
+    Alfa whose carteira is Carlos's company. Idempotent."""
     from services.users import models as users_models
     from services.users import services as users_services
     with database("users", config).begin() as session:
         if session.execute(select(users_models.Firm).where(users_models.Firm.slug == "contabilidade-alfa")).first():
             return False
-    (ana, ana_email, ana_pw, _), (bruno, bruno_email, bruno_pw, _), (carlos, carlos_email, carlos_pw, _) = DEMO_LOGINS
+    (ana, ana_email, ana_pw, _), (bruno, bruno_email, bruno_pw, _), (carlos, carlos_email, carlos_pw, _), \
+        (debora, debora_email, debora_pw, _) = DEMO_LOGINS
     alfa = create_firm(config, name="Contabilidade Alfa", cnpj=_cnpj("112223330001"), admin_name=ana,
                        admin_email=ana_email, admin_password=ana_pw)
     create_firm(config, name="Contabilidade Beta", cnpj=_cnpj("445556660001"), admin_name=bruno,
@@ -93,4 +97,11 @@ def seed_demo(config: Config) -> bool:
                                                    cpf="52998224725", phone="+5511987654321",
                                                    company_ids=[uuid.UUID(padaria["id"])], access=None)
         users_services.grant_membership(session, firm_id=firm.id, client_user_id=user.id, identity_id=carlos_id)
+    debora_id, _ = ensure_identity(config, email=debora_email, name=debora, password=debora_pw)
+    with database("users", config).begin() as session:
+        firm = session.execute(select(users_models.Firm).where(users_models.Firm.slug == alfa["slug"])).scalar_one()
+        contabil = session.execute(select(users_models.Department.id).where(
+            users_models.Department.firm_id == firm.id, users_models.Department.name == "Contábil")).scalar_one()
+        users_services.add_staff_member(session, firm=firm, identity_id=debora_id, name=debora, email=debora_email,
+                                        role="staff", department_ids=[contabil], company_ids=[uuid.UUID(padaria["id"])])
     return True
