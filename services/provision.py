@@ -73,8 +73,9 @@ DEMO_LOGINS = [
 
 
 def seed_demo(config: Config) -> bool:
-    """Two firms, their companies, Carlos already registered at Alfa, and Débora, a Colaborador of
-    Alfa whose carteira is Carlos's company. Idempotent."""
+    """Two firms, their companies, Carlos already registered at Alfa (and Elisa, of Alfa's other
+    company, not invited), and Débora, a Colaborador of Alfa whose carteira is Carlos's company.
+    Idempotent."""
     from services.users import models as users_models
     from services.users import services as users_services
     with database("users", config).begin() as session:
@@ -87,7 +88,7 @@ def seed_demo(config: Config) -> bool:
     create_firm(config, name="Contabilidade Beta", cnpj=_cnpj("445556660001"), admin_name=bruno,
                 admin_email=bruno_email, admin_password=bruno_pw)
     padaria = create_company(config, firm_slug=alfa["slug"], name="Padaria Pão Quente Ltda", cnpj=_cnpj("123456780001"))
-    create_company(config, firm_slug=alfa["slug"], name="Oficina Rápida ME", cnpj=_cnpj("234567890001"))
+    oficina = create_company(config, firm_slug=alfa["slug"], name="Oficina Rápida ME", cnpj=_cnpj("234567890001"))
     create_company(config, firm_slug="contabilidade-beta", name="Pereira Consultoria Ltda", cnpj=_cnpj("345678900001"))
     create_company(config, firm_slug="contabilidade-beta", name="Mercado Bom Preço Ltda", cnpj=_cnpj("456789010001"))
     carlos_id, _ = ensure_identity(config, email=carlos_email, name=carlos, password=carlos_pw)
@@ -97,6 +98,9 @@ def seed_demo(config: Config) -> bool:
                                                    cpf="52998224725", phone="+5511987654321",
                                                    company_ids=[uuid.UUID(padaria["id"])], access=None)
         users_services.grant_membership(session, firm_id=firm.id, client_user_id=user.id, identity_id=carlos_id)
+        # a client of the other company: outside Débora's carteira (access not activated, no e-mail)
+        users_services.register_client_user(session, firm=firm, name="Elisa Matos", email="elisa@cliente.example",
+                                            company_ids=[uuid.UUID(oficina["id"])], access=None)
     debora_id, _ = ensure_identity(config, email=debora_email, name=debora, password=debora_pw)
     with database("users", config).begin() as session:
         firm = session.execute(select(users_models.Firm).where(users_models.Firm.slug == alfa["slug"])).scalar_one()
