@@ -493,3 +493,12 @@ def test_staff_that_existed_before_equipe_keep_what_they_saw(tmp_path):
     database.dispose()
     assert status == {admin.hex: "active", staff.hex: "active", gone.hex: "inactive"}
     assert sorted(carteira) == sorted((sid.hex, cid.hex) for sid in (staff, gone) for cid in companies)
+
+
+def test_my_firms_names_the_role(browser_client, config, world):
+    """Minha conta › Meus escritórios says Administrador / Colaborador, as Equipe does."""
+    paula = _colaborador(config, world.alfa, [world.alfa_company.id])
+    login(browser_client, config, paula)
+    assert "Perfil Colaborador" in text_of(main_html(browser_client.get("/minha-conta/escritorios").get_data(as_text=True)))
+    login(browser_client, config, world.ana)
+    assert "Perfil Administrador" in text_of(main_html(browser_client.get("/minha-conta/escritorios").get_data(as_text=True)))
