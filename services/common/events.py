@@ -268,6 +268,10 @@ class MembershipRevoked(Payload):
     firm_id = UUID()
     identity_id = UUID()
     reason = fields.String(required=True, validate=validate.OneOf(["deactivated", "deleted", "left"]))
+    # which membership ended (minor 1): a client's, or a staff member's ("staff"/"admin"). One login
+    # may be both at the same firm: auth keeps applying the staff MFA policy when only the client
+    # access ends. None (an older producer): whichever it was — auth drops the staff projection.
+    role = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(["client", "staff", "admin"]))
 
 
 class SessionEnded(Payload):
@@ -351,7 +355,7 @@ CATALOGUE: dict[str, EventSpec] = {
     "identity.registered": EventSpec(1, IdentityRegistered, (), ("auth",)),
     "link.verified": EventSpec(1, LinkVerified, ("invitations",), ("auth",)),
     "membership.granted": EventSpec(1, MembershipGranted, ("auth",), ("users",)),
-    "membership.revoked": EventSpec(1, MembershipRevoked, ("auth",), ("users",)),
+    "membership.revoked": EventSpec(1, MembershipRevoked, ("auth",), ("users",), minor=1),
     "session.ended": EventSpec(1, SessionEnded, ("users",), ("auth",)),
     "identity.logged_in": EventSpec(1, IdentityLoggedIn, ("users",), ("auth",)),
     "firm.mfa_policy_changed": EventSpec(1, FirmMfaPolicyChanged, ("auth",), ("users",)),

@@ -405,7 +405,7 @@ def _revoke_staff(session, *, firm: Firm, member: StaffMember, reason: str) -> N
                  {"firm_id": firm.id, "client_user_id": member.id, "reason": reason, "subject": "staff_member"})
     if member.identity_id is not None and member.status == "active":
         record_event(session, outbox, "membership.revoked",
-                     {"firm_id": firm.id, "identity_id": member.identity_id, "reason": reason})
+                     {"firm_id": firm.id, "identity_id": member.identity_id, "reason": reason, "role": member.role})
 
 
 def deactivate_staff_member(session, *, firm: Firm, member: StaffMember, actor: Actor) -> StaffMember:
@@ -626,7 +626,7 @@ def _revoke(session, *, firm: Firm, cu: ClientUser, reason: str) -> None:
                  {"firm_id": firm.id, "client_user_id": cu.id, "reason": reason})
     if cu.identity_id is not None and cu.status == "active":
         record_event(session, outbox, "membership.revoked",
-                     {"firm_id": firm.id, "identity_id": cu.identity_id, "reason": reason})
+                     {"firm_id": firm.id, "identity_id": cu.identity_id, "reason": reason, "role": "client"})
 
 
 def deactivate_client_user(session, *, firm: Firm, client_user: ClientUser, actor: Actor | None = None) -> ClientUser:
@@ -1084,7 +1084,7 @@ def leave_firm(session, *, firm: Firm, actor: Actor) -> str:
         pref.default_firm_id = None
     session.flush()
     record_event(session, outbox, "membership.revoked", {"firm_id": firm.id, "identity_id": identity_id,
-                                                         "reason": "left"})
+                                                         "reason": "left", "role": left})
     return left
 
 

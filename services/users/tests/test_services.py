@@ -82,7 +82,7 @@ def test_deactivating_an_active_user_revokes_access_and_membership(config, alfa)
                                   "subject": "client_user"}
     [membership] = outbox_events(config, "membership.revoked")
     assert membership["payload"] == {"firm_id": str(alfa.id), "identity_id": str(identity_id),
-                                     "reason": "deactivated"}
+                                     "reason": "deactivated", "role": "client"}
 
 
 def test_deactivating_an_invited_user_has_no_membership_to_revoke(config, alfa):

@@ -316,7 +316,8 @@ def test_a_deactivated_colaborador_is_refused_on_the_very_next_request(browser_c
     detail = _url(world.alfa, f"/{member.id}")
     assert _post(browser_client, detail + "/desativar", {}, page_url=detail).status_code == 303
     [revoked] = [e["payload"] for e in outbox_events(config, "membership.revoked")]
-    assert revoked == {"firm_id": str(world.alfa.id), "identity_id": str(paula.identity_id), "reason": "deactivated"}
+    assert revoked == {"firm_id": str(world.alfa.id), "identity_id": str(paula.identity_id), "reason": "deactivated",
+                       "role": "staff"}
     assert _staff_events(config, member.id)[-1]["status"] == "inactive"
     assert _audit(config, world.alfa, "staff.deactivated")[0].target_name == "Paula Reis"
     assert "Inativo" in text_of(browser_client.get(_url(world.alfa)).get_data(as_text=True))
