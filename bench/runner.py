@@ -471,7 +471,7 @@ def embedded_memory(*, warm_reps: int) -> dict:
                 raise RuntimeError("embedded mode did not start:\n" + (tmp / "embedded.log").read_text()[-3000:])
             time.sleep(0.3)
         from services.provision import DEMO_LOGINS
-        (_, ana, ana_pw, _), _bruno, (_, carlos, carlos_pw, _) = DEMO_LOGINS
+        (_, ana, ana_pw, _), _bruno, (_, carlos, carlos_pw, _), *_others = DEMO_LOGINS
         staff = http_login(url, ana, ana_pw)
         paths = list(list_paths("contabilidade-alfa").values()) + ["/e/contabilidade-alfa/"]
         timed_gets(staff, url, paths, reps=warm_reps, warmup=1)

@@ -71,24 +71,29 @@ DEMO_LOGINS = [
     ("Ana Souza", "ana@alfa.example", "Alfa-Demo-2026", "administradora da Contabilidade Alfa"),
     ("Bruno Lima", "bruno@beta.example", "Beta-Demo-2026", "administrador da Contabilidade Beta"),
     ("Carlos Pereira", "carlos@cliente.example", "Carlos-Demo-2026", "cliente da Contabilidade Alfa"),
+    ("Débora Alves", "debora@alfa.example", "Debora-Demo-2026",
+     "colaboradora da Contabilidade Alfa (carteira: Padaria Pão Quente Ltda)"),
 ]
 
 
 def seed_demo(config: Config) -> bool:
-    """Two firms, their companies, and Carlos already registered at Alfa. Idempotent."""
+    """Two firms, their companies, Carlos already registered at Alfa (and Elisa, of Alfa's other
+    company, not invited), and Débora, a Colaborador of Alfa whose carteira is Carlos's company.
+    Idempotent."""
     from services.users import models as users_models
     from services.users import queries as users_queries
     from services.users import services as users_services
     with database("users", config).begin() as session:
         if session.execute(select(users_models.Firm).where(users_models.Firm.slug == "contabilidade-alfa")).first():
             return False
-    (ana, ana_email, ana_pw, _), (bruno, bruno_email, bruno_pw, _), (carlos, carlos_email, carlos_pw, _) = DEMO_LOGINS
+    (ana, ana_email, ana_pw, _), (bruno, bruno_email, bruno_pw, _), (carlos, carlos_email, carlos_pw, _), \
+        (debora, debora_email, debora_pw, _) = DEMO_LOGINS
     alfa = create_firm(config, name="Contabilidade Alfa", cnpj=_cnpj("112223330001"), admin_name=ana,
                        admin_email=ana_email, admin_password=ana_pw)
     create_firm(config, name="Contabilidade Beta", cnpj=_cnpj("445556660001"), admin_name=bruno,
                 admin_email=bruno_email, admin_password=bruno_pw)
     padaria = create_company(config, firm_slug=alfa["slug"], name="Padaria Pão Quente Ltda", cnpj=_cnpj("123456780001"))
-    create_company(config, firm_slug=alfa["slug"], name="Oficina Rápida ME", cnpj=_cnpj("234567890001"))
+    oficina = create_company(config, firm_slug=alfa["slug"], name="Oficina Rápida ME", cnpj=_cnpj("234567890001"))
     # a CNPJ of the alphanumeric kind (since July 2026) and a person as client (a CPF)
     create_company(config, firm_slug=alfa["slug"], name="Comércio Digital Alfa Ltda", cnpj=_cnpj("12ABC34501DE"),
                    trade_name="Loja Digital")
@@ -109,4 +114,14 @@ def seed_demo(config: Config) -> bool:
                                                    departments={departments[n]: lv for n, lv in levels.items()},
                                                    notifications={"firm_notices": "portal"})
         users_services.grant_membership(session, firm_id=firm.id, client_user_id=user.id, identity_id=carlos_id)
+        # a client of the other company: outside Débora's carteira (access not activated, no e-mail)
+        users_services.register_client_user(session, firm=firm, name="Elisa Matos", email="elisa@cliente.example",
+                                            company_ids=[uuid.UUID(oficina["id"])], access=None)
+    debora_id, _ = ensure_identity(config, email=debora_email, name=debora, password=debora_pw)
+    with database("users", config).begin() as session:
+        firm = session.execute(select(users_models.Firm).where(users_models.Firm.slug == alfa["slug"])).scalar_one()
+        contabil = session.execute(select(users_models.Department.id).where(
+            users_models.Department.firm_id == firm.id, users_models.Department.name == "Contábil")).scalar_one()
+        users_services.add_staff_member(session, firm=firm, identity_id=debora_id, name=debora, email=debora_email,
+                                        role="staff", department_ids=[contabil], company_ids=[uuid.UUID(padaria["id"])])
     return True

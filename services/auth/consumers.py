@@ -26,7 +26,10 @@ def on_membership_granted_staff(payload, ctx):
 
 
 def on_membership_revoked(payload, ctx):
-    """The person no longer works at (or left) the firm: its MFA policy no longer applies."""
+    """The person no longer works at (or left) the firm: its MFA policy no longer applies. Only a
+    client's access ending (`role` "client") leaves the staff membership of the same login alone."""
+    if payload.get("role") == "client":
+        return
     services.project_membership_revoked(ctx.session, identity_id=payload["identity_id"], firm_id=payload["firm_id"])
 
 

@@ -201,12 +201,18 @@ def signed_in(identity, target: str, *, login: bool = False, response=None, rese
     return response
 
 
-def logged_in(identity, target: str, *, reset: bool):
+def logged_in(identity, target: str, *, reset: bool, joining_staff_of=None, login: bool = True):
     """Password (and second factor, if any) checked: a new session, unless a firm where the person
     works requires MFA of its staff and none is enrolled. Then no session at all until the
     enrolment is done (a pending state in the signed browser session, like the code step).
-    `reset` (Gate.has_failures): the account's failure count is reset in the same transaction."""
-    if not identity.mfa_enabled and queries.staff_mfa_required(db_session(), identity_id=identity.id):
+    `reset` (Gate.has_failures): the account's failure count is reset in the same transaction.
+    `joining_staff_of`: the firm whose team invitation the person just accepted (registered or
+    linked): its policy applies already, before the membership comes back through the events.
+    `login`: reported as identity.logged_in (a registration is not a login)."""
+    if not identity.mfa_enabled and (
+            queries.staff_mfa_required(db_session(), identity_id=identity.id)
+            or (joining_staff_of is not None
+                and queries.firm_requires_staff_mfa(db_session(), firm_id=joining_staff_of))):
         with db().begin() as s:
             if reset:
                 forget_failures(identity.email, session=s)
@@ -216,7 +222,7 @@ def logged_in(identity, target: str, *, reset: bool):
         response = redirect(url_for("auth.required_mfa"), code=303)
         clear_session_cookie(response)
         return response
-    return signed_in(identity, target, login=True, reset=reset)
+    return signed_in(identity, target, login=login, reset=reset)
 
 
 # --------------------------------------------------------------------------- the steps

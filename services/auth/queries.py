@@ -109,6 +109,11 @@ def remaining_recovery_codes(session: Session, *, identity_id) -> int:
                           .where(RecoveryCode.identity_id == identity_id, RecoveryCode.used_at.is_(None))) or 0
 
 
+def firm_requires_staff_mfa(session: Session, *, firm_id) -> bool:
+    """Does this firm require MFA of its staff (the projection of firm.mfa_policy_changed)?"""
+    return bool(session.scalar(select(FirmMfaPolicy.require_staff_mfa).where(FirmMfaPolicy.firm_id == firm_id)))
+
+
 def staff_mfa_required(session: Session, *, identity_id) -> bool:
     """True when the identity is staff/admin of at least one firm that requires MFA of its staff."""
     return (session.scalar(select(func.count()).select_from(StaffMembership)

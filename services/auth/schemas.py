@@ -103,11 +103,20 @@ class TicketClaims(Schema):
     # Which link was opened: "email" (came through the person's inbox) or "copy" (the link staff
     # copy). A ticket that does not say counts as "copy": it must first prove the e-mail.
     via = fields.String(load_default="copy", validate=validate.OneOf(["email", "copy"]))
+    # A client user's invitation, or ("staff_member") one to the firm's team: then the firm's staff
+    # MFA policy (`firm_id`) applies before any session opens. Older tickets say neither: a client's.
+    subject = fields.String(load_default="client_user", validate=validate.OneOf(["client_user", "staff_member"]))
+    firm_id = fields.UUID(load_default=None)
 
     @post_load
     def _normalize(self, data, **_kw):
         data["email"] = normalize_email(data["email"])
         return data
+
+
+def joining_staff_of(claims: dict):
+    """The firm whose team a ticket's invitation joins (its staff MFA policy applies), or None."""
+    return claims.get("firm_id") if claims.get("subject") == "staff_member" else None
 
 
 def load_ticket_claims(claims: dict | None) -> dict | None:

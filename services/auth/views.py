@@ -37,6 +37,7 @@ from .schemas import (
     PasswordConfirmSchema,
     ResetPasswordSchema,
     form_errors,
+    joining_staff_of,
     load_ticket_claims,
 )
 
@@ -162,7 +163,8 @@ def invitation_register():
                             errors=exc.field_errors, status=422)
     except services.EmailAlreadyRegistered:
         return _invite_page("auth/invite_link.html", raw_ticket=raw, claims=claims, status=409)
-    return flows.signed_in(identity, f"/vinculando/{claims['inv']}")
+    return flows.logged_in(identity, f"/vinculando/{claims['inv']}", reset=False, login=False,
+                           joining_staff_of=joining_staff_of(claims))
 
 
 @bp.post("/convite/vincular")
@@ -196,7 +198,8 @@ def invitation_link():
         return flows.ask_second_factor(identity, purpose="link", next_url=f"/vinculando/{claims['inv']}", ticket=raw)
     with db().begin() as s:
         services.emit_link_verified(s, ticket=claims, identity=identity)
-    return flows.logged_in(identity, f"/vinculando/{claims['inv']}", reset=gate.has_failures)
+    return flows.logged_in(identity, f"/vinculando/{claims['inv']}", reset=gate.has_failures,
+                           joining_staff_of=joining_staff_of(claims))
 
 
 # --------------------------------------------------------------------------- second factor at login / link

@@ -56,6 +56,9 @@ class EmailContext(Schema):
 class InvitationContext(EmailContext):
     firm_name = Text()
     expires_on = fields.String(required=True, validate=validate.Regexp(r"^\d{2}/\d{2}/\d{4}$"))  # dd/mm/aaaa
+    # who is invited: a client user of the firm ("client", the default: what every invitation was
+    # before staff invitations) or a member of its team ("staff": "convidou você para a equipe")
+    invitee = fields.String(load_default="client", validate=validate.OneOf(["client", "staff"]))
 
 
 class InvitationCodeContext(EmailContext):
@@ -132,35 +135,51 @@ def validate_email_context(template: str, context: dict, *,
         raise ValidationError({"context": errors})
 
 
+# Whom an invitation is for. The invitation events were first written for client users only: their
+# `client_user_id` field is the id of the invitation's *subject*, and `subject` (added in minor 1,
+# optional) says what that id names — a client user (the default, what an older producer means) or a
+# staff member of the firm's team. An older consumer drops `subject` and reads the id as a client
+# user's: it finds no such client user and does nothing (deploy the consumers first).
+SUBJECTS = ("client_user", "staff_member")
+
+
+def Subject():  # noqa: N802  (a field factory, like UUID/Text/Email above)
+    return fields.String(load_default="client_user", validate=validate.OneOf(SUBJECTS))
+
+
 class AccessActivated(Payload):
     firm_id = UUID()
     firm_name = Text()
     firm_slug = Text()
-    client_user_id = UUID()
+    client_user_id = UUID()  # the subject's id (see SUBJECTS)
     email = Email()
     name = Text()
     send_now = fields.Boolean(required=True)
+    subject = Subject()
 
 
 class InvitationRequested(Payload):
     firm_id = UUID()
     firm_name = Text()
     firm_slug = Text()
-    client_user_id = UUID()
+    client_user_id = UUID()  # the subject's id
     email = Email()
     name = Text()
+    subject = Subject()
 
 
 class AccessRevoked(Payload):
     firm_id = UUID()
-    client_user_id = UUID()
+    client_user_id = UUID()  # the subject's id
     reason = fields.String(required=True, validate=validate.OneOf(["deactivated", "deleted"]))
+    subject = Subject()
 
 
 class InvitationCreated(Payload):
     invitation_id = UUID()
     firm_id = UUID()
-    client_user_id = UUID()
+    client_user_id = UUID()  # the subject's id
+    subject = Subject()
     expires_at = fields.AwareDateTime(required=True)
     resent = fields.Boolean(required=True)
     # {"link": ...} sealed to the users service, so staff can copy the link (never in clear). It is
@@ -174,24 +193,27 @@ class InvitationVoided(Payload):
     convite), or the client user's access was deactivated or deleted."""
     invitation_id = UUID()
     firm_id = UUID()
-    client_user_id = UUID()
+    client_user_id = UUID()  # the subject's id
     reason = fields.String(required=True, validate=validate.OneOf(
         ["superseded", "access_deactivated", "access_deleted"]))
+    subject = Subject()
 
 
 class InvitationAccepted(Payload):
     invitation_id = UUID()
     firm_id = UUID()
-    client_user_id = UUID()
+    client_user_id = UUID()  # the subject's id
     identity_id = UUID()
+    subject = Subject()
 
 
 class InvitationAcceptanceRefused(Payload):
     invitation_id = UUID()
     firm_id = UUID()
-    client_user_id = UUID()
+    client_user_id = UUID()  # the subject's id
     identity_id = UUID()
     reason = fields.String(required=True, validate=validate.OneOf(["not_pending", "expired", "email_mismatch"]))
+    subject = Subject()
 
 
 class EmailRequested(Payload):
@@ -246,6 +268,10 @@ class MembershipRevoked(Payload):
     firm_id = UUID()
     identity_id = UUID()
     reason = fields.String(required=True, validate=validate.OneOf(["deactivated", "deleted", "left"]))
+    # which membership ended (minor 1): a client's, or a staff member's ("staff"/"admin"). One login
+    # may be both at the same firm: auth keeps applying the staff MFA policy when only the client
+    # access ends. None (an older producer): whichever it was — auth drops the staff projection.
+    role = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(["client", "staff", "admin"]))
 
 
 class SessionEnded(Payload):
@@ -279,6 +305,21 @@ class DepartmentChanged(Payload):
     department_id = UUID()
     name = fields.String(required=True, validate=validate.Length(min=1, max=80))
     position = fields.Integer(required=True)
+
+
+class StaffMemberChanged(Payload):
+    """staff_member.changed: a member of the firm's team as they now are — invited, edited (role,
+    departments, carteira), accepted, deactivated, reactivated or removed. An Administrador works
+    with every company whatever `company_ids` holds; a Colaborador with the companies of their
+    carteira only. A department's removal moves its staff without this event (department.removed
+    says where they went). No name, no e-mail."""
+    firm_id = UUID()
+    staff_member_id = UUID()
+    identity_id = fields.UUID(required=True, allow_none=True)  # None until the invitation is accepted
+    role = fields.String(required=True, validate=validate.OneOf(["admin", "staff"]))
+    status = fields.String(required=True, validate=validate.OneOf(["invited", "active", "inactive", "deleted"]))
+    department_ids = fields.List(fields.UUID(), required=True)
+    company_ids = fields.List(fields.UUID(), required=True)  # the carteira
 
 
 class DepartmentRemoved(Payload):
@@ -402,22 +443,24 @@ class EventSpec(NamedTuple):
 
 
 CATALOGUE: dict[str, EventSpec] = {
-    "client_user.access_activated": EventSpec(1, AccessActivated, ("invitations",), ("users",)),
-    "client_user.invitation_requested": EventSpec(1, InvitationRequested, ("invitations",), ("users",)),
-    "client_user.access_revoked": EventSpec(1, AccessRevoked, ("invitations",), ("users",)),
+    # The invitation chain, for client users and (minor 1: `subject`, see SUBJECTS) for staff members
+    "client_user.access_activated": EventSpec(1, AccessActivated, ("invitations",), ("users",), minor=1),
+    "client_user.invitation_requested": EventSpec(1, InvitationRequested, ("invitations",), ("users",), minor=1),
+    "client_user.access_revoked": EventSpec(1, AccessRevoked, ("invitations",), ("users",), minor=1),
     # auth keeps a projection of each invitation's state (pending / voided / accepted, expiry): its
     # registration and Vincular Contas pages refuse a ticket whose invitation is no longer pending
-    "invitation.created": EventSpec(1, InvitationCreated, ("users", "auth"), ("invitations",)),
-    "invitation.voided": EventSpec(1, InvitationVoided, ("auth",), ("invitations",)),
-    "invitation.accepted": EventSpec(1, InvitationAccepted, ("users", "auth"), ("invitations",)),
-    "invitation.acceptance_refused": EventSpec(1, InvitationAcceptanceRefused, ("users",), ("invitations",)),
+    "invitation.created": EventSpec(1, InvitationCreated, ("users", "auth"), ("invitations",), minor=1),
+    "invitation.voided": EventSpec(1, InvitationVoided, ("auth",), ("invitations",), minor=1),
+    "invitation.accepted": EventSpec(1, InvitationAccepted, ("users", "auth"), ("invitations",), minor=1),
+    "invitation.acceptance_refused": EventSpec(1, InvitationAcceptanceRefused, ("users",), ("invitations",),
+                                               minor=1),
     "notification.email_requested": EventSpec(1, EmailRequested, ("notifier",), ("auth", "invitations")),
     "notification.sent": EventSpec(1, NotificationSent, ("users",), ("notifier",)),
     "notification.failed": EventSpec(1, NotificationFailed, ("users",), ("notifier",)),
     "identity.registered": EventSpec(1, IdentityRegistered, (), ("auth",)),
     "link.verified": EventSpec(1, LinkVerified, ("invitations",), ("auth",)),
     "membership.granted": EventSpec(1, MembershipGranted, ("auth",), ("users",)),
-    "membership.revoked": EventSpec(1, MembershipRevoked, ("auth",), ("users",)),
+    "membership.revoked": EventSpec(1, MembershipRevoked, ("auth",), ("users",), minor=1),
     "session.ended": EventSpec(1, SessionEnded, ("users",), ("auth",)),
     "identity.logged_in": EventSpec(1, IdentityLoggedIn, ("users",), ("auth",)),
     "firm.mfa_policy_changed": EventSpec(1, FirmMfaPolicyChanged, ("auth",), ("users",)),
@@ -428,6 +471,9 @@ CATALOGUE: dict[str, EventSpec] = {
     # a client user's departments + levels, companies, permissions and notification choices (the
     # documents service will keep a projection: who may see and do what)
     "client_user.access_changed": EventSpec(1, ClientUserAccessChanged, (), ("users",)),
+    # Configurações › Equipe: a staff member's role, departments, carteira and status (the documents
+    # service will keep a projection: who may see which company's and department's folders)
+    "staff_member.changed": EventSpec(1, StaffMemberChanged, (), ("users",)),
     # Esqueci a senha: the request only records this (the same work for any e-mail); auth's own
     # consumer looks the e-mail up, stores the hashed token and asks for the e-mail
     "password_reset.requested": EventSpec(1, PasswordResetRequested, ("auth",), ("auth",)),

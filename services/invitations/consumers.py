@@ -13,8 +13,8 @@ def _issue(payload: dict, ctx, *, resent: bool) -> None:
     services.issue_invitation(
         ctx.session, keyring=KeyRing(config.keys_dir), public_url=config.public_url,
         ttl=timedelta(days=config.invitation_ttl_days), firm_id=payload["firm_id"],
-        firm_name=payload["firm_name"], firm_slug=payload["firm_slug"],
-        client_user_id=payload["client_user_id"], email=payload["email"], name=payload["name"], resent=resent)
+        firm_name=payload["firm_name"], firm_slug=payload["firm_slug"], subject=payload["subject"],
+        subject_id=payload["client_user_id"], email=payload["email"], name=payload["name"], resent=resent)
 
 
 def on_access_activated(payload: dict, ctx) -> None:
@@ -27,7 +27,7 @@ def on_invitation_requested(payload: dict, ctx) -> None:
 
 
 def on_access_revoked(payload: dict, ctx) -> None:
-    services.void_invitations(ctx.session, client_user_id=payload["client_user_id"],
+    services.void_invitations(ctx.session, subject_id=payload["client_user_id"], subject=payload["subject"],
                               reason=f"access_{payload['reason']}")
 
 

@@ -16,21 +16,27 @@ class Base(DeclarativeBase):
     metadata = metadata
 
 
+SUBJECTS = ("client_user", "staff_member")
+
+
 class Invitation(Base):
-    """One invitation e-mailed to a client user. It has two independent random tokens, only their
+    """One invitation e-mailed to a person the firm registered: a client user, or a member of its
+    team (`subject`; `subject_id` is that client user's or staff member's id). It has two independent random tokens, only their
     SHA-256 kept: the e-mailed link's (`token_hash`) and the copy link's (`copy_token_hash`, the
     link staff see under "Copiar link do convite"; opening it asks for a code sent to the e-mail).
     Invitations issued before copy links existed have no `copy_token_hash`: their e-mailed link may
     have been copied by staff, so it is treated as a copy link."""
 
     __tablename__ = "invitations"
-    __table_args__ = (Index("ix_invitations_client_user_status", "client_user_id", "status"),)
+    __table_args__ = (Index("ix_invitations_subject_status", "subject_id", "status"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     firm_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
     firm_name: Mapped[str] = mapped_column(String(500), nullable=False)
     firm_slug: Mapped[str] = mapped_column(String(500), nullable=False)
-    client_user_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    subject: Mapped[str] = mapped_column(String(20), nullable=False, default="client_user",
+                                         server_default="client_user")
+    subject_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
     email: Mapped[str] = mapped_column(String(320), nullable=False)  # normalized
     name: Mapped[str] = mapped_column(String(500), nullable=False)
     token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)  # sha256 hex

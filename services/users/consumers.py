@@ -16,18 +16,20 @@ def _configured(handler):
 def on_invitation_created(payload, ctx):
     services.record_invitation_created(ctx.session, invitation_id=payload["invitation_id"],
                                        firm_id=payload["firm_id"], client_user_id=payload["client_user_id"],
-                                       expires_at=payload["expires_at"], sealed_link=payload.get("sealed_link"))
+                                       expires_at=payload["expires_at"], sealed_link=payload.get("sealed_link"),
+                                       subject=payload["subject"])
 
 
 def on_invitation_accepted(payload, ctx):
     services.grant_membership(ctx.session, firm_id=payload["firm_id"], client_user_id=payload["client_user_id"],
-                              identity_id=payload["identity_id"], invitation_id=payload["invitation_id"])
+                              identity_id=payload["identity_id"], invitation_id=payload["invitation_id"],
+                              subject=payload["subject"])
 
 
 def on_invitation_acceptance_refused(payload, ctx):
     services.record_link_refused(ctx.session, invitation_id=payload["invitation_id"], firm_id=payload["firm_id"],
                                  client_user_id=payload["client_user_id"], identity_id=payload["identity_id"],
-                                 reason=payload["reason"])
+                                 reason=payload["reason"], subject=payload["subject"])
 
 
 def on_notification_sent(payload, ctx):

@@ -79,17 +79,52 @@ class Firm(Base):
     require_staff_mfa: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
 
+STAFF_ROLES = ("admin", "staff")  # shown as Administrador / Colaborador
+STAFF_STATUSES = ("invited", "active", "inactive", "deleted")
+
+
 class StaffMember(Base):
+    """A member of the firm's team (Configurações › Equipe). An Administrador ("admin") runs the firm
+    and sees every client; a Colaborador ("staff") sees only the client users and companies of their
+    carteira (`companies`). Invited by e-mail through the same invitation chain as client users: the
+    row exists from the invitation (`identity_id` None until it is accepted, `status` "invited");
+    "active" is the membership; "inactive" (the firm deactivated them, or they left: `inactive_reason`
+    "left"); "deleted" (the row is kept for history, the login unlinked)."""
+
     __tablename__ = "staff_members"
-    __table_args__ = (UniqueConstraint("firm_id", "identity_id", name="uq_staff_members_firm_identity"),)
+    __table_args__ = (
+        UniqueConstraint("firm_id", "identity_id", name="uq_staff_members_firm_identity"),
+        Index("uq_staff_members_firm_email_live", "firm_id", "email", unique=True,
+              sqlite_where=text("status != 'deleted'"), postgresql_where=text("status != 'deleted'")),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"), index=True)
-    identity_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    identity_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True, nullable=True)
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(320))
-    role: Mapped[str] = mapped_column(String(10))  # "admin" | "staff"
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    role: Mapped[str] = mapped_column(String(10))  # "admin" | "staff" (STAFF_ROLES)
+    status: Mapped[str] = mapped_column(String(20), default="active", server_default="active")
+    inactive_reason: Mapped[str | None] = mapped_column(String(20), nullable=True)  # "left": Sair deste escritório
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow, onupdate=utcnow)
+    # the invitation, as for client users (queries.invitation_state reads these for both)
+    invitation_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    invitation_sent_at: Mapped[datetime | None] = mapped_column(AwareDateTime, nullable=True)
+    invitation_expires_at: Mapped[datetime | None] = mapped_column(AwareDateTime, nullable=True)
+    invitation_requested_at: Mapped[datetime | None] = mapped_column(AwareDateTime, nullable=True)
+    invitation_sealed_link: Mapped[str | None] = mapped_column(Text, nullable=True)
+    delivery_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    delivery_error_permanent: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    link_refused_reason: Mapped[str | None] = mapped_column(String(50), nullable=True)
+
+    departments: Mapped[list[Department]] = relationship(secondary="staff_member_departments",
+                                                         order_by="Department.position")
+    companies: Mapped[list[Company]] = relationship(secondary="staff_member_companies", order_by="Company.name")
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
 
 
 # A new firm starts with these (Configurações › Departamentos: admins add, rename, remove them).
@@ -301,14 +336,33 @@ Index("ix_client_users_email_trgm", func.lower(ClientUser.email).label("email_lo
       postgresql_using="gin", postgresql_ops={"email_lower": "gin_trgm_ops"})
 
 
+# A staff member's departments, and their carteira: the companies a Colaborador serves (primary
+# keys lead with the staff member: "the carteira of X" is an index range; `company_id` is indexed
+# for "who serves this company").
+staff_member_departments = Table(
+    "staff_member_departments", metadata,
+    Column("staff_member_id", ForeignKey("staff_members.id", ondelete="CASCADE"), primary_key=True),
+    Column("department_id", ForeignKey("departments.id"), primary_key=True, index=True),
+)
+staff_member_companies = Table(
+    "staff_member_companies", metadata,
+    Column("staff_member_id", ForeignKey("staff_members.id", ondelete="CASCADE"), primary_key=True),
+    Column("company_id", ForeignKey("companies.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
 class InvitationRef(Base):
-    """Which invitation (owned by the invitations service) belongs to which client user."""
+    """Which invitation (owned by the invitations service) belongs to which client user — or, for a
+    team invitation, to which staff member (exactly one of the two is set)."""
 
     __tablename__ = "invitation_refs"
 
     invitation_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     firm_id: Mapped[uuid.UUID] = mapped_column(Uuid)
-    client_user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("client_users.id"), index=True)
+    client_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("client_users.id"), index=True,
+                                                             nullable=True)
+    staff_member_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("staff_members.id"), index=True,
+                                                              nullable=True)
     created_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow)
     # set when invitations refused to accept it (not_pending, expired, email_mismatch)
     refused_reason: Mapped[str | None] = mapped_column(String(50), nullable=True)
@@ -381,7 +435,10 @@ AUDIT_ACTIONS = ("client_user.created", "client_user.invited", "client_user.invi
                  "firm.mfa_policy_changed", "department.created", "department.renamed", "department.removed",
                  "company.created", "company.edited", "company.deactivated", "company.reactivated", "company.imported",
                  "client_user.departments_changed", "client_user.permissions_changed",
-                 "client_user.notifications_changed")
+                 "client_user.notifications_changed",
+                 # Configurações › Equipe
+                 "staff.invited", "staff.invitation_resent", "staff.role_changed", "staff.departments_changed",
+                 "staff.carteira_changed", "staff.deactivated", "staff.reactivated", "staff.deleted")
 
 
 class AuditEntry(Base):

@@ -26,6 +26,7 @@ from .models import (
     InvitationRef,
     StaffMember,
     client_user_companies,
+    staff_member_companies,
 )
 
 PAGE_SIZE = 50
@@ -40,7 +41,7 @@ def _uuid(value) -> uuid.UUID:
 
 def _is_staff(identity_id):
     return exists().where(StaffMember.firm_id == Firm.id, StaffMember.identity_id == identity_id,
-                          StaffMember.active.is_(True))
+                          StaffMember.status == "active")
 
 
 def _is_client(identity_id):
@@ -61,7 +62,7 @@ def firm_for(session, *, identity_id, slug: str) -> tuple[Firm, str]:
     row = session.execute(
         select(Firm, StaffMember.role, ClientUser.id)
         .outerjoin(StaffMember, and_(StaffMember.firm_id == Firm.id, StaffMember.identity_id == identity_id,
-                                     StaffMember.active.is_(True)))
+                                     StaffMember.status == "active"))
         .outerjoin(ClientUser, and_(ClientUser.firm_id == Firm.id, ClientUser.identity_id == identity_id,
                                     ClientUser.status == "active"))
         .where(Firm.slug == slug).limit(1)).first()
@@ -75,6 +76,60 @@ def firm_for(session, *, identity_id, slug: str) -> tuple[Firm, str]:
     raise NotFound()
 
 
+@dataclass(frozen=True)
+class Scope:
+    """Which of the firm's clients a staff member works with. An Administrador: all of them
+    (`colaborador` None). A Colaborador (`colaborador`: their identity id): the companies of their
+    carteira, and the client users linked to at least one of those companies. A client user linked
+    to no company is in no carteira: only Administradores see them.
+
+    Used as conditions inside the page's own statements (subqueries on the carteira's primary key,
+    and on client_user_companies' company index), so scoping adds no statement to a page."""
+
+    firm_id: uuid.UUID
+    colaborador: uuid.UUID | None = None
+
+    @classmethod
+    def of(cls, firm: Firm, *, identity_id, role: str) -> Scope:
+        """The scope of a member of the firm's staff, by their role ("admin" or "staff")."""
+        if role == "admin":
+            return cls(firm.id)
+        if role == "staff":
+            return cls(firm.id, _uuid(identity_id))
+        raise ValueError(f"not a staff role: {role!r}")
+
+    @classmethod
+    def everything(cls, firm: Firm) -> Scope:
+        return cls(firm.id)
+
+    @property
+    def limited(self) -> bool:
+        return self.colaborador is not None
+
+    def company_ids(self):
+        """The carteira's company ids (a subquery); only for a limited scope."""
+        return (select(staff_member_companies.c.company_id)
+                .join(StaffMember, StaffMember.id == staff_member_companies.c.staff_member_id)
+                .where(StaffMember.firm_id == self.firm_id, StaffMember.identity_id == self.colaborador,
+                       StaffMember.status == "active"))
+
+    def companies(self, query):
+        return query.where(Company.id.in_(self.company_ids())) if self.limited else query
+
+    def client_users(self, query):
+        if not self.limited:
+            return query
+        return query.where(ClientUser.id.in_(select(client_user_companies.c.client_user_id)
+                                             .where(client_user_companies.c.company_id.in_(self.company_ids()))))
+
+
+def carteira_company_ids(session, *, scope: Scope) -> set[uuid.UUID] | None:
+    """The ids of the companies this scope may see — None for an Administrador (all of them)."""
+    if not scope.limited:
+        return None
+    return set(session.scalars(scope.company_ids()))
+
+
 def client_membership(session, *, firm: Firm, identity_id) -> ClientUser:
     """The active client user this identity is at the firm, with the companies it may see
     (`active_companies`: an inactive company is not shown)."""
@@ -86,12 +141,14 @@ def client_membership(session, *, firm: Firm, identity_id) -> ClientUser:
     return cu
 
 
-def companies_of(session, *, firm: Firm, include_inactive: bool = False) -> list[Company]:
+def companies_of(session, *, firm: Firm, include_inactive: bool = False, scope: Scope | None = None) -> list[Company]:
     """The firm's companies by razão social: the active ones (those that may be chosen for a
-    client user), or all of them."""
+    client user), or all of them; with a Colaborador's scope, those of their carteira."""
     query = select(Company).where(Company.firm_id == firm.id)
     if not include_inactive:
         query = query.where(Company.active.is_(True))
+    if scope is not None:
+        query = scope.companies(query)
     return list(session.scalars(query.order_by(Company.name, Company.id)))
 
 
@@ -123,11 +180,13 @@ ACCESS_OPTIONS = (selectinload(ClientUser.department_access).joinedload(ClientUs
                   selectinload(ClientUser.permission_rows), selectinload(ClientUser.notification_rows))
 
 
-def client_user_of(session, *, firm: Firm, client_user_id) -> ClientUser:
+def client_user_of(session, *, firm: Firm, client_user_id, scope: Scope | None = None) -> ClientUser:
     """One client user of this firm with its companies and access (departments, permissions,
-    notifications); any other id is a 404."""
-    cu = session.scalar(select(ClientUser).options(selectinload(ClientUser.companies), *ACCESS_OPTIONS)
-                        .where(ClientUser.firm_id == firm.id, ClientUser.id == _uuid(client_user_id)))
+    notifications); with a Colaborador's scope, only one of their carteira: any other id (another
+    firm's, outside the carteira, missing) is a 404."""
+    query = select(ClientUser).options(selectinload(ClientUser.companies), *ACCESS_OPTIONS).where(
+        ClientUser.firm_id == firm.id, ClientUser.id == _uuid(client_user_id))
+    cu = session.scalar(scope.client_users(query) if scope is not None else query)
     if cu is None:
         raise NotFound()
     return cu
@@ -157,8 +216,10 @@ def _cpf_digits(q: str) -> str | None:
         return None
 
 
-def _client_users_query(*, firm: Firm, q: str, show_deleted: bool):
+def _client_users_query(*, firm: Firm, q: str, show_deleted: bool, scope: Scope | None = None):
     query = select(ClientUser).where(ClientUser.firm_id == firm.id)
+    if scope is not None:
+        query = scope.client_users(query)
     if not show_deleted:
         query = query.where(ClientUser.status != "deleted")
     if q:
@@ -174,11 +235,11 @@ def _client_users_query(*, firm: Firm, q: str, show_deleted: bool):
 
 
 def client_users_page(session, *, firm: Firm, q: str = "", show_deleted: bool = False, page: int = 1,
-                      per_page: int = PAGE_SIZE) -> Page:
-    """A page of the firm's client users by name; search by name or e-mail (case-insensitive) or
-    by exact CPF (any formatting). Two statements whatever the page size: the users, then their
-    companies."""
-    query = _client_users_query(firm=firm, q=q, show_deleted=show_deleted).options(
+                      per_page: int = PAGE_SIZE, scope: Scope | None = None) -> Page:
+    """A page of the firm's client users by name (a Colaborador's: those of their carteira); search
+    by name or e-mail (case-insensitive) or by exact CPF (any formatting). Two statements whatever
+    the page size and the carteira: the users, then their companies."""
+    query = _client_users_query(firm=firm, q=q, show_deleted=show_deleted, scope=scope).options(
         selectinload(ClientUser.companies))
     rows = list(session.scalars(query.order_by(ClientUser.name, ClientUser.id)
                                 .offset((page - 1) * per_page).limit(per_page + 1)))
@@ -200,22 +261,22 @@ def _like(text: str) -> str:
 COMPANY_STATUSES = {"active": True, "inactive": False, "all": None}
 
 
-def companies_page(session, *, firm: Firm, q: str = "", status: str = "active", allowed_company_ids=None,
+def companies_page(session, *, firm: Firm, q: str = "", status: str = "active", scope: Scope | None = None,
                    page: int = 1, per_page: int = PAGE_SIZE) -> Page:
     """A page of the firm's companies by razão social (Configurações › Empresas): one statement
     whatever the page size. `q` finds a razão social, nome fantasia or código by any part of it
     (case-insensitive), and a CNPJ by any part of it typed with or without punctuation, in upper
     or lower case, or a whole CPF (through its keyed hash). `status`: "active", "inactive" or
-    "all". `allowed_company_ids`: None for every company of the firm, else only those (a
-    Colaborador's carteira)."""
+    "all". `scope`: a Colaborador's narrows the list to their carteira (a condition of the same
+    statement)."""
     from .schemas import compact_document
     if status not in COMPANY_STATUSES:
         raise ValueError(f"unknown company status {status!r}")
     query = select(Company).where(Company.firm_id == firm.id)
     if COMPANY_STATUSES[status] is not None:
         query = query.where(Company.active.is_(COMPANY_STATUSES[status]))
-    if allowed_company_ids is not None:
-        query = query.where(Company.id.in_([_uuid(cid) for cid in allowed_company_ids]))
+    if scope is not None:
+        query = scope.companies(query)
     if q:
         pattern = _like(q)
         matches: list[ColumnElement[bool]] = [func.lower(Company.name).like(pattern, escape="\\"),
@@ -244,27 +305,32 @@ def link_progress(session, *, invitation_id, identity_id, email: str) -> LinkPro
     """Where the link of this invitation to this identity stands, as far as users knows.
 
     "unknown": users has not heard of the invitation yet (invitation.created still in flight, or
-    no such invitation). 404 unless the invitation's client user is linked to this identity or,
-    not linked yet, was addressed to this identity's e-mail: someone else's invitation (of any
-    firm) answers exactly like a missing one and never names the firm."""
+    no such invitation). 404 unless the invitation's client user (or staff member, for a team
+    invitation) is linked to this identity or, not linked yet, was addressed to this identity's
+    e-mail: someone else's invitation (of any firm) answers exactly like a missing one and never
+    names the firm. One statement."""
     identity_id = _uuid(identity_id)
-    row = session.execute(select(InvitationRef, ClientUser, Firm)
-                          .join(ClientUser, ClientUser.id == InvitationRef.client_user_id)
-                          .join(Firm, Firm.id == ClientUser.firm_id)
+    row = session.execute(select(InvitationRef, ClientUser, StaffMember, Firm)
+                          .outerjoin(ClientUser, ClientUser.id == InvitationRef.client_user_id)
+                          .outerjoin(StaffMember, StaffMember.id == InvitationRef.staff_member_id)
+                          .join(Firm, Firm.id == InvitationRef.firm_id)
                           .where(InvitationRef.invitation_id == _uuid(invitation_id))).first()
     if row is None:
         return LinkProgress("unknown")
-    ref, client_user, firm = row
-    if client_user.identity_id is not None:
-        addressed = client_user.identity_id == identity_id
+    ref, client_user, staff_member, firm = row
+    invitee = client_user if client_user is not None else staff_member
+    if invitee is None:
+        return LinkProgress("unknown")
+    if invitee.identity_id is not None:
+        addressed = invitee.identity_id == identity_id
     else:
-        addressed = client_user.email == normalize_email(email)
+        addressed = invitee.email == normalize_email(email)
     if not addressed:
         raise NotFound()
-    if client_user.status == "active":
+    if invitee.status == "active":
         return LinkProgress("linked", firm)
-    superseded = client_user.invitation_id is not None and client_user.invitation_id != ref.invitation_id
-    if ref.refused_reason or superseded or client_user.status in ("inactive", "deleted"):
+    superseded = invitee.invitation_id is not None and invitee.invitation_id != ref.invitation_id
+    if ref.refused_reason or superseded or invitee.status in ("inactive", "deleted"):
         return LinkProgress("refused", firm, ref.refused_reason or "not_pending")
     return LinkProgress("waiting", firm)
 
@@ -278,6 +344,49 @@ def email_taken(session, *, firm: Firm, email: str, exclude_id=None) -> bool:
     return session.scalar(query.limit(1)) is not None
 
 
+# --------------------------------------------------------------------------- Configurações › Equipe
+
+
+@dataclass
+class TeamRow:
+    member: StaffMember
+    carteira: int  # how many companies the carteira holds
+
+
+def team_of(session, *, firm: Firm) -> list[TeamRow]:
+    """The firm's team (removed members left out): Administradores first, then Colaboradores, by
+    name, each with their departments and the size of their carteira. Two statements however
+    large the team and the carteiras."""
+    carteira = (select(func.count()).select_from(staff_member_companies)
+                .where(staff_member_companies.c.staff_member_id == StaffMember.id)
+                .correlate(StaffMember).scalar_subquery())
+    rows = session.execute(select(StaffMember, carteira).options(selectinload(StaffMember.departments))
+                           .where(StaffMember.firm_id == firm.id, StaffMember.status != "deleted")
+                           .order_by(StaffMember.role, StaffMember.name, StaffMember.id)).all()
+    return [TeamRow(member, count or 0) for member, count in rows]
+
+
+def staff_member_of(session, *, firm: Firm, staff_member_id) -> StaffMember:
+    """One member of the firm's team, with departments and carteira; another firm's, a removed one
+    or a missing one is a 404."""
+    member = session.scalar(select(StaffMember)
+                            .options(selectinload(StaffMember.departments), selectinload(StaffMember.companies))
+                            .where(StaffMember.firm_id == firm.id, StaffMember.id == _uuid(staff_member_id),
+                                   StaffMember.status != "deleted"))
+    if member is None:
+        raise NotFound()
+    return member
+
+
+def staff_email_taken(session, *, firm: Firm, email: str, exclude_id=None) -> StaffMember | None:
+    """The member of the firm's team (not removed) with this normalized e-mail, if any."""
+    query = select(StaffMember).where(StaffMember.firm_id == firm.id, StaffMember.email == email,
+                                      StaffMember.status != "deleted")
+    if exclude_id is not None:
+        query = query.where(StaffMember.id != exclude_id)
+    return session.scalar(query.limit(1))
+
+
 @dataclass
 class InvitationState:
     """The invitation and delivery state staff see, in the list and on the user's page.
@@ -289,7 +398,7 @@ class InvitationState:
     error: str | None = None
 
 
-def invitation_state(cu: ClientUser, *, now=None) -> InvitationState:
+def invitation_state(cu: ClientUser | StaffMember, *, now=None) -> InvitationState:
     from .models import utcnow
     now = now or utcnow()
     if cu.status == "active":
@@ -305,7 +414,7 @@ def invitation_state(cu: ClientUser, *, now=None) -> InvitationState:
     return InvitationState("waiting")
 
 
-def invitation_link(cu: ClientUser, *, keyring, now=None) -> str | None:
+def invitation_link(cu: ClientUser | StaffMember, *, keyring, now=None) -> str | None:
     """The live invitation's link for staff to copy (unsealed with users' own key), or None when
     there is no pending, unexpired invitation."""
     state = invitation_state(cu, now=now)
@@ -323,11 +432,15 @@ def invitation_link(cu: ClientUser, *, keyring, now=None) -> str | None:
 IMPORT_PAGE_SIZE = 50
 
 
-def import_job_of(session, *, firm: Firm, job_id, kind: str | None = None) -> ImportJob:
-    """The firm's import job (of this kind, when given: each kind's pages show only its own jobs)."""
+def import_job_of(session, *, firm: Firm, job_id, kind: str | None = None, scope: Scope | None = None) -> ImportJob:
+    """The firm's import job (of this kind, when given: each kind's pages show only its own jobs);
+    a Colaborador reaches only the jobs they started (the rows name client users outside their
+    carteira)."""
     query = select(ImportJob).where(ImportJob.firm_id == firm.id, ImportJob.id == _uuid(job_id))
     if kind is not None:
         query = query.where(ImportJob.kind == kind)
+    if scope is not None and scope.limited:
+        query = query.where(ImportJob.created_by == scope.colaborador)
     job = session.scalar(query)
     if job is None:
         raise NotFound()
@@ -373,10 +486,10 @@ def pending_import_lines(session, *, job_id, limit: int) -> list[int]:
 
 
 def client_users_for_export(session, *, firm: Firm, q: str = "", show_deleted: bool = False,
-                            batch: int = 500):
-    """Every client user the list shows for this search, by name, in batches of `batch` (each batch
-    two statements: the users and their companies): the CSV export streams them."""
-    base = _client_users_query(firm=firm, q=q, show_deleted=show_deleted).options(
+                            batch: int = 500, scope: Scope | None = None):
+    """Every client user the list shows for this search (and scope), by name, in batches of `batch`
+    (each batch two statements: the users and their companies): the CSV export streams them."""
+    base = _client_users_query(firm=firm, q=q, show_deleted=show_deleted, scope=scope).options(
         selectinload(ClientUser.companies)).order_by(ClientUser.name, ClientUser.id)
     offset = 0
     while True:
@@ -420,7 +533,7 @@ def my_firms(session, *, identity_id) -> list[MyFirm]:
     firms = firms_of(session, identity_id=identity_id)
     ids = [f.id for f in firms]
     staff = {m.firm_id: m for m in session.scalars(select(StaffMember).where(
-        StaffMember.identity_id == identity_id, StaffMember.active.is_(True), StaffMember.firm_id.in_(ids)))}
+        StaffMember.identity_id == identity_id, StaffMember.status == "active", StaffMember.firm_id.in_(ids)))}
     clients = {c.firm_id: c for c in session.scalars(select(ClientUser).where(
         ClientUser.identity_id == identity_id, ClientUser.status == "active", ClientUser.firm_id.in_(ids)))}
     default = default_firm_id(session, identity_id=identity_id)

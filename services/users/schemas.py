@@ -332,6 +332,48 @@ class SecuritySettingsSchema(InputSchema):
     exigir_mfa = fields.Boolean(load_default=False)
 
 
+class StaffEditSchema(InputSchema):
+    """Configurações › Equipe › Editar: Papel, Departamentos, Carteira."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    role = fields.String(required=True, validate=validate.OneOf(["admin", "staff"], error=N_(
+        "Escolha o papel: Administrador ou Colaborador.")), error_messages={
+        "required": N_("Escolha o papel: Administrador ou Colaborador.")})
+    department_ids = fields.List(fields.UUID(error_messages={"invalid_uuid": N_("Departamento inválido.")}),
+                                 load_default=list)
+    company_ids = fields.List(fields.UUID(error_messages={"invalid_uuid": N_("Empresa inválida.")}),
+                              load_default=list)
+
+
+class StaffInviteSchema(StaffEditSchema):
+    """Configurações › Equipe › Convidar colaborador: Nome, E-mail, and what Editar has."""
+
+    name = fields.String(required=True, validate=[validate.Length(max=200, error=N_("Nome muito longo.")),
+                                                  _full_name],
+                         error_messages={"required": N_("Informe nome e sobrenome."),
+                                         "null": N_("Informe nome e sobrenome.")})
+    email = fields.Email(required=True, validate=validate.Length(max=320, error=N_("E-mail inválido.")),
+                         error_messages={"required": N_("Informe o e-mail."), "null": N_("Informe o e-mail."),
+                                         "invalid": N_("E-mail inválido.")})
+
+    @pre_load
+    def _strip(self, data, **_kw):
+        data = dict(data)
+        for key in ("name", "email"):
+            value = data.get(key)
+            if isinstance(value, str):
+                value = " ".join(value.split()) if key == "name" else value.strip()
+                data[key] = value or None
+        return data
+
+    @post_load
+    def _normalize(self, data, **_kw):
+        data["email"] = normalize_email(data["email"])
+        return data
+
+
 class DepartmentSchema(InputSchema):
     """Configurações › Departamentos: a new name, or a department's new name."""
 

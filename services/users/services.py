@@ -29,6 +29,7 @@ from .models import (
     DEFAULT_LEVEL,
     DEFAULT_NOTIFICATION_CHANNEL,
     LEVEL_RANK,
+    STAFF_ROLES,
     AuditEntry,
     ClientUser,
     ClientUserDepartment,
@@ -47,12 +48,15 @@ from .models import (
     default_permissions,
     department_name_key,
     outbox,
+    staff_member_departments,
     utcnow,
 )
-from .queries import email_taken
+from .queries import Scope, email_taken, staff_email_taken
 from .schemas import clean_cnpj, clean_cpf, clean_document, clean_phone
 
 log = logging.getLogger("balcao.users")
+
+RESEND_COOLDOWN_SECONDS = 60  # Reenviar convite: a second click within this is refused (ResendTooSoon)
 
 
 @dataclass(frozen=True)
@@ -226,6 +230,7 @@ def remove_department(session, *, firm: Firm, department: Department, move_to: D
     if move_to.id == department.id:
         raise ClientUserError(_("Escolha outro departamento para receber o que este contém."), field="move_to")
     moved = _move_client_access(session, firm=firm, source=department, target=move_to)
+    _move_staff_department(session, department=department, move_to=move_to)
     department.removed_at, department.moved_to_id = utcnow(), move_to.id
     session.flush()
     record_event(session, outbox, "department.removed", {"firm_id": firm.id, "department_id": department.id,
@@ -269,20 +274,251 @@ def _move_client_access(session, *, firm: Firm, source: Department, target: Depa
     return moved
 
 
-def add_staff_member(session, *, firm: Firm, identity_id, name: str, email: str,
-                     role: str = "staff") -> StaffMember:
-    if role not in ("admin", "staff"):
+def _move_staff_department(session, *, department: Department, move_to: Department) -> None:
+    """The staff members of `department` now belong to `move_to` (once, if they already did)."""
+    members = set(session.scalars(select(staff_member_departments.c.staff_member_id)
+                                  .where(staff_member_departments.c.department_id == department.id)))
+    if not members:
+        return
+    already = set(session.scalars(select(staff_member_departments.c.staff_member_id).where(
+        staff_member_departments.c.department_id == move_to.id,
+        staff_member_departments.c.staff_member_id.in_(members))))
+    session.execute(delete(staff_member_departments).where(staff_member_departments.c.department_id == department.id))
+    if members - already:
+        session.execute(insert(staff_member_departments),
+                        [{"staff_member_id": m, "department_id": move_to.id} for m in sorted(members - already)])
+    session.expire_all()  # loaded `departments` collections no longer say the truth
+
+
+# --------------------------------------------------------------------------- Configurações › Equipe
+
+
+def _staff_changed(session, member: StaffMember) -> None:
+    """`staff_member.changed`: the member as they now are (no name, no e-mail)."""
+    session.flush()
+    record_event(session, outbox, "staff_member.changed", {
+        "firm_id": member.firm_id, "staff_member_id": member.id, "identity_id": member.identity_id,
+        "role": member.role, "status": member.status, "department_ids": [d.id for d in member.departments],
+        "company_ids": [c.id for c in member.companies]})
+
+
+def _firm_departments(session, *, firm: Firm, department_ids) -> list[Department]:
+    ids = {uuid.UUID(str(did)) for did in department_ids or ()}
+    if not ids:
+        return []
+    departments = list(session.scalars(select(Department).where(Department.firm_id == firm.id, Department.id.in_(ids),
+                                                                Department.removed_at.is_(None))
+                                       .order_by(Department.position)))
+    if len(departments) != len(ids):
+        raise ClientUserError(_("Departamento inválido."), field="department_ids")
+    return departments
+
+
+def _check_role(role: str) -> str:
+    if role not in STAFF_ROLES:
+        raise ClientUserError(_("Escolha o papel: Administrador ou Colaborador."), field="role")
+    return role
+
+
+def _keep_an_active_admin(session, *, firm: Firm, member: StaffMember, change: str) -> None:
+    """Refuse (ClientUserError) what would leave the firm without an active Administrador: `member`,
+    an active admin, is about to stop being one (`change`: demote, demote_self, deactivate, delete).
+    The firm's row is locked first, so two admins demoting each other at once cannot both pass."""
+    if member.role != "admin" or member.status != "active":
+        return
+    session.execute(select(Firm.id).where(Firm.id == firm.id).with_for_update())
+    others = session.scalar(select(func.count()).select_from(StaffMember).where(
+        StaffMember.firm_id == firm.id, StaffMember.role == "admin", StaffMember.status == "active",
+        StaffMember.id != member.id))
+    if not others:
+        messages = {"demote": _("O escritório precisa de pelo menos um Administrador ativo: torne outra pessoa "
+                                "Administrador antes de mudar o papel de %(name)s.", name=member.name),
+                    "demote_self": _("Você é o único Administrador ativo do escritório: torne outra pessoa "
+                                     "Administrador antes de mudar o seu próprio papel."),
+                    "deactivate": _("O escritório precisa de pelo menos um Administrador ativo: torne outra pessoa "
+                                    "Administrador antes de desativar %(name)s.", name=member.name),
+                    "delete": _("O escritório precisa de pelo menos um Administrador ativo: torne outra pessoa "
+                                "Administrador antes de excluir %(name)s.", name=member.name)}
+        raise ClientUserError(messages[change], field="role" if change.startswith("demote") else None)
+
+
+def add_staff_member(session, *, firm: Firm, identity_id, name: str, email: str, role: str = "staff",
+                     department_ids=(), company_ids=()) -> StaffMember:
+    """An active member of the team for a known login, without an invitation: the admin of a new
+    firm (`balcao create-firm`), the demo data. (The firm's admins invite staff by e-mail:
+    `invite_staff_member`.) Emits `membership.granted` with the role and `staff_member.changed`."""
+    if role not in STAFF_ROLES:
         raise ValueError(f"unknown staff role {role!r}")
     identity_id = uuid.UUID(str(identity_id))
     member = session.scalar(select(StaffMember).where(StaffMember.firm_id == firm.id,
                                                       StaffMember.identity_id == identity_id))
     if member is None:
-        member = StaffMember(id=uuid.uuid4(), firm_id=firm.id, identity_id=identity_id)
+        member = StaffMember(id=uuid.uuid4(), firm_id=firm.id, identity_id=identity_id, created_at=utcnow())
         session.add(member)
-    member.name, member.email, member.role, member.active = name, normalize_email(email), role, True
+    member.name, member.email, member.role = name, normalize_email(email), role
+    member.status, member.inactive_reason, member.updated_at = "active", None, utcnow()
+    member.departments = _firm_departments(session, firm=firm, department_ids=department_ids)
+    member.companies = _firm_companies(session, firm=firm, company_ids=company_ids)
     session.flush()
     record_event(session, outbox, "membership.granted",
                  {"firm_id": firm.id, "firm_name": firm.name, "identity_id": identity_id, "role": role})
+    _staff_changed(session, member)
+    return member
+
+
+def _staff_invitee_payload(firm: Firm, member: StaffMember) -> dict:
+    """What the invitation chain needs (the events name the staff member in `client_user_id`)."""
+    return {"firm_id": firm.id, "firm_name": firm.name, "firm_slug": firm.slug, "client_user_id": member.id,
+            "email": member.email, "name": member.name, "subject": "staff_member"}
+
+
+def _names(items) -> list[str]:
+    return [item.name for item in items]
+
+
+def invite_staff_member(session, *, firm: Firm, name: str, email: str, role: str, department_ids=(),
+                        company_ids=(), actor: Actor | None = None) -> StaffMember:
+    """Convidar colaborador: a new member of the team, invited by e-mail through the same chain as a
+    client user (invitations sends the e-mail; Registre agora, or "já tem acesso" → Senha → Vincular
+    Contas; the acceptance makes them active). ClientUserError for bad input or an e-mail already
+    in the team; nothing is created then."""
+    values = _clean_contact(name=name, email=email, cpf=None, phone=None)
+    role = _check_role(role)
+    existing = staff_email_taken(session, firm=firm, email=values["email"])
+    if existing is not None:
+        raise ClientUserError(_("Já existe um membro da equipe com este e-mail (inativo): abra-o e use Reativar.")
+                              if existing.status == "inactive"
+                              else _("Já existe um membro da equipe com este e-mail."), field="email")
+    departments = _firm_departments(session, firm=firm, department_ids=department_ids)
+    companies = _firm_companies(session, firm=firm, company_ids=company_ids)
+    now = utcnow()
+    member = StaffMember(id=uuid.uuid4(), firm_id=firm.id, identity_id=None, name=values["name"],
+                         email=values["email"], role=role, status="invited", created_at=now, updated_at=now,
+                         invitation_requested_at=now)
+    member.departments, member.companies = departments, companies
+    session.add(member)
+    session.flush()
+    record_event(session, outbox, "client_user.access_activated",
+                 {**_staff_invitee_payload(firm, member), "send_now": True})
+    _staff_changed(session, member)
+    _audit(session, actor, firm_id=firm.id, action="staff.invited", target=member,
+           details={"role": role, "departments": _names(departments), "companies": len(companies)})
+    return member
+
+
+def update_staff_member(session, *, firm: Firm, member: StaffMember, role: str, department_ids=(),
+                        company_ids=(), actor: Actor) -> list[str]:
+    """Editar: the role, departments and carteira. The firm's last active Administrador cannot be
+    made a Colaborador (ClientUserError). Returns what changed ("role", "departments", "carteira");
+    one `staff_member.changed` and an audit entry per kind of change."""
+    if member.firm_id != firm.id:
+        raise ValueError("staff member of another firm")
+    if member.status == "deleted":
+        raise ClientUserError(_("Este membro da equipe foi excluído."))
+    role = _check_role(role)
+    departments = _firm_departments(session, firm=firm, department_ids=department_ids)
+    companies = _firm_companies(session, firm=firm, company_ids=company_ids)
+    changed = []
+    if role != member.role:
+        if member.role == "admin":
+            own = actor is not None and member.identity_id is not None and member.identity_id == actor.identity_id
+            _keep_an_active_admin(session, firm=firm, member=member, change="demote_self" if own else "demote")
+        _audit(session, actor, firm_id=firm.id, action="staff.role_changed", target=member,
+               details={"from": member.role, "to": role})
+        member.role = role
+        changed.append("role")
+    if {d.id for d in departments} != {d.id for d in member.departments}:
+        _audit(session, actor, firm_id=firm.id, action="staff.departments_changed", target=member,
+               details={"from": _names(member.departments), "to": _names(departments)})
+        member.departments = departments
+        changed.append("departments")
+    before, after = {c.id: c.name for c in member.companies}, {c.id: c.name for c in companies}
+    if set(before) != set(after):
+        _audit(session, actor, firm_id=firm.id, action="staff.carteira_changed", target=member,
+               details={"companies": len(after),
+                        "added": sorted(after[i] for i in set(after) - set(before))[:20],
+                        "removed": sorted(before[i] for i in set(before) - set(after))[:20]})
+        member.companies = companies
+        changed.append("carteira")
+    if changed:
+        member.updated_at = utcnow()
+        _staff_changed(session, member)
+    return changed
+
+
+def _revoke_staff(session, *, firm: Firm, member: StaffMember, reason: str) -> None:
+    """Its pending invitation stops working; an active membership ends (auth stops applying the
+    firm's staff policy; the users service refuses the person at once: firm_for)."""
+    record_event(session, outbox, "client_user.access_revoked",
+                 {"firm_id": firm.id, "client_user_id": member.id, "reason": reason, "subject": "staff_member"})
+    if member.identity_id is not None and member.status == "active":
+        record_event(session, outbox, "membership.revoked",
+                     {"firm_id": firm.id, "identity_id": member.identity_id, "reason": reason, "role": member.role})
+
+
+def deactivate_staff_member(session, *, firm: Firm, member: StaffMember, actor: Actor) -> StaffMember:
+    """Desativar: refused on the very next request; the last active Administrador cannot be."""
+    if member.firm_id != firm.id:
+        raise ValueError("staff member of another firm")
+    if member.status not in ("active", "invited"):
+        raise ClientUserError(_("Este membro da equipe não pode ser desativado."))
+    _keep_an_active_admin(session, firm=firm, member=member, change="deactivate")
+    _revoke_staff(session, firm=firm, member=member, reason="deactivated")
+    member.status, member.inactive_reason, member.updated_at = "inactive", None, utcnow()
+    _staff_changed(session, member)
+    _audit(session, actor, firm_id=firm.id, action="staff.deactivated", target=member)
+    return member
+
+
+def delete_staff_member(session, *, firm: Firm, member: StaffMember, actor: Actor) -> StaffMember:
+    """Excluir: out of the team (the row stays for history, the login unlinked); the e-mail may be
+    invited again. The last active Administrador cannot be."""
+    if member.firm_id != firm.id:
+        raise ValueError("staff member of another firm")
+    if member.status == "deleted":
+        raise ClientUserError(_("Este membro da equipe já foi excluído."))
+    _keep_an_active_admin(session, firm=firm, member=member, change="delete")
+    _revoke_staff(session, firm=firm, member=member, reason="deleted")
+    member.status, member.identity_id, member.updated_at = "deleted", None, utcnow()
+    _staff_changed(session, member)
+    _audit(session, actor, firm_id=firm.id, action="staff.deleted", target=member)
+    return member
+
+
+def reactivate_staff_member(session, *, firm: Firm, member: StaffMember, actor: Actor) -> StaffMember:
+    """Reativar: a new invitation (as for a client user): the person links again with their login —
+    nobody is put back in a firm's team without taking the step (someone who left on their own)."""
+    if member.firm_id != firm.id:
+        raise ValueError("staff member of another firm")
+    if member.status != "inactive":
+        raise ClientUserError(_("Somente membros inativos da equipe podem ser reativados."))
+    member.identity_id, member.status, member.inactive_reason = None, "invited", None
+    _reset_invitation_state(member)
+    member.updated_at = member.invitation_requested_at = utcnow()
+    session.flush()
+    record_event(session, outbox, "client_user.access_activated",
+                 {**_staff_invitee_payload(firm, member), "send_now": True})
+    _staff_changed(session, member)
+    _audit(session, actor, firm_id=firm.id, action="staff.reactivated", target=member)
+    return member
+
+
+def resend_staff_invitation(session, *, firm: Firm, member: StaffMember, actor: Actor,
+                            cooldown_seconds: float = RESEND_COOLDOWN_SECONDS, now: datetime | None = None
+                            ) -> StaffMember:
+    """Reenviar convite to an invited member of the team (the previous link stops working); the
+    same cooldown as for client users (ResendTooSoon)."""
+    if member.firm_id != firm.id:
+        raise ValueError("staff member of another firm")
+    if member.status != "invited":
+        raise ClientUserError(_("Só é possível reenviar o convite a quem ainda não aceitou."))
+    now = now or utcnow()
+    _check_cooldown(member.invitation_requested_at, cooldown_seconds=cooldown_seconds, now=now)
+    _reset_invitation_state(member)
+    member.updated_at = member.invitation_requested_at = now
+    session.flush()
+    record_event(session, outbox, "client_user.invitation_requested", _staff_invitee_payload(firm, member))
+    _audit(session, actor, firm_id=firm.id, action="staff.invitation_resent", target=member)
     return member
 
 
@@ -443,15 +679,20 @@ def _check_email_free(session, *, firm: Firm, email: str, exclude_id=None) -> No
         raise ClientUserError(_("Já existe um usuário com este e-mail neste escritório."), field="email")
 
 
-def _firm_companies(session, *, firm: Firm, company_ids, linked=()) -> list[Company]:
-    """The firm's companies with these ids. An inactive company may not be chosen, except one of
-    `linked` (the client user's current companies)."""
+def _firm_companies(session, *, firm: Firm, company_ids, linked=(), scope: Scope | None = None) -> list[Company]:
+    """The firm's companies with these ids ("Empresa inválida." for any other id). An inactive
+    company may not be chosen, except one of `linked` (the client user's current companies). With a
+    Colaborador's scope only companies of their carteira count, and at least one is needed: a client
+    user without a company of theirs would vanish from their sight the moment it is saved."""
     ids = {uuid.UUID(str(cid)) for cid in company_ids or ()}
+    if not ids and scope is not None and scope.limited:
+        raise ClientUserError(_("Escolha pelo menos uma empresa da sua carteira: usuários sem empresa só são "
+                                "vistos pelos administradores."), field="company_ids")
     if not ids:
         return []
     linked_ids = {c.id for c in linked}
-    companies = list(session.scalars(select(Company).where(Company.firm_id == firm.id,
-                                                           Company.id.in_(ids))))
+    query = select(Company).where(Company.firm_id == firm.id, Company.id.in_(ids))
+    companies = list(session.scalars(scope.companies(query) if scope is not None else query))
     if len(companies) != len(ids) or any(not c.active and c.id not in linked_ids for c in companies):
         raise ClientUserError(_("Empresa inválida."), field="company_ids")
     return companies
@@ -601,15 +842,12 @@ def _invitee_payload(firm: Firm, cu: ClientUser) -> dict:
             "client_user_id": cu.id, "email": cu.email, "name": cu.name}
 
 
-def _reset_invitation_state(cu: ClientUser) -> None:
+def _reset_invitation_state(cu: ClientUser | StaffMember) -> None:
     cu.invitation_sent_at = None
     cu.delivery_error = None
     cu.delivery_error_permanent = None
     cu.invitation_sealed_link = None
     cu.link_refused_reason = None
-
-
-RESEND_COOLDOWN_SECONDS = 60
 
 
 class ResendTooSoon(ClientUserError):
@@ -620,20 +858,32 @@ class ResendTooSoon(ClientUserError):
         self.available_at = available_at
 
 
+def _check_cooldown(requested_at: datetime | None, *, cooldown_seconds: float, now: datetime) -> None:
+    """ResendTooSoon when the last invitation was asked for less than `cooldown_seconds` ago."""
+    if requested_at is not None and cooldown_seconds > 0:
+        available_at = requested_at + timedelta(seconds=cooldown_seconds)
+        if now < available_at:
+            wait = max(1, int((available_at - now).total_seconds() + 0.999))
+            raise ResendTooSoon(_("O convite acabou de ser enviado. Você poderá reenviá-lo em %(seconds)s "
+                                  "segundos.", seconds=wait), available_at)
+
+
 def register_client_user(session, *, firm: Firm, name: str, email: str, cpf=None, phone=None,
                          company_ids=(), access: str | None = None, departments=None, permissions=None,
-                         notifications=None, actor: Actor | None = None) -> ClientUser:
+                         notifications=None, actor: Actor | None = None,
+                         scope: Scope | None = None) -> ClientUser:
     """Novo Usuário › Concluir (and each row of an import). `departments` is {department id:
     level} (None: every department of the firm, Revisor); `permissions` the granted ones (None:
     the defaults that follow the levels, models.default_permissions); `notifications` {kind:
     channel} (a kind left out: E-mail e portal). Everything is checked before anything is
     written; `client_user.access_changed` follows (and `client_user.access_activated` when
-    access is "now" or "later")."""
+    access is "now" or "later"). `scope`: who registers (a Colaborador picks companies of their
+    carteira only)."""
     if access not in (None, "now", "later"):
         raise ValueError(f"access must be 'now', 'later' or None, not {access!r}")
     values = _clean_contact(name=name, email=email, cpf=cpf, phone=phone)
     _check_email_free(session, firm=firm, email=values["email"])
-    companies = _firm_companies(session, firm=firm, company_ids=company_ids)
+    companies = _firm_companies(session, firm=firm, company_ids=company_ids, scope=scope)
     live = _live_departments(session, firm=firm)
     levels = _clean_departments(live, departments)
     granted = _clean_permissions(permissions, levels)
@@ -661,10 +911,13 @@ def register_client_user(session, *, firm: Firm, name: str, email: str, cpf=None
 
 def update_client_user(session, *, firm: Firm, client_user: ClientUser, name: str, email: str,
                        cpf=None, phone=None, company_ids=(), departments=None, permissions=None,
-                       notifications=None, actor: Actor | None = None) -> ClientUser:
+                       notifications=None, actor: Actor | None = None,
+                       scope: Scope | None = None) -> ClientUser:
     """Editar: Geral and Empresas, and — when given (None: unchanged) — Departamentos ({department
     id: level}), Permissões and Notificações. Each part that changed is audited; one
-    `client_user.access_changed` follows when the companies or any of the access changed."""
+    `client_user.access_changed` follows when the companies or any of the access changed. With a
+    Colaborador's `scope`, `company_ids` are chosen among their carteira's: the user's companies
+    outside it (which the Colaborador does not see) are kept as they are."""
     cu = client_user
     if cu.firm_id != firm.id:
         raise ValueError("client user of another firm")
@@ -674,9 +927,12 @@ def update_client_user(session, *, firm: Firm, client_user: ClientUser, name: st
         raise ClientUserError(_("Não é possível alterar o e-mail de um usuário ativo."), field="email")
     if email_changed and cu.status != "deleted":
         _check_email_free(session, firm=firm, email=values["email"], exclude_id=cu.id)
-    companies = _firm_companies(session, firm=firm, company_ids=company_ids, linked=cu.companies)
+    companies = _firm_companies(session, firm=firm, company_ids=company_ids, linked=cu.companies, scope=scope)
     # the form offers active companies only: the links to inactive ones stay for their reactivation
     companies += [c for c in cu.companies if not c.active and c not in companies]
+    if scope is not None and scope.limited:
+        carteira = set(session.scalars(scope.company_ids()))
+        companies += [c for c in cu.companies if c.id not in carteira and c not in companies]
     live = _live_departments(session, firm=firm)
     levels_before, granted_before, channels_before = cu.access_levels, cu.permissions, cu.notification_choices
     levels = _clean_departments(live, departments) if departments is not None else levels_before
@@ -716,7 +972,7 @@ def _revoke(session, *, firm: Firm, cu: ClientUser, reason: str) -> None:
                  {"firm_id": firm.id, "client_user_id": cu.id, "reason": reason})
     if cu.identity_id is not None and cu.status == "active":
         record_event(session, outbox, "membership.revoked",
-                     {"firm_id": firm.id, "identity_id": cu.identity_id, "reason": reason})
+                     {"firm_id": firm.id, "identity_id": cu.identity_id, "reason": reason, "role": "client"})
 
 
 def deactivate_client_user(session, *, firm: Firm, client_user: ClientUser, actor: Actor | None = None) -> ClientUser:
@@ -780,12 +1036,7 @@ def resend_invitation(session, *, firm: Firm, client_user: ClientUser,
     if cu.status not in ("not_invited", "invited"):
         raise ClientUserError(_("Só é possível reenviar o convite a quem ainda não ativou o acesso."))
     now = now or utcnow()
-    if cu.invitation_requested_at is not None and cooldown_seconds > 0:
-        available_at = cu.invitation_requested_at + timedelta(seconds=cooldown_seconds)
-        if now < available_at:
-            wait = max(1, int((available_at - now).total_seconds() + 0.999))
-            raise ResendTooSoon(_("O convite acabou de ser enviado. Você poderá reenviá-lo em %(seconds)s "
-                                  "segundos.", seconds=wait), available_at)
+    _check_cooldown(cu.invitation_requested_at, cooldown_seconds=cooldown_seconds, now=now)
     cu.status = "invited"
     _reset_invitation_state(cu)
     cu.updated_at = cu.invitation_requested_at = now
@@ -803,63 +1054,93 @@ def _client_user(session, *, firm_id, client_user_id) -> ClientUser | None:
                                                    ClientUser.firm_id == uuid.UUID(str(firm_id))))
 
 
+def _invitee(session, *, firm_id, subject: str, subject_id) -> ClientUser | StaffMember | None:
+    """Whom an invitation of the firm is for: a client user, or (`subject` "staff_member") a member
+    of its team. Both keep the invitation's state in the same columns."""
+    if subject == "staff_member":
+        return session.scalar(select(StaffMember).where(StaffMember.id == uuid.UUID(str(subject_id)),
+                                                        StaffMember.firm_id == uuid.UUID(str(firm_id))))
+    if subject != "client_user":
+        raise ValueError(f"unknown invitation subject {subject!r}")
+    return _client_user(session, firm_id=firm_id, client_user_id=subject_id)
+
+
 def record_invitation_created(session, *, invitation_id, firm_id, client_user_id,
-                              expires_at: datetime, sealed_link: str | None = None) -> bool:
-    """Remember which invitation belongs to which client user; the newest one is the live one."""
+                              expires_at: datetime, sealed_link: str | None = None,
+                              subject: str = "client_user") -> bool:
+    """Remember which invitation belongs to which client user (or staff member: `subject`; the
+    events name either in `client_user_id`); the newest one is the live one."""
     invitation_id = uuid.UUID(str(invitation_id))
-    cu = _client_user(session, firm_id=firm_id, client_user_id=client_user_id)
-    if cu is None:
-        log.warning("invitation.created for an unknown client user", extra={"invitation_id": str(invitation_id)})
+    invitee = _invitee(session, firm_id=firm_id, subject=subject, subject_id=client_user_id)
+    if invitee is None:
+        log.warning("invitation.created for an unknown %s", subject, extra={"invitation_id": str(invitation_id)})
         return False
     if session.get(InvitationRef, invitation_id) is None:
-        session.add(InvitationRef(invitation_id=invitation_id, firm_id=cu.firm_id, client_user_id=cu.id,
-                                  created_at=utcnow()))
-    if cu.invitation_id == invitation_id:
+        staff = isinstance(invitee, StaffMember)
+        session.add(InvitationRef(invitation_id=invitation_id, firm_id=invitee.firm_id,
+                                  client_user_id=None if staff else invitee.id,
+                                  staff_member_id=invitee.id if staff else None, created_at=utcnow()))
+    if invitee.invitation_id == invitation_id:
         return True
-    if cu.invitation_expires_at is None or expires_at >= cu.invitation_expires_at:
-        cu.invitation_id = invitation_id
-        cu.invitation_expires_at = expires_at
-        _reset_invitation_state(cu)
-        cu.invitation_sealed_link = sealed_link
+    if invitee.invitation_expires_at is None or expires_at >= invitee.invitation_expires_at:
+        invitee.invitation_id = invitation_id
+        invitee.invitation_expires_at = expires_at
+        _reset_invitation_state(invitee)
+        invitee.invitation_sealed_link = sealed_link
     session.flush()
     return True
 
 
-def grant_membership(session, *, firm_id, client_user_id, identity_id, invitation_id=None) -> bool:
-    """The accepted invitation makes the client user active for that identity. Idempotent; refused
-    (False) for an inactive/deleted user, for a superseded invitation or another identity."""
+def grant_membership(session, *, firm_id, client_user_id, identity_id, invitation_id=None,
+                     subject: str = "client_user") -> bool:
+    """The accepted invitation makes the client user (or the staff member: `subject`) active for
+    that identity, and announces `membership.granted` with the role ("client", or the staff member's
+    "admin"/"staff": auth then applies the firm's staff MFA policy). Idempotent; refused (False) for
+    an inactive/deleted person, for a superseded invitation or another identity, and for a login
+    that already is another member of the firm's team."""
     identity_id = uuid.UUID(str(identity_id))
-    cu = _client_user(session, firm_id=firm_id, client_user_id=client_user_id)
-    if cu is None:
+    invitee = _invitee(session, firm_id=firm_id, subject=subject, subject_id=client_user_id)
+    if invitee is None:
         return False
-    if cu.status == "active":
-        return cu.identity_id == identity_id
-    if cu.status not in ("invited", "not_invited"):
+    if invitee.status == "active":
+        return invitee.identity_id == identity_id
+    if invitee.status not in ("invited", "not_invited"):
         return False
-    if invitation_id is not None and cu.invitation_id != uuid.UUID(str(invitation_id)):
+    if invitation_id is not None and invitee.invitation_id != uuid.UUID(str(invitation_id)):
         return False
-    firm = session.get(Firm, cu.firm_id)
-    cu.status = "active"
-    cu.identity_id = identity_id
-    cu.link_refused_reason = None
-    cu.updated_at = utcnow()
+    staff = isinstance(invitee, StaffMember)
+    if staff and session.scalar(select(StaffMember.id).where(
+            StaffMember.firm_id == invitee.firm_id, StaffMember.identity_id == identity_id,
+            StaffMember.id != invitee.id)) is not None:
+        log.warning("staff invitation accepted by a login already in the firm's team",
+                    extra={"staff_member_id": str(invitee.id)})
+        return False
+    firm = session.get(Firm, invitee.firm_id)
+    invitee.status = "active"
+    invitee.identity_id = identity_id
+    invitee.link_refused_reason = None
+    invitee.updated_at = utcnow()
     session.flush()
     record_event(session, outbox, "membership.granted",
-                 {"firm_id": firm.id, "firm_name": firm.name, "identity_id": identity_id, "role": "client"})
-    _record_access_changed(session, cu=cu, reason="linked")  # the login it applies to is known from now on
+                 {"firm_id": firm.id, "firm_name": firm.name, "identity_id": identity_id,
+                  "role": invitee.role if isinstance(invitee, StaffMember) else "client"})
+    if isinstance(invitee, StaffMember):
+        _staff_changed(session, invitee)
+    else:
+        _record_access_changed(session, cu=invitee, reason="linked")  # the login it applies to is known from now on
     return True
 
 
 def record_link_refused(session, *, invitation_id, firm_id, client_user_id, reason: str,
-                        identity_id=None) -> None:
+                        identity_id=None, subject: str = "client_user") -> None:
     """invitations refused to accept a verified link (not pending, expired, e-mail mismatch)."""
     invitation_id = uuid.UUID(str(invitation_id))
     ref = session.get(InvitationRef, invitation_id)
     if ref is not None:
         ref.refused_reason = reason
-    cu = _client_user(session, firm_id=firm_id, client_user_id=client_user_id)
-    if cu is not None and cu.invitation_id == invitation_id and cu.status != "active":
-        cu.link_refused_reason = reason
+    invitee = _invitee(session, firm_id=firm_id, subject=subject, subject_id=client_user_id)
+    if invitee is not None and invitee.invitation_id == invitation_id and invitee.status != "active":
+        invitee.link_refused_reason = reason
     session.flush()
 
 
@@ -880,7 +1161,8 @@ def record_delivery(session, *, reference: str, sent_at: datetime | None = None,
     if ref is None:
         # invitation.created not handled yet: raising makes the consumer retry it later.
         raise LookupError(f"unknown invitation {invitation_id}")
-    cu = session.get(ClientUser, ref.client_user_id)
+    cu: ClientUser | StaffMember | None = (session.get(ClientUser, ref.client_user_id) if ref.client_user_id
+                                           else session.get(StaffMember, ref.staff_member_id))
     if cu is None or cu.invitation_id != invitation_id:
         return False  # a superseded invitation: its delivery no longer matters
     if error:
@@ -907,11 +1189,13 @@ def record_delivery(session, *, reference: str, sent_at: datetime | None = None,
 IMPORT_BATCH = 500
 
 
-def _company_index(session, *, firm: Firm) -> dict[str, uuid.UUID]:
-    """The firm's active companies by what a client-user file may name: the razão social or the
-    nome fantasia (lower case), the CNPJ (uppercase, no punctuation), the CPF's keyed hash."""
+def _company_index(session, *, firm: Firm, scope: Scope | None = None) -> dict[str, uuid.UUID]:
+    """The firm's active companies (a Colaborador's: their carteira's) by what a client-user file
+    may name: the razão social or the nome fantasia (lower case), the CNPJ (uppercase, no
+    punctuation), the CPF's keyed hash."""
     index: dict[str, uuid.UUID] = {}
-    for company in session.scalars(select(Company).where(Company.firm_id == firm.id, Company.active.is_(True))):
+    query = select(Company).where(Company.firm_id == firm.id, Company.active.is_(True))
+    for company in session.scalars(scope.companies(query) if scope is not None else query):
         for name in (company.trade_name, company.name):  # the razão social wins a clash
             if name:
                 index[" ".join(name.lower().split())] = company.id
@@ -953,12 +1237,13 @@ def _import_level(text: str) -> str | None:
 
 
 def validate_import_row(raw: dict, *, companies: dict, taken: set, seen: set,
-                        departments: dict | None = None) -> tuple[dict, list[str]]:
+                        departments: dict | None = None, company_required: bool = False) -> tuple[dict, list[str]]:
     """The same checks as the Novo Usuário form, for one file row: (values, pt-BR errors).
     `seen` collects the file's e-mails so far (a repeated e-mail is an error on the later row).
     Companies are named by razão social, nome fantasia, CNPJ or CPF (active ones only).
     `departments` is the firm's departments by name key (Departamentos: names separated by |; empty:
-    every department); Nível is applied to them (empty: Revisor)."""
+    every department); Nível is applied to them (empty: Revisor). `company_required`: a
+    Colaborador's import (each row needs a company of their carteira)."""
     from .schemas import ClientUserSchema, load_form
     values, errors = load_form(ClientUserSchema(), {"name": raw.get("name"), "cpf": raw.get("cpf"),
                                                     "phone": raw.get("phone"), "email": raw.get("email")})
@@ -982,6 +1267,9 @@ def validate_import_row(raw: dict, *, companies: dict, taken: set, seen: set,
             messages.append(_("Empresa não encontrada: %(name)s.", name=item))
         elif str(found) not in company_ids:
             company_ids.append(str(found))
+    if company_required and not company_ids and not any(" ".join(i.split()) for i in
+                                                         (raw.get("companies") or "").split("|")):
+        messages.append(_("Informe pelo menos uma empresa da sua carteira."))
     named = [item for item in (raw.get("departments") or "").split("|") if item.strip()]
     department_ids: list[str] = []
     for item in named:
@@ -1031,7 +1319,8 @@ def validate_company_import_row(raw: dict, *, taken: dict, seen: set) -> tuple[d
 class ImportKind:
     """What differs between the kinds of import; the rest (reading, preview, background job,
     report) is one mechanism.
-    - `prepare(session, firm)` → the state its validator needs (what the firm already has);
+    - `prepare(session, firm, scope)` → the state its validator needs (what the firm already has,
+      as far as the importer's scope sees it);
     - `stored(raw, state)` → (the row's kind-specific columns, pt-BR errors);
     - `create(session, firm, row)` creates the object of a valid row (ClientUserError: refused);
     - `audit_action` is audited when staff confirm the import."""
@@ -1045,9 +1334,10 @@ class ImportKind:
     taken_message: Callable[[], str]  # the row hit a unique key (a concurrent creation)
 
 
-def _client_users_prepare(session, firm):
-    return {"companies": _company_index(session, firm=firm), "taken": _live_emails(session, firm=firm),
-            "seen": set(), "departments": _department_index(session, firm=firm)}
+def _client_users_prepare(session, firm, scope):
+    return {"companies": _company_index(session, firm=firm, scope=scope), "taken": _live_emails(session, firm=firm),
+            "seen": set(), "departments": _department_index(session, firm=firm),
+            "company_required": scope is not None and scope.limited}
 
 
 def _client_users_stored(raw, state):
@@ -1074,7 +1364,7 @@ def _client_users_create(session, firm, row):
     row.client_user_id = cu.id
 
 
-def _companies_prepare(session, firm):
+def _companies_prepare(session, firm, scope):
     return {"taken": _company_documents(session, firm=firm), "seen": set()}
 
 
@@ -1103,18 +1393,19 @@ IMPORT_KINDS = {
 
 
 def create_import_job(session, *, firm: Firm, identity_id, filename: str, rows,
-                      kind: str = "client_users") -> ImportJob:
+                      kind: str = "client_users", scope: Scope | None = None) -> ImportJob:
     """Validate every row of an import file and store them, in bulk inserts, for the preview.
     `rows` is an iterator (a file being read with this kind's layout): it is consumed once, never
-    held whole in memory. Raises what the reader raises (imports.ImportFileError) for an
-    unreadable file."""
+    held whole in memory. With a Colaborador's `scope`, a client-user row may name only companies
+    of their carteira, and must name one. Raises what the reader raises (imports.ImportFileError)
+    for an unreadable file."""
     spec = IMPORT_KINDS[kind]
     job = ImportJob(id=uuid.uuid4(), firm_id=firm.id, kind=kind, created_by=uuid.UUID(str(identity_id)),
                     filename=(filename or "")[:255], status="preview", total_rows=0, valid_rows=0,
                     invalid_rows=0, created_count=0, failed_count=0, created_at=utcnow())
     session.add(job)
     session.flush()
-    state = spec.prepare(session, firm)
+    state = spec.prepare(session, firm, scope)
     batch: list[dict] = []
     for raw in rows:
         columns, errors = spec.stored(raw, state)
@@ -1223,7 +1514,7 @@ def record_staff_login(session, *, identity_id, ip: str | None, at: datetime) ->
     (a client's logins are not the firm's business). Returns how many entries were written."""
     identity_id = uuid.UUID(str(identity_id))
     members = list(session.scalars(select(StaffMember).where(StaffMember.identity_id == identity_id,
-                                                             StaffMember.active.is_(True))))
+                                                             StaffMember.status == "active")))
     for member in members:
         record_audit(session, firm_id=member.firm_id, action="staff.logged_in",
                      actor=Actor(identity_id, member.name, member.email), at=at, ip=ip or None)
@@ -1276,14 +1567,15 @@ def leave_firm(session, *, firm: Firm, actor: Actor) -> str:
     identity_id = uuid.UUID(str(actor.identity_id))
     member = session.scalar(select(StaffMember).where(StaffMember.firm_id == firm.id,
                                                       StaffMember.identity_id == identity_id,
-                                                      StaffMember.active.is_(True)).with_for_update())
+                                                      StaffMember.status == "active").with_for_update())
     cu = session.scalar(select(ClientUser).where(ClientUser.firm_id == firm.id, ClientUser.identity_id == identity_id,
                                                  ClientUser.status == "active").with_for_update())
     if member is None and cu is None:
         raise LookupError("not a member of this firm")
     if member is not None and member.role == "admin":
+        session.execute(select(Firm.id).where(Firm.id == firm.id).with_for_update())  # as _keep_an_active_admin
         admins = session.scalar(select(func.count()).select_from(StaffMember).where(
-            StaffMember.firm_id == firm.id, StaffMember.role == "admin", StaffMember.active.is_(True)))
+            StaffMember.firm_id == firm.id, StaffMember.role == "admin", StaffMember.status == "active"))
         if admins <= 1:
             raise ClientUserError(_("Você é o único administrador deste escritório e não pode sair dele. "
                                     "Torne outra pessoa administradora antes."))
@@ -1292,7 +1584,8 @@ def leave_firm(session, *, firm: Firm, actor: Actor) -> str:
         cu.status, cu.inactive_reason, cu.updated_at = "inactive", "left", utcnow()
         record_audit(session, firm_id=firm.id, action="client_user.left", actor=actor, target=cu)
     if member is not None:
-        member.active = False
+        member.status, member.inactive_reason, member.updated_at = "inactive", "left", utcnow()
+        _staff_changed(session, member)
         record_audit(session, firm_id=firm.id, action="staff.left", actor=actor, details={"role": member.role})
         left = member.role
     pref = session.get(IdentityPreference, identity_id)
@@ -1300,7 +1593,7 @@ def leave_firm(session, *, firm: Firm, actor: Actor) -> str:
         pref.default_firm_id = None
     session.flush()
     record_event(session, outbox, "membership.revoked", {"firm_id": firm.id, "identity_id": identity_id,
-                                                         "reason": "left"})
+                                                         "reason": "left", "role": left})
     return left
 
 

@@ -134,7 +134,7 @@ def link_accounts(page, link, password, firm="Contabilidade Beta"):
 def test_the_readme_walkthrough_on_make_run(make_run, browser, artifacts):
     url, log = make_run
     logins = readme_logins()
-    assert set(logins) == {"Ana", "Bruno", "Carlos"}, logins
+    assert set(logins) == {"Ana", "Bruno", "Carlos", "Débora"}, logins
     banner = log.read_text(encoding="utf-8", errors="replace")
     for email, password in logins.values():  # the README shows what `make run` prints
         assert re.search(re.escape(email) + r"\s+" + re.escape(password), banner), (email, banner[-2000:])

@@ -6,7 +6,9 @@ EXPECTED; a new route that is in neither fails the walk, and so does a new URL v
 which the walk has no value.
 
 The state is built through the services' own functions: firms Alfa (admin Ana) and Beta (admin
-Bruno, staff member Gisele), companies of each, Diana a client of Alfa only, Eduardo a client of
+Bruno, Colaboradores Gisele — whose carteira is Beta's company of every walked client — and Irene,
+whose carteira is another company, with Joana, a client of it, and a pending team invitation for
+Karina), companies of each, Diana a client of Alfa only, Eduardo a client of
 Beta only, Carlos a client of both, pending invitations at Beta (Fábio — resent, so his first
 link is void — and Helena, who has a login), import jobs at Beta (client users, companies), two password resets asked
 for Carlos (the first one void), real auth sessions.
@@ -15,7 +17,8 @@ Each rule is requested with Beta's values for its variables as Ana (staff of Alf
 (client of Alfa only), as an anonymous visitor and with a session cookie naming Bruno but signed
 by another service's key; as Beta's own client (Eduardo) and Beta's non-admin staff (Gisele) with
 other people's objects of Beta (another client's invitation, Bruno's session) and Beta's
-admin-only pages; and, for rules that name a firm object, with a firm's own slug and the other
+admin-only pages; as Irene, a Colaborador of Beta, with Beta's client users and import job outside her
+carteira (404, like missing ones: she sees only her carteira's clients and companies); and, for rules that name a firm object, with a firm's own slug and the other
 firm's object (the IDOR case). Every public token route is requested with a garbage token, a
 voided one and another person's live one (TOKEN_ROUTES). POSTs carry a valid CSRF token. The walk
 collects every deviation and fails once, with a readable list of offenders. Afterwards Beta's
@@ -92,30 +95,35 @@ PUBLIC = {
 # see; requested with GET only by Beta's own people, whose POSTs would change Beta's data).
 # Visitors: "anonymous"; "forged", a session cookie naming Bruno (Beta's admin) but signed with
 # another service's key; "staff" (Ana, Alfa's admin) and "client" (Diana, Alfa's client) of
-# another firm; Beta's own "beta_staff" (Gisele, role "staff", not an admin) and "beta_client"
-# (Eduardo).
+# another firm; Beta's own "beta_staff" (Gisele, role "staff" — a Colaborador whose carteira holds
+# the walked clients' company —, not an admin), "beta_client" (Eduardo) and "beta_colaborador"
+# (Irene, a Colaborador whose carteira holds none of the walked clients' companies).
 EXPECTED = {
     # /e/<slug>/ of Beta
     "firm":         {"anonymous": "login", "forged": "login", "staff": "404", "client": "404",
-                     "beta_staff": "own", "beta_client": "own"},
-    # Beta's staff pages
+                     "beta_staff": "own", "beta_client": "own", "beta_colaborador": "own"},
+    # Beta's staff pages that name no client (lists, forms): a Colaborador's show only the carteira
     "firm_staff":   {"anonymous": "login", "forged": "login", "staff": "404", "client": "404",
-                     "beta_staff": "own", "beta_client": "404"},
+                     "beta_staff": "own", "beta_client": "404", "beta_colaborador": "own"},
+    # Beta's staff pages of one client user (or import job): outside a Colaborador's carteira, 404
+    "firm_staff_object": {"anonymous": "login", "forged": "login", "staff": "404", "client": "404",
+                          "beta_staff": "own", "beta_client": "404", "beta_colaborador": "404"},
     # Beta's admin-only pages
     "firm_admin":   {"anonymous": "login", "forged": "login", "staff": "404", "client": "404",
-                     "beta_staff": "404", "beta_client": "404"},
+                     "beta_staff": "404", "beta_client": "404", "beta_colaborador": "404"},
     # Minha conta, home
     "own_account":  {"anonymous": "login", "forged": "login", "staff": "own", "client": "own",
-                     "beta_staff": "own", "beta_client": "own"},
+                     "beta_staff": "own", "beta_client": "own", "beta_colaborador": "own"},
     # another person's object: Bruno's session, another client's invitation, a firm one is not in
     "other_object": {"anonymous": "login", "forged": "login", "staff": "404", "client": "404",
-                     "beta_staff": "404", "beta_client": "404"},
+                     "beta_staff": "404", "beta_client": "404", "beta_colaborador": "404"},
 }
 # The IDOR case: a firm's own slug with the other firm's object id in the URL (Alfa's slug with
 # Beta's object for Alfa's people; Beta's slug with Alfa's object for Beta's people).
-EXPECTED_OWN_SLUG = {"staff": "404", "client": "404", "beta_staff": "404", "beta_client": "404"}
+EXPECTED_OWN_SLUG = {"staff": "404", "client": "404", "beta_staff": "404", "beta_client": "404",
+                     "beta_colaborador": "404"}
 # Visitors who belong to Beta (they walk with INSIDER values: other people's objects only).
-INSIDERS = {"beta_staff", "beta_client"}
+INSIDERS = {"beta_staff", "beta_client", "beta_colaborador"}
 # "other_object" routes whose object is the firm itself: Beta's own people may use them for Beta.
 FIRM_AS_OBJECT = {"users.switch_firm", "users.my_firm_default", "users.my_firm_leave"}
 
@@ -126,12 +134,12 @@ CLASS_OF = {
     "users.firm_home": "firm",
     "users.client_users": "firm_staff",
     "users.client_user_new": "firm_staff",
-    "users.client_user_detail": "firm_staff",
-    "users.client_user_edit": "firm_staff",
-    "users.client_user_deactivate": "firm_staff",
-    "users.client_user_delete": "firm_staff",
-    "users.client_user_reactivate": "firm_staff",
-    "users.client_user_resend": "firm_staff",
+    "users.client_user_detail": "firm_staff_object",
+    "users.client_user_edit": "firm_staff_object",
+    "users.client_user_deactivate": "firm_staff_object",
+    "users.client_user_delete": "firm_staff_object",
+    "users.client_user_reactivate": "firm_staff_object",
+    "users.client_user_resend": "firm_staff_object",
     "users.import_new": "firm_staff",
     "users.client_users_export": "firm_staff",
     "users.audit_log": "firm_admin",
@@ -139,11 +147,19 @@ CLASS_OF = {
     "users.departments": "firm_admin",
     "users.department_rename": "firm_admin",
     "users.department_remove": "firm_admin",
+    "users.team": "firm_admin",
+    "users.team_invite": "firm_admin",
+    "users.team_member": "firm_admin",
+    "users.team_member_edit": "firm_admin",
+    "users.team_member_deactivate": "firm_admin",
+    "users.team_member_reactivate": "firm_admin",
+    "users.team_member_delete": "firm_admin",
+    "users.team_member_resend": "firm_admin",
     "users.my_firms": "own_account",
     "users.my_firm_default": "other_object",
     "users.my_firm_leave": "other_object",
-    "users.import_job": "firm_staff",
-    "users.import_start": "firm_staff",
+    "users.import_job": "firm_staff_object",
+    "users.import_start": "firm_staff_object",
     "users.companies": "firm_staff",
     "users.company_new": "firm_admin",
     "users.company_edit": "firm_admin",
@@ -210,17 +226,20 @@ ANOTHER = {"invitations.open_invitation": "owner", "auth.invitation": "bearer", 
 
 PASSWORDS = {"ana": "Ana-Alfa-Senha-91", "bruno": "Bruno-Beta-Senha-37", "diana": "Diana-Senha-Forte-20",
              "eduardo": "Eduardo-Senha-Forte-31", "carlos": "Carlos-Senha-Forte-58", "gisele": "Gisele-Senha-Forte-73",
-             "helena": "Helena-Senha-Forte-64"}
+             "helena": "Helena-Senha-Forte-64", "irene": "Irene-Senha-Forte-82"}
 EMAILS = {"ana": "ana@alfa.example", "bruno": "bruno@beta.example", "diana": "diana@cliente-alfa.example",
           "eduardo": "eduardo@cliente-beta.example", "carlos": "carlos@cliente.example",
-          "gisele": "gisele@beta.example", "helena": "helena@cliente-beta.example"}
+          "gisele": "gisele@beta.example", "helena": "helena@cliente-beta.example", "irene": "irene@beta.example"}
 NAMES = {"ana": "Ana Souza", "bruno": "Bruno Lima", "diana": "Diana Prado", "eduardo": "Eduardo Teixeira",
-         "carlos": "Carlos Pereira", "gisele": "Gisele Beta", "helena": "Helena Beta"}
+         "carlos": "Carlos Pereira", "gisele": "Gisele Beta", "helena": "Helena Beta", "irene": "Irene Beta"}
 FABIO = ("Fábio Beta", "fabio@cliente-beta.example")
+JOANA = ("Joana Beta", "joana@cliente-beta.example")     # a client of Irene's carteira (Mercado)
+KARINA = ("Karina Beta", "karina@beta.example")          # invited to Beta's team, not accepted yet
 # Text only Beta's pages contain: none of it may reach Alfa's people.
 BETA_MARKERS = ("Contabilidade Beta", "Oficina Motor Forte", "Eduardo Teixeira", "eduardo@cliente-beta.example",
                 "bruno@beta.example", "Fábio Beta", "fabio@cliente-beta.example", "importacao-beta.csv",
-                "helena@cliente-beta.example", "Gisele Beta", "empresas-beta.csv", "Gabriela Beta Comércio")
+                "helena@cliente-beta.example", "Gisele Beta", "Irene Beta", "Joana Beta", "Mercado Bom Preço",
+                "karina@beta.example", "empresas-beta.csv", "Gabriela Beta Comércio")
 # Text only Alfa's pages contain: none of it may reach Beta's people.
 ALFA_MARKERS = ("Contabilidade Alfa", "Padaria Pão Quente", "Diana Prado", "diana@cliente-alfa.example",
                 "ana@alfa.example")
@@ -228,8 +247,14 @@ ALFA_MARKERS = ("Contabilidade Alfa", "Padaria Pão Quente", "Diana Prado", "dia
 BETA_STAFF_ONLY = ("Fábio Beta", "fabio@cliente-beta.example", "importacao-beta.csv", "Gabriel Beta",
                    "helena@cliente-beta.example", "carlos@cliente.example", "empresas-beta.csv",
                    "Gabriela Beta Comércio")
+# What Irene (a Colaborador of Beta) must not see: the clients and the company outside her carteira,
+# Bruno's import job (its rows name clients outside it), and Beta's team.
+OUTSIDE_CARTEIRA = ("Oficina Motor Forte", "Eduardo Teixeira", "eduardo@cliente-beta.example", "Fábio Beta",
+                    "fabio@cliente-beta.example", "helena@cliente-beta.example", "carlos@cliente.example",
+                    "importacao-beta.csv", "Gabriel Beta", "Gisele Beta", "karina@beta.example",
+                    "empresas-beta.csv")
 VISITORS = {"anonymous": None, "forged": None, "staff": "ana", "client": "diana", "beta_staff": "gisele",
-            "beta_client": "eduardo"}
+            "beta_client": "eduardo", "beta_colaborador": "irene"}
 
 
 @dataclass
@@ -361,6 +386,8 @@ class State:
     tokens: dict[str, dict[str, str]] = field(default_factory=dict)
     helena_client_user_id: uuid.UUID | None = None
     helena_invitation_id: str = ""
+    joana_client_user_id: uuid.UUID | None = None
+    beta_staff_member_ids: list[uuid.UUID] = field(default_factory=list)
 
 
 def _identity(config, who: str):
@@ -405,10 +432,20 @@ def build_state(stage: Stage) -> State:
         beta = users_services.create_firm(s, name="Contabilidade Beta", cnpj=make_cnpj(22),
                                           admin_identity_id=ids["bruno"], admin_name=NAMES["bruno"],
                                           admin_email=EMAILS["bruno"])
-        users_services.add_staff_member(s, firm=beta, identity_id=ids["gisele"], name=NAMES["gisele"],
-                                        email=EMAILS["gisele"], role="staff")
         alfa_company = users_services.create_company(s, firm=alfa, name="Padaria Pão Quente Ltda", cnpj=make_cnpj(101))
         beta_company = users_services.create_company(s, firm=beta, name="Oficina Motor Forte Ltda", cnpj=make_cnpj(201))
+        beta_company2 = users_services.create_company(s, firm=beta, name="Mercado Bom Preço Ltda", cnpj=make_cnpj(202))
+        staff_ids = [users_services.add_staff_member(s, firm=beta, identity_id=ids[who], name=NAMES[who],
+                                                     email=EMAILS[who], role="staff", company_ids=[company.id]).id
+                     for who, company in (("gisele", beta_company), ("irene", beta_company2))]
+        staff_ids.append(users_services.invite_staff_member(s, firm=beta, name=KARINA[0], email=KARINA[1],
+                                                            role="staff").id)
+        ana_member_id = s.scalar(select(users_models.StaffMember.id)
+                                 .where(users_models.StaffMember.identity_id == ids["ana"]))
+        bruno_member_id = s.scalar(select(users_models.StaffMember.id)
+                                   .where(users_models.StaffMember.identity_id == ids["bruno"]))
+        joana = users_services.register_client_user(s, firm=beta, name=JOANA[0], email=JOANA[1],
+                                                    company_ids=[beta_company2.id], access="now").id
         members = {  # (firm, who) → client user id
             ("alfa", "diana"): _client_user(s, alfa, "diana", alfa_company).id,
             ("alfa", "carlos"): _client_user(s, alfa, "carlos", alfa_company).id,
@@ -423,7 +460,7 @@ def build_state(stage: Stage) -> State:
                                                         .where(users_models.Department.firm_id == firm_id))]
                        for name, firm_id in firms.items()}
         alfa_slug, beta_slug = alfa.slug, beta.slug
-    waiting = [*members.values(), fabio, helena]
+    waiting = [*members.values(), fabio, helena, joana]
     # invitations are created (invitations service) and recorded back in users
     settle(lambda: all(_invitation_ids(config, waiting).values()), "the invitation chain did not run")
     invitations = {}
@@ -434,6 +471,8 @@ def build_state(stage: Stage) -> State:
             assert users_services.grant_membership(s, firm_id=firms[firm], client_user_id=cu_id,
                                                    identity_id=ids[who], invitation_id=cu.invitation_id)
         fabio_invitation = s.get(users_models.ClientUser, fabio).invitation_id
+        karina_invitation = s.get(users_models.StaffMember, staff_ids[-1]).invitation_id
+        assert karina_invitation is not None
         helena_invitation = s.get(users_models.ClientUser, helena).invitation_id
         beta_firm = s.get(users_models.Firm, firms["beta"])
         rows = read_rows("importacao-beta.csv", io.BytesIO(csv_bytes(
@@ -450,13 +489,15 @@ def build_state(stage: Stage) -> State:
     st = State(alfa_slug=alfa_slug, beta_slug=beta_slug, beta_job_id=job_id, beta_company_job_id=company_job_id,
                beta_company_id=beta_company_id,
                beta_client_user_ids=[members[("beta", "eduardo")], members[("beta", "carlos")], fabio, helena],
-               helena_client_user_id=helena, helena_invitation_id=str(helena_invitation))
+               helena_client_user_id=helena, helena_invitation_id=str(helena_invitation),
+               joana_client_user_id=joana, beta_staff_member_ids=[bruno_member_id, *staff_ids])
     st.beta_values = {
         "slug": [beta_slug],
         "client_user_id": [str(i) for i in st.beta_client_user_ids],
         "job_id": [str(job_id), str(company_job_id)],
         "company_id": [str(beta_company_id)],
         "department_id": departments["beta"],
+        "staff_member_id": [str(i) for i in st.beta_staff_member_ids],
         # the invitations of Beta's linked clients (Beta's invitations not linked yet: see
         # test_linking_page_of_an_unlinked_invitation_of_another_firm_is_404)
         "invitation_id": [str(invitations[("beta", "eduardo")]), str(invitations[("beta", "carlos")])],
@@ -464,8 +505,9 @@ def build_state(stage: Stage) -> State:
     # Beta's own people: Carlos's invitation is another person's (Eduardo's own is his)
     st.insider_values = {**st.beta_values, "invitation_id": [str(invitations[("beta", "carlos")])]}
     st.alfa_values = {"slug": [alfa_slug], "client_user_id": [str(members[("alfa", "diana")])],
-                      "company_id": [str(alfa_company_id)], "department_id": departments["alfa"]}
-    st.unlinked_invitations = {"pending": fabio_invitation}
+                      "company_id": [str(alfa_company_id)], "department_id": departments["alfa"],
+                      "staff_member_id": [str(ana_member_id)]}
+    st.unlinked_invitations = {"pending": fabio_invitation, "staff": karina_invitation}
     with users_db.begin() as s:  # Fábio's invitation is resent: the first one is superseded
         cu = s.get(users_models.ClientUser, fabio)
         users_services.resend_invitation(s, firm=s.get(users_models.Firm, firms["beta"]), client_user=cu,
@@ -591,6 +633,8 @@ def _markers(who: str) -> tuple[tuple[str, ...], str]:
         return ALFA_MARKERS + BETA_STAFF_ONLY, "alfa"
     if who == "beta_staff":
         return ALFA_MARKERS, "alfa"
+    if who == "beta_colaborador":
+        return ALFA_MARKERS + OUTSIDE_CARTEIRA, "alfa"
     return BETA_MARKERS, "beta"
 
 
@@ -671,7 +715,10 @@ def _snapshot(config, state: State) -> dict:
         job = s.get(users_models.ImportJob, state.beta_job_id)
         company_job = s.get(users_models.ImportJob, state.beta_company_job_id)
         company = s.get(users_models.Company, state.beta_company_id)
-        snapshot = {"users": users, "job": (job.status, job.total_rows),
+        staff = {str(m.id): (m.status, m.role, m.identity_id, m.updated_at)
+                 for m in s.scalars(select(users_models.StaffMember)
+                                    .where(users_models.StaffMember.id.in_(state.beta_staff_member_ids)))}
+        snapshot = {"users": users, "job": (job.status, job.total_rows), "staff": staff,
                     "company job": (company_job.status, company_job.total_rows),
                     "company": (company.name, company.document, company.active),
                     "departments": sorted(s.execute(select(users_models.Department.id, users_models.Department.name,
@@ -708,6 +755,10 @@ def walk(stage: Stage, state: State) -> None:
     assert visitors["client"].fetch("GET", f"/e/{state.alfa_slug}/").status == 200
     assert visitors["beta_staff"].fetch("GET", f"/e/{state.beta_slug}/configuracoes/usuarios-de-clientes").status == 200
     assert visitors["beta_client"].fetch("GET", f"/e/{state.beta_slug}/").status == 200
+    irene_list = visitors["beta_colaborador"].fetch("GET", f"/e/{state.beta_slug}/configuracoes/usuarios-de-clientes")
+    assert irene_list.status == 200 and JOANA[0] in irene_list.body  # her carteira's client: the 404s are the carteira
+    assert visitors["beta_colaborador"].fetch(
+        "GET", f"/e/{state.beta_slug}/configuracoes/usuarios-de-clientes/{state.joana_client_user_id}").status == 200
     assert bruno.fetch("GET", f"/e/{state.beta_slug}/configuracoes/auditoria").status == 200
 
     walked = 0
@@ -812,7 +863,7 @@ def test_the_token_walk_catches_a_token_route_that_accepts_a_voided_token(in_pro
     assert any("garbage reset token" in o for o in offenders), offenders
 
 
-@pytest.mark.parametrize("kind", ["pending", "superseded"])
+@pytest.mark.parametrize("kind", ["pending", "superseded", "staff"])
 def test_linking_page_of_an_unlinked_invitation_of_another_firm_is_404(in_process_stage, kind):
     stage = in_process_stage
     state = build_state(stage)

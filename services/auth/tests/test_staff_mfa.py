@@ -101,6 +101,22 @@ def test_policy_off_revoked_membership_and_clients_are_not_asked(config, alfa_re
     assert location_path(login(client, email=ANA["email"], password=ANA["password"])) == "/"
 
 
+def test_a_login_both_staff_and_client_of_a_firm_keeps_the_policy_when_the_client_access_ends(
+        config, alfa_requires_mfa, users_emit):
+    """One login may be a client and a member of the team of the same firm: the end of the client
+    access (membership.revoked with role "client") leaves the staff policy in force."""
+    ana, firm_id = alfa_requires_mfa
+    users_emit("membership.granted", {"firm_id": firm_id, "firm_name": "Contabilidade Alfa",
+                                      "identity_id": str(ana.id), "role": "client"})
+    users_emit("membership.revoked", {"firm_id": firm_id, "identity_id": str(ana.id), "reason": "deactivated",
+                                      "role": "client"})
+    client, _apps = new_browser(config)
+    assert location_path(login(client, email=ANA["email"], password=ANA["password"])) == REQUIRED
+    users_emit("membership.revoked", {"firm_id": firm_id, "identity_id": str(ana.id), "reason": "deactivated",
+                                      "role": "admin"})
+    assert location_path(login(client, email=ANA["email"], password=ANA["password"])) == "/"
+
+
 def test_staff_of_a_firm_requiring_mfa_cannot_turn_it_off(config, make_identity, users_emit, clock):
     ana = make_identity(ANA)
     client, _apps = new_browser(config)

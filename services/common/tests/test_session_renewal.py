@@ -194,7 +194,7 @@ def test_the_emailed_invitation_link_and_the_dev_mailbox_never_detour_through_re
     with db_for(config, "invitations").begin() as s:
         issue_invitation(s, keyring=keyring, public_url=config.public_url, ttl=timedelta(days=7),
                          firm_id=uuid.uuid4(), firm_name="Contabilidade Alfa", firm_slug="contabilidade-alfa",
-                         client_user_id=uuid.uuid4(), email="nova@exemplo.com.br", name="Nova Pessoa", resent=False)
+                         subject_id=uuid.uuid4(), email="nova@exemplo.com.br", name="Nova Pessoa", resent=False)
     from services.invitations.models import outbox
     with db_for(config, "invitations").begin() as s:
         [request] = s.execute(select(outbox.c.envelope).where(

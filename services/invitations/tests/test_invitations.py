@@ -39,7 +39,7 @@ def issue(config, db, *, firm=ALFA, client_user_id=None, email="Carlos@Example.c
           resent=False, ttl=timedelta(days=7)):
     with db.begin() as session:
         inv = issue_invitation(session, keyring=KeyRing(config.keys_dir), public_url=config.public_url, ttl=ttl,
-                               client_user_id=client_user_id or uuid.uuid4(), email=email, name=name,
+                               subject_id=client_user_id or uuid.uuid4(), email=email, name=name,
                                resent=resent, **firm)
     return inv
 
@@ -115,7 +115,7 @@ def test_issue_normalizes_email_and_emits_created_and_email_request(config, db, 
     assert get_invitation(db, inv.id).email == "carlos@example.com"
     [created] = outbox_events(db, "invitation.created")
     assert created["payload"] == {"invitation_id": str(inv.id), "firm_id": str(ALFA["firm_id"]),
-                                  "client_user_id": str(client_user_id),
+                                  "client_user_id": str(client_user_id), "subject": "client_user",
                                   "expires_at": created["payload"]["expires_at"], "resent": False,
                                   "sealed_link": created["payload"]["sealed_link"]}
     # the copy link travels sealed to users (staff copy it), never in clear, and only users can open
@@ -202,7 +202,8 @@ def test_resend_voids_the_previous_link(config, db, keyring, browser_client):
     assert (old.status, old.voided_reason) == ("voided", "superseded")
     [voided] = outbox_events(db, "invitation.voided")
     assert voided["payload"] == {"invitation_id": first["payload"]["invitation_id"], "firm_id": str(ALFA["firm_id"]),
-                                 "client_user_id": str(client_user_id), "reason": "superseded"}
+                                 "client_user_id": str(client_user_id), "reason": "superseded",
+                                 "subject": "client_user"}
     resp = browser_client.get(f"/convite/{old_token}")
     assert resp.status_code == 404 and INVALID_TEXT in resp.get_data(as_text=True)
     resp = browser_client.get(f"/convite/{new_token}")
@@ -269,7 +270,8 @@ def test_access_revoked_voids_pending_invitation(config, db, keyring, browser_cl
     assert browser_client.get(path_of(copy_link_of(keyring, db, inv.id))).status_code == 404
     [voided] = outbox_events(db, "invitation.voided")
     assert voided["payload"] == {"invitation_id": str(inv.id), "firm_id": str(ALFA["firm_id"]),
-                                 "client_user_id": str(client_user_id), "reason": f"access_{reason}"}
+                                 "client_user_id": str(client_user_id), "reason": f"access_{reason}",
+                                 "subject": "client_user"}
     # revoked again (nothing pending any more): nothing more is voided
     deliver(config, db, "client_user.access_revoked",
             {"firm_id": ALFA["firm_id"], "client_user_id": client_user_id, "reason": reason})
@@ -294,7 +296,8 @@ def test_accept_happy_path(config, db, keyring, browser_client):
     assert stored.accepted_at is not None
     [accepted] = outbox_events(db, "invitation.accepted")
     assert accepted["payload"] == {"invitation_id": str(inv.id), "firm_id": str(ALFA["firm_id"]),
-                                   "client_user_id": str(client_user_id), "identity_id": str(identity_id)}
+                                   "client_user_id": str(client_user_id), "identity_id": str(identity_id),
+                                   "subject": "client_user"}
     # A used link no longer opens.
     assert browser_client.get(f"/convite/{token_of(keyring, db, inv.id)}").status_code == 404
 

@@ -320,7 +320,7 @@ def test_invitation_email_from_the_mailbox_opens_the_invitation(config, db, keyr
     with inv_db.begin() as session:
         issue_invitation(session, keyring=keyring, public_url=config.public_url, ttl=timedelta(days=7),
                          firm_id=uuid.uuid4(), firm_name="Contabilidade Alfa", firm_slug="alfa",
-                         client_user_id=uuid.uuid4(), email="carlos@example.com", name="Carlos Souza",
+                         subject_id=uuid.uuid4(), email="carlos@example.com", name="Carlos Souza",
                          resent=False)
         [envelope] = [e for e in session.execute(select(inv_models.outbox.c.envelope)).scalars()
                       if e["type"] == "notification.email_requested"]

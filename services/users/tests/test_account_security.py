@@ -516,7 +516,8 @@ def test_leaving_a_firm(browser_client, config, world):
     assert (cu.status, cu.inactive_reason) == ("inactive", "left")
     revoked = outbox_events(config, "membership.revoked")
     assert [e["payload"] for e in revoked] == [{"firm_id": str(world.alfa.id),
-                                                "identity_id": str(world.carlos.identity_id), "reason": "left"}]
+                                                "identity_id": str(world.carlos.identity_id), "reason": "left",
+                                                "role": "client"}]
     assert browser_client.get(f"/e/{world.alfa.slug}/").status_code == 404
     html = _page(browser_client, MY_FIRMS)
     assert "Contabilidade Alfa" not in html and "Contabilidade Beta" in html

@@ -115,6 +115,9 @@ def test_admin_renames_a_department(browser_client, config, world):
 def test_migrar_e_excluir_moves_to_the_chosen_department(browser_client, config, world):
     login(browser_client, config, world.ana)
     pessoal, contabil = _department(config, world.alfa, "Pessoal"), _department(config, world.alfa, "Contábil")
+    with users_db(config).begin() as s:  # a Colaborador of Pessoal
+        paula = services.add_staff_member(s, firm=s.get(models.Firm, world.alfa.id), identity_id=uuid.uuid4(),
+                                          name="Paula Reis", email="paula@alfa.com.br", department_ids=[pessoal.id]).id
     page = browser_client.get(_url(world.alfa, f"/{pessoal.id}/excluir"))
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and "Migrar e excluir" in html
@@ -129,6 +132,7 @@ def test_migrar_e_excluir_moves_to_the_chosen_department(browser_client, config,
     with users_db(config).begin() as s:
         row = s.get(models.Department, pessoal.id)
         assert row.removed_at is not None and row.moved_to_id == contabil.id  # kept for history
+        assert [d.id for d in s.get(models.StaffMember, paula).departments] == [contabil.id]  # staff moved
         services.add_department(s, firm=world.alfa, name="Pessoal")  # the name is free again
 
 

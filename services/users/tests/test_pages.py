@@ -317,7 +317,8 @@ def test_staff_of_one_firm_only_see_that_firm(browser_client, config, world):
     paula = Person(uuid.uuid4(), "paula@beta.com.br", "Paula Reis")
     with users_db(config).begin() as s:
         services.add_staff_member(s, firm=world.beta, identity_id=paula.identity_id, name=paula.name,
-                                  email=paula.email)  # role "staff", not an admin
+                                  email=paula.email,  # role "staff" (a Colaborador), not an admin
+                                  company_ids=[world.beta_company.id])  # her carteira: Carlos's company
     login(browser_client, config, paula)
     # her own firm: the client users list and a client user's page, with Beta's data
     html = _page(browser_client, _url(world.beta))

@@ -43,7 +43,8 @@ def test_activating_access_emits_access_activated(config, alfa, access, status, 
     [event] = outbox_events(config, "client_user.access_activated")
     assert event["payload"] == {"firm_id": str(alfa.id), "firm_name": "Contabilidade Alfa",
                                 "firm_slug": alfa.slug, "client_user_id": str(cu.id),
-                                "email": "carlos@example.com", "name": "Carlos Souza", "send_now": send_now}
+                                "email": "carlos@example.com", "name": "Carlos Souza", "send_now": send_now,
+                                "subject": "client_user"}
 
 
 def test_registering_without_access_emits_nothing(config, alfa):
@@ -77,10 +78,11 @@ def test_deactivating_an_active_user_revokes_access_and_membership(config, alfa)
     _apply(config, services.deactivate_client_user, cu.id, alfa)
     assert get_client_user(config, cu.id).status == "inactive"
     [revoked] = outbox_events(config, "client_user.access_revoked")
-    assert revoked["payload"] == {"firm_id": str(alfa.id), "client_user_id": str(cu.id), "reason": "deactivated"}
+    assert revoked["payload"] == {"firm_id": str(alfa.id), "client_user_id": str(cu.id), "reason": "deactivated",
+                                  "subject": "client_user"}
     [membership] = outbox_events(config, "membership.revoked")
     assert membership["payload"] == {"firm_id": str(alfa.id), "identity_id": str(identity_id),
-                                     "reason": "deactivated"}
+                                     "reason": "deactivated", "role": "client"}
 
 
 def test_deactivating_an_invited_user_has_no_membership_to_revoke(config, alfa):

@@ -20,7 +20,7 @@ from ..schemas import (
     load_form,
 )
 from . import imports
-from .common import CLIENT_USERS, actor, bp, member, render, staff
+from .common import CLIENT_USERS, actor, bp, member, render, staff_scope
 
 
 def _to_user(firm, client_user_id):
@@ -41,18 +41,18 @@ def _error_map(exc: services.ClientUserError) -> dict:
 
 @bp.get(CLIENT_USERS)
 def client_users(slug):
-    _identity_, firm = staff(slug)
+    _identity_, firm, scope = staff_scope(slug)
     values, errors = load_form(ListQuerySchema(), request.args)
     if errors.get("q"):  # e.g. a control character in the search: said, and nothing searched
         return render("client_users/list.html", current_firm=firm, page=queries.Page(items=[], number=1,
                                                                                       has_next=False),
-                       q=request.args.get("q", ""), show_deleted=False, errors=errors, status=422)
+                       q=request.args.get("q", ""), show_deleted=False, errors=errors, scope=scope, status=422)
     if errors:
         values = ListQuerySchema().load({})
     page = queries.client_users_page(db_session(), firm=firm, q=values["q"], show_deleted=values["excluidos"],
-                                     page=values["pagina"])
+                                     page=values["pagina"], scope=scope)
     return render("client_users/list.html", current_firm=firm, page=page, q=values["q"],
-                   show_deleted=values["excluidos"], errors={})
+                   show_deleted=values["excluidos"], errors={}, scope=scope)
 
 
 # --------------------------------------------------------------------------- Novo Usuário's steps
@@ -143,9 +143,9 @@ def _wizard_errors(firm, state: dict, *, upto: str, departments, companies) -> t
 
 @bp.route(CLIENT_USERS + "/novo", methods=["GET", "POST"])
 def client_user_new(slug):
-    identity, firm = staff(slug)
+    identity, firm, scope = staff_scope(slug)
     departments = queries.departments_of(db_session(), firm=firm)
-    companies = queries.companies_of(db_session(), firm=firm)
+    companies = queries.companies_of(db_session(), firm=firm, scope=scope)
     state = {**_form_data(), **_access_state()} if request.method == "POST" else {
         "company_ids": [], "access": "", "department_ids": None, "levels": {}, "permissions": None,
         "notifications": {}}
@@ -167,7 +167,7 @@ def client_user_new(slug):
                 session, firm=firm, name=values["name"], email=values["email"], cpf=values["cpf"],
                 phone=values["phone"], company_ids=values["company_ids"], access=values["access"],
                 departments=values["departments"], permissions=values["permissions"],
-                notifications=values["notifications"], actor=actor(identity))
+                notifications=values["notifications"], actor=actor(identity), scope=scope)
     except services.ClientUserError as exc:
         return _render_step(firm, STEP_OF_FIELD.get(exc.field or "", "geral"), state, _error_map(exc),
                             departments=departments, companies=companies, status=422)
@@ -182,8 +182,8 @@ def client_user_new(slug):
 
 @bp.get(CLIENT_USERS + "/<client_user_id>")
 def client_user_detail(slug, client_user_id):
-    _identity_, firm = staff(slug)
-    client_user = queries.client_user_of(db_session(), firm=firm, client_user_id=client_user_id)
+    _identity_, firm, scope = staff_scope(slug)
+    client_user = queries.client_user_of(db_session(), firm=firm, client_user_id=client_user_id, scope=scope)
     link = queries.invitation_link(client_user, keyring=current_app.extensions["balcao.keyring"])
     access = sorted(client_user.department_access, key=lambda row: (row.department.position, row.department.name_key))
     return render("client_users/detail.html", current_firm=firm, cu=client_user, invite_link=link,
@@ -202,9 +202,9 @@ def _edit_state(client_user) -> dict:
 
 @bp.route(CLIENT_USERS + "/<client_user_id>/editar", methods=["GET", "POST"])
 def client_user_edit(slug, client_user_id):
-    identity, firm = staff(slug)
-    client_user = queries.client_user_of(db_session(), firm=firm, client_user_id=client_user_id)
-    companies = queries.companies_of(db_session(), firm=firm)
+    identity, firm, scope = staff_scope(slug)
+    client_user = queries.client_user_of(db_session(), firm=firm, client_user_id=client_user_id, scope=scope)
+    companies = queries.companies_of(db_session(), firm=firm, scope=scope)
     departments = queries.departments_of(db_session(), firm=firm)
 
     def page(state, errors, status=200):
@@ -221,12 +221,13 @@ def client_user_edit(slug, client_user_id):
     if not errors and values is not None and access is not None:
         try:
             with db().begin() as session:
-                target = queries.client_user_of(session, firm=firm, client_user_id=client_user.id)
+                target = queries.client_user_of(session, firm=firm, client_user_id=client_user.id, scope=scope)
                 services.update_client_user(session, firm=firm, client_user=target, name=values["name"],
                                             email=values["email"], cpf=values["cpf"], phone=values["phone"],
                                             company_ids=values["company_ids"], departments=access["departments"],
                                             permissions=access["permissions"],
-                                            notifications=access["notifications"] or None, actor=actor(identity))
+                                            notifications=access["notifications"] or None, actor=actor(identity),
+                                            scope=scope)
         except services.ClientUserError as exc:
             errors = _error_map(exc)
         except IntegrityError:
@@ -258,10 +259,10 @@ def access_labels() -> dict:
 
 
 def _action(slug, client_user_id, service_function, message):
-    identity, firm = staff(slug)
+    identity, firm, scope = staff_scope(slug)
     try:
         with db().begin() as session:
-            target = queries.client_user_of(session, firm=firm, client_user_id=client_user_id)
+            target = queries.client_user_of(session, firm=firm, client_user_id=client_user_id, scope=scope)
             service_function(session, firm=firm, client_user=target, actor=actor(identity))
             email = target.email
     except services.ClientUserError as exc:
@@ -317,7 +318,7 @@ def _import_texts() -> dict:
 
 
 IMPORT = imports.ImportPages(
-    kind="client_users", access=staff, new="users.import_new", job="users.import_job", start="users.import_start",
+    kind="client_users", access=staff_scope, new="users.import_new", job="users.import_job", start="users.import_start",
     back="users.client_users", breadcrumb="client_users/_breadcrumb.html", help="client_users/_import_help.html",
     texts=_import_texts, report=lambda: [(_("Nome"), "name"), (_("E-mail"), "email")])
 
@@ -355,12 +356,13 @@ def client_users_export(slug):
     identity, firm, role = member(slug)
     if role not in ("admin", "staff"):
         abort(404)
+    scope = queries.Scope.of(firm, identity_id=identity.id, role=role)
     values, errors = load_form(ListQuerySchema(), request.args)
     if errors:
         values = ListQuerySchema().load({})
     full = queries.may_edit_personal_data(role)
     rows = list(queries.client_users_for_export(db_session(), firm=firm, q=values["q"],
-                                                show_deleted=values["excluidos"]))
+                                                show_deleted=values["excluidos"], scope=scope))
     with db().begin() as session:
         services.record_export(session, firm=firm, actor=actor(identity), rows=len(rows),
                                filtered=bool(values["q"]) or values["excluidos"])

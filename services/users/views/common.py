@@ -51,6 +51,15 @@ def staff(slug: str):
     return identity, firm
 
 
+def staff_scope(slug: str):
+    """(identity, firm, scope) of a member of the firm's staff: the scope is what they may see of
+    the firm's clients (an Administrador: all; a Colaborador: their carteira). 404 for anyone else."""
+    identity, firm, role = member(slug)
+    if role not in ("admin", "staff"):
+        abort(404)
+    return identity, firm, queries.Scope.of(firm, identity_id=identity.id, role=role)
+
+
 def admin(slug: str):
     identity, firm, role = member(slug)
     if role != "admin":

@@ -2,7 +2,7 @@
 Desativar / Reativar and the import from a file (admins only)."""
 from __future__ import annotations
 
-from flask import abort, flash, redirect, request, url_for
+from flask import flash, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_babel import ngettext
 from sqlalchemy.exc import IntegrityError
@@ -12,7 +12,7 @@ from services.common.web import db, db_session
 from .. import queries, services
 from ..schemas import CompanyListQuerySchema, CompanySchema, format_document, load_form
 from . import imports
-from .common import actor, admin, bp, member, render
+from .common import actor, admin, bp, render, staff_scope
 
 COMPANIES = "/e/<slug>/configuracoes/empresas"
 # the list's Situação filter (query string) -> queries.companies_page's status
@@ -38,9 +38,9 @@ def _document_taken(values: dict) -> dict:
 
 @bp.get(COMPANIES)
 def companies(slug):
-    _identity_, firm, role = member(slug)
-    if role not in ("admin", "staff"):
-        abort(404)
+    """Staff see the list (a Colaborador: the companies of their carteira); admins change it."""
+    _identity_, firm, scope = staff_scope(slug)
+    role = "staff" if scope.limited else "admin"
     values, errors = load_form(CompanyListQuerySchema(), request.args)
     if errors.get("q"):  # e.g. a control character in the search: said, and nothing searched
         return render("companies/list.html", current_firm=firm, role=role, q=request.args.get("q", ""),
@@ -49,7 +49,7 @@ def companies(slug):
     if errors:
         values = CompanyListQuerySchema().load({})
     page = queries.companies_page(db_session(), firm=firm, q=values["q"], status=STATUS[values["situacao"]],
-                                  page=values["pagina"])
+                                  page=values["pagina"], scope=scope)
     return render("companies/list.html", current_firm=firm, role=role, page=page, q=values["q"],
                   situacao=values["situacao"], errors={}, format_document=format_document)
 
@@ -152,8 +152,13 @@ def _import_texts() -> dict:
     }
 
 
+def admin_scope(slug: str):
+    """Only admins import companies: they see every company (no scope narrows it)."""
+    return (*admin(slug), None)
+
+
 IMPORT = imports.ImportPages(
-    kind="companies", access=admin, new="users.company_import_new", job="users.company_import_job",
+    kind="companies", access=admin_scope, new="users.company_import_new", job="users.company_import_job",
     start="users.company_import_start", back="users.companies", breadcrumb="companies/_breadcrumb.html",
     help="companies/_import_help.html", texts=_import_texts,
     report=lambda: [(_("Razão social"), "name"), (_("CNPJ/CPF"), "document")])

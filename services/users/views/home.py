@@ -48,8 +48,9 @@ def firm_home(slug):
     if role == "client":
         client_user = queries.client_membership(db_session(), firm=firm, identity_id=identity.id)
         return render("firm_home.html", current_firm=firm, role=role, companies=client_user.active_companies)
+    scope = queries.Scope.of(firm, identity_id=identity.id, role=role)  # a Colaborador: their carteira
     return render("firm_home.html", current_firm=firm, role=role,
-                   companies=queries.companies_of(db_session(), firm=firm))
+                   companies=queries.companies_of(db_session(), firm=firm, scope=scope))
 
 
 

@@ -20,7 +20,7 @@ from .common import actor, render
 @dataclass(frozen=True)
 class ImportPages:
     kind: str                       # services.IMPORT_KINDS
-    access: Callable                # (slug) -> (identity, firm): staff() or admin()
+    access: Callable                # (slug) -> (identity, firm, scope): staff_scope() or an admin's (scope None)
     new: str                        # endpoints: upload, job page (GET), confirmation (POST)
     job: str
     start: str
@@ -36,7 +36,7 @@ def _context(pages: ImportPages, firm) -> dict:
 
 
 def upload(pages: ImportPages, slug: str):
-    identity, firm = pages.access(slug)
+    identity, firm, scope = pages.access(slug)
     if request.method == "GET":
         return render("imports/new.html", errors={}, **_context(pages, firm))
     values, errors = load_form(ImportUploadSchema(), request.files)
@@ -45,7 +45,7 @@ def upload(pages: ImportPages, slug: str):
         try:
             with db().begin() as session:
                 job = services.create_import_job(session, firm=firm, identity_id=identity.id,
-                                                 filename=upload.filename, kind=pages.kind,
+                                                 filename=upload.filename, kind=pages.kind, scope=scope,
                                                  rows=read_rows(upload.filename, upload.stream, kind=pages.kind))
                 job_id = job.id
         except ImportFileError as exc:
@@ -56,8 +56,8 @@ def upload(pages: ImportPages, slug: str):
 
 
 def show(pages: ImportPages, slug: str, job_id):
-    _identity_, firm = pages.access(slug)
-    job = queries.import_job_of(db_session(), firm=firm, job_id=job_id, kind=pages.kind)
+    _identity_, firm, scope = pages.access(slug)
+    job = queries.import_job_of(db_session(), firm=firm, job_id=job_id, kind=pages.kind, scope=scope)
     values, _errors = load_form(PageQuerySchema(), request.args)
     page = queries.import_rows_page(db_session(), job=job, page=values["pagina"] if values is not None else 1)
     created, failed = queries.import_progress(db_session(), job=job)
@@ -66,9 +66,9 @@ def show(pages: ImportPages, slug: str, job_id):
 
 
 def start(pages: ImportPages, slug: str, job_id):
-    identity, firm = pages.access(slug)
+    identity, firm, scope = pages.access(slug)
     with db().begin() as session:
-        job = queries.import_job_of(session, firm=firm, job_id=job_id, kind=pages.kind)
+        job = queries.import_job_of(session, firm=firm, job_id=job_id, kind=pages.kind, scope=scope)
         started = services.start_import_job(session, firm=firm, job=job, actor=actor(identity))
         valid = job.valid_rows
     if started:

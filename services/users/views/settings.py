@@ -30,8 +30,9 @@ def audit_log(slug):
         end = datetime.combine(values["ate"] + timedelta(days=1), time(), BRAZIL) if values["ate"] else None
         page = queries.audit_page(db_session(), firm=firm, action=values["acao"], actor=values["autor"],
                                   target=values["alvo"], date_from=start, date_to=end, page=values["pagina"])
+    from .team import role_labels
     return render("settings/audit.html", current_firm=firm, page=page, filters=filters, errors=errors,
-                   action_labels=audit_action_labels(), status=422 if errors else 200)
+                   action_labels=audit_action_labels(), role_labels=role_labels(), status=422 if errors else 200)
 
 
 def audit_action_labels() -> dict:
@@ -60,6 +61,14 @@ def audit_action_labels() -> dict:
         "client_user.departments_changed": _("Departamentos do usuário alterados"),
         "client_user.permissions_changed": _("Permissões do usuário alteradas"),
         "client_user.notifications_changed": _("Notificações do usuário alteradas"),
+        "staff.invited": _("Membro da equipe convidado"),
+        "staff.invitation_resent": _("Convite da equipe reenviado"),
+        "staff.role_changed": _("Papel na equipe alterado"),
+        "staff.departments_changed": _("Departamentos da equipe alterados"),
+        "staff.carteira_changed": _("Carteira alterada"),
+        "staff.deactivated": _("Membro da equipe desativado"),
+        "staff.reactivated": _("Membro da equipe reativado"),
+        "staff.deleted": _("Membro da equipe excluído"),
     }
 
 
