@@ -100,9 +100,12 @@ def test_an_admin_runs_the_firm_s_companies(product, mailbox, browser, artifacts
         admin.get_by_label("E-mail de contato", exact=True).fill(CLIENT[1])
         admin.get_by_role("button", name="Ativar").click()
         admin.get_by_role("button", name="Envie agora").click()
+        admin.get_by_role("button", name="Avançar").click()  # Departamentos: the defaults
         admin.get_by_role("button", name="Avançar").click()
         admin.get_by_label("Padaria Pão Quente Ltda", exact=True).check()
         admin.get_by_label("Comércio Digital Ltda", exact=True).check()
+        admin.get_by_role("button", name="Avançar").click()  # Permissões: the defaults
+        admin.get_by_role("button", name="Avançar").click()  # Notificações: the defaults
         admin.get_by_role("button", name="Concluir").click()
         expect(admin.get_by_text("Usuário registrado")).to_be_visible()
         link = link_in(mailbox.wait_for(to=CLIENT[1], subject_contains="Contabilidade Empresas", after=sent),
@@ -125,6 +128,7 @@ def test_an_admin_runs_the_firm_s_companies(product, mailbox, browser, artifacts
         admin.goto(f"{url}/e/{slug}/configuracoes/usuarios-de-clientes/novo")  # not offered any more
         admin.get_by_label("Nome", exact=True).fill("Diana Prado")
         admin.get_by_label("E-mail de contato", exact=True).fill("diana@empresas-cliente.example")
+        admin.get_by_role("button", name="Avançar").click()
         admin.get_by_role("button", name="Avançar").click()
         expect(admin.get_by_label("Comércio Digital Ltda", exact=True)).to_be_visible()
         expect(admin.get_by_label("Padaria Pão Quente Ltda", exact=True)).to_have_count(0)

@@ -90,14 +90,14 @@ def test_new_user_offers_the_carteiras_companies_and_needs_one(browser_client, c
     new = _url(world, "/novo")
     token = csrf_token(browser_client.get(new).get_data(as_text=True))
     data = {"csrf_token": token, "name": "Gabriel Reis", "email": "gabriel@example.com", "access": "later"}
-    step2 = browser_client.post(new, data={**data, "step": "1"}).get_data(as_text=True)
+    step2 = browser_client.post(new, data={**data, "step": "departamentos"}).get_data(as_text=True)
     assert "Padaria Pão Quente Ltda" in step2 and "Mercado Central Ltda" not in step2
-    none = browser_client.post(new, data={**data, "step": "2"})
+    none = browser_client.post(new, data={**data, "step": "notificacoes"})
     assert none.status_code == 422
     assert "Escolha pelo menos uma empresa da sua carteira" in text_of(none.get_data(as_text=True))
-    other = browser_client.post(new, data={**data, "step": "2", "company_ids": str(world.alfa_company2.id)})
+    other = browser_client.post(new, data={**data, "step": "notificacoes", "company_ids": str(world.alfa_company2.id)})
     assert other.status_code == 422 and "Empresa inválida." in text_of(other.get_data(as_text=True))
-    done = browser_client.post(new, data={**data, "step": "2", "company_ids": str(world.alfa_company.id)})
+    done = browser_client.post(new, data={**data, "step": "notificacoes", "company_ids": str(world.alfa_company.id)})
     assert done.status_code == 303
     with users_db(config).begin() as s:
         gabriel = s.scalar(select(models.ClientUser).where(models.ClientUser.email == "gabriel@example.com"))

@@ -65,11 +65,12 @@ def _events(config, world=None) -> list[dict]:
 
 @pytest.fixture
 def gisele(config, world) -> Person:
-    """A member of Alfa's staff who is not an admin."""
+    """A Colaborador at Alfa (not an admin) whose carteira holds Alfa's company."""
     person = Person(uuid.uuid4(), "gisele@alfa.com.br", "Gisele Alves")
     with users_db(config).begin() as s:
         services.add_staff_member(s, firm=s.get(models.Firm, world.alfa.id), identity_id=person.identity_id,
-                                  name=person.name, email=person.email, role="staff")
+                                  name=person.name, email=person.email, role="staff",
+                                  company_ids=[world.alfa_company.id])
     return person
 
 
