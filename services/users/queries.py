@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select
 from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import NotFound
 
@@ -216,12 +216,17 @@ def _cpf_digits(q: str) -> str | None:
         return None
 
 
-def _client_users_query(*, firm: Firm, q: str, show_deleted: bool, scope: Scope | None = None):
+def _client_users_query(*, firm: Firm, q: str, show_deleted: bool, scope: Scope | None = None,
+                        state: str | None = None, now=None):
     query = select(ClientUser).where(ClientUser.firm_id == firm.id)
     if scope is not None:
         query = scope.client_users(query)
     if not show_deleted:
         query = query.where(ClientUser.status != "deleted")
+    if state is not None:  # a key of STATE_FILTERS (KeyError for anything else)
+        from .models import utcnow
+        query = query.where(ClientUser.status.in_(("invited", "active")),
+                            invitation_state_sql(now=now or utcnow()).in_(STATE_FILTERS[state]))
     if q:
         pattern = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         # lower(email) (e-mails are stored normalized) so both match the trigram indexes (models.py)
@@ -235,11 +240,12 @@ def _client_users_query(*, firm: Firm, q: str, show_deleted: bool, scope: Scope 
 
 
 def client_users_page(session, *, firm: Firm, q: str = "", show_deleted: bool = False, page: int = 1,
-                      per_page: int = PAGE_SIZE, scope: Scope | None = None) -> Page:
+                      per_page: int = PAGE_SIZE, scope: Scope | None = None, state: str | None = None) -> Page:
     """A page of the firm's client users by name (a Colaborador's: those of their carteira); search
-    by name or e-mail (case-insensitive) or by exact CPF (any formatting). Two statements whatever
-    the page size and the carteira: the users, then their companies."""
-    query = _client_users_query(firm=firm, q=q, show_deleted=show_deleted, scope=scope).options(
+    by name or e-mail (case-insensitive) or by exact CPF (any formatting); `state`, a key of
+    STATE_FILTERS, keeps those in that invitation state. Two statements whatever the page size and
+    the carteira: the users, then their companies."""
+    query = _client_users_query(firm=firm, q=q, show_deleted=show_deleted, scope=scope, state=state).options(
         selectinload(ClientUser.companies))
     rows = list(session.scalars(query.order_by(ClientUser.name, ClientUser.id)
                                 .offset((page - 1) * per_page).limit(per_page + 1)))
@@ -414,6 +420,47 @@ def invitation_state(cu: ClientUser | StaffMember, *, now=None) -> InvitationSta
     return InvitationState("waiting")
 
 
+# The states the staff home counts and the list filters by (`?estado=`), in the home's order: each
+# is one or more codes of invitation_state ("Falha no envio" is both a failure the notifier still
+# retries and one it gave up on — the list labels both so).
+STATE_FILTERS: dict[str, tuple[str, ...]] = {
+    "aguardando": ("waiting",),
+    "enviado": ("sent",),
+    "falha": ("retrying", "failed"),
+    "expirado": ("expired",),
+    "ativo": ("active",),
+}
+
+
+def invitation_state_sql(model=ClientUser, *, now) -> ColumnElement:
+    """invitation_state's code as one SQL CASE (same conditions, same order), for counting and
+    filtering in the database: "active", "expired", "retrying", "failed", "sent", "waiting", or
+    NULL (nothing to show: not invited, inactive, deleted)."""
+    invited = model.status == "invited"
+    has_error = and_(model.delivery_error.is_not(None), model.delivery_error != "")
+    return case(
+        (model.status == "active", "active"),
+        (and_(invited, model.invitation_expires_at.is_not(None), model.invitation_expires_at <= now), "expired"),
+        (and_(invited, has_error, model.delivery_error_permanent.is_(True)), "failed"),
+        (and_(invited, has_error), "retrying"),
+        (and_(invited, model.invitation_sent_at.is_not(None)), "sent"),
+        (invited, "waiting"),
+        else_=None)
+
+
+def invitation_state_counts(session, *, firm: Firm, scope: Scope | None = None, now=None) -> dict[str, int]:
+    """How many of the firm's client users (a Colaborador's: those of their carteira) are in each
+    state of STATE_FILTERS, counted by the database: one GROUP BY statement whatever their number."""
+    from .models import utcnow
+    state = invitation_state_sql(now=now or utcnow()).label("state")
+    inner = select(state).where(ClientUser.firm_id == firm.id, ClientUser.status.in_(("invited", "active")))
+    if scope is not None:
+        inner = scope.client_users(inner)
+    sub = inner.subquery()
+    by_code = dict(session.execute(select(sub.c.state, func.count()).group_by(sub.c.state)).all())
+    return {name: sum(by_code.get(code, 0) for code in codes) for name, codes in STATE_FILTERS.items()}
+
+
 def invitation_link(cu: ClientUser | StaffMember, *, keyring, now=None) -> str | None:
     """The live invitation's link for staff to copy (unsealed with users' own key), or None when
     there is no pending, unexpired invitation."""
@@ -486,10 +533,11 @@ def pending_import_lines(session, *, job_id, limit: int) -> list[int]:
 
 
 def client_users_for_export(session, *, firm: Firm, q: str = "", show_deleted: bool = False,
-                            batch: int = 500, scope: Scope | None = None):
-    """Every client user the list shows for this search (and scope), by name, in batches of `batch`
-    (each batch two statements: the users and their companies): the CSV export streams them."""
-    base = _client_users_query(firm=firm, q=q, show_deleted=show_deleted, scope=scope).options(
+                            batch: int = 500, scope: Scope | None = None, state: str | None = None):
+    """Every client user the list shows for this search (and scope, and state filter), by name, in
+    batches of `batch` (each batch two statements: the users and their companies): the CSV export
+    streams them."""
+    base = _client_users_query(firm=firm, q=q, show_deleted=show_deleted, scope=scope, state=state).options(
         selectinload(ClientUser.companies)).order_by(ClientUser.name, ClientUser.id)
     offset = 0
     while True:

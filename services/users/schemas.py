@@ -16,6 +16,7 @@ from services.common.events import ACCESS_LEVELS, CLIENT_PERMISSIONS, NOTIFICATI
 from services.common.forms import InputSchema, error_messages
 
 from .models import AUDIT_ACTIONS
+from .queries import STATE_FILTERS
 
 
 def N_(message: str) -> str:
@@ -178,13 +179,16 @@ class ClientUserAccessSchema(InputSchema):
 
 
 class ListQuerySchema(InputSchema):
-    """Query string of the client users list: search, deleted toggle, page."""
+    """Query string of the client users list: search, deleted toggle, invitation state (a key of
+    queries.STATE_FILTERS: the staff home's counts link here), page."""
 
     class Meta:
         unknown = EXCLUDE
 
     q = fields.String(load_default="", validate=validate.Length(max=200))
     excluidos = fields.Boolean(load_default=False)
+    estado = fields.String(load_default=None, validate=validate.OneOf(
+        list(STATE_FILTERS), error=N_("Situação desconhecida.")))
     pagina = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
 
     @pre_load

@@ -75,3 +75,11 @@ def render(template: str, *, current_firm=None, status: int = 200, **context):
     identity = current_identity()
     firms = queries.firms_of(db_session(), identity_id=identity.id) if identity else []
     return render_template(template, selector_firms=firms, current_firm=current_firm, **context), status
+
+
+def state_filter_labels() -> dict[str, str]:
+    """The invitation states the staff home counts and the client-user list filters by
+    (queries.STATE_FILTERS), labelled as the list labels each user's state."""
+    from flask_babel import gettext as _
+    return {"aguardando": _("Aguardando envio"), "enviado": _("Convite enviado"), "falha": _("Falha no envio"),
+            "expirado": _("Convite expirado"), "ativo": _("Acesso ativo")}
