@@ -161,11 +161,15 @@ def login_vs_raw(url: str, emails: list[str], *, rounds: int, seconds: float, th
         s = requests.Session()
         page = s.get(url + "/auth/entrar", timeout=30)
         token = _csrf(page.text)
+        # a login issues a new CSRF cookie (the new session's): each POST goes with the login page's
+        # cookie and token again, as from a browser that just opened the page (device cookie kept)
+        csrf = next(c for c in s.cookies if c.name.endswith("balcao_csrf"))
         email = emails[i % len(emails)]
         while not stop.is_set():
             if not go.wait(0.2):
                 continue
             s.cookies.set("balcao_session", None)
+            s.cookies.set(csrf.name, csrf.value, domain=csrf.domain, path=csrf.path)
             t0 = time.perf_counter()
             r = s.post(url + "/auth/entrar", data={"email": email, "password": PASSWORD, "csrf_token": token},
                        allow_redirects=False, timeout=30)
@@ -720,15 +724,15 @@ def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = Tru
         seed.add_colaborador(config, firm_id=big["id"], identity_id=colab_id, name="Colaboradora Bench",
                              email=colab_email, company_ids=company_ids[:p["carteira"]])
         analyze(config, "users")
-        deadline = time.monotonic() + 120
-        while True:  # the chain (users → invitations → users) creates the invitations
+        deadline, ready = time.monotonic() + 120, {}
+        while link_cus:  # the chain (users → invitations → users) creates the invitations
             ready = seed.invitations_ready(config, client_user_ids=link_cus)
             if len(ready) == len(link_cus) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
         keyring = KeyRing(config.keys_dir)
         from services.invitations.services import invitation_ticket
-        link_jobs = [{"ticket": invitation_ticket(keyring, inv), "firm_name": link_firm["name"]}
+        link_jobs = [{"ticket": invitation_ticket(keyring, inv, via="email"), "firm_name": link_firm["name"]}
                      for inv in ready.values()]
         results["seed_seconds"] = round(time.perf_counter() - t_seed, 1)
         log(f"seeded in {results['seed_seconds']} s ({len(ready)}/{len(link_cus)} invitations ready)")

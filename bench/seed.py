@@ -193,7 +193,8 @@ def invitations_ready(config, *, client_user_ids) -> dict:
             select(um.ClientUser.id, um.ClientUser.invitation_id).where(um.ClientUser.id.in_(wanted))) if inv}
     with database("invitations", config).begin() as session:
         rows = session.scalars(select(im.Invitation).where(im.Invitation.id.in_(set(known.values())),
+                                                           im.Invitation.subject == "client_user",
                                                            im.Invitation.status == "pending")).all()
         for row in rows:
             session.expunge(row)
-    return {row.client_user_id: row for row in rows if known.get(row.client_user_id) == row.id}
+    return {row.subject_id: row for row in rows if known.get(row.subject_id) == row.id}

@@ -335,6 +335,13 @@ Index("ix_client_users_name_trgm", func.lower(ClientUser.name).label("name_lower
 Index("ix_client_users_email_trgm", func.lower(ClientUser.email).label("email_lower"),
       postgresql_using="gin", postgresql_ops={"email_lower": "gin_trgm_ops"})
 
+# Configurações › Empresas' search (queries.companies_page: razão social, nome fantasia, código and
+# CNPJ by any part, case-insensitive): the same kind of indexes (migration ca170f5d95ae).
+for _column in ("name", "trade_name", "code", "cnpj"):
+    Index(f"ix_companies_{_column}_trgm", func.lower(getattr(Company, _column)).label(f"{_column}_lower"),
+          postgresql_using="gin", postgresql_ops={f"{_column}_lower": "gin_trgm_ops"})
+del _column
+
 
 # A staff member's departments, and their carteira: the companies a Colaborador serves (primary
 # keys lead with the staff member: "the carteira of X" is an index range; `company_id` is indexed

@@ -290,7 +290,8 @@ def companies_page(session, *, firm: Firm, q: str = "", status: str = "active", 
                                               func.lower(Company.code).like(pattern, escape="\\")]
         compact = compact_document(q)
         if compact.isalnum() and any(ch.isdigit() for ch in compact):  # a CNPJ, or part of one
-            matches.append(Company.cnpj.like("%" + compact + "%"))
+            # lower() on both sides, as the trigram index (models.py) is on lower(cnpj)
+            matches.append(func.lower(Company.cnpj).like("%" + compact.lower() + "%"))
         cpf = _cpf_digits(q)
         if cpf:
             matches.append(Company.cpf_hash == pii.cpf_hash(cpf))
