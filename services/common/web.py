@@ -29,7 +29,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import dates, messaging, metrics
 from .config import Config, load_config
-from .contracts import SESSION_AUDIENCE, safe_next, session_hash
+from .contracts import safe_next, session_hash
 from .forms import has_control_characters
 from .runtime import database, keyring
 from .sessions import RENEWAL_PATH, cookie_name, current_identity, renewal_state
@@ -264,9 +264,8 @@ CSRF_BINDING_KEY = "csrf_login_session"
 
 def _login_session_hash(token: str | None) -> str:
     """session_hash of the sid of an authentic session token (expired or not), else ""."""
-    from flask import current_app
-    claims = current_app.extensions["balcao.keyring"].verify("auth", token or "", audience=SESSION_AUDIENCE,
-                                                             verify_exp=False)
+    from .sessions import authentic_session_claims
+    claims = authentic_session_claims(token)
     sid = claims.get("sid") if claims else None
     return session_hash(sid) if isinstance(sid, str) and sid else ""
 

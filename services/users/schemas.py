@@ -75,6 +75,11 @@ def format_document(kind: str | None, value: str | None) -> str:
     """12.ABC.345/01DE-35 or 123.456.789-09 (empty for no document)."""
     if not value:
         return ""
+    # a stored document (uppercase, no punctuation) is cut in place: the lists format one per row
+    if kind == "cnpj" and len(value) == 14 and value.isalnum():
+        return f"{value[:2]}.{value[2:5]}.{value[5:8]}/{value[8:12]}-{value[12:]}"
+    if kind != "cnpj" and len(value) == 11 and value.isdigit():
+        return f"{value[:3]}.{value[3:6]}.{value[6:9]}-{value[9:]}"
     return stdnum_cnpj.format(value) if kind == "cnpj" else stdnum_cpf.format(value)
 
 
