@@ -409,9 +409,11 @@ class InProcessUsers:
         token = issue_session_token(KeyRing(config.keys_dir), identity_id=identity_id, email=email, name=name)
         self.client.set_cookie("balcao_session", token, domain="localhost")
 
-    def capture(self, path: str, query: dict | None = None) -> list[tuple[str, object]]:
+    def capture(self, path: str, query: dict | None = None, *, pings: bool = False) -> list[tuple[str, object]]:
         """The SQL statements of one request, each with its parameters as the DB-API driver got
-        them (what page_vs_floor replays directly on the database)."""
+        them (what page_vs_floor replays directly on the database). `pings`: with the pool's
+        pre-ping (services/common/db.py), each connection checkout's "SELECT 1" too — sent by
+        the page, but not a statement of the page's own (not in the SQL/request count)."""
         from sqlalchemy import event
 
         from services.common.runtime import database
@@ -422,11 +424,19 @@ class InProcessUsers:
         def _before(conn, cursor, statement, parameters, context, executemany):
             sent.append((statement, parameters))
 
+        def _checkout(dbapi_connection, record, proxy):
+            if getattr(engine.pool, "_pre_ping", False):
+                sent.append(("SELECT 1", None))
+
         event.listen(engine, "before_cursor_execute", _before)
+        if pings:
+            event.listen(engine.pool, "checkout", _checkout)
         try:
             r = self.client.get(path, query_string=query)
         finally:
             event.remove(engine, "before_cursor_execute", _before)
+            if pings:
+                event.remove(engine.pool, "checkout", _checkout)
         if r.status_code not in (200, 303):
             raise RuntimeError(f"in-process GET {path}: HTTP {r.status_code}")
         return sent
@@ -530,9 +540,9 @@ def empresas_paths(slug: str) -> dict[str, str]:
 def measure_vs_floor(session, url: str, in_proc: InProcessUsers, paths: dict[str, str], kinds: dict[str, dict],
                      conn, *, reps: int, warmup: int, expect: str) -> dict:
     """One figure at one size: the statements of each kind captured in-process, then page_vs_floor."""
-    captured = {kind: in_proc.capture(path.split("?")[0], kinds[kind]) for kind, path in paths.items()}
+    captured = {kind: in_proc.capture(path.split("?")[0], kinds[kind], pings=True) for kind, path in paths.items()}
     timings = page_vs_floor(session, url, paths, captured, conn, reps=reps, warmup=warmup, expect=expect)
-    return floor_figure(timings, {kind: len(c) for kind, c in captured.items()})
+    return floor_figure(timings, {kind: sum(1 for st, _p in c if st != "SELECT 1") for kind, c in captured.items()})
 
 
 # --------------------------------------------------------------------------- databases

@@ -160,6 +160,9 @@ def test_the_floor_replays_the_statements_a_colaboradors_page_sends(config):
     path = runner.list_paths(firm["slug"])["page 1"]
     captured = in_proc.capture(path)
     assert len(captured) == in_proc.statements(path) >= 3
+    pinged = in_proc.capture(path, pings=True)  # PostgreSQL's pool pings at the request's checkout
+    pings = 1 if getattr(database("users", config).engine.pool, "_pre_ping", False) else 0
+    assert [st for st, _p in pinged].count("SELECT 1") == pings and len(pinged) == len(captured) + pings
     conn = runner.raw_connection(config.database_url("users"))
     try:
         rows = _replayed(conn, captured)
