@@ -41,7 +41,8 @@ QUICK = dict(sizes=(1_000, 10_000), firms=100, users_per_other_firm=5, users_per
              login_rounds=3, login_seconds=1.5, login_threads=4,
              links=12, link_threads=4, list_reps=8, home_reps=20, warmup=3, invitations=12, kombu_messages=500)
 # What `--only` may name (default: all of them).
-FIGURES = ("logins", "links", "invitations", "client_home", "list", "colaborador_list", "empresas", "memory")
+FIGURES = ("logins", "links", "invitations", "client_home", "list", "colaborador_list", "empresas", "staff_home",
+           "memory")
 # One request for a static file through the gateway: part of every page's floor (see page_vs_floor).
 STATIC_PATH = "/_common/balcao.css"
 # What a staff member does on the list: first page, paging, search by a common surname, by an
@@ -797,7 +798,7 @@ def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = Tru
         floor_conn = raw_connection(urls["users"])
         paths = list_paths(big["slug"])
         empresas = empresas_paths(big["slug"])
-        results["list"], results["colaborador_list"], results["empresas"] = {}, {}, {}
+        results["list"], results["colaborador_list"], results["empresas"], results["staff_home"] = {}, {}, {}, {}
         for size in p["sizes"]:
             if seeded < size:
                 log(f"seeding the big firm up to {size} client users and {size // per} companies")
@@ -828,6 +829,16 @@ def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = Tru
                 results["empresas"][str(len(company_ids))] = measure_vs_floor(
                     staff, url, in_proc_staff, empresas, EMPRESAS_KINDS, floor_conn, reps=p["list_reps"],
                     warmup=p["warmup"], expect="Empresas")
+            if "staff_home" in only:  # no budget: what staff see first, as the firm grows
+                log(f"the staff home at {size} client users")
+                home = f"/e/{big['slug']}/"
+                results["staff_home"][str(size)] = {}
+                for who, session, in_proc in (("Administrador", staff, in_proc_staff),
+                                              ("Colaborador", colab, in_proc_colab)):
+                    timings = timed_gets(session, url, [home], reps=max(p["list_reps"] // 5, 3), warmup=p["warmup"],
+                                         expect="Usuários de Clientes por situação do convite")
+                    results["staff_home"][str(size)][who] = {"ms": summarize(ms(timings[home])),
+                                                             "sql_statements": in_proc.statements(home)}
         floor_conn.close()
         if results["list"]:
             first, last = str(p["sizes"][0]), str(p["sizes"][-1])
@@ -940,6 +951,10 @@ def rows_of(results: dict) -> list[Row]:
             rows.append(Row(f"{title.split(' (')[0]}: SQL statements constant across sizes",
                             str(summary["sql_constant"]), "constant", verdict("list_sql_constant",
                                                                              summary["sql_constant"])))
+    for size, d in (results.get("staff_home") or {}).items():
+        rows.append(Row(f"staff home (counts by invitation state; companies), {int(size):,} client users: ms",
+                        "; ".join(f"{who} p50 {fmt(v['ms']['median'])}, SQL {v['sql_statements']}"
+                                  for who, v in d.items())))
     ch = results.get("client_home")
     if ch:
         rows.append(Row(f"client home after switching firm (10 firms) ms; SQL {ch['sql_statements']}",

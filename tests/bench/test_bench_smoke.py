@@ -186,8 +186,10 @@ def test_floor_figures_ratios_and_their_rows():
     summary = runner.sized_summary({"50": small, "5000": large})
     assert summary["p50_ratio"] == pytest.approx(1.5) and summary["sql_constant"] is False
     results = {"machine": {"cores": 2}, "params": {"carteira": 50}, "empresas": {"50": small, "5000": large},
-               "empresas_summary": summary}
+               "empresas_summary": summary,
+               "staff_home": {"1000": {"Administrador": {"ms": summarize([7, 9]), "sql_statements": 6}}}}
     text = render_table(runner.rows_of(results), title="t")
+    assert "Administrador p50 8.0, SQL 6" in text
     assert "Empresas list, 5,000 companies" in text and "(floor 6.5)" in text
     ratio = next(line for line in text.splitlines() if "Empresas list p50 5,000 / 50" in line)
     assert "1.50" in ratio and "missed" in ratio
