@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, union_all
 from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import NotFound
 
@@ -39,21 +39,33 @@ def _uuid(value) -> uuid.UUID:
         raise NotFound() from None
 
 
-def _is_staff(identity_id):
-    return exists().where(StaffMember.firm_id == Firm.id, StaffMember.identity_id == identity_id,
-                          StaffMember.status == "active")
+@dataclass(frozen=True)
+class Membership:
+    firm: Firm
+    role: str  # "admin" | "staff" (active staff: their role) | "client" (an active client user only)
 
 
-def _is_client(identity_id):
-    return exists().where(ClientUser.firm_id == Firm.id, ClientUser.identity_id == identity_id,
-                          ClientUser.status == "active")
+def memberships(session, *, identity_id) -> list[Membership]:
+    """Every firm where this login is active staff or an active client user, by name, each with
+    the person's role there as firm_for gives it (staff first): one statement, through the login's
+    own staff and client-user rows (their identity indexes), however many firms exist."""
+    identity_id = _uuid(identity_id)
+    staff = select(StaffMember.firm_id.label("firm_id"), StaffMember.role.label("role")).where(
+        StaffMember.identity_id == identity_id, StaffMember.status == "active")
+    client = select(ClientUser.firm_id.label("firm_id"), literal("client").label("role")).where(
+        ClientUser.identity_id == identity_id, ClientUser.status == "active")
+    roles = union_all(staff, client).subquery()
+    found: dict[uuid.UUID, Membership] = {}
+    for firm, role in session.execute(select(Firm, roles.c.role).join(roles, roles.c.firm_id == Firm.id)
+                                      .order_by(Firm.name, Firm.id)):
+        if firm.id not in found or found[firm.id].role == "client":
+            found[firm.id] = Membership(firm, role)
+    return list(found.values())
 
 
 def firms_of(session, *, identity_id) -> list[Firm]:
-    """Every firm where this login is active staff or an active client user (one query)."""
-    identity_id = _uuid(identity_id)
-    return list(session.scalars(select(Firm).where(or_(_is_staff(identity_id), _is_client(identity_id)))
-                                .order_by(Firm.name)))
+    """Every firm where this login is active staff or an active client user, by name (one query)."""
+    return [m.firm for m in memberships(session, identity_id=identity_id)]
 
 
 def firm_for(session, *, identity_id, slug: str) -> tuple[Firm, str]:
