@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, union_all
+from sqlalchemy import ColumnElement, Uuid, and_, bindparam, case, func, literal, or_, select, union_all
 from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import NotFound
 
@@ -45,19 +45,26 @@ class Membership:
     role: str  # "admin" | "staff" (active staff: their role) | "client" (an active client user only)
 
 
-def memberships(session, *, identity_id) -> list[Membership]:
-    """Every firm where this login is active staff or an active client user, by name, each with
-    the person's role there as firm_for gives it (staff first): one statement, through the login's
-    own staff and client-user rows (their identity indexes), however many firms exist."""
-    identity_id = _uuid(identity_id)
+def _memberships_statement():
+    identity_id = bindparam("identity_id", type_=Uuid)
     staff = select(StaffMember.firm_id.label("firm_id"), StaffMember.role.label("role")).where(
         StaffMember.identity_id == identity_id, StaffMember.status == "active")
     client = select(ClientUser.firm_id.label("firm_id"), literal("client").label("role")).where(
         ClientUser.identity_id == identity_id, ClientUser.status == "active")
     roles = union_all(staff, client).subquery()
+    return select(Firm, roles.c.role).join(roles, roles.c.firm_id == Firm.id).order_by(Firm.name, Firm.id)
+
+
+# Built once: every page of every firm reads it (building the union anew cost more than running it).
+_MEMBERSHIPS = _memberships_statement()
+
+
+def memberships(session, *, identity_id) -> list[Membership]:
+    """Every firm where this login is active staff or an active client user, by name, each with
+    the person's role there as firm_for gives it (staff first): one statement, through the login's
+    own staff and client-user rows (their identity indexes), however many firms exist."""
     found: dict[uuid.UUID, Membership] = {}
-    for firm, role in session.execute(select(Firm, roles.c.role).join(roles, roles.c.firm_id == Firm.id)
-                                      .order_by(Firm.name, Firm.id)):
+    for firm, role in session.execute(_MEMBERSHIPS, {"identity_id": _uuid(identity_id)}):
         if firm.id not in found or found[firm.id].role == "client":
             found[firm.id] = Membership(firm, role)
     return list(found.values())
