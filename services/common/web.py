@@ -103,6 +103,7 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
 
     csrf.init_app(app)
     Babel(app, locale_selector=select_locale)
+    _request_scoped_template_gettext(app)
     dates.register(app)  # `datahora` and `data`: Brasília time, dd/mm/aaaa, on every service's pages
 
     common_bp = Blueprint("common", __name__, static_folder=str(COMMON_DIR / "static"),
@@ -251,6 +252,29 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
     return app
 
 
+
+
+def _translations():
+    """The request's catalogue, looked up once per request: Flask-Babel looks up the context, the
+    locale and its cache again for every string a template translates (a list page has dozens)."""
+    from flask import has_request_context
+    from flask_babel import get_translations
+    if not has_request_context():
+        return get_translations()
+    cached = g.get("_balcao_translations")
+    if cached is None:
+        cached = g._balcao_translations = get_translations()
+    return cached
+
+
+def _request_scoped_template_gettext(app) -> None:
+    """Templates' `_()` / `ngettext()` as Flask-Babel installs them, through `_translations`."""
+    app.jinja_env.install_gettext_callables(
+        gettext=lambda s: _translations().ugettext(s),
+        ngettext=lambda s, p, n: _translations().ungettext(s, p, n),
+        newstyle=True,
+        pgettext=lambda c, s: _translations().upgettext(c, s),
+        npgettext=lambda c, s, p, n: _translations().unpgettext(c, s, p, n))
 
 
 # --------------------------------------------------------------------------- CSRF bound to the login session

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, Uuid, and_, bindparam, case, func, literal, or_, select, union_all
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 from werkzeug.exceptions import NotFound
 
 from services.common.contracts import normalize_email, session_hash
@@ -264,11 +265,29 @@ def client_users_page(session, *, firm: Firm, q: str = "", show_deleted: bool = 
     by name or e-mail (case-insensitive) or by exact CPF (any formatting); `state`, a key of
     STATE_FILTERS, keeps those in that invitation state. Two statements whatever the page size and
     the carteira: the users, then their companies."""
-    query = _client_users_query(firm=firm, q=q, show_deleted=show_deleted, scope=scope, state=state).options(
-        selectinload(ClientUser.companies))
+    query = _client_users_query(firm=firm, q=q, show_deleted=show_deleted, scope=scope, state=state)
     rows = list(session.scalars(query.order_by(ClientUser.name, ClientUser.id)
                                 .offset((page - 1) * per_page).limit(per_page + 1)))
-    return Page(items=rows[:per_page], number=page, has_next=len(rows) > per_page)
+    items = rows[:per_page]
+    _load_companies(session, items)
+    return Page(items=items, number=page, has_next=len(rows) > per_page)
+
+
+def _load_companies(session, client_users: list[ClientUser]) -> None:
+    """Each client user's `companies` in one statement, for the rows shown only (selectinload
+    would also load the extra row that tells whether a next page exists: 51 parameters, past
+    psycopg's limit of 50 for caching a statement's parsing)."""
+    if not client_users:
+        return
+    by_user: dict[uuid.UUID, list[Company]] = {cu.id: [] for cu in client_users}
+    for client_user_id, company in session.execute(
+            select(client_user_companies.c.client_user_id, Company)
+            .join(Company, Company.id == client_user_companies.c.company_id)
+            .where(client_user_companies.c.client_user_id.in_(list(by_user)))
+            .order_by(Company.name, Company.id)):
+        by_user[client_user_id].append(company)
+    for cu in client_users:
+        set_committed_value(cu, "companies", by_user[cu.id])
 
 
 def company_client_user_count(session, *, firm: Firm, company_id) -> int:
