@@ -26,7 +26,7 @@ from services.common.contracts import normalize_email
 from services.common.sessions import clear_session_cookie, issue_session_token, set_session_cookie
 from services.common.web import db, db_session
 
-from . import clock, queries, services
+from . import clock, queries, services, signups
 from .throttle import RATE_LIMITS, Gate
 
 MFA_PENDING_SECONDS = 300       # the password was right: the code is asked within 5 minutes
@@ -288,7 +288,6 @@ def check_second_factor(pending: dict, checked: Gate, *, code: str, ticket_claim
         if identity is not None and ticket_claims is not None:
             services.emit_link_verified(s, ticket=ticket_claims, identity=identity)
     if identity is not None and pending.get("purpose") == "firm_signup":
-        from . import signups
         try:
             with db().begin() as s:
                 signups.confirm_with_existing_login(s, signup_id=pending.get("signup"), identity_id=identity.id,
