@@ -10,7 +10,7 @@ Bruno, Colaboradores Gisele — whose carteira is Beta's company of every walked
 whose carteira is another company, with Joana, a client of it, and a pending team invitation for
 Karina), companies of each, Diana a client of Alfa only, Eduardo a client of
 Beta only, Carlos a client of both, pending invitations at Beta (Fábio — resent, so his first
-link is void — and Helena, who has a login), import jobs at Beta (client users, companies), two password resets asked
+link is void — and Helena, who has a login), import jobs at Beta and at Alfa (client users, companies), two password resets asked
 for Carlos (the first one void), real auth sessions.
 
 Each rule is requested with Beta's values for its variables as Ana (staff of Alfa), as Diana
@@ -254,7 +254,7 @@ BETA_MARKERS = ("Contabilidade Beta", "Oficina Motor Forte", "Eduardo Teixeira",
                 "karina@beta.example", "empresas-beta.csv", "Gabriela Beta Comércio")
 # Text only Alfa's pages contain: none of it may reach Beta's people.
 ALFA_MARKERS = ("Contabilidade Alfa", "Padaria Pão Quente", "Diana Prado", "diana@cliente-alfa.example",
-                "ana@alfa.example")
+                "ana@alfa.example", "Hugo Alfa", "alfa-client_users.csv", "alfa-companies.csv")
 # What Beta's staff see and Beta's clients must not: the other clients and the firm's work.
 BETA_STAFF_ONLY = ("Fábio Beta", "fabio@cliente-beta.example", "importacao-beta.csv", "Gabriel Beta",
                    "helena@cliente-beta.example", "carlos@cliente.example", "empresas-beta.csv",
@@ -501,6 +501,15 @@ def build_state(stage: Stage) -> State:
                                                           filename="empresas-beta.csv", rows=company_rows,
                                                           kind="companies").id
         beta_company_id, alfa_company_id = beta_company.id, alfa_company.id
+        # Alfa's import jobs of both kinds: Beta's people request them under Beta's slug (IDOR)
+        alfa_firm = s.get(users_models.Firm, firms["alfa"])
+        alfa_job_ids = [users_services.create_import_job(
+            s, firm=alfa_firm, identity_id=ids["ana"], filename=f"alfa-{kind}.csv", kind=kind,
+            rows=read_rows(f"alfa-{kind}.csv", io.BytesIO(csv_bytes(table)), kind=kind)).id
+            for kind, table in (("client_users", [["Nome", "CPF", "Telefone", "E-mail", "Empresas"],
+                                                  ["Hugo Alfa", "", "", "hugo@cliente-alfa.example", ""]]),
+                                ("companies", [["Razão social", "Nome fantasia", "CNPJ/CPF", "Código"],
+                                               ["Hugo Alfa Comércio Ltda", "", make_cnpj(102), ""]]))]
     st = State(alfa_slug=alfa_slug, beta_slug=beta_slug, beta_job_id=job_id, beta_company_job_id=company_job_id,
                beta_company_id=beta_company_id,
                beta_client_user_ids=[members[("beta", "eduardo")], members[("beta", "carlos")], fabio, helena],
@@ -521,7 +530,7 @@ def build_state(stage: Stage) -> State:
     st.insider_values = {**st.beta_values, "invitation_id": [str(invitations[("beta", "carlos")])]}
     st.alfa_values = {"slug": [alfa_slug], "client_user_id": [str(members[("alfa", "diana")])],
                       "company_id": [str(alfa_company_id)], "department_id": departments["alfa"],
-                      "staff_member_id": [str(ana_member_id)]}
+                      "staff_member_id": [str(ana_member_id)], "job_id": [str(j) for j in alfa_job_ids]}
     st.unlinked_invitations = {"pending": fabio_invitation, "staff": karina_invitation}
     with users_db.begin() as s:  # Fábio's invitation is resent: the first one is superseded
         cu = s.get(users_models.ClientUser, fabio)
@@ -654,11 +663,25 @@ def plan(apps, state: State, offenders: list[str], *, values: dict | None = None
                 query = QUERY.get(rule.endpoint)
                 requests.append(Request(rule.endpoint, method,
                                         url + ("?" + query.format(slug=state.beta_slug) if query else ""), cls))
-            if "slug" in rule.arguments and rule.arguments - FIRM_VARIABLES \
-                    and all(v in own_slug_values for v in rule.arguments):
+            if "slug" in rule.arguments and rule.arguments - FIRM_VARIABLES:
+                missing = sorted(v for v in rule.arguments if v not in own_slug_values)
+                if missing:  # the IDOR case would silently go unwalked
+                    offenders.append(f"{svc} {rule.rule}: no value of the other firm's for {missing} (IDOR case)")
+                    continue
                 for url in _urls(rule, own_slug_values):
                     requests.append(Request(rule.endpoint, method, url, cls, own_slug=True))
     requests.sort(key=lambda r: r.endpoint in LAST)
+    return requests, public
+
+
+def insider_requests(apps, state: State, offenders: list[str]) -> tuple[list[Request], list[str]]:
+    """What Beta's own people request: other people's objects of Beta, and Alfa's objects under
+    Beta's slug (the IDOR case). Problems of the table the outsiders' plan reports too are not
+    repeated in `offenders`."""
+    found: list[str] = []
+    requests, public = plan(apps, state, found, values=state.insider_values,
+                            own_slug_values={**state.alfa_values, "slug": [state.beta_slug]})
+    offenders.extend(o for o in found if o not in offenders)
     return requests, public
 
 
@@ -799,8 +822,7 @@ def walk(stage: Stage, state: State) -> None:
     visitors["forged"].put_session_cookie(forged)
     offenders: list[str] = []
     outsider_plan, _public = plan(apps, state, offenders)
-    insider_plan, _ = plan(apps, state, [], values=state.insider_values,
-                           own_slug_values={**state.alfa_values, "slug": [state.beta_slug]})
+    insider_plan, _ = insider_requests(apps, state, offenders)
     before = _snapshot(config, state)
 
     # Sanity: the visitors are who they should be (a broken login would make every 404 pass).
@@ -865,6 +887,55 @@ def test_every_token_route_is_walked(in_process_stage):
     guarded = {e for e, why in PUBLIC.items() if "token" in why or "ticket" in why}
     with_token = {rule.endpoint for _svc, rule in _rules(in_process_stage.apps) if "token" in rule.arguments}
     assert guarded | with_token == {endpoint for endpoint, *_ in TOKEN_ROUTES}
+
+
+# The settings areas of issue 9 (Empresas, Departamentos, Equipe, Usuários de Clientes and the
+# import pages they share): every route of theirs must be walked, both ways.
+FIRM_SETTINGS_VIEWS = ("companies", "departments", "team", "client_users", "imports")
+# Path variables naming what a Colaborador's carteira bounds (or what only admins reach)
+CARTEIRA_OBJECTS = {"client_user_id", "job_id", "company_id"}
+
+
+def test_every_route_of_the_firm_s_settings_is_walked_both_ways(in_process_stage):
+    """Every route of services/users/views/{companies,departments,team,client_users,imports}.py,
+    found in the users app's url_map (imports.py declares none: its pages are the routes of each
+    area's ImportPages), is in the walk with each of its methods: with Beta's objects under
+    Beta's slug for everybody, and — when it names an object — with the other firm's objects under
+    a firm's own slug, for Alfa's people and for Beta's. A route naming a client user, an import
+    job or a company answers 404 to a Colaborador whose carteira does not hold it."""
+    import importlib
+
+    from services.users.views import imports as import_views
+    stage = in_process_stage
+    state = build_state(stage)
+    app = stage.apps["users"]
+    state.beta_values["sid"] = state.insider_values["sid"] = ["x"]  # (auth's session route: not ours here)
+    offenders: list[str] = []
+    outsider, _ = plan(stage.apps, state, offenders)
+    insider, _ = insider_requests(stage.apps, state, offenders)
+    assert not offenders, offenders
+    modules = {f"services.users.views.{name}" for name in FIRM_SETTINGS_VIEWS}
+    rules = [rule for rule in app.url_map.iter_rules() if app.view_functions[rule.endpoint].__module__ in modules]
+    declared = {rule.endpoint for rule in rules}
+    for name in FIRM_SETTINGS_VIEWS:  # the import pages of every area are among them
+        for pages in vars(importlib.import_module(f"services.users.views.{name}")).values():
+            if isinstance(pages, import_views.ImportPages):
+                assert {pages.new, pages.job, pages.start} <= declared, pages
+    assert {app.view_functions[e].__module__ for e in declared} == modules - {"services.users.views.imports"}
+    walked = {(r.endpoint, r.method, r.own_slug, side) for side, requests in (("outsider", outsider),
+                                                                               ("insider", insider))
+              for r in requests}
+    missing = []
+    for rule in rules:
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            variants = [False, True] if rule.arguments - FIRM_VARIABLES else [False]
+            missing += [f"{method} {rule.rule} ({side}{', IDOR' if idor else ''})"
+                        for side in ("outsider", "insider") for idor in variants
+                        if (rule.endpoint, method, idor, side) not in walked]
+        if rule.arguments & CARTEIRA_OBJECTS:
+            assert EXPECTED[CLASS_OF[rule.endpoint]]["beta_colaborador"] == "404", rule.rule
+    assert not missing, "routes the walk does not request:\n  " + "\n  ".join(missing)
+    assert len(rules) >= 30 and {m for r in rules for m in r.methods} >= {"GET", "POST"}
 
 
 def test_the_walk_catches_an_unguarded_route(in_process_stage):
