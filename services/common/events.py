@@ -90,6 +90,17 @@ class FirmLinkedContext(EmailContext):
     linked_at = fields.AwareDateTime(required=True)
 
 
+class FirmSignupContext(EmailContext):
+    """The e-mail that confirms a self-service sign-up (Cadastre seu escritório). Only the CNPJ
+    (checked: digits and letters) names what is being signed up: the firm does not exist yet, and
+    what a stranger typed as Razão social or Nome never goes into an e-mail to an address they
+    chose (nor into the From name: there is deliberately no `firm_name`). The confirmation page,
+    opened from the e-mail, shows the rest. `name` is sent empty ("Olá!")."""
+    cnpj = fields.String(required=True, validate=validate.Regexp(
+        r"^[0-9A-Z]{2}\.[0-9A-Z]{3}\.[0-9A-Z]{3}/[0-9A-Z]{4}-[0-9]{2}$"))  # 12.ABC.345/01DE-35
+    expires_in_hours = fields.String(required=True, validate=validate.Regexp(r"^[0-9]{1,3}$"))
+
+
 class SealedLink(Schema):
     """What every template gets sealed (only the notifier reads it): the link of its button."""
 
@@ -117,6 +128,7 @@ EMAIL_CONTEXTS: dict[str, type[EmailContext]] = {
     "password_changed": PasswordChangedContext,
     "mfa_changed": MfaChangedContext,
     "firm_linked": FirmLinkedContext,
+    "firm_signup": FirmSignupContext,
 }
 EMAIL_TEMPLATES = list(EMAIL_CONTEXTS)
 # template -> the schema of what it gets sealed (a link, but the invitation code's e-mail has a code)
@@ -299,6 +311,23 @@ class FirmMfaPolicyChanged(Payload):
     require_staff_mfa = fields.Boolean(required=True)
 
 
+class FirmSignupConfirmed(Payload):
+    """firm_signup.confirmed: someone who signed a firm up (Cadastre seu escritório, open only with
+    BALCAO_FIRM_SIGNUP=open) confirmed the e-mail by its link, and auth created their login with the
+    password of the sign-up (a new e-mail) or checked the password (and second factor) of the login
+    the e-mail already had. users creates the firm with its default departments and this login as
+    Administrador — or, when the CNPJ is already a firm's, creates nothing (the person sees why on
+    the page the confirmation leads to). Once per sign-up (its token is single use). No password or
+    token; the admin's name and e-mail are what the firm's team list shows."""
+    signup_id = UUID()
+    identity_id = UUID()
+    email = Email()  # the login's normalized e-mail (the staff member's contact)
+    admin_name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    legal_name = fields.String(required=True, validate=validate.Length(min=1, max=200))  # Razão social
+    cnpj = fields.String(required=True, validate=validate.Regexp(r"^[0-9A-Z]{12}[0-9]{2}$"))
+    ip = fields.String(required=True, validate=validate.Length(max=64))  # of the confirmation, for the audit log
+
+
 class DepartmentChanged(Payload):
     """department.created / department.renamed: a firm's department as it now is."""
     firm_id = UUID()
@@ -464,6 +493,8 @@ CATALOGUE: dict[str, EventSpec] = {
     "session.ended": EventSpec(1, SessionEnded, ("users",), ("auth",)),
     "identity.logged_in": EventSpec(1, IdentityLoggedIn, ("users",), ("auth",)),
     "firm.mfa_policy_changed": EventSpec(1, FirmMfaPolicyChanged, ("auth",), ("users",)),
+    # Cadastre seu escritório: the e-mail confirmed, the login ready; users creates the firm
+    "firm_signup.confirmed": EventSpec(1, FirmSignupConfirmed, ("users",), ("auth",)),
     # Configurações › Departamentos (the documents service will keep a projection)
     "department.created": EventSpec(1, DepartmentChanged, (), ("users",)),
     "department.renamed": EventSpec(1, DepartmentChanged, (), ("users",)),

@@ -438,7 +438,9 @@ AUDIT_ACTIONS = ("client_user.created", "client_user.invited", "client_user.invi
                  "client_user.notifications_changed",
                  # Configurações › Equipe
                  "staff.invited", "staff.invitation_resent", "staff.role_changed", "staff.departments_changed",
-                 "staff.carteira_changed", "staff.deactivated", "staff.reactivated", "staff.deleted")
+                 "staff.carteira_changed", "staff.deactivated", "staff.reactivated", "staff.deleted",
+                 # Cadastre seu escritório (self-service sign-up)
+                 "firm.created")
 
 
 class AuditEntry(Base):
@@ -481,6 +483,22 @@ class IdentityPreference(Base):
     identity_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     default_firm_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("firms.id", ondelete="SET NULL"),
                                                               nullable=True)
+
+
+class FirmSignupOutcome(Base):
+    """What became of a confirmed self-service sign-up (auth's `firm_signup.confirmed`): the firm it
+    created ("created"), or none because the CNPJ is already a firm's ("cnpj_taken"; `firm_id` then
+    names that firm only when the same login already works there: "already_member"). One row per
+    sign-up: the event's effect happens once. Read by the page the confirmation leads to, for the
+    login that confirmed it only."""
+
+    __tablename__ = "firm_signup_outcomes"
+
+    signup_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    identity_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    outcome: Mapped[str] = mapped_column(String(20))  # created / cnpj_taken / already_member
+    firm_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("firms.id", ondelete="SET NULL"), nullable=True)
+    decided_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow)
 
 
 outbox, processed = outbox_tables(metadata)

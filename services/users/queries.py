@@ -20,6 +20,7 @@ from .models import (
     Department,
     EndedSession,
     Firm,
+    FirmSignupOutcome,
     IdentityPreference,
     ImportJob,
     ImportRow,
@@ -578,3 +579,24 @@ def firm_by_id(session, *, firm_id) -> Firm:
 def may_edit_personal_data(role: str) -> bool:
     """Who sees a client user's full CPF and phone: those who may edit them (the firm's staff)."""
     return role in ("admin", "staff")
+
+
+@dataclass
+class SignupProgress:
+    state: str                 # "waiting", "created", "cnpj_taken", "already_member"
+    firm: Firm | None = None   # the firm created (or the one this login already works at)
+
+
+def firm_signup_progress(session, *, signup_id, identity_id) -> SignupProgress:
+    """What became of a confirmed sign-up (Cadastre seu escritório), for the login that confirmed it.
+    "waiting": not decided here yet (firm_signup.confirmed still in flight, or no such sign-up).
+    Another login's sign-up raises NotFound, exactly like a missing one. One statement."""
+    row = session.execute(select(FirmSignupOutcome, Firm)
+                          .outerjoin(Firm, Firm.id == FirmSignupOutcome.firm_id)
+                          .where(FirmSignupOutcome.signup_id == _uuid(signup_id))).first()
+    if row is None:
+        return SignupProgress("waiting")
+    outcome, firm = row
+    if outcome.identity_id != _uuid(identity_id):
+        raise NotFound()
+    return SignupProgress(outcome.outcome, firm)

@@ -12,6 +12,7 @@ from stdnum.br import cpf as stdnum_cpf
 from stdnum.exceptions import ValidationError as StdnumError
 
 from services.common.contracts import normalize_email
+from services.common.documents import clean_cnpj
 from services.common.events import ACCESS_LEVELS, CLIENT_PERMISSIONS, NOTIFICATION_CHANNELS, NOTIFICATION_KINDS
 from services.common.forms import InputSchema, error_messages
 
@@ -33,19 +34,6 @@ def clean_cpf(value: str | None) -> str | None:
         raise ValidationError(N_("CPF inválido.")) from None
     if len(set(digits)) == 1:  # 111.111.111-11 and the like pass the check digits; the Receita refuses them
         raise ValidationError(N_("CPF inválido."))
-    return digits
-
-
-def clean_cnpj(value: str | None) -> str:
-    """The 14 characters of a valid CNPJ, numeric or alphanumeric (since July 2026: 12 letters or
-    digits, then two numeric check digits), uppercase and without punctuation, whatever the case
-    and formatting typed; ValidationError "CNPJ inválido." otherwise."""
-    try:
-        digits = stdnum_cnpj.validate(str(value or ""))
-    except StdnumError:
-        raise ValidationError(N_("CNPJ inválido.")) from None
-    if len(set(digits)) == 1:
-        raise ValidationError(N_("CNPJ inválido."))
     return digits
 
 

@@ -39,6 +39,7 @@ from .models import (
     Department,
     EndedSession,
     Firm,
+    FirmSignupOutcome,
     IdentityPreference,
     ImportJob,
     ImportRow,
@@ -163,6 +164,37 @@ def create_firm(session, *, name: str, cnpj: str, admin_identity_id, admin_name:
     add_staff_member(session, firm=firm, identity_id=admin_identity_id, name=admin_name,
                      email=admin_email, role="admin")
     return firm
+
+
+def create_firm_from_signup(session, *, signup_id, identity_id, legal_name: str, cnpj: str, admin_name: str,
+                            admin_email: str, ip: str | None = None) -> FirmSignupOutcome:
+    """A confirmed self-service sign-up (auth's `firm_signup.confirmed`): the firm, its default
+    departments and the login as Administrador, through `create_firm` (as `balcao create-firm`),
+    plus a "firm.created" entry in the new firm's audit log. When the CNPJ is already a firm's,
+    nothing is created: the outcome says so ("already_member" when this login already works at that
+    firm). Once per sign-up: a repeat returns the outcome recorded the first time."""
+    signup_id, identity_id = uuid.UUID(str(signup_id)), uuid.UUID(str(identity_id))
+    done = session.get(FirmSignupOutcome, signup_id)
+    if done is not None:
+        return done
+    digits = _clean_cnpj(cnpj)
+    outcome = FirmSignupOutcome(signup_id=signup_id, identity_id=identity_id, decided_at=utcnow())
+    taken = session.scalar(select(Firm).where(Firm.cnpj == digits))
+    if taken is not None:
+        member = session.scalar(select(StaffMember.id).where(StaffMember.firm_id == taken.id,
+                                                             StaffMember.identity_id == identity_id,
+                                                             StaffMember.status == "active"))
+        outcome.outcome, outcome.firm_id = ("already_member", taken.id) if member else ("cnpj_taken", None)
+    else:
+        firm = create_firm(session, name=legal_name, cnpj=digits, admin_identity_id=identity_id, admin_name=admin_name,
+                           admin_email=admin_email)
+        record_audit(session, firm_id=firm.id, action="firm.created",
+                     actor=Actor(identity_id, admin_name, normalize_email(admin_email)), target=firm, ip=ip or None,
+                     details={"via": "signup"})
+        outcome.outcome, outcome.firm_id = "created", firm.id
+    session.add(outcome)
+    session.flush()
+    return outcome
 
 
 # --------------------------------------------------------------------------- departments

@@ -30,6 +30,7 @@ through the real broker between the services).
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import uuid
@@ -81,6 +82,10 @@ PUBLIC = {
                                  "(copy link), the same step whether or not the e-mail has an account",
     "auth.invitation_check_code": "checks that one-time code for the signed invitation ticket; rate-limited",
     "invitations.open_invitation": "the e-mailed link, guarded by its random token",
+    "auth.firm_signup": "Cadastre seu escritório (404 unless BALCAO_FIRM_SIGNUP=open, as in this walk): the same "
+                        "answer whether or not the e-mail has a login, rate-limited per IP and per e-mail",
+    "auth.firm_signup_confirm": "confirmation of a firm sign-up, guarded by the random token of the e-mailed link "
+                                "(and, for an e-mail that has a login, by that login's password)",
     "ended_session_notice": "front-channel logout hop: records only what a notice signed by auth says (sessions "
                             "already ended), then redirects to a safe relative path; shows no data",
     "notifier.mailbox": "dev mailbox: exists only in the embedded mode on 127.0.0.1 without BALCAO_SMTP_URL; "
@@ -131,6 +136,7 @@ CLASS_OF = {
     "users.index": "own_account",
     "users.switch_firm": "other_object",
     "users.linking": "other_object",
+    "users.firm_signup_progress": "other_object",  # the page a confirmed sign-up leads to: its login's only
     "users.firm_home": "firm",
     "users.client_users": "firm_staff",
     "users.client_user_new": "firm_staff",
@@ -209,6 +215,9 @@ TOKEN_ROUTES = [
     ("auth.reset_password", "GET", "/auth/redefinir-senha/{token}", None, "reset"),
     ("auth.reset_password", "POST", "/auth/redefinir-senha/{token}",
      {"password": NEW_PASSWORD, "password_confirmation": NEW_PASSWORD}, "reset"),
+    ("auth.firm_signup_confirm", "GET", "/auth/cadastro-de-escritorio/confirmar/{token}", None, "signup"),
+    ("auth.firm_signup_confirm", "POST", "/auth/cadastro-de-escritorio/confirmar/{token}",
+     {"password": "{password}"}, "signup"),
 ]
 # What each kind of token must get. "invalid": 404 (the "invalid or expired" page), no session
 # opened, no firm named. "owner": the live link of another person leads to that person's page
@@ -219,8 +228,11 @@ TOKEN_ROUTES = [
 # another person's live ticket, or setting their password with their live reset token, is what
 # holding their link allows (proof of possession of the e-mail is issue 8's item 3, tested there).
 TOKEN_KINDS = {"garbage": "invalid", "voided": "invalid", "another": None}
+# "not_confirmed": the visitor's password never confirms the sign-up of another person's e-mail, which
+# has a login (no session opened; checked after the walk: no firm_signup.confirmed).
 ANOTHER = {"invitations.open_invitation": "owner", "auth.invitation": "bearer", "auth.invitation_link": "not_linked",
-           ("auth.reset_password", "GET"): "bearer"}
+           ("auth.reset_password", "GET"): "bearer", ("auth.firm_signup_confirm", "GET"): "bearer",
+           ("auth.firm_signup_confirm", "POST"): "not_confirmed"}
 
 # --------------------------------------------------------------------------- the state
 
@@ -328,6 +340,7 @@ class Stage:
 
 @pytest.fixture
 def in_process_stage(config, bus) -> Stage:
+    config = dataclasses.replace(config, firm_signup=True)  # the sign-up routes are walked too
     dispatcher, apps = build_gateway(config)
 
     def settle(predicate, message):
@@ -341,7 +354,8 @@ def in_process_stage(config, bus) -> Stage:
 def stack_product(mailbox, tmp_path_factory):
     from tests.conftest import running_product
     workdir = tmp_path_factory.mktemp("route-walk")
-    with running_product(workdir, smtp_port=mailbox.port, tag="walk") as product:
+    with running_product(workdir, smtp_port=mailbox.port, tag="walk",
+                         extra_env={"BALCAO_FIRM_SIGNUP": "open"}) as product:
         assert product.stack is not None, "the distributed pass needs RabbitMQ and PostgreSQL"
         product.workdir = workdir
         yield product
@@ -351,7 +365,7 @@ def stack_product(mailbox, tmp_path_factory):
 def gateway_stage(stack_product) -> Stage:
     product = stack_product
     config = make_test_config(product.workdir / "var", product.database_urls, broker_url=product.broker_url,
-                              public_url=product.url)
+                              public_url=product.url, firm_signup=True)
     _dispatcher, apps = build_gateway(config)  # only for the url maps: the requests go through nginx
 
     def quiet():
@@ -388,6 +402,7 @@ class State:
     helena_invitation_id: str = ""
     joana_client_user_id: uuid.UUID | None = None
     beta_staff_member_ids: list[uuid.UUID] = field(default_factory=list)
+    signup_id: str = ""  # Gabriela's confirmed sign-up (Cadastre seu escritório): another person's page
 
 
 def _identity(config, who: str):
@@ -556,13 +571,47 @@ def _tokens(stage: Stage, st: State) -> None:
            "the reset e-mails never came")
     first_reset, live_reset = (urlsplit(link).path.rsplit("/", 1)[1]
                                for link in links_sent_to(config, EMAILS["carlos"], "/auth/redefinir-senha/"))
+    used_signup, live_signup, st.signup_id = _signup_tokens(stage)
     garbage = "Zm9vYmFyLWxpeG8tbmFvLWUtdW0tdG9rZW4tZGUtdmVyZGFkZQ"
+    st.beta_values["signup_id"] = st.insider_values["signup_id"] = [st.signup_id]
     st.tokens = {
         "invitation": {"garbage": garbage, "voided": superseded, "another": helena_token},
         "ticket": {"garbage": "eyJhbGciOiJFZERTQSJ9.eyJpbnYiOiJ4In0." + garbage, "voided": expired_ticket,
                    "another": helena_ticket},
         "reset": {"garbage": garbage, "voided": first_reset, "another": live_reset},
+        "signup": {"garbage": garbage, "voided": used_signup, "another": live_signup},
     }
+
+
+GAMA = ("Gabriela Gama", "gabriela@gama.example", "Gama-Senha-Forte-26")
+
+
+def _signup_tokens(stage: Stage) -> tuple[str, str, str]:
+    """Cadastre seu escritório, twice: Gabriela (a new e-mail) confirms hers — a used link, and the
+    sign-up whose page is another person's —, and one in Carlos's e-mail (he has a login) stays
+    live: (used token, live token, Gabriela's sign-up id)."""
+    config, settle = stage.config, stage.settle
+    browser = stage.browser("10.77.9.2")
+    for email, cnpj in ((GAMA[1], make_cnpj(303)), (EMAILS["carlos"], make_cnpj(304))):
+        page = browser.fetch("GET", "/auth/cadastro-de-escritorio").body
+        sent = browser.fetch("POST", "/auth/cadastro-de-escritorio", {
+            "csrf_token": csrf_token(page), "legal_name": "Contabilidade Gama Ltda", "cnpj": cnpj,
+            "admin_name": GAMA[0], "email": email, "password": GAMA[2], "password_confirmation": GAMA[2]})
+        assert sent.status == 200, sent.body[:300]
+    path = "/auth/cadastro-de-escritorio/confirmar/"
+    settle(lambda: all(links_sent_to(config, e, path) for e in (GAMA[1], EMAILS["carlos"])),
+           "the sign-up e-mails never came")
+    [used], [live] = (links_sent_to(config, e, path) for e in (GAMA[1], EMAILS["carlos"]))
+    page = browser.fetch("GET", urlsplit(used).path).body
+    done = browser.fetch("POST", urlsplit(used).path, {"csrf_token": csrf_token(page)})
+    assert done.status == 303 and done.location.startswith("/cadastro-de-escritorio/"), (done.status, done.body[:300])
+    signup_id = done.location.rsplit("/", 1)[1]
+
+    def created():
+        with database("users", config).begin() as s:
+            return s.get(users_models.FirmSignupOutcome, uuid.UUID(signup_id)) is not None
+    settle(created, "the signed-up firm was never created")
+    return urlsplit(used).path.rsplit("/", 1)[1], urlsplit(live).path.rsplit("/", 1)[1], signup_id
 
 
 # --------------------------------------------------------------------------- the walk
@@ -705,6 +754,8 @@ def token_verdict(expected: str, answer: Answer, state: State, who: str) -> str 
         return None if answer.status == 200 else f"expected the owner's page (200), got {answer.status}"
     if expected == "not_linked":
         return f"linked: {answer.status} {answer.location}" if "/vinculando/" in answer.location else None
+    if expected == "not_confirmed":
+        return f"confirmed: {answer.status} {answer.location}" if "/cadastro-de-escritorio/" in answer.location else None
     raise AssertionError(f"unknown expectation {expected}")
 
 
@@ -751,6 +802,8 @@ def _snapshot(config, state: State) -> dict:
         snapshot["passwords"] = dict(s.execute(text("SELECT email, password_hash FROM identities")).all())
         snapshot["links verified"] = [e for e in s.execute(text("SELECT envelope FROM outbox")).scalars()
                                       if (e if isinstance(e, dict) else {}).get("type") == "link.verified"]
+        snapshot["sign-ups confirmed"] = [e for e in s.execute(text("SELECT envelope FROM outbox")).scalars()
+                                          if (e if isinstance(e, dict) else {}).get("type") == "firm_signup.confirmed"]
     return snapshot
 
 

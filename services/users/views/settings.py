@@ -69,6 +69,7 @@ def audit_action_labels() -> dict:
         "staff.deactivated": _("Membro da equipe desativado"),
         "staff.reactivated": _("Membro da equipe reativado"),
         "staff.deleted": _("Membro da equipe excluído"),
+        "firm.created": _("Escritório criado pelo cadastro no site"),
     }
 
 
