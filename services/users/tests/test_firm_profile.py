@@ -162,7 +162,7 @@ def test_admin_sets_name_logo_and_reply_to_and_the_header_shows_them(browser_cli
     header = _header(home)
     logo_url = f"/e/{world.alfa.slug}/logo/{logo.digest}"
     assert f'src="{logo_url}"' in header and "Alfa Contábil" in text_of(header)
-    assert re.search(r'<option value="%s" selected>Alfa Contábil</option>' % world.alfa.slug, header)
+    assert f'<option value="{world.alfa.slug}" selected>Alfa Contábil</option>' in header
 
     image = browser_client.get(logo_url)
     assert image.status_code == 200 and image.headers["Content-Type"] == "image/png"
