@@ -56,7 +56,7 @@ def profile(*, revision=1, name="Alfa Contábil", reply_to="atendimento@alfa.com
                                                "sha256": hashlib.sha256(logo).hexdigest()}}
 
 
-def keep_profile(config, db, payload) -> Outcome:
+def keep_profile(config, db, payload) -> str:
     envelope = make_envelope("firm.profile_changed", payload, correlation_id="t")
     return handle_message(db, models.processed, "notifier", consumers.HANDLERS["firm.profile_changed"], envelope,
                           config=config)[0]
