@@ -20,6 +20,9 @@ How events evolve without dead letters (services are deployed one at a time):
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import re
 import uuid
 from datetime import UTC, datetime
@@ -236,6 +239,9 @@ class EmailRequested(Payload):
     sealed = fields.String(required=True)  # secret context (links), sealed to the notifier's key
     idempotency_key = Text()
     reference = fields.String(required=True)  # e.g. "invitation:<id>", echoed in sent/failed
+    # the firm the e-mail is sent on behalf of (minor 1, optional): the notifier then shows that
+    # firm's display name, logo and Reply-To as its firm.profile_changed projection has them
+    firm_id = fields.UUID(load_default=None, allow_none=True)
 
     @validates_schema(skip_on_field_errors=True)
     def _context_fits_the_template(self, data, **_kw):
@@ -326,6 +332,52 @@ class FirmSignupConfirmed(Payload):
     legal_name = fields.String(required=True, validate=validate.Length(min=1, max=200))  # Razão social
     cnpj = fields.String(required=True, validate=validate.Regexp(r"^[0-9A-Z]{12}[0-9]{2}$"))
     ip = fields.String(required=True, validate=validate.Length(max=64))  # of the confirmation, for the audit log
+
+
+LOGO_MEDIA_TYPES = ("image/png", "image/jpeg")
+# A logo travels re-encoded (at most 400 × 120 pixels: ~190 KB as the largest PNG), base64-encoded.
+LOGO_MAX_BASE64 = 300_000
+
+
+class LogoImage(Schema):
+    """A firm's logo as it travels: the image the users service re-encoded, base64, with its SHA-256."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    media_type = fields.String(required=True, validate=validate.OneOf(LOGO_MEDIA_TYPES))
+    data = fields.String(required=True, validate=validate.Length(min=1, max=LOGO_MAX_BASE64))
+    sha256 = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
+
+    @validates_schema(skip_on_field_errors=True)
+    def _data_is_the_image_named(self, data, **_kw):
+        try:
+            raw = base64.b64decode(data["data"], validate=True)
+        except (binascii.Error, ValueError):
+            raise ValidationError({"data": ["not base64"]}) from None
+        if hashlib.sha256(raw).hexdigest() != data["sha256"]:
+            raise ValidationError({"sha256": ["does not match the data"]})
+
+
+class FirmProfileChanged(Payload):
+    """firm.profile_changed (Configurações › Escritório): what a firm shows of itself, whole — the
+    display name, the Reply-To of the e-mails sent on its behalf (None: none of its own) and its
+    logo (None: no logo). `revision` grows by one at each change: a consumer keeps the highest. The
+    Razão social and CNPJ do not travel (no consumer needs them)."""
+    firm_id = UUID()
+    revision = fields.Integer(required=True, validate=validate.Range(min=1))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    reply_to = fields.Email(required=True, allow_none=True, validate=validate.Length(max=320))
+    logo = fields.Nested(LogoImage, required=True, allow_none=True)
+
+    @validates_schema(pass_original=True)
+    def _logo_fields_are_known(self, data, original_data, **_kw):
+        """LogoImage ignores unknown keys (for consumers); the producer is strict about them."""
+        if self.unknown != RAISE or not isinstance(original_data, dict):
+            return
+        extra = set(original_data.get("logo") or {}) - set(LogoImage._declared_fields)
+        if extra:
+            raise ValidationError({"logo": [f"unknown field(s): {sorted(extra)}"]})
 
 
 class DepartmentChanged(Payload):
@@ -483,7 +535,8 @@ CATALOGUE: dict[str, EventSpec] = {
     "invitation.accepted": EventSpec(1, InvitationAccepted, ("users", "auth"), ("invitations",), minor=1),
     "invitation.acceptance_refused": EventSpec(1, InvitationAcceptanceRefused, ("users",), ("invitations",),
                                                minor=1),
-    "notification.email_requested": EventSpec(1, EmailRequested, ("notifier",), ("auth", "invitations")),
+    # minor 1: `firm_id`, the firm an e-mail is sent on behalf of
+    "notification.email_requested": EventSpec(1, EmailRequested, ("notifier",), ("auth", "invitations"), minor=1),
     "notification.sent": EventSpec(1, NotificationSent, ("users",), ("notifier",)),
     "notification.failed": EventSpec(1, NotificationFailed, ("users",), ("notifier",)),
     "identity.registered": EventSpec(1, IdentityRegistered, (), ("auth",)),
@@ -495,6 +548,9 @@ CATALOGUE: dict[str, EventSpec] = {
     "firm.mfa_policy_changed": EventSpec(1, FirmMfaPolicyChanged, ("auth",), ("users",)),
     # Cadastre seu escritório: the e-mail confirmed, the login ready; users creates the firm
     "firm_signup.confirmed": EventSpec(1, FirmSignupConfirmed, ("users",), ("auth",)),
+    # Configurações › Escritório: the notifier keeps a projection (name, logo and Reply-To of the
+    # e-mails sent on the firm's behalf)
+    "firm.profile_changed": EventSpec(1, FirmProfileChanged, ("notifier",), ("users",)),
     # Configurações › Departamentos (the documents service will keep a projection)
     "department.created": EventSpec(1, DepartmentChanged, (), ("users",)),
     "department.renamed": EventSpec(1, DepartmentChanged, (), ("users",)),

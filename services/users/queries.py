@@ -20,6 +20,7 @@ from .models import (
     Department,
     EndedSession,
     Firm,
+    FirmLogo,
     FirmSignupOutcome,
     IdentityPreference,
     ImportJob,
@@ -569,11 +570,20 @@ def audit_page(session, *, firm: Firm, action: str | None = None, actor: str = "
     return Page(items=rows[:per_page], number=page, has_next=len(rows) > per_page)
 
 
-def firm_by_id(session, *, firm_id) -> Firm:
-    firm = session.get(Firm, _uuid(firm_id))
+def firm_by_id(session, *, firm_id, for_update: bool = False) -> Firm:
+    """The firm (`for_update`: its row locked until the caller's transaction ends)."""
+    firm = session.get(Firm, _uuid(firm_id), with_for_update=for_update or None)
     if firm is None:
         raise NotFound()
     return firm
+
+
+def firm_logo(session, *, firm: Firm, digest: str) -> FirmLogo:
+    """The firm's logo if `digest` is its current one (an old or made-up digest: 404)."""
+    logo = session.get(FirmLogo, firm.id) if firm.logo_digest and digest == firm.logo_digest else None
+    if logo is None or logo.digest != digest:
+        raise NotFound()
+    return logo
 
 
 def may_edit_personal_data(role: str) -> bool:

@@ -382,3 +382,39 @@ class DepartmentRemovalSchema(InputSchema):
         "required": N_("Escolha o departamento que recebe o que este contém."),
         "invalid_uuid": N_("Escolha o departamento que recebe o que este contém.")})
 
+
+
+class FirmProfileSchema(InputSchema):
+    """Configurações › Escritório: Nome de exibição, Logo (a file; checked by users.logos), Remover
+    o logo, Responder para (Reply-To, optional)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    name = fields.String(required=True, validate=validate.Length(max=200, error=N_(
+        "Nome de exibição muito longo (até 200 caracteres).")), error_messages={
+        "required": N_("Informe o nome de exibição do escritório."),
+        "null": N_("Informe o nome de exibição do escritório.")})
+    reply_to = fields.Email(load_default=None, allow_none=True,
+                            validate=validate.Length(max=320, error=N_("E-mail inválido.")),
+                            error_messages={"invalid": N_("Informe um e-mail válido para as respostas, "
+                                                          "ou deixe o campo em branco.")})
+    logo = fields.Raw(load_default=None, allow_none=True)
+    remove_logo = fields.Boolean(load_default=False)
+
+    @pre_load
+    def _strip(self, data, **_kw):
+        data = dict(data)
+        for key in ("name", "reply_to"):
+            value = data.get(key)
+            if isinstance(value, str):
+                value = " ".join(value.split()) if key == "name" else value.strip()
+                data[key] = value or None
+        if not getattr(data.get("logo"), "filename", None):  # no file chosen
+            data.pop("logo", None)
+        return data
+
+    @post_load
+    def _normalize(self, data, **_kw):
+        data["reply_to"] = normalize_email(data["reply_to"]) or None
+        return data

@@ -41,6 +41,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
+from PIL import Image
 from sqlalchemy import select, text
 from werkzeug.test import Client
 from werkzeug.wrappers import Response
@@ -54,6 +55,7 @@ from services.common.sessions import SESSION_AUDIENCE, SESSION_COOKIE
 from services.users import models as users_models
 from services.users import services as users_services
 from services.users.imports import read_rows
+from services.users.logos import reencode
 from services.users.tests.conftest import make_cnpj
 from testsupport import build_gateway, csrf_token, csv_bytes, make_test_config, wait_until
 from testsupport.infra import queue_counts
@@ -174,6 +176,8 @@ CLASS_OF = {
     "users.company_import_new": "firm_admin",
     "users.company_import_job": "firm_admin",
     "users.company_import_start": "firm_admin",
+    "users.firm_profile": "firm_admin",
+    "users.firm_logo": "firm",   # the header's logo: every member of the firm, nobody else
     "auth.account": "own_account",
     "auth.account_sessions": "own_account",
     "auth.account_password": "own_account",
@@ -293,7 +297,9 @@ class InProcessBrowser(Client):
         cookies = SimpleCookie()
         for header in response.headers.getlist("Set-Cookie"):
             cookies.load(header)
-        return Answer(response.status_code, response.get_data(as_text=True), response.headers.get("Location", ""),
+        # (an image — a firm's logo — is not UTF-8: read as text what can be, for the markers)
+        return Answer(response.status_code, response.get_data().decode("utf-8", "replace"),
+                      response.headers.get("Location", ""),
                       any(k.endswith(SESSION_COOKIE) and v.value for k, v in cookies.items()))
 
     def session_cookie(self) -> str | None:
@@ -450,6 +456,14 @@ def build_state(stage: Stage) -> State:
         alfa_company = users_services.create_company(s, firm=alfa, name="Padaria Pão Quente Ltda", cnpj=make_cnpj(101))
         beta_company = users_services.create_company(s, firm=beta, name="Oficina Motor Forte Ltda", cnpj=make_cnpj(201))
         beta_company2 = users_services.create_company(s, firm=beta, name="Mercado Bom Preço Ltda", cnpj=make_cnpj(202))
+        logos = {}  # Configurações › Escritório: each firm has a logo (its URL names its hash)
+        for firm, who, color in ((alfa, "ana", (200, 0, 0)), (beta, "bruno", (0, 0, 200))):
+            image = io.BytesIO()
+            Image.new("RGB", (120, 40), color).save(image, "PNG")
+            users_services.update_firm_profile(s, firm=firm, name=firm.name, reply_to=None,
+                                               logo=reencode(image.getvalue()),
+                                               actor=users_services.Actor(ids[who], NAMES[who], EMAILS[who]))
+            logos[firm.slug] = firm.logo_digest
         staff_ids = [users_services.add_staff_member(s, firm=beta, identity_id=ids[who], name=NAMES[who],
                                                      email=EMAILS[who], role="staff", company_ids=[company.id]).id
                      for who, company in (("gisele", beta_company), ("irene", beta_company2))]
@@ -522,6 +536,7 @@ def build_state(stage: Stage) -> State:
         "company_id": [str(beta_company_id)],
         "department_id": departments["beta"],
         "staff_member_id": [str(i) for i in st.beta_staff_member_ids],
+        "digest": [logos[beta_slug]],
         # the invitations of Beta's linked clients (Beta's invitations not linked yet: see
         # test_linking_page_of_an_unlinked_invitation_of_another_firm_is_404)
         "invitation_id": [str(invitations[("beta", "eduardo")]), str(invitations[("beta", "carlos")])],
@@ -530,7 +545,8 @@ def build_state(stage: Stage) -> State:
     st.insider_values = {**st.beta_values, "invitation_id": [str(invitations[("beta", "carlos")])]}
     st.alfa_values = {"slug": [alfa_slug], "client_user_id": [str(members[("alfa", "diana")])],
                       "company_id": [str(alfa_company_id)], "department_id": departments["alfa"],
-                      "staff_member_id": [str(ana_member_id)], "job_id": [str(j) for j in alfa_job_ids]}
+                      "staff_member_id": [str(ana_member_id)], "job_id": [str(j) for j in alfa_job_ids],
+                      "digest": [logos[alfa_slug]]}
     st.unlinked_invitations = {"pending": fabio_invitation, "staff": karina_invitation}
     with users_db.begin() as s:  # Fábio's invitation is resent: the first one is superseded
         cu = s.get(users_models.ClientUser, fabio)
