@@ -10,7 +10,8 @@ ANONYMOUS_ENDPOINTS = {"auth.login", "auth.logout", "auth.renew_session", "auth.
                        "auth.invitation_register", "auth.invitation_link", "auth.invitation_send_code",
                        "auth.invitation_check_code", "auth.second_factor",
                        "auth.required_mfa",
-                       "auth.forgot_password", "auth.reset_password"}
+                       "auth.forgot_password", "auth.reset_password",
+                       "auth.firm_signup", "auth.firm_signup_confirm"}
 
 
 def create_app(config=None):

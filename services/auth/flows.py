@@ -26,7 +26,7 @@ from services.common.contracts import normalize_email
 from services.common.sessions import clear_session_cookie, issue_session_token, set_session_cookie
 from services.common.web import db, db_session
 
-from . import clock, queries, services
+from . import clock, queries, services, signups
 from .throttle import RATE_LIMITS, Gate
 
 MFA_PENDING_SECONDS = 300       # the password was right: the code is asked within 5 minutes
@@ -248,11 +248,14 @@ def login_with_password(checked: Gate, *, email: str, password: str, next_url: s
     return Step(response=logged_in(identity, next_url, reset=checked.has_failures))
 
 
-def ask_second_factor(identity, *, purpose: str, next_url: str, ticket: str | None = None):
+def ask_second_factor(identity, *, purpose: str, next_url: str, ticket: str | None = None,
+                      signup: str | None = None):
     """The password was right: remember that (signed browser session, 5 minutes) and ask the code.
-    `purpose` "login", or "link" with the invitation `ticket` whose link.verified the code completes."""
+    `purpose` "login"; "link" with the invitation `ticket` whose link.verified the code completes;
+    or "firm_signup" with the id of the sign-up (Cadastre seu escritório) the code confirms."""
     session["auth_mfa"] = {"identity": str(identity.id), "email": identity.email, "purpose": purpose,
-                           "next": next_url, "ticket": ticket, "until": clock.timestamp() + MFA_PENDING_SECONDS}
+                           "next": next_url, "ticket": ticket, "signup": signup,
+                           "until": clock.timestamp() + MFA_PENDING_SECONDS}
     return redirect(url_for("auth.second_factor"), code=303)
 
 
@@ -269,9 +272,12 @@ def pending_second_factor() -> dict | None:
     return _pending("auth_mfa")
 
 
-def check_second_factor(pending: dict, checked: Gate, *, code: str, ticket_claims: dict | None) -> Step:
-    """The code of a pending login/link (after `gate("mfa", pending["email"])` let it through).
-    For a link, `ticket_claims` are the invitation's: link.verified is emitted with the code."""
+def check_second_factor(pending: dict, checked: Gate, *, code: str, ticket_claims: dict | None,
+                        signup_gone=None) -> Step:
+    """The code of a pending login/link/sign-up (after `gate("mfa", pending["email"])` let it through).
+    For a link, `ticket_claims` are the invitation's: link.verified is emitted with the code. For a
+    sign-up (purpose "firm_signup"), the code confirms it (firm_signup.confirmed); when the sign-up
+    was used or expired meanwhile, the answer is `signup_gone()` (the invalid-link page)."""
     if checked.locked_until is not None:
         session.pop("auth_mfa", None)
         return Step(error=locked_message())
@@ -281,6 +287,14 @@ def check_second_factor(pending: dict, checked: Gate, *, code: str, ticket_claim
         identity = s.get(services.Identity, identity_id) if ok else None
         if identity is not None and ticket_claims is not None:
             services.emit_link_verified(s, ticket=ticket_claims, identity=identity)
+    if identity is not None and pending.get("purpose") == "firm_signup":
+        try:
+            with db().begin() as s:
+                signups.confirm_with_existing_login(s, signup_id=pending.get("signup"), identity_id=identity.id,
+                                                    ip=client_ip())
+        except signups.InvalidSignup:
+            session.pop("auth_mfa", None)
+            return Step(response=signup_gone())
     if identity is None:
         return Step(error=locked_message() if record_failure(pending["email"])
                     else _("Código inválido. Confira o código no aplicativo e tente novamente."))

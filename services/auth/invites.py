@@ -134,6 +134,7 @@ def send_invitation_code(session: Session, *, ticket: dict, keyring) -> None:
         "sealed": keyring.seal({"code": code}),
         "idempotency_key": f"invitation_code:{row.id}",
         "reference": f"invitation_code:{invitation_id}",
+        "firm_id": ticket.get("firm_id"),  # sent on the firm's behalf (a ticket without it: none)
     })
 
 

@@ -142,6 +142,29 @@ class InvitationCode(Base):
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class FirmSignup(Base):
+    """A self-service sign-up of a firm (Cadastre seu escritório) waiting for its e-mail to be
+    confirmed. Nothing else exists until then: no login, no firm. The link's token is random and
+    only its SHA-256 is stored; it expires (SIGNUP_TTL) and is used once. The password chosen on
+    the form is kept only as its argon2id hash, for the login created at the confirmation when the
+    e-mail has none yet; it is wiped when the sign-up is used (an e-mail that already had a login
+    confirms with that login's own password, which never changes here). Expired rows are swept."""
+
+    __tablename__ = "firm_signups"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(320))  # normalized
+    admin_name: Mapped[str] = mapped_column(String(200))
+    legal_name: Mapped[str] = mapped_column(String(200))  # Razão social
+    cnpj: Mapped[str] = mapped_column(String(14))  # 14 characters, uppercase, no punctuation
+    password_hash: Mapped[str] = mapped_column(String(255))  # "" once used
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    identity_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)  # who confirmed it
+
+
 # Failed-attempt counters, account locks and rate-limit windows (the embedded store of
 # throttle.DatabaseStore; Redis replaces it when configured). Times are epoch seconds.
 counters = Table(

@@ -5,6 +5,7 @@ from flask_babel import lazy_gettext as _l
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
 
 from services.common.contracts import normalize_email, safe_next
+from services.common.documents import clean_cnpj
 from services.common.forms import InputSchema, error_messages
 
 
@@ -61,6 +62,41 @@ class ForgotPasswordSchema(FormSchema, NextMixin):
     email = fields.String(required=True, error_messages=_required(),
                           validate=[validate.Length(min=1, max=320, error=_l("Preencha este campo.")),
                                     validate.Email(error=_l("Informe um e-mail válido."))])
+
+
+class _Cnpj(fields.String):
+    """A CNPJ as typed (numeric or alphanumeric, any case, with or without punctuation), loaded as
+    its 14 characters (services.common.documents.clean_cnpj)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        typed = super()._deserialize(value, attr, data, **kwargs)
+        if not typed.strip():
+            raise ValidationError(_l("Preencha este campo."))
+        return clean_cnpj(typed)
+
+
+class FirmSignupSchema(FormSchema):
+    """Cadastre seu escritório: Razão social, CNPJ, the admin's Nome, E-mail, Senha (twice)."""
+    legal_name = _text(200)
+    cnpj = _Cnpj(required=True, error_messages=_required())
+    admin_name = _text(200)
+    email = fields.String(required=True, error_messages=_required(),
+                          validate=[validate.Length(min=1, error=_l("Preencha este campo.")),
+                                    validate.Length(max=320, error=_l("Texto longo demais.")),
+                                    validate.Email(error=_l("Informe um e-mail válido."))])
+    password = _password()
+    password_confirmation = _password()
+
+    @post_load
+    def _normalize(self, data, **_kw):
+        data["email"] = normalize_email(data["email"])
+        return data
+
+
+class SignupConfirmSchema(FormSchema):
+    """The confirmation's form: nothing for a new login; the login's own Senha otherwise."""
+    password = fields.String(load_default=None, validate=validate.Length(min=1, max=1024,
+                                                                         error=_l("Informe a senha.")))
 
 
 class TicketSchema(FormSchema):

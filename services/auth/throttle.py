@@ -45,6 +45,8 @@ RATE_LIMITS = {
     "register": (10, 60),
     "reset": (5, 60),
     "mfa": (30, 60),
+    "signup": (5, 60),            # Cadastre seu escritório: forms posted
+    "signup_confirm": (30, 60),   # its confirmation (with a login's password when the e-mail has one)
     "failures": (100, 3600),  # failed passwords from one IP, any account
 }
 

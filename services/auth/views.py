@@ -25,7 +25,7 @@ from services.common.sessions import (
 )
 from services.common.web import db, db_session
 
-from . import clock, flows, invite_steps, queries, services
+from . import clock, flows, invite_steps, queries, services, signup_steps
 from .schemas import (
     ChangePasswordSchema,
     CodeSchema,
@@ -224,7 +224,12 @@ def second_factor():
         if (blocked := invite_steps.gate(claims, pending["ticket"])) is not None:
             session.pop("auth_mfa", None)
             return blocked
-    step = flows.check_second_factor(pending, gate, code=data["code"], ticket_claims=claims)
+    elif pending["purpose"] == "firm_signup":
+        if (blocked := signup_steps.pending_second_factor_gate(pending)) is not None:
+            session.pop("auth_mfa", None)
+            return blocked
+    step = flows.check_second_factor(pending, gate, code=data["code"], ticket_claims=claims,
+                                     signup_gone=signup_steps.invalid_page)
     if step.response is not None:
         return step.response
     return render_template("auth/second_factor.html", errors={"code": [step.error]},
@@ -558,3 +563,4 @@ def not_me():
 
 
 invite_steps.register_routes(bp)  # the e-mail code step of the invitation copy link
+signup_steps.register_routes(bp)  # Cadastre seu escritório (BALCAO_FIRM_SIGNUP=open)

@@ -52,6 +52,9 @@ class Config:
     embedded: bool = False
     bind_host: str = "127.0.0.1"
     metrics_bind: str | None = None  # BALCAO_METRICS_BIND; None: metrics.default_bind of the process
+    # BALCAO_FIRM_SIGNUP=open: anyone may sign a firm up (Cadastre seu escritório); else only
+    # `balcao create-firm` creates firms and the sign-up pages answer 404
+    firm_signup: bool = False
 
     def database_url(self, service: str) -> str:
         return self.database_urls[service]
@@ -115,6 +118,15 @@ def _secret_key(keys_dir: Path) -> str:
     return _env("BALCAO_SECRET_KEY") or secret_file(keys_dir / "flask-secret", lambda: secrets.token_urlsafe(48))
 
 
+def _firm_signup() -> bool:
+    """BALCAO_FIRM_SIGNUP: "open" or "closed" (the default). Anything else is refused, so that a
+    typo never opens (nor silently keeps closed) what the operator meant."""
+    value = _env("BALCAO_FIRM_SIGNUP", "closed").strip().lower()
+    if value not in ("open", "closed"):
+        raise ValueError(f"BALCAO_FIRM_SIGNUP must be \"open\" or \"closed\", not {value!r}")
+    return value == "open"
+
+
 def load_config() -> Config:
     var_dir = Path(_env("BALCAO_VAR_DIR", "var")).resolve()
     var_dir.mkdir(parents=True, exist_ok=True)
@@ -148,4 +160,5 @@ def load_config() -> Config:
         pii_key=_env("BALCAO_PII_KEY"),
         trusted_proxies=int(_env("BALCAO_TRUSTED_PROXIES", "0")),
         metrics_bind=_env("BALCAO_METRICS_BIND"),
+        firm_signup=_firm_signup(),
     )

@@ -20,6 +20,9 @@ How events evolve without dead letters (services are deployed one at a time):
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import re
 import uuid
 from datetime import UTC, datetime
@@ -90,6 +93,17 @@ class FirmLinkedContext(EmailContext):
     linked_at = fields.AwareDateTime(required=True)
 
 
+class FirmSignupContext(EmailContext):
+    """The e-mail that confirms a self-service sign-up (Cadastre seu escritório). Only the CNPJ
+    (checked: digits and letters) names what is being signed up: the firm does not exist yet, and
+    what a stranger typed as Razão social or Nome never goes into an e-mail to an address they
+    chose (nor into the From name: there is deliberately no `firm_name`). The confirmation page,
+    opened from the e-mail, shows the rest. `name` is sent empty ("Olá!")."""
+    cnpj = fields.String(required=True, validate=validate.Regexp(
+        r"^[0-9A-Z]{2}\.[0-9A-Z]{3}\.[0-9A-Z]{3}/[0-9A-Z]{4}-[0-9]{2}$"))  # 12.ABC.345/01DE-35
+    expires_in_hours = fields.String(required=True, validate=validate.Regexp(r"^[0-9]{1,3}$"))
+
+
 class SealedLink(Schema):
     """What every template gets sealed (only the notifier reads it): the link of its button."""
 
@@ -117,6 +131,7 @@ EMAIL_CONTEXTS: dict[str, type[EmailContext]] = {
     "password_changed": PasswordChangedContext,
     "mfa_changed": MfaChangedContext,
     "firm_linked": FirmLinkedContext,
+    "firm_signup": FirmSignupContext,
 }
 EMAIL_TEMPLATES = list(EMAIL_CONTEXTS)
 # template -> the schema of what it gets sealed (a link, but the invitation code's e-mail has a code)
@@ -224,6 +239,9 @@ class EmailRequested(Payload):
     sealed = fields.String(required=True)  # secret context (links), sealed to the notifier's key
     idempotency_key = Text()
     reference = fields.String(required=True)  # e.g. "invitation:<id>", echoed in sent/failed
+    # the firm the e-mail is sent on behalf of (minor 1, optional): the notifier then shows that
+    # firm's display name, logo and Reply-To as its firm.profile_changed projection has them
+    firm_id = fields.UUID(load_default=None, allow_none=True)
 
     @validates_schema(skip_on_field_errors=True)
     def _context_fits_the_template(self, data, **_kw):
@@ -297,6 +315,69 @@ class PasswordResetRequested(Payload):
 class FirmMfaPolicyChanged(Payload):
     firm_id = UUID()
     require_staff_mfa = fields.Boolean(required=True)
+
+
+class FirmSignupConfirmed(Payload):
+    """firm_signup.confirmed: someone who signed a firm up (Cadastre seu escritório, open only with
+    BALCAO_FIRM_SIGNUP=open) confirmed the e-mail by its link, and auth created their login with the
+    password of the sign-up (a new e-mail) or checked the password (and second factor) of the login
+    the e-mail already had. users creates the firm with its default departments and this login as
+    Administrador — or, when the CNPJ is already a firm's, creates nothing (the person sees why on
+    the page the confirmation leads to). Once per sign-up (its token is single use). No password or
+    token; the admin's name and e-mail are what the firm's team list shows."""
+    signup_id = UUID()
+    identity_id = UUID()
+    email = Email()  # the login's normalized e-mail (the staff member's contact)
+    admin_name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    legal_name = fields.String(required=True, validate=validate.Length(min=1, max=200))  # Razão social
+    cnpj = fields.String(required=True, validate=validate.Regexp(r"^[0-9A-Z]{12}[0-9]{2}$"))
+    ip = fields.String(required=True, validate=validate.Length(max=64))  # of the confirmation, for the audit log
+
+
+LOGO_MEDIA_TYPES = ("image/png", "image/jpeg")
+# A logo travels re-encoded (at most 400 × 120 pixels: ~190 KB as the largest PNG), base64-encoded.
+LOGO_MAX_BASE64 = 300_000
+
+
+class LogoImage(Schema):
+    """A firm's logo as it travels: the image the users service re-encoded, base64, with its SHA-256."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    media_type = fields.String(required=True, validate=validate.OneOf(LOGO_MEDIA_TYPES))
+    data = fields.String(required=True, validate=validate.Length(min=1, max=LOGO_MAX_BASE64))
+    sha256 = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
+
+    @validates_schema(skip_on_field_errors=True)
+    def _data_is_the_image_named(self, data, **_kw):
+        try:
+            raw = base64.b64decode(data["data"], validate=True)
+        except (binascii.Error, ValueError):
+            raise ValidationError({"data": ["not base64"]}) from None
+        if hashlib.sha256(raw).hexdigest() != data["sha256"]:
+            raise ValidationError({"sha256": ["does not match the data"]})
+
+
+class FirmProfileChanged(Payload):
+    """firm.profile_changed (Configurações › Escritório): what a firm shows of itself, whole — the
+    display name, the Reply-To of the e-mails sent on its behalf (None: none of its own) and its
+    logo (None: no logo). `revision` grows by one at each change: a consumer keeps the highest. The
+    Razão social and CNPJ do not travel (no consumer needs them)."""
+    firm_id = UUID()
+    revision = fields.Integer(required=True, validate=validate.Range(min=1))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    reply_to = fields.Email(required=True, allow_none=True, validate=validate.Length(max=320))
+    logo = fields.Nested(LogoImage, required=True, allow_none=True)
+
+    @validates_schema(pass_original=True)
+    def _logo_fields_are_known(self, data, original_data, **_kw):
+        """LogoImage ignores unknown keys (for consumers); the producer is strict about them."""
+        if self.unknown != RAISE or not isinstance(original_data, dict):
+            return
+        extra = set(original_data.get("logo") or {}) - set(LogoImage._declared_fields)
+        if extra:
+            raise ValidationError({"logo": [f"unknown field(s): {sorted(extra)}"]})
 
 
 class DepartmentChanged(Payload):
@@ -454,7 +535,8 @@ CATALOGUE: dict[str, EventSpec] = {
     "invitation.accepted": EventSpec(1, InvitationAccepted, ("users", "auth"), ("invitations",), minor=1),
     "invitation.acceptance_refused": EventSpec(1, InvitationAcceptanceRefused, ("users",), ("invitations",),
                                                minor=1),
-    "notification.email_requested": EventSpec(1, EmailRequested, ("notifier",), ("auth", "invitations")),
+    # minor 1: `firm_id`, the firm an e-mail is sent on behalf of
+    "notification.email_requested": EventSpec(1, EmailRequested, ("notifier",), ("auth", "invitations"), minor=1),
     "notification.sent": EventSpec(1, NotificationSent, ("users",), ("notifier",)),
     "notification.failed": EventSpec(1, NotificationFailed, ("users",), ("notifier",)),
     "identity.registered": EventSpec(1, IdentityRegistered, (), ("auth",)),
@@ -464,6 +546,11 @@ CATALOGUE: dict[str, EventSpec] = {
     "session.ended": EventSpec(1, SessionEnded, ("users",), ("auth",)),
     "identity.logged_in": EventSpec(1, IdentityLoggedIn, ("users",), ("auth",)),
     "firm.mfa_policy_changed": EventSpec(1, FirmMfaPolicyChanged, ("auth",), ("users",)),
+    # Cadastre seu escritório: the e-mail confirmed, the login ready; users creates the firm
+    "firm_signup.confirmed": EventSpec(1, FirmSignupConfirmed, ("users",), ("auth",)),
+    # Configurações › Escritório: the notifier keeps a projection (name, logo and Reply-To of the
+    # e-mails sent on the firm's behalf)
+    "firm.profile_changed": EventSpec(1, FirmProfileChanged, ("notifier",), ("users",)),
     # Configurações › Departamentos (the documents service will keep a projection)
     "department.created": EventSpec(1, DepartmentChanged, (), ("users",)),
     "department.renamed": EventSpec(1, DepartmentChanged, (), ("users",)),

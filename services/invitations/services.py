@@ -100,6 +100,7 @@ def issue_invitation(session: Session, *, keyring, public_url: str, ttl: timedel
         "sealed": keyring.seal({"link": link}),
         "idempotency_key": reference,
         "reference": reference,
+        "firm_id": str(firm_id),  # sent on the firm's behalf: its name, logo and Reply-To
     })
     log.info("invitation %s issued for %s %s (resent=%s)", invitation.id, subject, subject_id, resent)
     return invitation

@@ -12,7 +12,7 @@ from services.common.keys import KeyRing
 from services.common.messaging import utcnow
 from services.common.runtime import database
 
-from . import services
+from . import queries, services
 from .models import Delivery
 
 RETRY_BATCH = 100
@@ -40,13 +40,17 @@ def deliver_email(session: Session, *, request: dict, config, keyring) -> Delive
     delivery = session.get(Delivery, attempt.delivery_id, populate_existing=True)
     if delivery is None:  # committed just above: never happens
         raise LookupError(f"delivery {attempt.delivery_id} vanished")
-    error = services.send(delivery, config)
+    error = services.send(delivery, config, queries.inline_images(session, delivery, config))
     return services.record_outcome(session, attempt.delivery_id, attempts=attempt.number, error=error,
                                    config=config)
 
 
 def on_email_requested(payload: dict, ctx) -> None:
     deliver_email(ctx.session, request=payload, config=ctx.config, keyring=KeyRing(ctx.config.keys_dir))
+
+
+def on_firm_profile_changed(payload: dict, ctx) -> None:
+    services.record_firm_profile(ctx.session, profile=payload)
 
 
 def retry_due_deliveries(config) -> int:
@@ -61,9 +65,10 @@ def retry_due_deliveries(config) -> int:
         with db.begin() as session:
             attempt = services.claim_due_attempt(session, now=now, skip_locked=not db.is_sqlite)
             delivery = session.get(Delivery, attempt.delivery_id) if attempt is not None else None
+            images = queries.inline_images(session, delivery, config) if delivery is not None else ()
         if attempt is None or delivery is None:
             break
-        error = services.send(delivery, config)
+        error = services.send(delivery, config, images)
         with db.begin() as session:
             services.record_outcome(session, attempt.delivery_id, attempts=attempt.number, error=error,
                                     config=config)
@@ -71,7 +76,8 @@ def retry_due_deliveries(config) -> int:
     return done
 
 
-HANDLERS = {"notification.email_requested": on_email_requested}
+HANDLERS = {"notification.email_requested": on_email_requested,
+            "firm.profile_changed": on_firm_profile_changed}
 
 # Called every interval (seconds) with the Config by the worker process and the embedded mode.
 PERIODIC = {"notifier.retry_due_deliveries": (1.0, retry_due_deliveries)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime, Index, Integer, MetaData, String, Text, Uuid
+from sqlalchemy import DateTime, Index, Integer, LargeBinary, MetaData, String, Text, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.messaging import outbox_tables
@@ -44,9 +44,41 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # sent on a firm's behalf (the request's firm_id, with a firm.profile_changed known for it): the
+    # firm's Reply-To (None: the operator's BALCAO_MAIL_REPLY_TO) and its logo, attached inline
+    # (FirmLogo by digest; the HTML body names it cid:<logo_cid(digest)>) — fixed when rendered
+    reply_to: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    logo_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     def __repr__(self):
         return f"<Delivery {self.id} {self.template} {self.status}>"
+
+
+class FirmProfile(Base):
+    """Projection of firm.profile_changed: what a firm shows in the e-mails sent on its behalf —
+    its display name (in From "<name> via Balcão" and the body), Reply-To and logo. The highest
+    revision wins (an older event arriving late changes nothing)."""
+
+    __tablename__ = "firm_profiles"
+
+    firm_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer, nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    reply_to: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    logo_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class FirmLogo(Base):
+    """A logo a firm has had, by its SHA-256: a delivery names the one it was rendered with, so a
+    retry sends the same image even after the firm changed it."""
+
+    __tablename__ = "firm_logos"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    media_type: Mapped[str] = mapped_column(String(20), nullable=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
 outbox, processed = outbox_tables(metadata)

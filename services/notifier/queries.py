@@ -1,11 +1,13 @@
-"""Reads of the notifier service (the dev mailbox). Deliveries are the platform's outgoing
-mail, not firm-owned rows; the mailbox exists only in development (no SMTP server)."""
+"""Reads of the notifier service: the dev mailbox's, and what an e-mail sent on a firm's behalf
+shows of the firm. Deliveries are the platform's outgoing mail, not firm-owned rows; the mailbox
+exists only in development (no SMTP server)."""
 from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, load_only
 
-from .models import Delivery
+from .models import Delivery, FirmLogo, FirmProfile
+from .rendering import InlineImage, logo_cid
 
 MAILBOX_LIMIT = 200
 
@@ -21,3 +23,18 @@ def list_deliveries(session: Session, *, limit: int = MAILBOX_LIMIT) -> list[Del
 
 def get_delivery(session: Session, *, delivery_id) -> Delivery | None:
     return session.get(Delivery, delivery_id)
+
+
+def firm_profile(session: Session, firm_id) -> FirmProfile | None:
+    """What firm.profile_changed last said of a firm (None: no firm, or nothing heard of it yet)."""
+    return session.get(FirmProfile, firm_id) if firm_id is not None else None
+
+
+def inline_images(session: Session, delivery: Delivery, config) -> tuple[InlineImage, ...]:
+    """The images a delivery's HTML shows by cid: (its firm's logo, as it was when rendered)."""
+    if not delivery.logo_digest:
+        return ()
+    logo = session.get(FirmLogo, delivery.logo_digest)
+    if logo is None:  # never removed: only a hand-edited database gets here
+        return ()
+    return (InlineImage(logo_cid(logo.digest, config.mail_from), logo.media_type, logo.data),)

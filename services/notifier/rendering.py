@@ -2,8 +2,10 @@
 text-to-HTML helper of the dev mailbox. Nothing here touches the database or the network."""
 from __future__ import annotations
 
+import base64
 import email.policy
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from email.message import EmailMessage
 from email.utils import formataddr
@@ -74,7 +76,7 @@ def render_email(template: str, context: dict) -> tuple[str, str, str]:
     """(subject, text body, HTML body) of one e-mail. `context` includes the unsealed secrets."""
     if template not in TEMPLATES:
         raise ValueError(f"unknown e-mail template {template!r}")
-    values = {"expires_on": None, "name": "", **context}
+    values = {"expires_on": None, "name": "", "logo_cid": None, "logo_alt": "", **context}
     text_module = _env.get_template(f"{template}.txt").make_module(values)
     subject = _one_line(getattr(text_module, "subject", "") or "")
     if not subject:
@@ -89,10 +91,27 @@ def from_header(firm_name: str | None, mail_from: str) -> str:
     return formataddr((display, mail_from))
 
 
+@dataclass(frozen=True)
+class InlineImage:
+    """An image the HTML body shows as `cid:<cid>` (a firm's logo): attached, not fetched from afar."""
+
+    cid: str         # without the angle brackets
+    media_type: str  # "image/png" | "image/jpeg"
+    data: bytes
+
+
+def logo_cid(digest: str, mail_from: str) -> str:
+    """The Content-ID of a logo: the same for every e-mail that carries that image."""
+    domain = mail_from.rsplit("@", 1)[-1] if "@" in mail_from else "balcao.localhost"
+    return f"logo.{digest[:32]}@{domain}"
+
+
 def build_message(*, from_: str, to: str, subject: str, date: str, message_id: str, text: str,
-                  html: str, reply_to: str | None = None) -> EmailMessage:
+                  html: str, reply_to: str | None = None, images: tuple[InlineImage, ...] = ()) -> EmailMessage:
     """multipart/alternative (text, then HTML), quoted-printable so that no relay re-encodes
-    the body (which would break a DKIM signature)."""
+    the body (which would break a DKIM signature). With `images`, the HTML becomes
+    multipart/related: the HTML, then each image inline under its Content-ID (RFC 2392), so that
+    a mail client shows the logo without loading anything from the internet."""
     message = EmailMessage()
     message["From"] = from_
     message["To"] = to
@@ -103,6 +122,13 @@ def build_message(*, from_: str, to: str, subject: str, date: str, message_id: s
     message["Message-ID"] = message_id
     message.set_content(text, cte="quoted-printable")
     message.add_alternative(html, subtype="html", cte="quoted-printable")
+    if images:
+        html_part = message.get_body(("html",))
+        assert isinstance(html_part, EmailMessage)
+        for image in images:
+            maintype, subtype = image.media_type.split("/", 1)
+            html_part.add_related(image.data, maintype=maintype, subtype=subtype, cid=f"<{image.cid}>",
+                                  disposition="inline", filename=f"logo.{'jpg' if subtype == 'jpeg' else subtype}")
     return message
 
 
@@ -142,9 +168,13 @@ def linkify(text: str) -> Markup:
 _HEAD_RE = re.compile(r"<head(\s[^>]*)?>", re.IGNORECASE)
 
 
-def mailbox_preview(html: str) -> str:
+def mailbox_preview(html: str, images: tuple[InlineImage, ...] = ()) -> str:
     """An e-mail's HTML as the dev mailbox frames it: every link opens in a new tab (inside the
-    frame it would land on pages that refuse to be framed, and the frame would go blank)."""
+    frame it would land on pages that refuse to be framed, and the frame would go blank), and each
+    inline image (cid:) shown from a data: URL, as a mail client shows the attached part."""
+    for image in images:
+        data_url = f"data:{image.media_type};base64,{base64.b64encode(image.data).decode('ascii')}"
+        html = html.replace(f'src="cid:{image.cid}"', f'src="{data_url}"')
     base = '<base target="_blank">'
     match = _HEAD_RE.search(html)
     if match:

@@ -14,6 +14,7 @@ first attempt).
 Never logged: the link, the sealed value, the bodies."""
 from __future__ import annotations
 
+import base64
 import logging
 import smtplib
 import ssl
@@ -30,11 +31,12 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from services.common.events import EMAIL_SEALED, EmailRequested, validate_email_context
+from services.common.events import EMAIL_CONTEXTS, EMAIL_SEALED, EmailRequested, validate_email_context
 from services.common.messaging import record_event, utcnow
 
-from .models import Delivery, outbox
-from .rendering import build_message, from_header, message_bytes, render_email
+from . import queries
+from .models import Delivery, FirmLogo, FirmProfile, outbox
+from .rendering import InlineImage, build_message, from_header, logo_cid, message_bytes, render_email
 
 log = logging.getLogger("balcao.notifier")
 
@@ -151,10 +153,11 @@ def _read_private_key(path: str) -> bytes:
         return fh.read()
 
 
-def _message_of(delivery: Delivery, config) -> tuple[EmailMessage, bytes | None]:
+def _message_of(delivery: Delivery, config, images: tuple[InlineImage, ...] = ()) -> tuple[EmailMessage, bytes | None]:
     message = build_message(from_=delivery.from_header, to=delivery.recipient, subject=delivery.subject,
                             date=delivery.date_header, message_id=delivery.message_id, text=delivery.text_body,
-                            html=delivery.html_body, reply_to=config.mail_reply_to)
+                            html=delivery.html_body, reply_to=delivery.reply_to or config.mail_reply_to,
+                            images=images)
     data = None
     if config.dkim_selector and config.dkim_private_key_file:
         data = message_bytes(message, dkim_selector=config.dkim_selector, dkim_domain=_domain(config.mail_from),
@@ -162,11 +165,11 @@ def _message_of(delivery: Delivery, config) -> tuple[EmailMessage, bytes | None]
     return message, data
 
 
-def send(delivery: Delivery, config) -> Exception | None:
-    """Send one claimed delivery (no database work). Returns the delivery error, or None when
-    it went out."""
+def send(delivery: Delivery, config, images: tuple[InlineImage, ...] = ()) -> Exception | None:
+    """Send one claimed delivery (no database work: its inline images, queries.inline_images, are
+    read by the caller). Returns the delivery error, or None when it went out."""
     try:
-        message, data = _message_of(delivery, config)
+        message, data = _message_of(delivery, config, images)
         if config.smtp_url:
             send_smtp(config.smtp_url, message, data=data, envelope_from=config.mail_from)
         # else: the dev mailbox — storing the delivery is the delivery.
@@ -207,6 +210,31 @@ def record_outcome(session: Session, delivery_id, *, attempts: int, error: Excep
     return delivery
 
 
+# ------------------------------------------------------------------ the firms' profiles
+
+def record_firm_profile(session: Session, *, profile: dict) -> bool:
+    """firm.profile_changed (a loaded payload): keep the firm's name, Reply-To and logo, unless a
+    newer revision is already kept. The logo's bytes are kept by digest (older ones stay: a
+    delivery rendered with one sends it on every attempt). False when the event was older."""
+    known = session.get(FirmProfile, profile["firm_id"], with_for_update=True)
+    if known is not None and known.revision >= profile["revision"]:
+        return False
+    logo = profile.get("logo")
+    digest = None
+    if logo is not None:
+        digest = logo["sha256"]
+        if session.get(FirmLogo, digest) is None:
+            session.add(FirmLogo(digest=digest, media_type=logo["media_type"],
+                                 data=base64.b64decode(logo["data"]), created_at=utcnow()))
+    if known is None:
+        known = FirmProfile(firm_id=profile["firm_id"])
+        session.add(known)
+    known.revision, known.name, known.reply_to = profile["revision"], profile["name"], profile["reply_to"]
+    known.logo_digest, known.updated_at = digest, utcnow()
+    session.flush()
+    return True
+
+
 # ------------------------------------------------------------------ a requested e-mail
 
 def load_request(request: dict) -> dict:
@@ -228,7 +256,8 @@ def claim_first_attempt(session: Session, *, request: dict, config, keyring) -> 
     another worker created the same delivery first and owns its first attempt)."""
     existing = delivery_by_key(session, request["idempotency_key"])
     if existing is None:
-        delivery = _new_delivery(request, config=config, keyring=keyring)
+        delivery = _new_delivery(request, config=config, keyring=keyring,
+                                 profile=queries.firm_profile(session, request.get("firm_id")))
         session.add(delivery)
         session.flush()
         return Attempt(delivery.id, delivery.attempts)
@@ -240,12 +269,24 @@ def claim_first_attempt(session: Session, *, request: dict, config, keyring) -> 
     return Attempt(existing.id, existing.attempts + 1)
 
 
-def _new_delivery(request: dict, *, config, keyring) -> Delivery:
+def _new_delivery(request: dict, *, config, keyring, profile: FirmProfile | None = None) -> Delivery:
     """The rendered e-mail as a "queued" delivery with its first attempt claimed. The context
-    (leniently) and the unsealed secrets are checked against the template's schemas first."""
+    (leniently) and the unsealed secrets are checked against the template's schemas first.
+
+    `profile`: the firm the e-mail is sent on behalf of, as firm.profile_changed last described it.
+    Its display name replaces the `firm_name` the producer copied (which may predate a change: an
+    invitation issued before it), in From, the subject and the body; its logo is shown at the top
+    (attached inline); its Reply-To replaces the operator's."""
     validate_email_context(request["template"], request["context"], unknown=EXCLUDE)
     secrets = EMAIL_SEALED[request["template"]]().load(keyring.unseal(request["sealed"]))
-    subject, text, html = render_email(request["template"], {**request["context"], **secrets})
+    context = dict(request["context"])
+    branding: dict = {}
+    if profile is not None:
+        if "firm_name" in EMAIL_CONTEXTS[request["template"]]._declared_fields:
+            context["firm_name"] = profile.name
+        if profile.logo_digest:
+            branding = {"logo_cid": logo_cid(profile.logo_digest, config.mail_from), "logo_alt": profile.name}
+    subject, text, html = render_email(request["template"], {**context, **secrets, **branding})
     now = utcnow()
     return Delivery(
         id=uuid.uuid4(), idempotency_key=request["idempotency_key"], reference=request["reference"],
@@ -253,9 +294,11 @@ def _new_delivery(request: dict, *, config, keyring) -> Delivery:
         html_body=html, date_header=formatdate(localtime=False, usegmt=True),
         # Stable across attempts: a receiving server can spot a duplicate.
         message_id=make_msgid(domain=_domain(config.mail_from)),
-        from_header=_decoded(from_header(request["context"].get("firm_name"), config.mail_from)),
+        from_header=_decoded(from_header(context.get("firm_name"), config.mail_from)),
         status="queued", attempts=1, last_error=None, created_at=now,
         next_attempt_at=now + timedelta(seconds=SEND_LEASE_SECONDS),
+        reply_to=profile.reply_to if profile is not None else None,
+        logo_digest=profile.logo_digest if profile is not None and branding else None,
     )
 
 

@@ -47,7 +47,8 @@ def message(delivery_id: str):
 @bp.get("/caixa-de-entrada/<delivery_id>/html")
 def message_html(delivery_id: str):
     delivery = _delivery_or_404(delivery_id)
-    response = make_response(mailbox_preview(delivery.html_body))
+    images = queries.inline_images(db_session(), delivery, current_app.config["BALCAO"])
+    response = make_response(mailbox_preview(delivery.html_body, images))
     response.headers["Content-Type"] = "text/html; charset=utf-8"
     response.headers["Content-Security-Policy"] = HTML_PREVIEW_CSP
     response.headers["X-Frame-Options"] = "SAMEORIGIN"

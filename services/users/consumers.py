@@ -56,6 +56,15 @@ def on_identity_logged_in(payload, ctx):
                                 at=payload["at"])
 
 
+def on_firm_signup_confirmed(payload, ctx):
+    """Cadastre seu escritório, confirmed: the firm, its departments and its Administrador (or, for a
+    CNPJ that is already a firm's, nothing but the outcome the person's page shows)."""
+    services.create_firm_from_signup(ctx.session, signup_id=payload["signup_id"], identity_id=payload["identity_id"],
+                                     legal_name=payload["legal_name"], cnpj=payload["cnpj"],
+                                     admin_name=payload["admin_name"], admin_email=payload["email"],
+                                     ip=payload["ip"])
+
+
 HANDLERS = {
     "invitation.created": on_invitation_created,
     "invitation.accepted": on_invitation_accepted,
@@ -64,6 +73,7 @@ HANDLERS = {
     "notification.failed": on_notification_failed,
     "session.ended": on_session_ended,
     "identity.logged_in": on_identity_logged_in,
+    "firm_signup.confirmed": on_firm_signup_confirmed,
 }
 
 

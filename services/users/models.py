@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -67,16 +68,54 @@ class Base(DeclarativeBase):
 CLIENT_USER_STATUSES = ("not_invited", "invited", "active", "inactive", "deleted")
 
 
+def _legal_name_default(context) -> str:
+    """A new firm's Razão social is the name it was created with (create-firm, sign-up)."""
+    return context.get_current_parameters()["name"]
+
+
 class Firm(Base):
+    """An accounting firm. `name` is its display name (Configurações › Escritório › Nome de
+    exibição): what every page, the firm selector and every e-mail sent on its behalf show. It
+    starts as the Razão social given at creation, which `legal_name` keeps (with the CNPJ) whatever
+    the display name becomes; the slug, made from it at creation, never changes either."""
+
     __tablename__ = "firms"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200))  # Nome de exibição
     slug: Mapped[str] = mapped_column(String(80), unique=True)
     cnpj: Mapped[str] = mapped_column(String(14), unique=True)
+    # Razão social, as set at creation (NULL only for a row the profile migration could not fill)
+    legal_name: Mapped[str | None] = mapped_column(String(200), nullable=True, default=_legal_name_default)
     created_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow)
     # Configurações › Segurança: the firm's staff must use a second factor (auth enforces it)
     require_staff_mfa: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # Configurações › Escritório: the Reply-To of the e-mails sent on the firm's behalf (None: the
+    # operator's BALCAO_MAIL_REPLY_TO, if any), the SHA-256 of its logo (None: no logo; the bytes
+    # are in FirmLogo) and the profile's revision (grows by one at each firm.profile_changed)
+    reply_to: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    logo_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    profile_revision: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+
+    @property
+    def razao_social(self) -> str:
+        return self.legal_name or self.name
+
+
+class FirmLogo(Base):
+    """A firm's logo as served in the portal's header and attached to its e-mails: re-encoded by
+    users.logos (PNG or JPEG, no metadata, at most LOGO_BOX). Kept apart from `firms` so that the
+    bytes are read only when the image is asked for."""
+
+    __tablename__ = "firm_logos"
+
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id", ondelete="CASCADE"), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64))  # SHA-256 (hex) of `data`: the image's URL and ETag
+    media_type: Mapped[str] = mapped_column(String(20))  # "image/png" | "image/jpeg"
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow)
 
 
 STAFF_ROLES = ("admin", "staff")  # shown as Administrador / Colaborador
@@ -447,7 +486,11 @@ AUDIT_ACTIONS = ("client_user.created", "client_user.invited", "client_user.invi
                  "client_user.notifications_changed",
                  # Configurações › Equipe
                  "staff.invited", "staff.invitation_resent", "staff.role_changed", "staff.departments_changed",
-                 "staff.carteira_changed", "staff.deactivated", "staff.reactivated", "staff.deleted")
+                 "staff.carteira_changed", "staff.deactivated", "staff.reactivated", "staff.deleted",
+                 # Cadastre seu escritório (self-service sign-up)
+                 "firm.created",
+                 # Configurações › Escritório
+                 "firm.profile_changed")
 
 
 class AuditEntry(Base):
@@ -490,6 +533,22 @@ class IdentityPreference(Base):
     identity_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     default_firm_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("firms.id", ondelete="SET NULL"),
                                                               nullable=True)
+
+
+class FirmSignupOutcome(Base):
+    """What became of a confirmed self-service sign-up (auth's `firm_signup.confirmed`): the firm it
+    created ("created"), or none because the CNPJ is already a firm's ("cnpj_taken"; `firm_id` then
+    names that firm only when the same login already works there: "already_member"). One row per
+    sign-up: the event's effect happens once. Read by the page the confirmation leads to, for the
+    login that confirmed it only."""
+
+    __tablename__ = "firm_signup_outcomes"
+
+    signup_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    identity_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    outcome: Mapped[str] = mapped_column(String(20))  # created / cnpj_taken / already_member
+    firm_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("firms.id", ondelete="SET NULL"), nullable=True)
+    decided_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow)
 
 
 outbox, processed = outbox_tables(metadata)

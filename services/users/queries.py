@@ -21,6 +21,8 @@ from .models import (
     Department,
     EndedSession,
     Firm,
+    FirmLogo,
+    FirmSignupOutcome,
     IdentityPreference,
     ImportJob,
     ImportRow,
@@ -655,13 +657,43 @@ def audit_page(session, *, firm: Firm, action: str | None = None, actor: str = "
     return Page(items=rows[:per_page], number=page, has_next=len(rows) > per_page)
 
 
-def firm_by_id(session, *, firm_id) -> Firm:
-    firm = session.get(Firm, _uuid(firm_id))
+def firm_by_id(session, *, firm_id, for_update: bool = False) -> Firm:
+    """The firm (`for_update`: its row locked until the caller's transaction ends)."""
+    firm = session.get(Firm, _uuid(firm_id), with_for_update=for_update or None)
     if firm is None:
         raise NotFound()
     return firm
 
 
+def firm_logo(session, *, firm: Firm, digest: str) -> FirmLogo:
+    """The firm's logo if `digest` is its current one (an old or made-up digest: 404)."""
+    logo = session.get(FirmLogo, firm.id) if firm.logo_digest and digest == firm.logo_digest else None
+    if logo is None or logo.digest != digest:
+        raise NotFound()
+    return logo
+
+
 def may_edit_personal_data(role: str) -> bool:
     """Who sees a client user's full CPF and phone: those who may edit them (the firm's staff)."""
     return role in ("admin", "staff")
+
+
+@dataclass
+class SignupProgress:
+    state: str                 # "waiting", "created", "cnpj_taken", "already_member"
+    firm: Firm | None = None   # the firm created (or the one this login already works at)
+
+
+def firm_signup_progress(session, *, signup_id, identity_id) -> SignupProgress:
+    """What became of a confirmed sign-up (Cadastre seu escritório), for the login that confirmed it.
+    "waiting": not decided here yet (firm_signup.confirmed still in flight, or no such sign-up).
+    Another login's sign-up raises NotFound, exactly like a missing one. One statement."""
+    row = session.execute(select(FirmSignupOutcome, Firm)
+                          .outerjoin(Firm, Firm.id == FirmSignupOutcome.firm_id)
+                          .where(FirmSignupOutcome.signup_id == _uuid(signup_id))).first()
+    if row is None:
+        return SignupProgress("waiting")
+    outcome, firm = row
+    if outcome.identity_id != _uuid(identity_id):
+        raise NotFound()
+    return SignupProgress(outcome.outcome, firm)

@@ -12,6 +12,7 @@ from stdnum.br import cpf as stdnum_cpf
 from stdnum.exceptions import ValidationError as StdnumError
 
 from services.common.contracts import normalize_email
+from services.common.documents import clean_cnpj
 from services.common.events import ACCESS_LEVELS, CLIENT_PERMISSIONS, NOTIFICATION_CHANNELS, NOTIFICATION_KINDS
 from services.common.forms import InputSchema, error_messages
 
@@ -34,19 +35,6 @@ def clean_cpf(value: str | None) -> str | None:
         raise ValidationError(N_("CPF inválido.")) from None
     if len(set(digits)) == 1:  # 111.111.111-11 and the like pass the check digits; the Receita refuses them
         raise ValidationError(N_("CPF inválido."))
-    return digits
-
-
-def clean_cnpj(value: str | None) -> str:
-    """The 14 characters of a valid CNPJ, numeric or alphanumeric (since July 2026: 12 letters or
-    digits, then two numeric check digits), uppercase and without punctuation, whatever the case
-    and formatting typed; ValidationError "CNPJ inválido." otherwise."""
-    try:
-        digits = stdnum_cnpj.validate(str(value or ""))
-    except StdnumError:
-        raise ValidationError(N_("CNPJ inválido.")) from None
-    if len(set(digits)) == 1:
-        raise ValidationError(N_("CNPJ inválido."))
     return digits
 
 
@@ -403,3 +391,39 @@ class DepartmentRemovalSchema(InputSchema):
         "required": N_("Escolha o departamento que recebe o que este contém."),
         "invalid_uuid": N_("Escolha o departamento que recebe o que este contém.")})
 
+
+
+class FirmProfileSchema(InputSchema):
+    """Configurações › Escritório: Nome de exibição, Logo (a file; checked by users.logos), Remover
+    o logo, Responder para (Reply-To, optional)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    name = fields.String(required=True, validate=validate.Length(max=200, error=N_(
+        "Nome de exibição muito longo (até 200 caracteres).")), error_messages={
+        "required": N_("Informe o nome de exibição do escritório."),
+        "null": N_("Informe o nome de exibição do escritório.")})
+    reply_to = fields.Email(load_default=None, allow_none=True,
+                            validate=validate.Length(max=320, error=N_("E-mail inválido.")),
+                            error_messages={"invalid": N_("Informe um e-mail válido para as respostas, "
+                                                          "ou deixe o campo em branco.")})
+    logo = fields.Raw(load_default=None, allow_none=True)
+    remove_logo = fields.Boolean(load_default=False)
+
+    @pre_load
+    def _strip(self, data, **_kw):
+        data = dict(data)
+        for key in ("name", "reply_to"):
+            value = data.get(key)
+            if isinstance(value, str):
+                value = " ".join(value.split()) if key == "name" else value.strip()
+                data[key] = value or None
+        if not getattr(data.get("logo"), "filename", None):  # no file chosen
+            data.pop("logo", None)
+        return data
+
+    @post_load
+    def _normalize(self, data, **_kw):
+        data["reply_to"] = normalize_email(data["reply_to"]) or None
+        return data

@@ -3,6 +3,7 @@ they never commit (the caller's `db().begin()` is the transaction) and emit thei
 the outbox in that same transaction."""
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import unicodedata
@@ -23,6 +24,7 @@ from services.common.events import ACCESS_LEVELS, CLIENT_PERMISSIONS, NOTIFICATI
 from services.common.messaging import correlation_id_var, record_event
 
 from . import pii
+from .logos import Logo
 from .models import (
     AUDIT_ACTIONS,
     DEFAULT_DEPARTMENTS,
@@ -39,6 +41,8 @@ from .models import (
     Department,
     EndedSession,
     Firm,
+    FirmLogo,
+    FirmSignupOutcome,
     IdentityPreference,
     ImportJob,
     ImportRow,
@@ -163,6 +167,37 @@ def create_firm(session, *, name: str, cnpj: str, admin_identity_id, admin_name:
     add_staff_member(session, firm=firm, identity_id=admin_identity_id, name=admin_name,
                      email=admin_email, role="admin")
     return firm
+
+
+def create_firm_from_signup(session, *, signup_id, identity_id, legal_name: str, cnpj: str, admin_name: str,
+                            admin_email: str, ip: str | None = None) -> FirmSignupOutcome:
+    """A confirmed self-service sign-up (auth's `firm_signup.confirmed`): the firm, its default
+    departments and the login as Administrador, through `create_firm` (as `balcao create-firm`),
+    plus a "firm.created" entry in the new firm's audit log. When the CNPJ is already a firm's,
+    nothing is created: the outcome says so ("already_member" when this login already works at that
+    firm). Once per sign-up: a repeat returns the outcome recorded the first time."""
+    signup_id, identity_id = uuid.UUID(str(signup_id)), uuid.UUID(str(identity_id))
+    done = session.get(FirmSignupOutcome, signup_id)
+    if done is not None:
+        return done
+    digits = _clean_cnpj(cnpj)
+    outcome = FirmSignupOutcome(signup_id=signup_id, identity_id=identity_id, decided_at=utcnow())
+    taken = session.scalar(select(Firm).where(Firm.cnpj == digits))
+    if taken is not None:
+        member = session.scalar(select(StaffMember.id).where(StaffMember.firm_id == taken.id,
+                                                             StaffMember.identity_id == identity_id,
+                                                             StaffMember.status == "active"))
+        outcome.outcome, outcome.firm_id = ("already_member", taken.id) if member else ("cnpj_taken", None)
+    else:
+        firm = create_firm(session, name=legal_name, cnpj=digits, admin_identity_id=identity_id, admin_name=admin_name,
+                           admin_email=admin_email)
+        record_audit(session, firm_id=firm.id, action="firm.created",
+                     actor=Actor(identity_id, admin_name, normalize_email(admin_email)), target=firm, ip=ip or None,
+                     details={"via": "signup"})
+        outcome.outcome, outcome.firm_id = "created", firm.id
+    session.add(outcome)
+    session.flush()
+    return outcome
 
 
 # --------------------------------------------------------------------------- departments
@@ -1546,6 +1581,70 @@ def set_staff_mfa_policy(session, *, firm: Firm, require: bool, actor: Actor) ->
     record_audit(session, firm_id=firm.id, action="firm.mfa_policy_changed", actor=actor,
                  details={"require_staff_mfa": require})
     return True
+
+
+# --------------------------------------------------------------------------- Configurações › Escritório
+
+DISPLAY_NAME_MAX = 200
+
+
+def firm_profile_payload(firm: Firm, logo: FirmLogo | None) -> dict:
+    """firm.profile_changed: the profile whole (not a diff), as the notifier keeps it."""
+    return {"firm_id": firm.id, "revision": firm.profile_revision, "name": firm.name, "reply_to": firm.reply_to,
+            "logo": None if logo is None else {"media_type": logo.media_type,
+                                               "data": base64.b64encode(logo.data).decode("ascii"),
+                                               "sha256": logo.digest}}
+
+
+def update_firm_profile(session, *, firm: Firm, name: str, reply_to: str | None, logo: Logo | None = None,
+                        remove_logo: bool = False, actor: Actor) -> list[str]:
+    """Configurações › Escritório › Salvar: the display name, the Reply-To of the firm's e-mails
+    (None: none of the firm's own), and a new logo (already re-encoded: logos.read_logo) or its
+    removal (`remove_logo`; a new logo wins). Records `firm.profile_changed` (the profile whole,
+    with a revision that grows by one) and one audit entry; returns what changed ("name",
+    "reply_to", "logo"), [] when nothing did (no event, no entry). The Razão social and CNPJ are
+    never changed here. `firm` should be the row locked by the caller's transaction."""
+    name = " ".join((name or "").split())
+    if not name:
+        raise ClientUserError(_("Informe o nome de exibição do escritório."), field="name")
+    if len(name) > DISPLAY_NAME_MAX:
+        raise ClientUserError(_("Nome de exibição muito longo (até %(max)s caracteres).", max=DISPLAY_NAME_MAX),
+                              field="name")
+    reply_to = normalize_email(reply_to) or None
+    current = session.get(FirmLogo, firm.id)
+    changed: list[str] = []
+    details: dict[str, object] = {}
+    if name != firm.name:
+        changed.append("name")
+        details["name"] = {"from": firm.name, "to": name}
+    if reply_to != firm.reply_to:
+        changed.append("reply_to")
+    if logo is not None and logo.digest != firm.logo_digest:
+        changed.append("logo")
+        details["logo"] = "replaced" if firm.logo_digest else "added"
+    elif logo is None and remove_logo and firm.logo_digest:
+        changed.append("logo")
+        details["logo"] = "removed"
+    if not changed:
+        return []
+    firm.name, firm.reply_to = name, reply_to
+    if details.get("logo") == "removed":
+        if current is not None:
+            session.delete(current)
+        current, firm.logo_digest = None, None
+    elif "logo" in changed and logo is not None:
+        if current is None:
+            current = FirmLogo(firm_id=firm.id)
+            session.add(current)
+        current.digest, current.media_type, current.data = logo.digest, logo.media_type, logo.data
+        current.width, current.height, current.updated_at = logo.width, logo.height, utcnow()
+        firm.logo_digest = logo.digest
+    firm.profile_revision = (firm.profile_revision or 0) + 1
+    session.flush()
+    record_event(session, outbox, "firm.profile_changed", firm_profile_payload(firm, current))
+    record_audit(session, firm_id=firm.id, action="firm.profile_changed", actor=actor, target=firm,
+                 details={"fields": changed, **details})
+    return changed
 
 
 def set_default_firm(session, *, identity_id, firm: Firm) -> None:

@@ -10,7 +10,7 @@ Bruno, Colaboradores Gisele — whose carteira is Beta's company of every walked
 whose carteira is another company, with Joana, a client of it, and a pending team invitation for
 Karina), companies of each, Diana a client of Alfa only, Eduardo a client of
 Beta only, Carlos a client of both, pending invitations at Beta (Fábio — resent, so his first
-link is void — and Helena, who has a login), import jobs at Beta (client users, companies), two password resets asked
+link is void — and Helena, who has a login), import jobs at Beta and at Alfa (client users, companies), two password resets asked
 for Carlos (the first one void), real auth sessions.
 
 Each rule is requested with Beta's values for its variables as Ana (staff of Alfa), as Diana
@@ -30,6 +30,7 @@ through the real broker between the services).
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import uuid
@@ -40,6 +41,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
+from PIL import Image
 from sqlalchemy import select, text
 from werkzeug.test import Client
 from werkzeug.wrappers import Response
@@ -53,6 +55,7 @@ from services.common.sessions import SESSION_AUDIENCE, SESSION_COOKIE
 from services.users import models as users_models
 from services.users import services as users_services
 from services.users.imports import read_rows
+from services.users.logos import reencode
 from services.users.tests.conftest import make_cnpj
 from testsupport import build_gateway, csrf_token, csv_bytes, make_test_config, wait_until
 from testsupport.infra import queue_counts
@@ -81,6 +84,10 @@ PUBLIC = {
                                  "(copy link), the same step whether or not the e-mail has an account",
     "auth.invitation_check_code": "checks that one-time code for the signed invitation ticket; rate-limited",
     "invitations.open_invitation": "the e-mailed link, guarded by its random token",
+    "auth.firm_signup": "Cadastre seu escritório (404 unless BALCAO_FIRM_SIGNUP=open, as in this walk): the same "
+                        "answer whether or not the e-mail has a login, rate-limited per IP and per e-mail",
+    "auth.firm_signup_confirm": "confirmation of a firm sign-up, guarded by the random token of the e-mailed link "
+                                "(and, for an e-mail that has a login, by that login's password)",
     "ended_session_notice": "front-channel logout hop: records only what a notice signed by auth says (sessions "
                             "already ended), then redirects to a safe relative path; shows no data",
     "notifier.mailbox": "dev mailbox: exists only in the embedded mode on 127.0.0.1 without BALCAO_SMTP_URL; "
@@ -131,6 +138,7 @@ CLASS_OF = {
     "users.index": "own_account",
     "users.switch_firm": "other_object",
     "users.linking": "other_object",
+    "users.firm_signup_progress": "other_object",  # the page a confirmed sign-up leads to: its login's only
     "users.firm_home": "firm",
     "users.client_users": "firm_staff",
     "users.client_user_new": "firm_staff",
@@ -168,6 +176,8 @@ CLASS_OF = {
     "users.company_import_new": "firm_admin",
     "users.company_import_job": "firm_admin",
     "users.company_import_start": "firm_admin",
+    "users.firm_profile": "firm_admin",
+    "users.firm_logo": "firm",   # the header's logo: every member of the firm, nobody else
     "auth.account": "own_account",
     "auth.account_sessions": "own_account",
     "auth.account_password": "own_account",
@@ -209,6 +219,9 @@ TOKEN_ROUTES = [
     ("auth.reset_password", "GET", "/auth/redefinir-senha/{token}", None, "reset"),
     ("auth.reset_password", "POST", "/auth/redefinir-senha/{token}",
      {"password": NEW_PASSWORD, "password_confirmation": NEW_PASSWORD}, "reset"),
+    ("auth.firm_signup_confirm", "GET", "/auth/cadastro-de-escritorio/confirmar/{token}", None, "signup"),
+    ("auth.firm_signup_confirm", "POST", "/auth/cadastro-de-escritorio/confirmar/{token}",
+     {"password": "{password}"}, "signup"),
 ]
 # What each kind of token must get. "invalid": 404 (the "invalid or expired" page), no session
 # opened, no firm named. "owner": the live link of another person leads to that person's page
@@ -219,8 +232,11 @@ TOKEN_ROUTES = [
 # another person's live ticket, or setting their password with their live reset token, is what
 # holding their link allows (proof of possession of the e-mail is issue 8's item 3, tested there).
 TOKEN_KINDS = {"garbage": "invalid", "voided": "invalid", "another": None}
+# "not_confirmed": the visitor's password never confirms the sign-up of another person's e-mail, which
+# has a login (no session opened; checked after the walk: no firm_signup.confirmed).
 ANOTHER = {"invitations.open_invitation": "owner", "auth.invitation": "bearer", "auth.invitation_link": "not_linked",
-           ("auth.reset_password", "GET"): "bearer"}
+           ("auth.reset_password", "GET"): "bearer", ("auth.firm_signup_confirm", "GET"): "bearer",
+           ("auth.firm_signup_confirm", "POST"): "not_confirmed"}
 
 # --------------------------------------------------------------------------- the state
 
@@ -242,7 +258,7 @@ BETA_MARKERS = ("Contabilidade Beta", "Oficina Motor Forte", "Eduardo Teixeira",
                 "karina@beta.example", "empresas-beta.csv", "Gabriela Beta Comércio")
 # Text only Alfa's pages contain: none of it may reach Beta's people.
 ALFA_MARKERS = ("Contabilidade Alfa", "Padaria Pão Quente", "Diana Prado", "diana@cliente-alfa.example",
-                "ana@alfa.example")
+                "ana@alfa.example", "Hugo Alfa", "alfa-client_users.csv", "alfa-companies.csv")
 # What Beta's staff see and Beta's clients must not: the other clients and the firm's work.
 BETA_STAFF_ONLY = ("Fábio Beta", "fabio@cliente-beta.example", "importacao-beta.csv", "Gabriel Beta",
                    "helena@cliente-beta.example", "carlos@cliente.example", "empresas-beta.csv",
@@ -281,7 +297,9 @@ class InProcessBrowser(Client):
         cookies = SimpleCookie()
         for header in response.headers.getlist("Set-Cookie"):
             cookies.load(header)
-        return Answer(response.status_code, response.get_data(as_text=True), response.headers.get("Location", ""),
+        # (an image — a firm's logo — is not UTF-8: read as text what can be, for the markers)
+        return Answer(response.status_code, response.get_data().decode("utf-8", "replace"),
+                      response.headers.get("Location", ""),
                       any(k.endswith(SESSION_COOKIE) and v.value for k, v in cookies.items()))
 
     def session_cookie(self) -> str | None:
@@ -328,6 +346,7 @@ class Stage:
 
 @pytest.fixture
 def in_process_stage(config, bus) -> Stage:
+    config = dataclasses.replace(config, firm_signup=True)  # the sign-up routes are walked too
     dispatcher, apps = build_gateway(config)
 
     def settle(predicate, message):
@@ -341,7 +360,8 @@ def in_process_stage(config, bus) -> Stage:
 def stack_product(mailbox, tmp_path_factory):
     from tests.conftest import running_product
     workdir = tmp_path_factory.mktemp("route-walk")
-    with running_product(workdir, smtp_port=mailbox.port, tag="walk") as product:
+    with running_product(workdir, smtp_port=mailbox.port, tag="walk",
+                         extra_env={"BALCAO_FIRM_SIGNUP": "open"}) as product:
         assert product.stack is not None, "the distributed pass needs RabbitMQ and PostgreSQL"
         product.workdir = workdir
         yield product
@@ -351,7 +371,7 @@ def stack_product(mailbox, tmp_path_factory):
 def gateway_stage(stack_product) -> Stage:
     product = stack_product
     config = make_test_config(product.workdir / "var", product.database_urls, broker_url=product.broker_url,
-                              public_url=product.url)
+                              public_url=product.url, firm_signup=True)
     _dispatcher, apps = build_gateway(config)  # only for the url maps: the requests go through nginx
 
     def quiet():
@@ -388,6 +408,7 @@ class State:
     helena_invitation_id: str = ""
     joana_client_user_id: uuid.UUID | None = None
     beta_staff_member_ids: list[uuid.UUID] = field(default_factory=list)
+    signup_id: str = ""  # Gabriela's confirmed sign-up (Cadastre seu escritório): another person's page
 
 
 def _identity(config, who: str):
@@ -435,6 +456,14 @@ def build_state(stage: Stage) -> State:
         alfa_company = users_services.create_company(s, firm=alfa, name="Padaria Pão Quente Ltda", cnpj=make_cnpj(101))
         beta_company = users_services.create_company(s, firm=beta, name="Oficina Motor Forte Ltda", cnpj=make_cnpj(201))
         beta_company2 = users_services.create_company(s, firm=beta, name="Mercado Bom Preço Ltda", cnpj=make_cnpj(202))
+        logos = {}  # Configurações › Escritório: each firm has a logo (its URL names its hash)
+        for firm, who, color in ((alfa, "ana", (200, 0, 0)), (beta, "bruno", (0, 0, 200))):
+            image = io.BytesIO()
+            Image.new("RGB", (120, 40), color).save(image, "PNG")
+            users_services.update_firm_profile(s, firm=firm, name=firm.name, reply_to=None,
+                                               logo=reencode(image.getvalue()),
+                                               actor=users_services.Actor(ids[who], NAMES[who], EMAILS[who]))
+            logos[firm.slug] = firm.logo_digest
         staff_ids = [users_services.add_staff_member(s, firm=beta, identity_id=ids[who], name=NAMES[who],
                                                      email=EMAILS[who], role="staff", company_ids=[company.id]).id
                      for who, company in (("gisele", beta_company), ("irene", beta_company2))]
@@ -486,6 +515,15 @@ def build_state(stage: Stage) -> State:
                                                           filename="empresas-beta.csv", rows=company_rows,
                                                           kind="companies").id
         beta_company_id, alfa_company_id = beta_company.id, alfa_company.id
+        # Alfa's import jobs of both kinds: Beta's people request them under Beta's slug (IDOR)
+        alfa_firm = s.get(users_models.Firm, firms["alfa"])
+        alfa_job_ids = [users_services.create_import_job(
+            s, firm=alfa_firm, identity_id=ids["ana"], filename=f"alfa-{kind}.csv", kind=kind,
+            rows=read_rows(f"alfa-{kind}.csv", io.BytesIO(csv_bytes(table)), kind=kind)).id
+            for kind, table in (("client_users", [["Nome", "CPF", "Telefone", "E-mail", "Empresas"],
+                                                  ["Hugo Alfa", "", "", "hugo@cliente-alfa.example", ""]]),
+                                ("companies", [["Razão social", "Nome fantasia", "CNPJ/CPF", "Código"],
+                                               ["Hugo Alfa Comércio Ltda", "", make_cnpj(102), ""]]))]
     st = State(alfa_slug=alfa_slug, beta_slug=beta_slug, beta_job_id=job_id, beta_company_job_id=company_job_id,
                beta_company_id=beta_company_id,
                beta_client_user_ids=[members[("beta", "eduardo")], members[("beta", "carlos")], fabio, helena],
@@ -498,6 +536,7 @@ def build_state(stage: Stage) -> State:
         "company_id": [str(beta_company_id)],
         "department_id": departments["beta"],
         "staff_member_id": [str(i) for i in st.beta_staff_member_ids],
+        "digest": [logos[beta_slug]],
         # the invitations of Beta's linked clients (Beta's invitations not linked yet: see
         # test_linking_page_of_an_unlinked_invitation_of_another_firm_is_404)
         "invitation_id": [str(invitations[("beta", "eduardo")]), str(invitations[("beta", "carlos")])],
@@ -506,7 +545,8 @@ def build_state(stage: Stage) -> State:
     st.insider_values = {**st.beta_values, "invitation_id": [str(invitations[("beta", "carlos")])]}
     st.alfa_values = {"slug": [alfa_slug], "client_user_id": [str(members[("alfa", "diana")])],
                       "company_id": [str(alfa_company_id)], "department_id": departments["alfa"],
-                      "staff_member_id": [str(ana_member_id)]}
+                      "staff_member_id": [str(ana_member_id)], "job_id": [str(j) for j in alfa_job_ids],
+                      "digest": [logos[alfa_slug]]}
     st.unlinked_invitations = {"pending": fabio_invitation, "staff": karina_invitation}
     with users_db.begin() as s:  # Fábio's invitation is resent: the first one is superseded
         cu = s.get(users_models.ClientUser, fabio)
@@ -547,13 +587,47 @@ def _tokens(stage: Stage, st: State) -> None:
            "the reset e-mails never came")
     first_reset, live_reset = (urlsplit(link).path.rsplit("/", 1)[1]
                                for link in links_sent_to(config, EMAILS["carlos"], "/auth/redefinir-senha/"))
+    used_signup, live_signup, st.signup_id = _signup_tokens(stage)
     garbage = "Zm9vYmFyLWxpeG8tbmFvLWUtdW0tdG9rZW4tZGUtdmVyZGFkZQ"
+    st.beta_values["signup_id"] = st.insider_values["signup_id"] = [st.signup_id]
     st.tokens = {
         "invitation": {"garbage": garbage, "voided": superseded, "another": helena_token},
         "ticket": {"garbage": "eyJhbGciOiJFZERTQSJ9.eyJpbnYiOiJ4In0." + garbage, "voided": expired_ticket,
                    "another": helena_ticket},
         "reset": {"garbage": garbage, "voided": first_reset, "another": live_reset},
+        "signup": {"garbage": garbage, "voided": used_signup, "another": live_signup},
     }
+
+
+GAMA = ("Gabriela Gama", "gabriela@gama.example", "Gama-Senha-Forte-26")
+
+
+def _signup_tokens(stage: Stage) -> tuple[str, str, str]:
+    """Cadastre seu escritório, twice: Gabriela (a new e-mail) confirms hers — a used link, and the
+    sign-up whose page is another person's —, and one in Carlos's e-mail (he has a login) stays
+    live: (used token, live token, Gabriela's sign-up id)."""
+    config, settle = stage.config, stage.settle
+    browser = stage.browser("10.77.9.2")
+    for email, cnpj in ((GAMA[1], make_cnpj(303)), (EMAILS["carlos"], make_cnpj(304))):
+        page = browser.fetch("GET", "/auth/cadastro-de-escritorio").body
+        sent = browser.fetch("POST", "/auth/cadastro-de-escritorio", {
+            "csrf_token": csrf_token(page), "legal_name": "Contabilidade Gama Ltda", "cnpj": cnpj,
+            "admin_name": GAMA[0], "email": email, "password": GAMA[2], "password_confirmation": GAMA[2]})
+        assert sent.status == 200, sent.body[:300]
+    path = "/auth/cadastro-de-escritorio/confirmar/"
+    settle(lambda: all(links_sent_to(config, e, path) for e in (GAMA[1], EMAILS["carlos"])),
+           "the sign-up e-mails never came")
+    [used], [live] = (links_sent_to(config, e, path) for e in (GAMA[1], EMAILS["carlos"]))
+    page = browser.fetch("GET", urlsplit(used).path).body
+    done = browser.fetch("POST", urlsplit(used).path, {"csrf_token": csrf_token(page)})
+    assert done.status == 303 and done.location.startswith("/cadastro-de-escritorio/"), (done.status, done.body[:300])
+    signup_id = done.location.rsplit("/", 1)[1]
+
+    def created():
+        with database("users", config).begin() as s:
+            return s.get(users_models.FirmSignupOutcome, uuid.UUID(signup_id)) is not None
+    settle(created, "the signed-up firm was never created")
+    return urlsplit(used).path.rsplit("/", 1)[1], urlsplit(live).path.rsplit("/", 1)[1], signup_id
 
 
 # --------------------------------------------------------------------------- the walk
@@ -605,11 +679,25 @@ def plan(apps, state: State, offenders: list[str], *, values: dict | None = None
                 query = QUERY.get(rule.endpoint)
                 requests.append(Request(rule.endpoint, method,
                                         url + ("?" + query.format(slug=state.beta_slug) if query else ""), cls))
-            if "slug" in rule.arguments and rule.arguments - FIRM_VARIABLES \
-                    and all(v in own_slug_values for v in rule.arguments):
+            if "slug" in rule.arguments and rule.arguments - FIRM_VARIABLES:
+                missing = sorted(v for v in rule.arguments if v not in own_slug_values)
+                if missing:  # the IDOR case would silently go unwalked
+                    offenders.append(f"{svc} {rule.rule}: no value of the other firm's for {missing} (IDOR case)")
+                    continue
                 for url in _urls(rule, own_slug_values):
                     requests.append(Request(rule.endpoint, method, url, cls, own_slug=True))
     requests.sort(key=lambda r: r.endpoint in LAST)
+    return requests, public
+
+
+def insider_requests(apps, state: State, offenders: list[str]) -> tuple[list[Request], list[str]]:
+    """What Beta's own people request: other people's objects of Beta, and Alfa's objects under
+    Beta's slug (the IDOR case). Problems of the table the outsiders' plan reports too are not
+    repeated in `offenders`."""
+    found: list[str] = []
+    requests, public = plan(apps, state, found, values=state.insider_values,
+                            own_slug_values={**state.alfa_values, "slug": [state.beta_slug]})
+    offenders.extend(o for o in found if o not in offenders)
     return requests, public
 
 
@@ -682,6 +770,8 @@ def token_verdict(expected: str, answer: Answer, state: State, who: str) -> str 
         return None if answer.status == 200 else f"expected the owner's page (200), got {answer.status}"
     if expected == "not_linked":
         return f"linked: {answer.status} {answer.location}" if "/vinculando/" in answer.location else None
+    if expected == "not_confirmed":
+        return f"confirmed: {answer.status} {answer.location}" if "/cadastro-de-escritorio/" in answer.location else None
     raise AssertionError(f"unknown expectation {expected}")
 
 
@@ -728,6 +818,8 @@ def _snapshot(config, state: State) -> dict:
         snapshot["passwords"] = dict(s.execute(text("SELECT email, password_hash FROM identities")).all())
         snapshot["links verified"] = [e for e in s.execute(text("SELECT envelope FROM outbox")).scalars()
                                       if (e if isinstance(e, dict) else {}).get("type") == "link.verified"]
+        snapshot["sign-ups confirmed"] = [e for e in s.execute(text("SELECT envelope FROM outbox")).scalars()
+                                          if (e if isinstance(e, dict) else {}).get("type") == "firm_signup.confirmed"]
     return snapshot
 
 
@@ -746,8 +838,7 @@ def walk(stage: Stage, state: State) -> None:
     visitors["forged"].put_session_cookie(forged)
     offenders: list[str] = []
     outsider_plan, _public = plan(apps, state, offenders)
-    insider_plan, _ = plan(apps, state, [], values=state.insider_values,
-                           own_slug_values={**state.alfa_values, "slug": [state.beta_slug]})
+    insider_plan, _ = insider_requests(apps, state, offenders)
     before = _snapshot(config, state)
 
     # Sanity: the visitors are who they should be (a broken login would make every 404 pass).
@@ -812,6 +903,55 @@ def test_every_token_route_is_walked(in_process_stage):
     guarded = {e for e, why in PUBLIC.items() if "token" in why or "ticket" in why}
     with_token = {rule.endpoint for _svc, rule in _rules(in_process_stage.apps) if "token" in rule.arguments}
     assert guarded | with_token == {endpoint for endpoint, *_ in TOKEN_ROUTES}
+
+
+# The settings areas of issue 9 (Empresas, Departamentos, Equipe, Usuários de Clientes and the
+# import pages they share): every route of theirs must be walked, both ways.
+FIRM_SETTINGS_VIEWS = ("companies", "departments", "team", "client_users", "imports")
+# Path variables naming what a Colaborador's carteira bounds (or what only admins reach)
+CARTEIRA_OBJECTS = {"client_user_id", "job_id", "company_id"}
+
+
+def test_every_route_of_the_firm_s_settings_is_walked_both_ways(in_process_stage):
+    """Every route of services/users/views/{companies,departments,team,client_users,imports}.py,
+    found in the users app's url_map (imports.py declares none: its pages are the routes of each
+    area's ImportPages), is in the walk with each of its methods: with Beta's objects under
+    Beta's slug for everybody, and — when it names an object — with the other firm's objects under
+    a firm's own slug, for Alfa's people and for Beta's. A route naming a client user, an import
+    job or a company answers 404 to a Colaborador whose carteira does not hold it."""
+    import importlib
+
+    from services.users.views import imports as import_views
+    stage = in_process_stage
+    state = build_state(stage)
+    app = stage.apps["users"]
+    state.beta_values["sid"] = state.insider_values["sid"] = ["x"]  # (auth's session route: not ours here)
+    offenders: list[str] = []
+    outsider, _ = plan(stage.apps, state, offenders)
+    insider, _ = insider_requests(stage.apps, state, offenders)
+    assert not offenders, offenders
+    modules = {f"services.users.views.{name}" for name in FIRM_SETTINGS_VIEWS}
+    rules = [rule for rule in app.url_map.iter_rules() if app.view_functions[rule.endpoint].__module__ in modules]
+    declared = {rule.endpoint for rule in rules}
+    for name in FIRM_SETTINGS_VIEWS:  # the import pages of every area are among them
+        for pages in vars(importlib.import_module(f"services.users.views.{name}")).values():
+            if isinstance(pages, import_views.ImportPages):
+                assert {pages.new, pages.job, pages.start} <= declared, pages
+    assert {app.view_functions[e].__module__ for e in declared} == modules - {"services.users.views.imports"}
+    walked = {(r.endpoint, r.method, r.own_slug, side) for side, requests in (("outsider", outsider),
+                                                                               ("insider", insider))
+              for r in requests}
+    missing = []
+    for rule in rules:
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            variants = [False, True] if rule.arguments - FIRM_VARIABLES else [False]
+            missing += [f"{method} {rule.rule} ({side}{', IDOR' if idor else ''})"
+                        for side in ("outsider", "insider") for idor in variants
+                        if (rule.endpoint, method, idor, side) not in walked]
+        if rule.arguments & CARTEIRA_OBJECTS:
+            assert EXPECTED[CLASS_OF[rule.endpoint]]["beta_colaborador"] == "404", rule.rule
+    assert not missing, "routes the walk does not request:\n  " + "\n  ".join(missing)
+    assert len(rules) >= 30 and {m for r in rules for m in r.methods} >= {"GET", "POST"}
 
 
 def test_the_walk_catches_an_unguarded_route(in_process_stage):

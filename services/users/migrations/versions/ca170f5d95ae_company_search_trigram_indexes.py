@@ -1,7 +1,7 @@
 """company search: trigram indexes; no GIN fast update on the search indexes (PostgreSQL only)
 
 Revision ID: ca170f5d95ae
-Revises: e7f423b3489c
+Revises: 367dbcd6b20b
 Create Date: 2026-11-29 23:55:00.000000
 
 Configurações › Empresas searches (queries.companies_page) with
@@ -21,7 +21,7 @@ insert updates the indexes at once (5,000 companies inserted in 2.6 s instead of
 from alembic import op
 
 revision = 'ca170f5d95ae'
-down_revision = 'e7f423b3489c'
+down_revision = '367dbcd6b20b'
 branch_labels = None
 depends_on = None
 
