@@ -30,17 +30,36 @@ DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
 PASSWORD = "Bench-Senha-Longa-2026"
 
-FULL = dict(sizes=(1_000, 10_000, 100_000), firms=1_000, users_per_other_firm=10, companies=20,
-            login_rounds=10, login_seconds=3.0, login_threads=4,
+# The big firm grows the way a firm does, by taking on companies: `users_per_company` client users
+# each, so at 1k / 10k / 100k client users it has 50 / 500 / 5,000 companies (the Empresas list's
+# sizes); its Colaborador's carteira is `carteira` companies (= 1,000 client users) at every size.
+FULL = dict(sizes=(1_000, 10_000, 100_000), firms=1_000, users_per_other_firm=10, users_per_company=20,
+            carteira=50, login_rounds=10, login_seconds=3.0, login_threads=4,
             links=100, link_threads=4, list_reps=100, home_reps=200, warmup=10, invitations=100,
             kombu_messages=5000)
-QUICK = dict(sizes=(1_000, 10_000), firms=100, users_per_other_firm=5, companies=5,
+QUICK = dict(sizes=(1_000, 10_000), firms=100, users_per_other_firm=5, users_per_company=20, carteira=50,
              login_rounds=3, login_seconds=1.5, login_threads=4,
              links=12, link_threads=4, list_reps=8, home_reps=20, warmup=3, invitations=12, kombu_messages=500)
+# What `--only` may name (default: all of them).
+FIGURES = ("logins", "links", "invitations", "client_home", "list", "colaborador_list", "empresas", "staff_home",
+           "memory")
+# One request for a static file through the gateway: part of every page's floor (see page_vs_floor).
+STATIC_PATH = "/_common/balcao.css"
 # What a staff member does on the list: first page, paging, search by a common surname, by an
 # e-mail domain fragment, and a search nobody matches (every row of the firm examined).
 LIST_KINDS = {"page 1": {}, "page 20": {"pagina": "20"}, "search name": {"q": "silva"},
               "search e-mail": {"q": "@cliente7.example"}, "search no match": {"q": "xyzw"}}
+
+
+def _formatted_cnpj(digits: str) -> str:
+    return f"{digits[:2]}.{digits[2:5]}.{digits[5:8]}/{digits[8:12]}-{digits[12:]}"
+
+
+# Configurações › Empresas as an Administrador: the first page, a common surname in the razão
+# social, a whole CNPJ as typed (with punctuation; the big firm's first company, there at every
+# size), and a search nothing matches.
+EMPRESAS_KINDS = {"page 1": {}, "search name": {"q": "silva"},
+                  "search CNPJ": {"q": _formatted_cnpj(seed.cnpj_for(5000))}, "search no match": {"q": "xyzw"}}
 
 
 def log(msg: str) -> None:
@@ -143,11 +162,15 @@ def login_vs_raw(url: str, emails: list[str], *, rounds: int, seconds: float, th
         s = requests.Session()
         page = s.get(url + "/auth/entrar", timeout=30)
         token = _csrf(page.text)
+        # a login issues a new CSRF cookie (the new session's): each POST goes with the login page's
+        # cookie and token again, as from a browser that just opened the page (device cookie kept)
+        csrf = next(c for c in s.cookies if c.name.endswith("balcao_csrf"))
         email = emails[i % len(emails)]
         while not stop.is_set():
             if not go.wait(0.2):
                 continue
             s.cookies.set("balcao_session", None)
+            s.cookies.set(csrf.name, csrf.value, domain=csrf.domain, path=csrf.path)
             t0 = time.perf_counter()
             r = s.post(url + "/auth/entrar", data={"email": email, "password": PASSWORD, "csrf_token": token},
                        allow_redirects=False, timeout=30)
@@ -387,20 +410,140 @@ class InProcessUsers:
         token = issue_session_token(KeyRing(config.keys_dir), identity_id=identity_id, email=email, name=name)
         self.client.set_cookie("balcao_session", token, domain="localhost")
 
-    def statements(self, path: str, query: dict | None = None) -> int:
-        from testsupport import count_queries
+    def capture(self, path: str, query: dict | None = None, *, pings: bool = False) -> list[tuple[str, object]]:
+        """The SQL statements of one request, each with its parameters as the DB-API driver got
+        them (what page_vs_floor replays directly on the database). `pings`: with the pool's
+        pre-ping (services/common/db.py), each connection checkout's "SELECT 1" too — sent by
+        the page, but not a statement of the page's own (not in the SQL/request count)."""
+        from sqlalchemy import event
+
+        from services.common.runtime import database
         self.client.get(path, query_string=query)  # warm caches (same as a warm worker)
-        with count_queries(self.config, "users") as counter:
+        engine = database("users", self.config).engine
+        sent: list[tuple[str, object]] = []
+
+        def _before(conn, cursor, statement, parameters, context, executemany):
+            sent.append((statement, parameters))
+
+        def _checkout(dbapi_connection, record, proxy):
+            if getattr(engine.pool, "_pre_ping", False):
+                sent.append(("SELECT 1", None))
+
+        event.listen(engine, "before_cursor_execute", _before)
+        if pings:
+            event.listen(engine.pool, "checkout", _checkout)
+        try:
             r = self.client.get(path, query_string=query)
+        finally:
+            event.remove(engine, "before_cursor_execute", _before)
+            if pings:
+                event.remove(engine.pool, "checkout", _checkout)
         if r.status_code not in (200, 303):
             raise RuntimeError(f"in-process GET {path}: HTTP {r.status_code}")
-        return counter.count
+        return sent
+
+    def statements(self, path: str, query: dict | None = None) -> int:
+        return len(self.capture(path, query))
+
+
+# --------------------------------------------------------------------------- floors
+
+
+def raw_connection(url: str):
+    """A plain DB-API connection to a service's database, without SQLAlchemy: psycopg for
+    PostgreSQL (what the floor is measured with), sqlite3 for the smoke test's SQLite."""
+    from sqlalchemy.engine import make_url
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        import sqlite3
+        return sqlite3.connect(u.database)
+    import psycopg
+    return psycopg.connect(u.set(drivername="postgresql").render_as_string(hide_password=False))
+
+
+def replay(conn, statements: list[tuple[str, object]]) -> list[int]:
+    """Executes a request's statements on `conn`, each with its parameters, fetching every row,
+    in one transaction rolled back at the end (as the pool does when a request's session ends);
+    the number of rows of each."""
+    counts = []
+    cur = conn.cursor()
+    try:
+        for statement, parameters in statements:
+            cur.execute(statement, parameters)
+            counts.append(len(cur.fetchall()) if cur.description else 0)
+    finally:
+        cur.close()
+        conn.rollback()
+    return counts
+
+
+def page_vs_floor(session, url: str, paths: dict[str, str], captured: dict[str, list], conn, *, reps: int,
+                  warmup: int, expect: str) -> dict[str, dict[str, list[float]]]:
+    """Each kind's page through the gateway, and beside it (measured right after, so both see the
+    same machine) its **floor**: the same SQL statements executed directly on the same database
+    (`replay` on a psycopg connection) plus one request for a static file through the gateway —
+    what no code of ours could beat. One request in flight; {kind: {"page": [s…], "floor": [s…]}}."""
+    out: dict[str, dict[str, list[float]]] = {kind: {"page": [], "floor": []} for kind in paths}
+    for i in range(warmup + reps):
+        for kind, path in paths.items():
+            t0 = time.perf_counter()
+            r = session.get(url + path, timeout=30, allow_redirects=False)
+            t1 = time.perf_counter()
+            if r.status_code != 200 or expect not in r.text:
+                raise RuntimeError(f"GET {path}: HTTP {r.status_code}")
+            replay(conn, captured[kind])
+            static = session.get(url + STATIC_PATH, timeout=30)
+            t2 = time.perf_counter()
+            if static.status_code != 200:
+                raise RuntimeError(f"GET {STATIC_PATH}: HTTP {static.status_code}")
+            if i >= warmup:
+                out[kind]["page"].append(t1 - t0)
+                out[kind]["floor"].append(t2 - t1)
+    return out
+
+
+def floor_figure(timings: dict[str, dict[str, list[float]]], sql: dict[str, int]) -> dict:
+    """A figure at one size: p50/p99 of every kind's pages together, of their floors, the ratio of
+    the two medians; the same by kind, with each kind's SQL statements per request."""
+    pages = [t for d in timings.values() for t in d["page"]]
+    floors = [t for d in timings.values() for t in d["floor"]]
+    page_ms, floor_ms = summarize(ms(pages)), summarize(ms(floors))
+    by_kind = {}
+    for kind, d in timings.items():
+        k_page, k_floor = summarize(ms(d["page"])), summarize(ms(d["floor"]))
+        by_kind[kind] = {"ms": k_page, "floor_ms": k_floor, "floor_ratio": k_page["median"] / k_floor["median"],
+                         "sql_statements": sql[kind]}
+    return {"all_ms": page_ms, "floor_ms": floor_ms, "floor_ratio": page_ms["median"] / floor_ms["median"],
+            "by_kind": by_kind}
+
+
+def sized_summary(figures: dict[str, dict]) -> dict:
+    """The size ratio (p50 at the largest size / p50 at the smallest) and whether the SQL
+    statements per request stayed the same at every size, kind by kind."""
+    first, last = list(figures)[0], list(figures)[-1]
+    counts = {tuple(sorted((k, v["sql_statements"]) for k, v in d["by_kind"].items())) for d in figures.values()}
+    return {"sizes": [first, last], "p50_ratio": figures[last]["all_ms"]["median"] / figures[first]["all_ms"]["median"],
+            "sql_constant": len(counts) == 1}
 
 
 def list_paths(slug: str) -> dict[str, str]:
     from urllib.parse import urlencode
     base = f"/e/{slug}/configuracoes/usuarios-de-clientes"
     return {kind: base + ("?" + urlencode(q) if q else "") for kind, q in LIST_KINDS.items()}
+
+
+def empresas_paths(slug: str) -> dict[str, str]:
+    from urllib.parse import urlencode
+    base = f"/e/{slug}/configuracoes/empresas"
+    return {kind: base + ("?" + urlencode(q) if q else "") for kind, q in EMPRESAS_KINDS.items()}
+
+
+def measure_vs_floor(session, url: str, in_proc: InProcessUsers, paths: dict[str, str], kinds: dict[str, dict],
+                     conn, *, reps: int, warmup: int, expect: str) -> dict:
+    """One figure at one size: the statements of each kind captured in-process, then page_vs_floor."""
+    captured = {kind: in_proc.capture(path.split("?")[0], kinds[kind], pings=True) for kind, path in paths.items()}
+    timings = page_vs_floor(session, url, paths, captured, conn, reps=reps, warmup=warmup, expect=expect)
+    return floor_figure(timings, {kind: sum(1 for st, _p in c if st != "SELECT 1") for kind, c in captured.items()})
 
 
 # --------------------------------------------------------------------------- databases
@@ -496,7 +639,8 @@ def embedded_memory(*, warm_reps: int) -> dict:
 # --------------------------------------------------------------------------- the run
 
 
-def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = True) -> dict:
+def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = True, only=FIGURES) -> dict:
+    """The whole run; `only`: the FIGURES to measure (the seed they need, and the big firm, always)."""
     from deploy.stack import Stack, free_port
     from services.common.config import SERVICES
     from services.common.keys import KeyRing
@@ -512,7 +656,11 @@ def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = Tru
     workdir = Path(tempfile.mkdtemp(prefix="balcao-bench-"))
     port = free_port()
     machine["loadavg_at_start"] = Path("/proc/loadavg").read_text().split()[:3]
+    only = set(only)
+    if only - set(FIGURES):
+        raise ValueError(f"unknown figures {sorted(only - set(FIGURES))}; known: {', '.join(FIGURES)}")
     results: dict = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "quick": quick,
+                     "figures": [f for f in FIGURES if f in only],
                      "machine": machine, "params": {k: list(v) if isinstance(v, tuple) else v for k, v in p.items()}}
     log(f"{cores} cores, {machine['cpu_model']}; databases balcao_{tag}_* on {server_url.split('@')[-1]}")
     urls = fresh_databases(server_url, tag)
@@ -561,114 +709,161 @@ def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = Tru
                 seed.bulk_client_users(config, firm_id=fid, count=p["users_per_other_firm"],
                                        start=10_000_000 + (chunk + j) * 1000, seed=chunk + j)
         person_email = "pessoa.dez.escritorios@bench.example"
-        person_id = seed.register_identity(config, email=person_email, name="Pessoa Dez", password=PASSWORD)
-        seed.client_of_firms(config, identity_id=person_id, email=person_email, name="Pessoa Dez Escritórios",
-                             firm_ids=[f["id"] for f in person_firms])
+        if "client_home" in only:
+            person_id = seed.register_identity(config, email=person_email, name="Pessoa Dez", password=PASSWORD)
+            seed.client_of_firms(config, identity_id=person_id, email=person_email, name="Pessoa Dez Escritórios",
+                                 firm_ids=[f["id"] for f in person_firms])
         login_emails = []
-        for i in range(p["login_threads"]):
+        for i in range(p["login_threads"] if "logins" in only else 0):
             email = f"login{i}@bench.example"
             seed.register_identity(config, email=email, name=f"Login {i}", password=PASSWORD)
             login_emails.append(email)
         link_people = []
-        for i in range(p["links"]):
+        for i in range(p["links"] if "links" in only else 0):
             email = f"vinculo{i}@bench.example"
             seed.register_identity(config, email=email, name=f"Vínculo {i}", password=PASSWORD)
             link_people.append((f"Pessoa Vínculo {i}", email))
         link_cus = seed.invite(config, firm_id=link_firm["id"], people=link_people)
-        company_ids = seed.create_companies(config, firm_id=big["id"], count=p["companies"], start=5000)
+        per = p["users_per_company"]
+        company_ids = seed.create_companies(config, firm_id=big["id"], count=p["sizes"][0] // per, start=5000)
         seeded = seed.bulk_client_users(config, firm_id=big["id"], count=p["sizes"][0], start=0,
-                                        company_ids=company_ids)
+                                        company_ids=company_ids, per_company=per)
+        colab_email = "colaboradora@bench.example"
+        colab_id = seed.register_identity(config, email=colab_email, name="Colaboradora Bench", password=PASSWORD)
+        if p["carteira"] > len(company_ids):
+            raise RuntimeError("the carteira is larger than the big firm's companies at the first size")
+        seed.add_colaborador(config, firm_id=big["id"], identity_id=colab_id, name="Colaboradora Bench",
+                             email=colab_email, company_ids=company_ids[:p["carteira"]])
         analyze(config, "users")
-        deadline = time.monotonic() + 120
-        while True:  # the chain (users → invitations → users) creates the invitations
+        deadline, ready = time.monotonic() + 120, {}
+        while link_cus:  # the chain (users → invitations → users) creates the invitations
             ready = seed.invitations_ready(config, client_user_ids=link_cus)
             if len(ready) == len(link_cus) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
         keyring = KeyRing(config.keys_dir)
         from services.invitations.services import invitation_ticket
-        link_jobs = [{"ticket": invitation_ticket(keyring, inv), "firm_name": link_firm["name"]}
+        link_jobs = [{"ticket": invitation_ticket(keyring, inv, via="email"), "firm_name": link_firm["name"]}
                      for inv in ready.values()]
         results["seed_seconds"] = round(time.perf_counter() - t_seed, 1)
         log(f"seeded in {results['seed_seconds']} s ({len(ready)}/{len(link_cus)} invitations ready)")
 
         # ---- 1. logins vs raw argon2id
-        log("logins through the gateway, alternating with raw argon2id verify rounds")
-        results.update(login_vs_raw(url, login_emails, rounds=p["login_rounds"], seconds=p["login_seconds"],
-                                    threads=p["login_threads"], cores=cores))
+        if "logins" in only:
+            log("logins through the gateway, alternating with raw argon2id verify rounds")
+            results.update(login_vs_raw(url, login_emails, rounds=p["login_rounds"], seconds=p["login_seconds"],
+                                        threads=p["login_threads"], cores=cores))
 
         # ---- 2. link requests
-        log(f"{len(link_jobs)} link requests")
-        results["link"] = link_benchmark(url, link_jobs, threads=p["link_threads"])
+        if "links" in only:
+            log(f"{len(link_jobs)} link requests")
+            results["link"] = link_benchmark(url, link_jobs, threads=p["link_threads"])
 
         # ---- invitations (issue 3): activation → e-mail on SMTP, beside raw kombu
-        log(f"{p['invitations']} invitation e-mails through SMTP")
-        results["invitations"] = invitation_benchmark(config, sink, firm_id=link_firm["id"], count=p["invitations"],
-                                                      threads=p["link_threads"])
-        results["invitations"]["kombu_raw"] = kombu_rate(broker_url, count=p["kombu_messages"])
+        if "invitations" in only:
+            log(f"{p['invitations']} invitation e-mails through SMTP")
+            results["invitations"] = invitation_benchmark(config, sink, firm_id=link_firm["id"],
+                                                          count=p["invitations"], threads=p["link_threads"])
+            results["invitations"]["kombu_raw"] = kombu_rate(broker_url, count=p["kombu_messages"])
 
         # ---- 4. client home after switching firm
-        log("client home after switching firm")
-        person = http_login(url, person_email, PASSWORD)
-        home, switch = [], []
-        for _ in range(p["warmup"]):
-            person.get(url + f"/trocar-escritorio?escritorio={person_firms[0]['slug']}", timeout=30)
-        for i in range(p["home_reps"]):
-            firm = person_firms[i % len(person_firms)]
-            t0 = time.perf_counter()
-            r = person.get(url + f"/trocar-escritorio?escritorio={firm['slug']}", allow_redirects=False, timeout=30)
-            t1 = time.perf_counter()
-            h = person.get(url + r.headers["Location"], allow_redirects=False, timeout=30)
-            t2 = time.perf_counter()
-            if r.status_code != 303 or h.status_code != 200 or firm["name"] not in h.text:
-                raise RuntimeError(f"switch to {firm['slug']}: HTTP {r.status_code}/{h.status_code}")
-            home.append(t2 - t1)
-            switch.append(t2 - t0)
-        in_proc_person = InProcessUsers(config, identity_id=person_id, email=person_email, name="Pessoa Dez")
-        results["client_home"] = {"home_ms": summarize(ms(home)), "switch_and_home_ms": summarize(ms(switch)),
-                                  "sql_statements": in_proc_person.statements(f"/e/{person_firms[3]['slug']}/")}
+        if "client_home" in only:
+            log("client home after switching firm")
+            person = http_login(url, person_email, PASSWORD)
+            home, switch = [], []
+            for _ in range(p["warmup"]):
+                person.get(url + f"/trocar-escritorio?escritorio={person_firms[0]['slug']}", timeout=30)
+            for i in range(p["home_reps"]):
+                firm = person_firms[i % len(person_firms)]
+                t0 = time.perf_counter()
+                r = person.get(url + f"/trocar-escritorio?escritorio={firm['slug']}", allow_redirects=False,
+                               timeout=30)
+                t1 = time.perf_counter()
+                h = person.get(url + r.headers["Location"], allow_redirects=False, timeout=30)
+                t2 = time.perf_counter()
+                if r.status_code != 303 or h.status_code != 200 or firm["name"] not in h.text:
+                    raise RuntimeError(f"switch to {firm['slug']}: HTTP {r.status_code}/{h.status_code}")
+                home.append(t2 - t1)
+                switch.append(t2 - t0)
+            in_proc_person = InProcessUsers(config, identity_id=person_id, email=person_email, name="Pessoa Dez")
+            results["client_home"] = {"home_ms": summarize(ms(home)), "switch_and_home_ms": summarize(ms(switch)),
+                                      "sql_statements": in_proc_person.statements(f"/e/{person_firms[3]['slug']}/")}
 
-        # ---- 3. staff list at every size
+        # ---- 3. staff list at every size; issue 9: the Colaborador's list and the Empresas list,
+        # each beside its floor, as the big firm grows (companies and client users together)
         staff = http_login(url, admin_email, PASSWORD)
+        colab = http_login(url, colab_email, PASSWORD)
         in_proc_staff = InProcessUsers(config, identity_id=admin_id, email=admin_email, name="Admin Bench")
+        in_proc_colab = InProcessUsers(config, identity_id=colab_id, email=colab_email, name="Colaboradora Bench")
+        floor_conn = raw_connection(urls["users"])
         paths = list_paths(big["slug"])
-        results["list"] = {}
+        empresas = empresas_paths(big["slug"])
+        results["list"], results["colaborador_list"], results["empresas"], results["staff_home"] = {}, {}, {}, {}
         for size in p["sizes"]:
             if seeded < size:
-                log(f"seeding the big firm up to {size} client users")
+                log(f"seeding the big firm up to {size} client users and {size // per} companies")
+                company_ids += seed.bulk_companies(config, firm_id=big["id"], count=size // per - len(company_ids),
+                                                   start=5000 + len(company_ids))
                 seed.bulk_client_users(config, firm_id=big["id"], count=size - seeded, start=seeded,
-                                       company_ids=company_ids)
+                                       company_ids=company_ids, per_company=per)
                 seeded = size
                 analyze(config, "users")
-            log(f"staff list at {size} client users")
-            timings = timed_gets(staff, url, list(paths.values()), reps=p["list_reps"], warmup=p["warmup"],
-                                 expect="Usuários de Clientes")
-            every = [t for ts in timings.values() for t in ts]
-            results["list"][str(size)] = {
-                "all_ms": summarize(ms(every)),
-                "by_kind": {kind: {"ms": summarize(ms(timings[path])),
-                                   "sql_statements": in_proc_staff.statements(path.split("?")[0],
-                                                                              LIST_KINDS[kind])}
-                            for kind, path in paths.items()}}
-        first, last = str(p["sizes"][0]), str(p["sizes"][-1])
-        results["list_ratio"] = {"sizes": [first, last],
-                                 "p50_ratio": results["list"][last]["all_ms"]["median"]
-                                 / results["list"][first]["all_ms"]["median"]}
-        counts = {size: sorted({k: v["sql_statements"] for k, v in d["by_kind"].items()}.items())
-                  for size, d in results["list"].items()}
-        results["list_sql_constant"] = len({tuple(c) for c in counts.values()}) == 1
+            if "list" in only:
+                log(f"staff list at {size} client users")
+                timings = timed_gets(staff, url, list(paths.values()), reps=p["list_reps"], warmup=p["warmup"],
+                                     expect="Usuários de Clientes")
+                every = [t for ts in timings.values() for t in ts]
+                results["list"][str(size)] = {
+                    "all_ms": summarize(ms(every)),
+                    "by_kind": {kind: {"ms": summarize(ms(timings[path])),
+                                       "sql_statements": in_proc_staff.statements(path.split("?")[0],
+                                                                                  LIST_KINDS[kind])}
+                                for kind, path in paths.items()}}
+            if "colaborador_list" in only:
+                log(f"the Colaborador's list (carteira of {p['carteira']} companies) at {size} client users")
+                results["colaborador_list"][str(size)] = measure_vs_floor(
+                    colab, url, in_proc_colab, paths, LIST_KINDS, floor_conn, reps=p["list_reps"],
+                    warmup=p["warmup"], expect="Usuários de Clientes")
+            if "empresas" in only:
+                log(f"Empresas list at {len(company_ids)} companies")
+                results["empresas"][str(len(company_ids))] = measure_vs_floor(
+                    staff, url, in_proc_staff, empresas, EMPRESAS_KINDS, floor_conn, reps=p["list_reps"],
+                    warmup=p["warmup"], expect="Empresas")
+            if "staff_home" in only:  # no budget: what staff see first, as the firm grows
+                log(f"the staff home at {size} client users")
+                home = f"/e/{big['slug']}/"
+                results["staff_home"][str(size)] = {}
+                for who, session, in_proc in (("Administrador", staff, in_proc_staff),
+                                              ("Colaborador", colab, in_proc_colab)):
+                    timings = timed_gets(session, url, [home], reps=max(p["list_reps"] // 5, 3), warmup=p["warmup"],
+                                         expect="Usuários de Clientes por situação do convite")
+                    results["staff_home"][str(size)][who] = {"ms": summarize(ms(timings[home])),
+                                                             "sql_statements": in_proc.statements(home)}
+        floor_conn.close()
+        if results["list"]:
+            first, last = str(p["sizes"][0]), str(p["sizes"][-1])
+            results["list_ratio"] = {"sizes": [first, last],
+                                     "p50_ratio": results["list"][last]["all_ms"]["median"]
+                                     / results["list"][first]["all_ms"]["median"]}
+            counts = {size: sorted({k: v["sql_statements"] for k, v in d["by_kind"].items()}.items())
+                      for size, d in results["list"].items()}
+            results["list_sql_constant"] = len({tuple(c) for c in counts.values()}) == 1
+        for figure in ("colaborador_list", "empresas"):
+            if results[figure]:
+                results[figure + "_summary"] = sized_summary(results[figure])
 
         # ---- 5. memory of the stack
-        mem = {}
-        for svc in SERVICES:
-            master = stack.processes[f"{svc}-web"].pid
-            workers = children_of(master)
-            consumer = stack.processes[f"{svc}-worker"].pid
-            mem[svc] = {"web_master": proc_memory_mb(master),
-                        "web_workers": [proc_memory_mb(w) for w in workers],
-                        "worker": proc_memory_mb(consumer),
-                        "worker_children": [proc_memory_mb(c) for c in children_of(consumer)]}
-        results["memory"] = mem
+        if "memory" in only:
+            mem = {}
+            for svc in SERVICES:
+                master = stack.processes[f"{svc}-web"].pid
+                workers = children_of(master)
+                consumer = stack.processes[f"{svc}-worker"].pid
+                mem[svc] = {"web_master": proc_memory_mb(master),
+                            "web_workers": [proc_memory_mb(w) for w in workers],
+                            "worker": proc_memory_mb(consumer),
+                            "worker_children": [proc_memory_mb(c) for c in children_of(consumer)]}
+            results["memory"] = mem
     finally:
         if stack is not None:
             stack.stop()
@@ -680,7 +875,7 @@ def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = Tru
         except Exception as exc:  # never leave the run without its results
             log(f"could not drop the bench databases: {exc}")
         shutil.rmtree(workdir, ignore_errors=True)
-    if embedded:
+    if embedded and "memory" in only:
         log("embedded mode memory")
         results["embedded"] = embedded_memory(warm_reps=p["list_reps"] // 2 or 1)
     return results
@@ -733,6 +928,33 @@ def rows_of(results: dict) -> list[Row]:
                         verdict("list_ratio_100k_1k", r["p50_ratio"])))
         rows.append(Row("list SQL statements constant across sizes", str(results["list_sql_constant"]), "constant",
                         verdict("list_sql_constant", results["list_sql_constant"])))
+    for figure, title, unit in (("colaborador_list", "Colaborador's list (carteira of {carteira} companies)",
+                                 "client users"),
+                                ("empresas", "Empresas list", "companies")):
+        sizes = results.get(figure) or {}
+        for size, d in sizes.items():
+            sql = sorted({v["sql_statements"] for v in d["by_kind"].values()})
+            rows.append(Row(f"{title.format(carteira=results.get('params', {}).get('carteira', '?'))}, "
+                            f"{int(size):,} {unit}: ms (all kinds)",
+                            f"p50 {fmt(d['all_ms']['median'])} (floor {fmt(d['floor_ms']['median'])}), "
+                            f"p99 {fmt(d['all_ms']['p99'])}; SQL/request {sql}",
+                            "p50 <= 2 × floor", verdict("floor_ratio", d["floor_ratio"])))
+            worst = max(d["by_kind"].items(), key=lambda kv: kv[1]["floor_ratio"])
+            rows.append(Row(f"  page p50 / floor p50 at {int(size):,} (worst kind: {worst[0]})",
+                            f"{fmt(d['floor_ratio'], 2)} ({fmt(worst[1]['floor_ratio'], 2)})",
+                            "<= 2", verdict("floor_ratio", d["floor_ratio"])))
+        summary = results.get(figure + "_summary")
+        if summary:
+            a, b = summary["sizes"]
+            rows.append(Row(f"{title.split(' (')[0]} p50 {int(b):,} / {int(a):,} {unit}", fmt(summary["p50_ratio"], 2),
+                            "<= 1.3", verdict("size_ratio", summary["p50_ratio"])))
+            rows.append(Row(f"{title.split(' (')[0]}: SQL statements constant across sizes",
+                            str(summary["sql_constant"]), "constant", verdict("list_sql_constant",
+                                                                             summary["sql_constant"])))
+    for size, d in (results.get("staff_home") or {}).items():
+        rows.append(Row(f"staff home (counts by invitation state; companies), {int(size):,} client users: ms",
+                        "; ".join(f"{who} p50 {fmt(v['ms']['median'])}, SQL {v['sql_statements']}"
+                                  for who, v in d.items())))
     ch = results.get("client_home")
     if ch:
         rows.append(Row(f"client home after switching firm (10 firms) ms; SQL {ch['sql_statements']}",
@@ -774,9 +996,15 @@ def main(argv=None) -> int:
     parser.add_argument("--keep-rate-limits", action="store_true",
                         help="leave auth's per-IP login/link limits as shipped (behind the gateway every client "
                              "is the nginx address, so the login and link figures then measure the limiter)")
+    parser.add_argument("--only", type=lambda v: [f.strip() for f in v.split(",") if f.strip()], default=list(FIGURES),
+                        metavar="FIGURE,…", help="measure only these figures (default all): " + ", ".join(FIGURES))
     args = parser.parse_args(argv)
+    unknown = set(args.only) - set(FIGURES)
+    if unknown:
+        parser.error(f"unknown figure(s) {', '.join(sorted(unknown))}; known: {', '.join(FIGURES)}")
     started = time.perf_counter()
-    results = run(quick=args.quick, embedded=not args.no_embedded, lift_rate_limits=not args.keep_rate_limits)
+    results = run(quick=args.quick, embedded=not args.no_embedded, lift_rate_limits=not args.keep_rate_limits,
+                  only=args.only)
     results["total_seconds"] = round(time.perf_counter() - started, 1)
     m = results["machine"]
     title = (f"Balcão benchmark {results['date']} — {m['cores']} cores ({m['cpu_model']}), {m['ram_gb']} GB RAM"

@@ -25,6 +25,10 @@ FIRST = ["Ana", "Bruno", "Carlos", "Daniela", "Eduardo", "Fernanda", "Gabriel", 
 LAST = ["Silva", "Santos", "Oliveira", "Souza", "Rodrigues", "Ferreira", "Alves", "Pereira", "Lima", "Gomes",
         "Costa", "Ribeiro", "Martins", "Carvalho", "Almeida", "Lopes", "Soares", "Fernandes", "Vieira", "Barbosa",
         "Rocha", "Dias", "Nascimento", "Andrade", "Moreira", "Nunes", "Marques", "Machado", "Mendes", "Freitas"]
+# Razão social of the generated companies: "<activity> <surname> <surname> <legal form>"
+ACTIVITY = ["Padaria", "Mercado", "Comércio", "Transportes", "Oficina", "Farmácia", "Construtora", "Restaurante",
+            "Distribuidora", "Clínica", "Escola", "Papelaria", "Auto Peças", "Consultoria", "Indústria"]
+LEGAL_FORM = ["Ltda", "ME", "EPP", "S.A.", "Eireli"]
 BATCH = 5000
 
 
@@ -51,6 +55,10 @@ def person_name(rng: random.Random) -> str:
     return f"{rng.choice(FIRST)} {rng.choice(LAST)} {rng.choice(LAST)}"
 
 
+def company_name(rng: random.Random) -> str:
+    return f"{rng.choice(ACTIVITY)} {rng.choice(LAST)} {rng.choice(LAST)} {rng.choice(LEGAL_FORM)}"
+
+
 def register_identity(config, *, email: str, name: str, password: str):
     """An identity through auth's own function (argon2id hash, identity.registered event)."""
     with database("auth", config).begin() as session:
@@ -65,13 +73,42 @@ def create_firm(config, *, n: int, name: str, admin_identity_id, admin_email: st
 
 
 def create_companies(config, *, firm_id, count: int, start: int) -> list:
+    """Companies through users' own create_company (company.created events included); CNPJs
+    cnpj_for(start) … cnpj_for(start + count - 1)."""
+    rng = random.Random(start)
     ids = []
     with database("users", config).begin() as session:
         firm = session.get(um.Firm, firm_id)
         for i in range(count):
-            ids.append(users_services.create_company(session, firm=firm, name=f"Empresa {start + i} Ltda",
+            ids.append(users_services.create_company(session, firm=firm, name=company_name(rng),
                                                      cnpj=cnpj_for(start + i)).id)
     return ids
+
+
+def bulk_companies(config, *, firm_id, count: int, start: int) -> list[uuid.UUID]:
+    """`count` companies of one firm, rows as create_company writes them (a valid CNPJ each,
+    cnpj_for(start + i), stored without punctuation; a nome fantasia on every third, an internal
+    code on every fifth), without its company.created events."""
+    rng = random.Random(start)
+    rows = []
+    for i in range(start, start + count):
+        name = company_name(rng)
+        rows.append({"id": uuid.uuid4(), "firm_id": firm_id, "name": name,
+                     "trade_name": name.split()[0] + " " + name.split()[1] if i % 3 == 0 else None,
+                     "document_kind": "cnpj", "cnpj": cnpj_for(i), "cpf": None, "cpf_hash": None,
+                     "code": f"C{i}" if i % 5 == 0 else None, "active": True})
+    with database("users", config).begin() as session:
+        for chunk in range(0, count, BATCH):
+            session.execute(insert(um.Company), rows[chunk:chunk + BATCH])
+    return [r["id"] for r in rows]
+
+
+def add_colaborador(config, *, firm_id, identity_id, name: str, email: str, company_ids) -> None:
+    """A Colaborador of the firm with these companies as carteira, through users' add_staff_member."""
+    with database("users", config).begin() as session:
+        firm = session.get(um.Firm, firm_id)
+        users_services.add_staff_member(session, firm=firm, identity_id=identity_id, name=name, email=email,
+                                        role="staff", company_ids=list(company_ids))
 
 
 def bulk_firms(config, *, count: int, start: int) -> list[uuid.UUID]:
@@ -91,10 +128,13 @@ def bulk_firms(config, *, count: int, start: int) -> list[uuid.UUID]:
     return [f["id"] for f in firms]
 
 
-def bulk_client_users(config, *, firm_id, count: int, start: int, company_ids=(), seed: int = 0) -> int:
+def bulk_client_users(config, *, firm_id, count: int, start: int, company_ids=(), seed: int = 0,
+                      per_company: int = 0) -> int:
     """`count` client users of one firm, rows as register_client_user(access=None) writes them:
     name and surname, normalized e-mail, a valid CPF on every other row (encrypted, with its search
-    hash, under the stack's PII key: `pii.configure(config)` first), one company each."""
+    hash, under the stack's PII key: `pii.configure(config)` first), one company each: user i gets
+    company_ids[i // per_company] with `per_company` (each company its own `per_company` users, the
+    way a firm grows by taking on companies), else company_ids[i % len(company_ids)]."""
     rng = random.Random(seed * 1_000_003 + start)
     now = um.utcnow()
     company_ids = list(company_ids)
@@ -112,7 +152,8 @@ def bulk_client_users(config, *, firm_id, count: int, start: int, company_ids=()
                       "invitation_sent_at": None, "invitation_expires_at": None, "delivery_error": None,
                       "link_refused_reason": None})
         if company_ids:
-            links.append({"client_user_id": cid, "company_id": company_ids[i % len(company_ids)]})
+            company = company_ids[i // per_company] if per_company else company_ids[i % len(company_ids)]
+            links.append({"client_user_id": cid, "company_id": company})
     db = database("users", config)
     for chunk in range(0, count, BATCH):
         with db.begin() as session:
@@ -152,7 +193,8 @@ def invitations_ready(config, *, client_user_ids) -> dict:
             select(um.ClientUser.id, um.ClientUser.invitation_id).where(um.ClientUser.id.in_(wanted))) if inv}
     with database("invitations", config).begin() as session:
         rows = session.scalars(select(im.Invitation).where(im.Invitation.id.in_(set(known.values())),
+                                                           im.Invitation.subject == "client_user",
                                                            im.Invitation.status == "pending")).all()
         for row in rows:
             session.expunge(row)
-    return {row.client_user_id: row for row in rows if known.get(row.client_user_id) == row.id}
+    return {row.subject_id: row for row in rows if known.get(row.subject_id) == row.id}

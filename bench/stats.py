@@ -5,13 +5,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# Budgets of issue 5 ("Fast at every size"). `kind`: "min" (figure must be >= limit) or "max".
+# Budgets of issue 5 ("Fast at every size") and issue 9. `kind`: "min" (figure must be >= limit) or "max".
 BUDGETS = {
     "login_ratio": ("min", 0.90, "logins/s/core >= 90 % of the raw argon2id verify rate"),
     "list_p50_ms": ("max", 15.0, "staff list p50 <= 15 ms (every size)"),
     "list_ratio_100k_1k": ("max", 1.3, "staff list p50 at 100k / p50 at 1k <= 1.3"),
     "list_sql_constant": ("eq", True, "SQL statements per list request constant across sizes"),
     "home_p50_ms": ("max", 20.0, "client home after switching firm p50 <= 20 ms"),
+    # issue 9: the Empresas list and a Colaborador's client-user list, against their floors
+    "floor_ratio": ("max", 2.0, "page p50 <= 2 × its floor (its SQL run directly + one static file via the gateway)"),
+    "size_ratio": ("max", 1.3, "page p50 at the largest size / p50 at 1/100 of it <= 1.3"),
     "service_worker_rss_mb": ("max", 80.0, "<= 80 MB per service worker process"),
     "embedded_rss_mb": ("max", 250.0, "<= 250 MB for the embedded mode"),
 }

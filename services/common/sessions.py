@@ -59,19 +59,31 @@ def _cookie_token() -> str | None:
     return request.cookies.get(cookie_name(current_app.config["BALCAO"].https))
 
 
+def authentic_session_claims(token: str | None) -> dict | None:
+    """A session token's claims if auth signed it, even past `exp`; verified once per request
+    (the renewal check, the identity and the CSRF binding all read the same cookie)."""
+    if not token:
+        return None
+    verified = g.setdefault("balcao_verified_sessions", {})
+    if token not in verified:
+        verified[token] = current_app.extensions["balcao.keyring"].verify("auth", token, audience=SESSION_AUDIENCE,
+                                                                          verify_exp=False)
+    return verified[token]
+
+
 def current_identity() -> Identity | None:
     """Who the session cookie says is logged in; None without a cookie, or when its token is
     forged or expired (an expired one is renewed by auth, see `renewal_state`)."""
     if "balcao_identity" not in g:
-        claims = current_app.extensions["balcao.keyring"].verify("auth", _cookie_token(), audience=SESSION_AUDIENCE)
-        g.balcao_identity = Identity(claims) if claims else None
+        claims = authentic_session_claims(_cookie_token())
+        # valid while now < exp, as PyJWT's own expiry check
+        g.balcao_identity = Identity(claims) if claims and time.time() < float(claims["exp"]) else None
     return g.balcao_identity
 
 
 def session_claims_ignoring_expiry() -> dict | None:
     """The session cookie's claims if auth signed them, even past `exp` (for renewal and logout)."""
-    return current_app.extensions["balcao.keyring"].verify("auth", _cookie_token(), audience=SESSION_AUDIENCE,
-                                                           verify_exp=False)
+    return authentic_session_claims(_cookie_token())
 
 
 def renewal_state() -> str | None:

@@ -29,7 +29,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import dates, messaging, metrics
 from .config import Config, load_config
-from .contracts import SESSION_AUDIENCE, safe_next, session_hash
+from .contracts import safe_next, session_hash
 from .forms import has_control_characters
 from .runtime import database, keyring
 from .sessions import RENEWAL_PATH, cookie_name, current_identity, renewal_state
@@ -103,6 +103,7 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
 
     csrf.init_app(app)
     Babel(app, locale_selector=select_locale)
+    _request_scoped_template_gettext(app)
     dates.register(app)  # `datahora` and `data`: Brasília time, dd/mm/aaaa, on every service's pages
 
     common_bp = Blueprint("common", __name__, static_folder=str(COMMON_DIR / "static"),
@@ -253,6 +254,29 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
 
 
 
+def _translations():
+    """The request's catalogue, looked up once per request: Flask-Babel looks up the context, the
+    locale and its cache again for every string a template translates (a list page has dozens)."""
+    from flask import has_request_context
+    from flask_babel import get_translations
+    if not has_request_context():
+        return get_translations()
+    cached = g.get("_balcao_translations")
+    if cached is None:
+        cached = g._balcao_translations = get_translations()
+    return cached
+
+
+def _request_scoped_template_gettext(app) -> None:
+    """Templates' `_()` / `ngettext()` as Flask-Babel installs them, through `_translations`."""
+    app.jinja_env.install_gettext_callables(
+        gettext=lambda s: _translations().ugettext(s),
+        ngettext=lambda s, p, n: _translations().ungettext(s, p, n),
+        newstyle=True,
+        pgettext=lambda c, s: _translations().upgettext(c, s),
+        npgettext=lambda c, s, p, n: _translations().unpgettext(c, s, p, n))
+
+
 # --------------------------------------------------------------------------- CSRF bound to the login session
 # Flask-WTF keeps its CSRF secret in the `balcao_csrf` browser session that every service shares.
 # A secret made before login (or for another login) must not be accepted after it: the browser
@@ -264,9 +288,8 @@ CSRF_BINDING_KEY = "csrf_login_session"
 
 def _login_session_hash(token: str | None) -> str:
     """session_hash of the sid of an authentic session token (expired or not), else ""."""
-    from flask import current_app
-    claims = current_app.extensions["balcao.keyring"].verify("auth", token or "", audience=SESSION_AUDIENCE,
-                                                             verify_exp=False)
+    from .sessions import authentic_session_claims
+    claims = authentic_session_claims(token)
     sid = claims.get("sid") if claims else None
     return session_hash(sid) if isinstance(sid, str) and sid else ""
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, Uuid, and_, bindparam, case, func, literal, or_, select, union_all
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 from werkzeug.exceptions import NotFound
 
 from services.common.contracts import normalize_email, session_hash
@@ -41,21 +42,40 @@ def _uuid(value) -> uuid.UUID:
         raise NotFound() from None
 
 
-def _is_staff(identity_id):
-    return exists().where(StaffMember.firm_id == Firm.id, StaffMember.identity_id == identity_id,
-                          StaffMember.status == "active")
+@dataclass(frozen=True)
+class Membership:
+    firm: Firm
+    role: str  # "admin" | "staff" (active staff: their role) | "client" (an active client user only)
 
 
-def _is_client(identity_id):
-    return exists().where(ClientUser.firm_id == Firm.id, ClientUser.identity_id == identity_id,
-                          ClientUser.status == "active")
+def _memberships_statement():
+    identity_id = bindparam("identity_id", type_=Uuid)
+    staff = select(StaffMember.firm_id.label("firm_id"), StaffMember.role.label("role")).where(
+        StaffMember.identity_id == identity_id, StaffMember.status == "active")
+    client = select(ClientUser.firm_id.label("firm_id"), literal("client").label("role")).where(
+        ClientUser.identity_id == identity_id, ClientUser.status == "active")
+    roles = union_all(staff, client).subquery()
+    return select(Firm, roles.c.role).join(roles, roles.c.firm_id == Firm.id).order_by(Firm.name, Firm.id)
+
+
+# Built once: every page of every firm reads it (building the union anew cost more than running it).
+_MEMBERSHIPS = _memberships_statement()
+
+
+def memberships(session, *, identity_id) -> list[Membership]:
+    """Every firm where this login is active staff or an active client user, by name, each with
+    the person's role there as firm_for gives it (staff first): one statement, through the login's
+    own staff and client-user rows (their identity indexes), however many firms exist."""
+    found: dict[uuid.UUID, Membership] = {}
+    for firm, role in session.execute(_MEMBERSHIPS, {"identity_id": _uuid(identity_id)}):
+        if firm.id not in found or found[firm.id].role == "client":
+            found[firm.id] = Membership(firm, role)
+    return list(found.values())
 
 
 def firms_of(session, *, identity_id) -> list[Firm]:
-    """Every firm where this login is active staff or an active client user (one query)."""
-    identity_id = _uuid(identity_id)
-    return list(session.scalars(select(Firm).where(or_(_is_staff(identity_id), _is_client(identity_id)))
-                                .order_by(Firm.name)))
+    """Every firm where this login is active staff or an active client user, by name (one query)."""
+    return [m.firm for m in memberships(session, identity_id=identity_id)]
 
 
 def firm_for(session, *, identity_id, slug: str) -> tuple[Firm, str]:
@@ -218,12 +238,17 @@ def _cpf_digits(q: str) -> str | None:
         return None
 
 
-def _client_users_query(*, firm: Firm, q: str, show_deleted: bool, scope: Scope | None = None):
+def _client_users_query(*, firm: Firm, q: str, show_deleted: bool, scope: Scope | None = None,
+                        state: str | None = None, now=None):
     query = select(ClientUser).where(ClientUser.firm_id == firm.id)
     if scope is not None:
         query = scope.client_users(query)
     if not show_deleted:
         query = query.where(ClientUser.status != "deleted")
+    if state is not None:  # a key of STATE_FILTERS (KeyError for anything else)
+        from .models import utcnow
+        query = query.where(ClientUser.status.in_(("invited", "active")),
+                            invitation_state_sql(now=now or utcnow()).in_(STATE_FILTERS[state]))
     if q:
         pattern = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         # lower(email) (e-mails are stored normalized) so both match the trigram indexes (models.py)
@@ -237,15 +262,34 @@ def _client_users_query(*, firm: Firm, q: str, show_deleted: bool, scope: Scope 
 
 
 def client_users_page(session, *, firm: Firm, q: str = "", show_deleted: bool = False, page: int = 1,
-                      per_page: int = PAGE_SIZE, scope: Scope | None = None) -> Page:
+                      per_page: int = PAGE_SIZE, scope: Scope | None = None, state: str | None = None) -> Page:
     """A page of the firm's client users by name (a Colaborador's: those of their carteira); search
-    by name or e-mail (case-insensitive) or by exact CPF (any formatting). Two statements whatever
-    the page size and the carteira: the users, then their companies."""
-    query = _client_users_query(firm=firm, q=q, show_deleted=show_deleted, scope=scope).options(
-        selectinload(ClientUser.companies))
+    by name or e-mail (case-insensitive) or by exact CPF (any formatting); `state`, a key of
+    STATE_FILTERS, keeps those in that invitation state. Two statements whatever the page size and
+    the carteira: the users, then their companies."""
+    query = _client_users_query(firm=firm, q=q, show_deleted=show_deleted, scope=scope, state=state)
     rows = list(session.scalars(query.order_by(ClientUser.name, ClientUser.id)
                                 .offset((page - 1) * per_page).limit(per_page + 1)))
-    return Page(items=rows[:per_page], number=page, has_next=len(rows) > per_page)
+    items = rows[:per_page]
+    _load_companies(session, items)
+    return Page(items=items, number=page, has_next=len(rows) > per_page)
+
+
+def _load_companies(session, client_users: list[ClientUser]) -> None:
+    """Each client user's `companies` in one statement, for the rows shown only (selectinload
+    would also load the extra row that tells whether a next page exists: 51 parameters, past
+    psycopg's limit of 50 for caching a statement's parsing)."""
+    if not client_users:
+        return
+    by_user: dict[uuid.UUID, list[Company]] = {cu.id: [] for cu in client_users}
+    for client_user_id, company in session.execute(
+            select(client_user_companies.c.client_user_id, Company)
+            .join(Company, Company.id == client_user_companies.c.company_id)
+            .where(client_user_companies.c.client_user_id.in_(list(by_user)))
+            .order_by(Company.name, Company.id)):
+        by_user[client_user_id].append(company)
+    for cu in client_users:
+        set_committed_value(cu, "companies", by_user[cu.id])
 
 
 def company_client_user_count(session, *, firm: Firm, company_id) -> int:
@@ -286,7 +330,8 @@ def companies_page(session, *, firm: Firm, q: str = "", status: str = "active", 
                                               func.lower(Company.code).like(pattern, escape="\\")]
         compact = compact_document(q)
         if compact.isalnum() and any(ch.isdigit() for ch in compact):  # a CNPJ, or part of one
-            matches.append(Company.cnpj.like("%" + compact + "%"))
+            # lower() on both sides, as the trigram index (models.py) is on lower(cnpj)
+            matches.append(func.lower(Company.cnpj).like("%" + compact.lower() + "%"))
         cpf = _cpf_digits(q)
         if cpf:
             matches.append(Company.cpf_hash == pii.cpf_hash(cpf))
@@ -416,6 +461,47 @@ def invitation_state(cu: ClientUser | StaffMember, *, now=None) -> InvitationSta
     return InvitationState("waiting")
 
 
+# The states the staff home counts and the list filters by (`?estado=`), in the home's order: each
+# is one or more codes of invitation_state ("Falha no envio" is both a failure the notifier still
+# retries and one it gave up on — the list labels both so).
+STATE_FILTERS: dict[str, tuple[str, ...]] = {
+    "aguardando": ("waiting",),
+    "enviado": ("sent",),
+    "falha": ("retrying", "failed"),
+    "expirado": ("expired",),
+    "ativo": ("active",),
+}
+
+
+def invitation_state_sql(model=ClientUser, *, now) -> ColumnElement:
+    """invitation_state's code as one SQL CASE (same conditions, same order), for counting and
+    filtering in the database: "active", "expired", "retrying", "failed", "sent", "waiting", or
+    NULL (nothing to show: not invited, inactive, deleted)."""
+    invited = model.status == "invited"
+    has_error = and_(model.delivery_error.is_not(None), model.delivery_error != "")
+    return case(
+        (model.status == "active", "active"),
+        (and_(invited, model.invitation_expires_at.is_not(None), model.invitation_expires_at <= now), "expired"),
+        (and_(invited, has_error, model.delivery_error_permanent.is_(True)), "failed"),
+        (and_(invited, has_error), "retrying"),
+        (and_(invited, model.invitation_sent_at.is_not(None)), "sent"),
+        (invited, "waiting"),
+        else_=None)
+
+
+def invitation_state_counts(session, *, firm: Firm, scope: Scope | None = None, now=None) -> dict[str, int]:
+    """How many of the firm's client users (a Colaborador's: those of their carteira) are in each
+    state of STATE_FILTERS, counted by the database: one GROUP BY statement whatever their number."""
+    from .models import utcnow
+    state = invitation_state_sql(now=now or utcnow()).label("state")
+    inner = select(state).where(ClientUser.firm_id == firm.id, ClientUser.status.in_(("invited", "active")))
+    if scope is not None:
+        inner = scope.client_users(inner)
+    sub = inner.subquery()
+    by_code = dict(session.execute(select(sub.c.state, func.count()).group_by(sub.c.state)).all())
+    return {name: sum(by_code.get(code, 0) for code in codes) for name, codes in STATE_FILTERS.items()}
+
+
 def invitation_link(cu: ClientUser | StaffMember, *, keyring, now=None) -> str | None:
     """The live invitation's link for staff to copy (unsealed with users' own key), or None when
     there is no pending, unexpired invitation."""
@@ -488,10 +574,11 @@ def pending_import_lines(session, *, job_id, limit: int) -> list[int]:
 
 
 def client_users_for_export(session, *, firm: Firm, q: str = "", show_deleted: bool = False,
-                            batch: int = 500, scope: Scope | None = None):
-    """Every client user the list shows for this search (and scope), by name, in batches of `batch`
-    (each batch two statements: the users and their companies): the CSV export streams them."""
-    base = _client_users_query(firm=firm, q=q, show_deleted=show_deleted, scope=scope).options(
+                            batch: int = 500, scope: Scope | None = None, state: str | None = None):
+    """Every client user the list shows for this search (and scope, and state filter), by name, in
+    batches of `batch` (each batch two statements: the users and their companies): the CSV export
+    streams them."""
+    base = _client_users_query(firm=firm, q=q, show_deleted=show_deleted, scope=scope, state=state).options(
         selectinload(ClientUser.companies)).order_by(ClientUser.name, ClientUser.id)
     offset = 0
     while True:

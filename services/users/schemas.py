@@ -17,6 +17,7 @@ from services.common.events import ACCESS_LEVELS, CLIENT_PERMISSIONS, NOTIFICATI
 from services.common.forms import InputSchema, error_messages
 
 from .models import AUDIT_ACTIONS
+from .queries import STATE_FILTERS
 
 
 def N_(message: str) -> str:
@@ -62,6 +63,11 @@ def format_document(kind: str | None, value: str | None) -> str:
     """12.ABC.345/01DE-35 or 123.456.789-09 (empty for no document)."""
     if not value:
         return ""
+    # a stored document (uppercase, no punctuation) is cut in place: the lists format one per row
+    if kind == "cnpj" and len(value) == 14 and value.isalnum():
+        return f"{value[:2]}.{value[2:5]}.{value[5:8]}/{value[8:12]}-{value[12:]}"
+    if kind != "cnpj" and len(value) == 11 and value.isdigit():
+        return f"{value[:3]}.{value[3:6]}.{value[6:9]}-{value[9:]}"
     return stdnum_cnpj.format(value) if kind == "cnpj" else stdnum_cpf.format(value)
 
 
@@ -166,13 +172,16 @@ class ClientUserAccessSchema(InputSchema):
 
 
 class ListQuerySchema(InputSchema):
-    """Query string of the client users list: search, deleted toggle, page."""
+    """Query string of the client users list: search, deleted toggle, invitation state (a key of
+    queries.STATE_FILTERS: the staff home's counts link here), page."""
 
     class Meta:
         unknown = EXCLUDE
 
     q = fields.String(load_default="", validate=validate.Length(max=200))
     excluidos = fields.Boolean(load_default=False)
+    estado = fields.String(load_default=None, validate=validate.OneOf(
+        list(STATE_FILTERS), error=N_("Situação desconhecida.")))
     pagina = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
 
     @pre_load

@@ -107,3 +107,91 @@ def test_sql_statements_per_list_request_are_counted_in_process(config):
     assert staff.statements(path) == small
     with pytest.raises(RuntimeError):
         staff.statements(runner.list_paths("not-a-firm")["page 1"])  # 404 is reported, not counted
+
+
+def test_bulk_companies_read_like_the_service_wrote_them(config):
+    firm = seed.create_firm(config, n=4, name="Contabilidade Empresas", admin_identity_id="00000000-0000-4000-8000-000000000004",
+                            admin_email="admin@empresas.example")
+    first = seed.create_companies(config, firm_id=firm["id"], count=3, start=5000)
+    more = seed.bulk_companies(config, firm_id=firm["id"], count=60, start=5003)
+    with database("users", config).begin() as session:
+        f = session.get(Firm, firm["id"])
+        page = users_queries.companies_page(session, firm=f, page=2)
+        assert len(page.items) == 13 and not page.has_next  # 63 = 50 + 13, all active
+        for company in users_queries.companies_of(session, firm=f):
+            assert company.id in set(first + more)
+            cleaned = users_services._clean_company(name=company.name, trade_name=company.trade_name,
+                                                    code=company.code, cnpj=company.cnpj)
+            assert {k: getattr(company, k) for k in cleaned} == cleaned  # stored exactly as create_company would
+        found = users_queries.companies_page(session, firm=f, q=runner.EMPRESAS_KINDS["search CNPJ"]["q"])
+        assert [c.id for c in found.items] == [first[0]]  # the formatted CNPJ the bench searches finds one
+
+
+def test_client_users_per_company_as_the_firm_grows(config):
+    firm = seed.create_firm(config, n=5, name="Contabilidade Crescente", admin_identity_id="00000000-0000-4000-8000-000000000005",
+                            admin_email="admin@crescente.example")
+    companies = seed.create_companies(config, firm_id=firm["id"], count=2, start=5000)
+    seed.bulk_client_users(config, firm_id=firm["id"], count=40, start=0, company_ids=companies, per_company=20)
+    companies += seed.bulk_companies(config, firm_id=firm["id"], count=3, start=5002)
+    seed.bulk_client_users(config, firm_id=firm["id"], count=60, start=40, company_ids=companies, per_company=20)
+    with database("users", config).begin() as session:
+        f = session.get(Firm, firm["id"])
+        for company_id in companies:
+            assert users_queries.company_client_user_count(session, firm=f, company_id=company_id) == 20
+
+
+def _replayed(conn, captured) -> dict[str, int]:
+    """{first two words of a statement's select list: rows} of a request's statements replayed."""
+    heads = [" ".join(statement.split()[:2]).rstrip(",") for statement, _params in captured]
+    return dict(zip(heads, runner.replay(conn, captured), strict=True))
+
+
+def test_the_floor_replays_the_statements_a_colaboradors_page_sends(config):
+    from services.users import pii
+    pii.configure(config)  # as the bench does: the bulk seed encrypts CPFs with the key the app reads
+    colab = "00000000-0000-4000-8000-000000000007"
+    firm = seed.create_firm(config, n=6, name="Contabilidade Carteira", admin_identity_id="00000000-0000-4000-8000-000000000006",
+                            admin_email="admin@carteira.example")
+    companies = seed.create_companies(config, firm_id=firm["id"], count=4, start=5000)
+    seed.bulk_client_users(config, firm_id=firm["id"], count=40, start=0, company_ids=companies, per_company=10)
+    seed.add_colaborador(config, firm_id=firm["id"], identity_id=colab, name="Colaboradora", email="c@carteira.example",
+                         company_ids=companies[:2])
+    in_proc = runner.InProcessUsers(config, identity_id=colab, email="c@carteira.example", name="Colaboradora")
+    path = runner.list_paths(firm["slug"])["page 1"]
+    captured = in_proc.capture(path)
+    assert len(captured) == in_proc.statements(path) >= 3
+    pinged = in_proc.capture(path, pings=True)  # PostgreSQL's pool pings at the request's checkout
+    pings = 1 if getattr(database("users", config).engine.pool, "_pre_ping", False) else 0
+    assert [st for st, _p in pinged].count("SELECT 1") == pings and len(pinged) == len(captured) + pings
+    conn = runner.raw_connection(config.database_url("users"))
+    try:
+        rows = _replayed(conn, captured)
+        # the page's users: the carteira's 20, not the firm's 40
+        assert rows["SELECT client_users.id"] == 20
+        search = runner.empresas_paths(firm["slug"])["search CNPJ"]
+        rows = _replayed(conn, in_proc.capture(search.split("?")[0], runner.EMPRESAS_KINDS["search CNPJ"]))
+        assert rows["SELECT companies.id"] == 1  # the company with that CNPJ (in the carteira)
+    finally:
+        conn.close()
+
+
+def test_floor_figures_ratios_and_their_rows():
+    timings = {"page 1": {"page": [0.010, 0.012, 0.011], "floor": [0.005, 0.006, 0.004]},
+               "search": {"page": [0.020, 0.022, 0.021], "floor": [0.008, 0.007, 0.009]}}
+    small = runner.floor_figure(timings, {"page 1": 4, "search": 4})
+    assert small["floor_ratio"] == pytest.approx(16.0 / 6.5)  # medians of all kinds together: 16 ms / 6.5 ms
+    assert small["by_kind"]["page 1"]["floor_ratio"] == pytest.approx(11 / 5)
+    slower = {k: {"page": [t * 1.5 for t in d["page"]], "floor": d["floor"]} for k, d in timings.items()}
+    large = runner.floor_figure(slower, {"page 1": 4, "search": 5})
+    summary = runner.sized_summary({"50": small, "5000": large})
+    assert summary["p50_ratio"] == pytest.approx(1.5) and summary["sql_constant"] is False
+    results = {"machine": {"cores": 2}, "params": {"carteira": 50}, "empresas": {"50": small, "5000": large},
+               "empresas_summary": summary,
+               "staff_home": {"1000": {"Administrador": {"ms": summarize([7, 9]), "sql_statements": 6}}}}
+    text = render_table(runner.rows_of(results), title="t")
+    assert "Administrador p50 8.0, SQL 6" in text
+    assert "Empresas list, 5,000 companies" in text and "(floor 6.5)" in text
+    ratio = next(line for line in text.splitlines() if "Empresas list p50 5,000 / 50" in line)
+    assert "1.50" in ratio and "missed" in ratio
+    assert "missed" in next(line for line in text.splitlines() if "constant across sizes" in line)
+    assert verdict("floor_ratio", 2.0) == "met" and verdict("floor_ratio", 2.01) == "missed"

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.browser
 PHONE = {"width": 360, "height": 740}
 ANA = ("ana@alfa.example", "Alfa-Demo-2026")        # services/provision.py DEMO_LOGINS
 CARLOS = ("carlos@cliente.example", "Carlos-Demo-2026")
+DEBORA = ("debora@alfa.example", "Debora-Demo-2026")
 ALFA = "contabilidade-alfa"
 DIANA = ("Diana Prado", "diana.prado@cliente.example")
 
@@ -221,6 +222,15 @@ def test_every_page_fits_a_phone_keeps_sair_on_screen_and_passes_axe(local_produ
             check(ana, f"Minha conta › {path}", signed_in=True)
         ana.goto(url + "/minha-conta/escritorios")
         check(ana, "Meus escritórios (administradora)", signed_in=True)
+        # the staff home counts client users by invitation state; each count opens the filtered list
+        ana.goto(f"{url}/e/{ALFA}/")
+        expect(ana.get_by_role("heading", name="Usuários de Clientes por situação do convite")).to_be_visible()
+        ana.get_by_role("link", name=re.compile(r"^1 Acesso ativo$")).click()
+        expect(ana.get_by_text("Situação: Acesso ativo")).to_be_visible()
+        expect(ana.get_by_role("link", name="Carlos Pereira")).to_be_visible()
+        check(ana, "Usuários de Clientes (filtro: Acesso ativo)", signed_in=True)
+        ana.get_by_role("link", name="Remover filtro de situação").click()
+        expect(ana.get_by_text("Situação: Acesso ativo")).to_have_count(0)
 
         # Invitations: a new person (registration) and one who already has a login (Vincular Contas)
         invite(ana, url, check, name=DIANA[0], email=DIANA[1])
@@ -249,6 +259,14 @@ def test_every_page_fits_a_phone_keeps_sair_on_screen_and_passes_axe(local_produ
         check(diana, "Convite: registro", signed_in=False)
         diana_ctx.close()
 
+        # A Colaborador: the home's counts cover the carteira
+        debora_ctx = browser.new_context(viewport=PHONE)
+        debora = debora_ctx.new_page()
+        log_in(debora, url, *DEBORA)
+        expect(debora.get_by_text("Contados entre os usuários das empresas da sua carteira.")).to_be_visible()
+        check(debora, "Início do escritório (colaboradora)", signed_in=True)
+        debora_ctx.close()
+
         # The client
         log_in(carlos, url, *CARLOS)
         check(carlos, "Início do escritório (cliente)", signed_in=True)
@@ -258,7 +276,7 @@ def test_every_page_fits_a_phone_keeps_sair_on_screen_and_passes_axe(local_produ
             carlos.goto(f"{url}/auth/minha-conta/{path}")
             check(carlos, f"Minha conta › {path} (cliente)", signed_in=True)
 
-        assert len(check.visited) >= 29, check.visited
+        assert len(check.visited) >= 31, check.visited
         assert not check.problems, "on a 360 px phone:\n  " + "\n  ".join(check.problems)
     except BaseException:
         keep_pages(artifacts, visitor=visitor, ana=ana, carlos=carlos)

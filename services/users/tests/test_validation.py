@@ -101,3 +101,14 @@ def test_company_cnpj_is_validated_and_unique_per_firm(config):
         assert company.cnpj == make_cnpj(5)
         with pytest.raises(ValueError, match="Já existe uma empresa com este CNPJ neste escritório."):
             services.create_company(s, firm=alfa, name="Padaria 2", cnpj=make_cnpj(5))
+
+
+@pytest.mark.parametrize("kind, stored, shown", [
+    ("cnpj", "12ABC34501DE35", "12.ABC.345/01DE-35"), ("cnpj", make_cnpj(7), None),
+    ("cpf", "52998224725", "529.982.247-25"), ("cpf", make_cpf(42), None), ("cnpj", "", "")])
+def test_documents_are_shown_with_their_punctuation(kind, stored, shown):
+    from stdnum.br import cnpj, cpf
+
+    from services.users.schemas import format_document
+    expected = shown if shown is not None else (cnpj if kind == "cnpj" else cpf).format(stored)
+    assert format_document(kind, stored) == expected

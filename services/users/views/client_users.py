@@ -20,7 +20,7 @@ from ..schemas import (
     load_form,
 )
 from . import imports
-from .common import CLIENT_USERS, actor, bp, member, render, staff_scope
+from .common import CLIENT_USERS, actor, bp, member, render, staff_scope, state_filter_labels
 
 
 def _to_user(firm, client_user_id):
@@ -39,20 +39,35 @@ def _error_map(exc: services.ClientUserError) -> dict:
     return {exc.field or "_schema": [exc.message]}
 
 
+def _list_query() -> tuple[dict | None, dict, bool]:
+    """The list's query string loaded: (values, errors, whether an unknown `estado` was dropped —
+    an old or mistyped link lists everyone, saying so, instead of failing)."""
+    values, errors = load_form(ListQuerySchema(), request.args)
+    if errors.get("estado"):
+        args = request.args.to_dict()
+        args.pop("estado")
+        values, errors = load_form(ListQuerySchema(), args)
+        return values, errors, True
+    return values, errors, False
+
+
 @bp.get(CLIENT_USERS)
 def client_users(slug):
     _identity_, firm, scope = staff_scope(slug)
-    values, errors = load_form(ListQuerySchema(), request.args)
+    values, errors, unknown_state = _list_query()
+    labels = state_filter_labels()
     if errors.get("q"):  # e.g. a control character in the search: said, and nothing searched
         return render("client_users/list.html", current_firm=firm, page=queries.Page(items=[], number=1,
                                                                                       has_next=False),
-                       q=request.args.get("q", ""), show_deleted=False, errors=errors, scope=scope, status=422)
+                       q=request.args.get("q", ""), show_deleted=False, estado=None, state_labels=labels,
+                       errors=errors, scope=scope, status=422)
     if errors:
         values = ListQuerySchema().load({})
     page = queries.client_users_page(db_session(), firm=firm, q=values["q"], show_deleted=values["excluidos"],
-                                     page=values["pagina"], scope=scope)
+                                     page=values["pagina"], scope=scope, state=values["estado"])
     return render("client_users/list.html", current_firm=firm, page=page, q=values["q"],
-                   show_deleted=values["excluidos"], errors={}, scope=scope)
+                   show_deleted=values["excluidos"], estado=values["estado"], state_labels=labels,
+                   unknown_state=unknown_state, errors={}, scope=scope)
 
 
 # --------------------------------------------------------------------------- Novo Usuário's steps
@@ -357,15 +372,16 @@ def client_users_export(slug):
     if role not in ("admin", "staff"):
         abort(404)
     scope = queries.Scope.of(firm, identity_id=identity.id, role=role)
-    values, errors = load_form(ListQuerySchema(), request.args)
+    values, errors, _unknown_state = _list_query()
     if errors:
         values = ListQuerySchema().load({})
     full = queries.may_edit_personal_data(role)
     rows = list(queries.client_users_for_export(db_session(), firm=firm, q=values["q"],
-                                                show_deleted=values["excluidos"], scope=scope))
+                                                show_deleted=values["excluidos"], scope=scope,
+                                                state=values["estado"]))
     with db().begin() as session:
         services.record_export(session, firm=firm, actor=actor(identity), rows=len(rows),
-                               filtered=bool(values["q"]) or values["excluidos"])
+                               filtered=bool(values["q"]) or values["excluidos"] or values["estado"] is not None)
     labels = _status_labels()
 
     def generate():

@@ -38,10 +38,24 @@ def identity_or_login():
     return identity
 
 
+def memberships(identity) -> list[queries.Membership]:
+    """The login's firms with its role in each, read once per request: the page's own firm
+    (`member`) and the header's selector (`render`) come from the same statement."""
+    cached = g.get("users_memberships")
+    if cached is None or cached[0] != identity.id:
+        cached = (identity.id, queries.memberships(db_session(), identity_id=identity.id))
+        g.users_memberships = cached
+    return cached[1]
+
+
 def member(slug: str):
+    """(identity, firm, role) of a member of the firm (role "admin", "staff" or "client"); 404 for
+    anyone else, exactly like a firm that does not exist."""
     identity = identity_or_login()
-    firm, role = queries.firm_for(db_session(), identity_id=identity.id, slug=slug)
-    return identity, firm, role
+    for membership in memberships(identity):
+        if membership.firm.slug == slug:
+            return identity, membership.firm, membership.role
+    abort(404)
 
 
 def staff(slug: str):
@@ -73,5 +87,13 @@ def actor(identity) -> services.Actor:
 
 def render(template: str, *, current_firm=None, status: int = 200, **context):
     identity = current_identity()
-    firms = queries.firms_of(db_session(), identity_id=identity.id) if identity else []
+    firms = [m.firm for m in memberships(identity)] if identity else []
     return render_template(template, selector_firms=firms, current_firm=current_firm, **context), status
+
+
+def state_filter_labels() -> dict[str, str]:
+    """The invitation states the staff home counts and the client-user list filters by
+    (queries.STATE_FILTERS), labelled as the list labels each user's state."""
+    from flask_babel import gettext as _
+    return {"aguardando": _("Aguardando envio"), "enviado": _("Convite enviado"), "falha": _("Falha no envio"),
+            "expirado": _("Convite expirado"), "ativo": _("Acesso ativo")}

@@ -13,7 +13,7 @@ from ..schemas import (
     FirmChoiceSchema,
     load_form,
 )
-from .common import FIRM_COOKIE, bp, identity_or_login, member, render
+from .common import FIRM_COOKIE, bp, identity_or_login, member, render, state_filter_labels
 
 
 @bp.get("/")
@@ -50,7 +50,9 @@ def firm_home(slug):
         return render("firm_home.html", current_firm=firm, role=role, companies=client_user.active_companies)
     scope = queries.Scope.of(firm, identity_id=identity.id, role=role)  # a Colaborador: their carteira
     return render("firm_home.html", current_firm=firm, role=role,
-                   companies=queries.companies_of(db_session(), firm=firm, scope=scope))
+                   companies=queries.companies_of(db_session(), firm=firm, scope=scope),
+                   state_counts=queries.invitation_state_counts(db_session(), firm=firm, scope=scope),
+                   state_labels=state_filter_labels())
 
 
 
