@@ -171,17 +171,12 @@ class ClientUserAccessSchema(InputSchema):
         load_default=dict)
 
 
-class ListQuerySchema(InputSchema):
-    """Query string of the client users list: search, deleted toggle, invitation state (a key of
-    queries.STATE_FILTERS: the staff home's counts link here), page."""
+class PageQuerySchema(InputSchema):
+    """Query string of a paged page: `pagina`; blank values are absent ones."""
 
     class Meta:
         unknown = EXCLUDE
 
-    q = fields.String(load_default="", validate=validate.Length(max=200))
-    excluidos = fields.Boolean(load_default=False)
-    estado = fields.String(load_default=None, validate=validate.OneOf(
-        list(STATE_FILTERS), error=N_("Situação desconhecida.")))
     pagina = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
 
     @pre_load
@@ -190,6 +185,21 @@ class ListQuerySchema(InputSchema):
         if "q" in data:
             data["q"] = str(data["q"]).strip()
         return data
+
+
+class SearchQuerySchema(PageQuerySchema):
+    """A paged list with a search box (`q`, stripped)."""
+
+    q = fields.String(load_default="", validate=validate.Length(max=200, error=N_("Texto muito longo.")))
+
+
+class ListQuerySchema(SearchQuerySchema):
+    """Query string of the client users list: search, deleted toggle, invitation state (a key of
+    queries.STATE_FILTERS: the staff home's counts link here), page."""
+
+    excluidos = fields.Boolean(load_default=False)
+    estado = fields.String(load_default=None, validate=validate.OneOf(
+        list(STATE_FILTERS), error=N_("Situação desconhecida.")))
 
 
 def _valid_document(value: str) -> None:
@@ -233,23 +243,11 @@ class CompanySchema(InputSchema):
 COMPANY_STATUSES = ("ativas", "inativas", "todas")
 
 
-class CompanyListQuerySchema(InputSchema):
+class CompanyListQuerySchema(SearchQuerySchema):
     """Query string of the Empresas list: search, Situação (ativas / inativas / todas), page."""
 
-    class Meta:
-        unknown = EXCLUDE
-
-    q = fields.String(load_default="", validate=validate.Length(max=200, error=N_("Texto muito longo.")))
     situacao = fields.String(load_default="ativas", validate=validate.OneOf(COMPANY_STATUSES,
                                                                             error=N_("Escolha inválida.")))
-    pagina = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
-
-    @pre_load
-    def _blank(self, data, **_kw):
-        data = {k: v for k, v in dict(data).items() if v not in ("", None)}
-        if "q" in data:
-            data["q"] = str(data["q"]).strip()
-        return data
 
 
 class FirmChoiceSchema(InputSchema):
@@ -282,13 +280,6 @@ class ImportUploadSchema(InputSchema):
         if not getattr(data.get("arquivo"), "filename", None):
             data.pop("arquivo", None)
         return data
-
-
-class PageQuerySchema(InputSchema):
-    class Meta:
-        unknown = EXCLUDE
-
-    pagina = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
 
 
 AUDIT_ACTION_CHOICES = AUDIT_ACTIONS  # every action the log may hold is a filter choice
