@@ -106,8 +106,13 @@ def _create_identity(session: Session, *, email: str, name: str, password: str,
     if identity_by_email(session, email) is not None:
         raise EmailAlreadyRegistered()
     check_password_policy(password, email=email, confirmation=confirmation)
-    now = utcnow()
-    identity = Identity(id=uuid.uuid4(), email=email, name=name.strip(), password_hash=hash_password(password),
+    return add_identity(session, email=email, name=name.strip(), password_hash=hash_password(password), now=utcnow())
+
+
+def add_identity(session: Session, *, email: str, name: str, password_hash: str, now: datetime) -> Identity:
+    """The login row for a normalized e-mail and an argon2 hash, announced as `identity.registered`
+    (registration from an invitation, a confirmed firm sign-up)."""
+    identity = Identity(id=uuid.uuid4(), email=email, name=name, password_hash=password_hash,
                         created_at=now, password_changed_at=now)
     session.add(identity)
     try:

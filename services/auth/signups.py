@@ -26,7 +26,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.common.contracts import normalize_email
@@ -37,7 +36,7 @@ from services.common.messaging import record_event
 from . import clock
 from .models import FirmSignup, Identity, outbox
 from .queries import identity_by_email, token_hash
-from .services import EmailAlreadyRegistered, check_password_policy, hash_password
+from .services import EmailAlreadyRegistered, add_identity, check_password_policy, hash_password
 
 SIGNUP_TTL = timedelta(hours=24)  # the e-mail (notifier template firm_signup) says so
 
@@ -119,15 +118,8 @@ def confirm_with_new_login(session: Session, *, raw_token: str, ip: str) -> tupl
         raise InvalidSignup()
     if identity_by_email(session, row.email) is not None:
         raise EmailAlreadyRegistered()
-    now = clock.now()
-    identity = Identity(id=uuid.uuid4(), email=row.email, name=row.admin_name, password_hash=row.password_hash,
-                        created_at=now, password_changed_at=now)
-    session.add(identity)
-    try:
-        session.flush()
-    except IntegrityError:  # registered concurrently: the caller's transaction rolls back
-        raise EmailAlreadyRegistered() from None
-    record_event(session, outbox, "identity.registered", {"identity_id": str(identity.id), "email": identity.email})
+    identity = add_identity(session, email=row.email, name=row.admin_name, password_hash=row.password_hash,
+                            now=clock.now())
     _confirm(session, row, identity, ip=ip)
     return identity, row
 
