@@ -103,6 +103,17 @@ def _full_name(value: str) -> None:
         raise ValidationError(N_("Informe nome e sobrenome."))
 
 
+def tidy_text(data, keys, *, squeezed=("name",)) -> dict:
+    """A form's text fields as typed → stripped (runs of spaces squeezed in `squeezed`); blank → None."""
+    data = dict(data)
+    for key in keys:
+        value = data.get(key)
+        if isinstance(value, str):
+            value = " ".join(value.split()) if key in squeezed else value.strip()
+            data[key] = value or None
+    return data
+
+
 class ClientUserSchema(InputSchema):
     """Novo Usuário / Editar: Nome, CPF, Telefone, E-mail de contato (+ access and companies)."""
 
@@ -126,13 +137,7 @@ class ClientUserSchema(InputSchema):
 
     @pre_load
     def _strip(self, data, **_kw):
-        data = dict(data)
-        for key in ("name", "cpf", "phone", "email", "access"):
-            value = data.get(key)
-            if isinstance(value, str):
-                value = " ".join(value.split()) if key == "name" else value.strip()
-                data[key] = value or None
-        return data
+        return tidy_text(data, ("name", "cpf", "phone", "email", "access"))
 
     @post_load
     def _normalize(self, data, **_kw):
@@ -227,12 +232,8 @@ class CompanySchema(InputSchema):
 
     @pre_load
     def _strip(self, data, **_kw):
-        data = dict(data)
-        for key in ("name", "trade_name", "document", "code"):
-            value = data.get(key)
-            if isinstance(value, str):
-                data[key] = " ".join(value.split()) or None
-        return data
+        keys = ("name", "trade_name", "document", "code")
+        return tidy_text(data, keys, squeezed=keys)
 
     @post_load
     def _normalize(self, data, **_kw):
@@ -348,13 +349,7 @@ class StaffInviteSchema(StaffEditSchema):
 
     @pre_load
     def _strip(self, data, **_kw):
-        data = dict(data)
-        for key in ("name", "email"):
-            value = data.get(key)
-            if isinstance(value, str):
-                value = " ".join(value.split()) if key == "name" else value.strip()
-                data[key] = value or None
-        return data
+        return tidy_text(data, ("name", "email"))
 
     @post_load
     def _normalize(self, data, **_kw):
@@ -404,12 +399,7 @@ class FirmProfileSchema(InputSchema):
 
     @pre_load
     def _strip(self, data, **_kw):
-        data = dict(data)
-        for key in ("name", "reply_to"):
-            value = data.get(key)
-            if isinstance(value, str):
-                value = " ".join(value.split()) if key == "name" else value.strip()
-                data[key] = value or None
+        data = tidy_text(data, ("name", "reply_to"))
         if not getattr(data.get("logo"), "filename", None):  # no file chosen
             data.pop("logo", None)
         return data
