@@ -55,6 +55,16 @@ class Config:
     # BALCAO_FIRM_SIGNUP=open: anyone may sign a firm up (Cadastre seu escritório); else only
     # `balcao create-firm` creates firms and the sign-up pages answer 404
     firm_signup: bool = False
+    # Documentos: S3 object storage when BALCAO_DOCUMENTS_S3_ENDPOINT is set (bucket, region; the
+    # credentials are boto3's own AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), else the local
+    # filesystem under var_dir/documents. Every object is encrypted with a key of its own, wrapped by
+    # the master key (BALCAO_DOCUMENTS_KEY, base64 of 32 bytes, or keys_dir/documents-master-key).
+    documents_s3_endpoint: str | None = None
+    documents_s3_bucket: str = "balcao-documents"
+    documents_s3_region: str = "us-east-1"
+    documents_key: str | None = None
+    documents_max_mb: int = 50           # BALCAO_DOCUMENTS_MAX_MB: the largest file accepted
+    documents_digest_minutes: float = 5  # BALCAO_DOCUMENTS_DIGEST_MINUTES: one e-mail per person per window
 
     def database_url(self, service: str) -> str:
         return self.database_urls[service]
@@ -161,4 +171,10 @@ def load_config() -> Config:
         trusted_proxies=int(_env("BALCAO_TRUSTED_PROXIES", "0")),
         metrics_bind=_env("BALCAO_METRICS_BIND"),
         firm_signup=_firm_signup(),
+        documents_s3_endpoint=_env("BALCAO_DOCUMENTS_S3_ENDPOINT"),
+        documents_s3_bucket=_env("BALCAO_DOCUMENTS_S3_BUCKET", "balcao-documents"),
+        documents_s3_region=_env("BALCAO_DOCUMENTS_S3_REGION", "us-east-1"),
+        documents_key=_env("BALCAO_DOCUMENTS_KEY"),
+        documents_max_mb=int(_env("BALCAO_DOCUMENTS_MAX_MB", "50")),
+        documents_digest_minutes=float(_env("BALCAO_DOCUMENTS_DIGEST_MINUTES", "5")),
     )
