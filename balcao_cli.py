@@ -46,6 +46,23 @@ def cmd_keys(args):
     print(config.keys_dir)
 
 
+def cmd_documents_bucket(args):
+    """The documents' S3 bucket exists (created if missing; idempotent). A one-shot before the
+    documents service starts (docker-compose's s3-bucket)."""
+    from services.documents.vault import StorageUnavailable, vault_from_config
+    config = load_config()
+    if not config.documents_s3_endpoint:
+        print("BALCAO_DOCUMENTS_S3_ENDPOINT is not set: documents are stored on the local filesystem")
+        return 0
+    try:
+        vault_from_config(config).ensure_bucket()
+    except StorageUnavailable as exc:
+        print(f"erro: o armazenamento S3 não respondeu: {exc}", file=sys.stderr)
+        return 1
+    print(f"bucket ready: {config.documents_s3_bucket}")
+    return 0
+
+
 def cmd_create_firm(args):
     from services.provision import create_firm
     config = load_config()
@@ -135,6 +152,9 @@ def main(argv=None):
 
     p = sub.add_parser("keys", help="create missing signing/sealing keys in BALCAO_KEYS_DIR")
     p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("documents-bucket", help="create the documents' S3 bucket if missing")
+    p.set_defaults(func=cmd_documents_bucket)
 
     p = sub.add_parser("web", help="serve one service's web app under gunicorn")
     p.add_argument("service", choices=SERVICES)

@@ -4,3 +4,4 @@ CREATE DATABASE balcao_auth;
 CREATE DATABASE balcao_users;
 CREATE DATABASE balcao_invitations;
 CREATE DATABASE balcao_notifier;
+CREATE DATABASE balcao_documents;

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import overload
 
-SERVICES = ("auth", "users", "invitations", "notifier")
+SERVICES = ("auth", "users", "invitations", "notifier", "documents")
 
 
 @overload

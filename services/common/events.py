@@ -369,6 +369,8 @@ class FirmProfileChanged(Payload):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     reply_to = fields.Email(required=True, allow_none=True, validate=validate.Length(max=320))
     logo = fields.Nested(LogoImage, required=True, allow_none=True)
+    # minor 1: the firm's address in the portal (/e/<slug>/), for the documents service's pages
+    slug = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=120))
 
     @validates_schema(pass_original=True)
     def _logo_fields_are_known(self, data, original_data, **_kw):
@@ -393,7 +395,8 @@ class StaffMemberChanged(Payload):
     departments, carteira), accepted, deactivated, reactivated or removed. An Administrador works
     with every company whatever `company_ids` holds; a Colaborador with the companies of their
     carteira only. A department's removal moves its staff without this event (department.removed
-    says where they went). No name, no e-mail."""
+    says where they went). Minor 1: the name and e-mail (the documents service shows who published a
+    document and notifies a department's staff of a client's upload)."""
     firm_id = UUID()
     staff_member_id = UUID()
     identity_id = fields.UUID(required=True, allow_none=True)  # None until the invitation is accepted
@@ -401,6 +404,8 @@ class StaffMemberChanged(Payload):
     status = fields.String(required=True, validate=validate.OneOf(["invited", "active", "inactive", "deleted"]))
     department_ids = fields.List(fields.UUID(), required=True)
     company_ids = fields.List(fields.UUID(), required=True)  # the carteira
+    name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
+    email = fields.Email(load_default=None, allow_none=True)
 
 
 class DepartmentRemoved(Payload):
@@ -486,7 +491,9 @@ class ClientUserAccessChanged(Payload):
     (Concluir, an import row), at each Editar that changes any of it, when a department's removal
     moved the user's access, and when the user's login is linked (identity_id known from then).
     `revision` grows by one at each event of the same client user: a consumer keeps the highest.
-    No CPF, phone, e-mail or name."""
+    Minor 1: the user's `status` (recorded too when it changes: deactivated, deleted, reactivated,
+    left) and the name and e-mail the documents service needs ("Visualizado por Carlos Pereira",
+    the e-mail listing new documents). No CPF, no phone."""
     firm_id = UUID()
     client_user_id = UUID()
     identity_id = fields.UUID(required=True, allow_none=True)  # None until the invitation is accepted
@@ -497,6 +504,10 @@ class ClientUserAccessChanged(Payload):
     company_ids = fields.List(fields.UUID(), required=True)
     permissions = fields.Nested(ClientPermissions, required=True)
     notifications = fields.Nested(NotificationChoices, required=True)
+    status = fields.String(load_default=None, allow_none=True,
+                           validate=validate.OneOf(["not_invited", "invited", "active", "inactive", "deleted"]))
+    name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
+    email = fields.Email(load_default=None, allow_none=True)
 
     @validates_schema(pass_original=True, skip_on_field_errors=False)
     def _nested_fields_are_known(self, data, original_data, **_kw):
@@ -513,6 +524,31 @@ class ClientUserAccessChanged(Payload):
             extra = set(item if isinstance(item, dict) else {}) - set(DepartmentAccess._declared_fields)
             if extra:
                 raise ValidationError({"departments": [f"unknown field(s): {sorted(extra)}"]})
+
+
+class DocumentPublished(Payload):
+    """document.published: a document became visible in a company × department's folders (staff
+    published it, or a client sent it to the firm: `from_client`). Never its bytes, key, storage
+    path or file name."""
+    firm_id = UUID()
+    document_id = UUID()
+    company_id = UUID()
+    department_id = UUID()
+    from_client = fields.Boolean(required=True)
+    guia = fields.Boolean(required=True)  # a guia (tipo, vencimento): "Guias a vencer" follows it
+
+
+class DocumentOpened(Payload):
+    """document.opened: a person opened or downloaded a document for the first time."""
+    firm_id = UUID()
+    document_id = UUID()
+    identity_id = UUID()
+
+
+class DocumentRetracted(Payload):
+    """document.retracted (Retirar): clients no longer see it; the record stays for the audit."""
+    firm_id = UUID()
+    document_id = UUID()
 
 
 class EventSpec(NamedTuple):
@@ -550,25 +586,29 @@ CATALOGUE: dict[str, EventSpec] = {
     "firm_signup.confirmed": EventSpec(1, FirmSignupConfirmed, ("users",), ("auth",)),
     # Configurações › Escritório: the notifier keeps a projection (name, logo and Reply-To of the
     # e-mails sent on the firm's behalf)
-    "firm.profile_changed": EventSpec(1, FirmProfileChanged, ("notifier",), ("users",)),
-    # Configurações › Departamentos (the documents service will keep a projection)
-    "department.created": EventSpec(1, DepartmentChanged, (), ("users",)),
-    "department.renamed": EventSpec(1, DepartmentChanged, (), ("users",)),
-    "department.removed": EventSpec(1, DepartmentRemoved, (), ("users",)),
+    "firm.profile_changed": EventSpec(1, FirmProfileChanged, ("notifier", "documents"), ("users",), minor=1),
+    # Configurações › Departamentos (the documents service keeps a projection: its folders)
+    "department.created": EventSpec(1, DepartmentChanged, ("documents",), ("users",)),
+    "department.renamed": EventSpec(1, DepartmentChanged, ("documents",), ("users",)),
+    "department.removed": EventSpec(1, DepartmentRemoved, ("documents",), ("users",)),
     # a client user's departments + levels, companies, permissions and notification choices (the
-    # documents service will keep a projection: who may see and do what)
-    "client_user.access_changed": EventSpec(1, ClientUserAccessChanged, (), ("users",)),
+    # documents service keeps a projection: who may see and do what)
+    "client_user.access_changed": EventSpec(1, ClientUserAccessChanged, ("documents",), ("users",), minor=1),
     # Configurações › Equipe: a staff member's role, departments, carteira and status (the documents
-    # service will keep a projection: who may see which company's and department's folders)
-    "staff_member.changed": EventSpec(1, StaffMemberChanged, (), ("users",)),
+    # service keeps a projection: who may see which company's and department's folders)
+    "staff_member.changed": EventSpec(1, StaffMemberChanged, ("documents",), ("users",), minor=1),
     # Esqueci a senha: the request only records this (the same work for any e-mail); auth's own
     # consumer looks the e-mail up, stores the hashed token and asks for the e-mail
     "password_reset.requested": EventSpec(1, PasswordResetRequested, ("auth",), ("auth",)),
-    # Configurações › Empresas: nobody consumes these yet (the documents service will)
-    "company.created": EventSpec(1, CompanyState, (), ("users",)),
-    "company.changed": EventSpec(1, CompanyState, (), ("users",)),
-    "company.deactivated": EventSpec(1, CompanyState, (), ("users",)),
-    "company.reactivated": EventSpec(1, CompanyState, (), ("users",)),
+    # Configurações › Empresas: the documents service files its folders by company
+    "company.created": EventSpec(1, CompanyState, ("documents",), ("users",)),
+    "company.changed": EventSpec(1, CompanyState, ("documents",), ("users",)),
+    "company.deactivated": EventSpec(1, CompanyState, ("documents",), ("users",)),
+    "company.reactivated": EventSpec(1, CompanyState, ("documents",), ("users",)),
+    # Documentos
+    "document.published": EventSpec(1, DocumentPublished, (), ("documents",)),
+    "document.opened": EventSpec(1, DocumentOpened, (), ("documents",)),
+    "document.retracted": EventSpec(1, DocumentRetracted, (), ("documents",)),
 }
 
 

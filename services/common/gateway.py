@@ -2,7 +2,8 @@
 gateway in deploy/ routes the same prefixes to the same services."""
 from __future__ import annotations
 
-PREFIXES = {"auth": "/auth", "invitations": "/convite", "notifier": "/notificacoes", "users": ""}
+PREFIXES = {"auth": "/auth", "invitations": "/convite", "notifier": "/notificacoes", "documents": "/documentos",
+            "users": ""}
 
 
 class PrefixDispatcher:

@@ -20,7 +20,19 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .config import SERVICES
+from .config import SERVICES, secret_file
+
+# The documents service's master key (base64 of 32 bytes): wraps every document's own key
+# (services/documents/vault.py). Unless BALCAO_DOCUMENTS_KEY gives it, `balcao keys` makes it here, so
+# that every documents process of a deployment (they share the keys volume) has the same one.
+DOCUMENTS_MASTER_KEY_FILE = "documents-master-key"
+
+
+def documents_master_key(keys_dir: Path) -> str:
+    """The master key kept in keys_dir (base64), made once (mode 0600) when missing."""
+    import secrets
+    return secret_file(Path(keys_dir) / DOCUMENTS_MASTER_KEY_FILE,
+                       lambda: base64.b64encode(secrets.token_bytes(32)).decode("ascii"))
 
 _PEM = serialization.Encoding.PEM
 
@@ -50,6 +62,7 @@ def ensure_keys(keys_dir: Path) -> None:
                                                 serialization.NoEncryption()), 0o600)
             _write(keys_dir / f"{svc}.x25519.pub.pem",
                    seal_key.public_key().public_bytes(_PEM, serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
+    documents_master_key(keys_dir)
 
 
 class KeyRing:

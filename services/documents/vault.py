@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from services.common.config import secret_file
+from services.common.keys import documents_master_key
 
 from .storage import Backend, FilesystemBackend, MissingObject, S3Backend, StorageUnavailable, check_key
 
@@ -59,7 +59,6 @@ SEALED_CHUNK_SIZE = CHUNK_SIZE + TAG_SIZE
 MAX_CHUNKS = 2 ** 32            # the chunk counter's 4 bytes
 WRAP_VERSION = b"\x01"
 KEY_ID_SIZE = 4
-MASTER_KEY_FILE = "documents-master-key"
 
 
 class IntegrityFailure(Exception):
@@ -287,8 +286,7 @@ def master_key(config) -> bytes:
         if len(key) != 32:
             raise ValueError("BALCAO_DOCUMENTS_KEY must be base64 of 32 bytes")
         return key
-    return base64.b64decode(secret_file(Path(config.keys_dir) / MASTER_KEY_FILE,
-                                        lambda: base64.b64encode(secrets.token_bytes(32)).decode("ascii")))
+    return base64.b64decode(documents_master_key(config.keys_dir))
 
 
 _lock = threading.Lock()

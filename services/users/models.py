@@ -9,7 +9,6 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -25,8 +24,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from sqlalchemy.types import TypeDecorator
 
+from services.common.db import AwareDateTime
 from services.common.events import ACCESS_LEVELS, NOTIFICATION_KINDS
 from services.common.messaging import outbox_tables
 
@@ -42,23 +41,6 @@ metadata = MetaData(naming_convention={
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class AwareDateTime(TypeDecorator):
-    """DateTime(timezone=True) that always reads back timezone-aware (SQLite drops the zone)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value, dialect):
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value
-
-    def process_result_value(self, value, dialect):
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value
 
 
 class Base(DeclarativeBase):

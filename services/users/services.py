@@ -159,9 +159,11 @@ def create_firm(session, *, name: str, cnpj: str, admin_identity_id, admin_name:
     if session.scalar(select(Firm.id).where(Firm.cnpj == digits)):
         raise ClientUserError(_("Já existe um escritório com este CNPJ."), field="cnpj")
     firm = Firm(id=uuid.uuid4(), name=name, slug=_unique_slug(session, name), cnpj=digits,
-                created_at=utcnow())
+                created_at=utcnow(), profile_revision=1)
     session.add(firm)
     session.flush()
+    # the firm as it shows itself from its first day (its name and address in the portal)
+    record_event(session, outbox, "firm.profile_changed", firm_profile_payload(firm, None))
     for name in DEFAULT_DEPARTMENTS:
         add_department(session, firm=firm, name=name)
     add_staff_member(session, firm=firm, identity_id=admin_identity_id, name=admin_name,
@@ -329,10 +331,12 @@ def _move_staff_department(session, *, department: Department, move_to: Departme
 
 
 def _staff_changed(session, member: StaffMember) -> None:
-    """`staff_member.changed`: the member as they now are (no name, no e-mail)."""
+    """`staff_member.changed`: the member as they now are (with the name and e-mail the documents
+    service shows and notifies)."""
     session.flush()
     record_event(session, outbox, "staff_member.changed", {
         "firm_id": member.firm_id, "staff_member_id": member.id, "identity_id": member.identity_id,
+        "name": member.name, "email": member.email,
         "role": member.role, "status": member.status, "department_ids": [d.id for d in member.departments],
         "company_ids": [c.id for c in member.companies]})
 
@@ -869,6 +873,7 @@ def _record_access_changed(session, *, cu: ClientUser, reason: str, levels: dict
         "company_ids": sorted((c.id for c in cu.companies), key=str),
         "permissions": {permission: permission in permissions for permission in CLIENT_PERMISSIONS},
         "notifications": notifications,
+        "status": cu.status, "name": cu.name, "email": cu.email,
     })
 
 
@@ -993,7 +998,7 @@ def update_client_user(session, *, firm: Firm, client_user: ClientUser, name: st
         if part in access_changed:
             _audit(session, actor, firm_id=firm.id, action=f"client_user.{part}_changed", target=cu,
                    details={"before": before, "after": after})
-    if "companies" in changed or access_changed:
+    if {"companies", "name", "email"} & set(changed) or access_changed:
         _record_access_changed(session, cu=cu, reason="edited")
     if email_changed and cu.status == "invited":
         _reset_invitation_state(cu)
@@ -1021,6 +1026,7 @@ def deactivate_client_user(session, *, firm: Firm, client_user: ClientUser, acto
     cu.inactive_reason = None
     cu.updated_at = utcnow()
     session.flush()
+    _record_access_changed(session, cu=cu, reason="deactivated")
     _audit(session, actor, firm_id=firm.id, action="client_user.deactivated", target=cu)
     return cu
 
@@ -1036,6 +1042,7 @@ def delete_client_user(session, *, firm: Firm, client_user: ClientUser, actor: A
     cu.identity_id = None
     cu.updated_at = utcnow()
     session.flush()
+    _record_access_changed(session, cu=cu, reason="deleted")
     _audit(session, actor, firm_id=firm.id, action="client_user.deleted", target=cu)
     return cu
 
@@ -1055,6 +1062,7 @@ def reactivate_client_user(session, *, firm: Firm, client_user: ClientUser, acto
     session.flush()
     record_event(session, outbox, "client_user.access_activated",
                  {**_invitee_payload(firm, cu), "send_now": True})
+    _record_access_changed(session, cu=cu, reason="reactivated")
     _audit(session, actor, firm_id=firm.id, action="client_user.reactivated", target=cu)
     return cu
 
@@ -1590,7 +1598,8 @@ DISPLAY_NAME_MAX = 200
 
 def firm_profile_payload(firm: Firm, logo: FirmLogo | None) -> dict:
     """firm.profile_changed: the profile whole (not a diff), as the notifier keeps it."""
-    return {"firm_id": firm.id, "revision": firm.profile_revision, "name": firm.name, "reply_to": firm.reply_to,
+    return {"firm_id": firm.id, "revision": firm.profile_revision, "name": firm.name, "slug": firm.slug,
+            "reply_to": firm.reply_to,
             "logo": None if logo is None else {"media_type": logo.media_type,
                                                "data": base64.b64encode(logo.data).decode("ascii"),
                                                "sha256": logo.digest}}
@@ -1681,6 +1690,7 @@ def leave_firm(session, *, firm: Firm, actor: Actor) -> str:
     left = "client"  # or, below, the staff role (one of the two is set: checked above)
     if cu is not None:
         cu.status, cu.inactive_reason, cu.updated_at = "inactive", "left", utcnow()
+        _record_access_changed(session, cu=cu, reason="left")
         record_audit(session, firm_id=firm.id, action="client_user.left", actor=actor, target=cu)
     if member is not None:
         member.status, member.inactive_reason, member.updated_at = "inactive", "left", utcnow()

@@ -14,8 +14,8 @@ from services.common.config import SERVICES
 from ._util import ROOT, balcao
 
 COMPOSE = ROOT / "docker-compose.yml"
-INFRA = {"gateway", "postgres", "rabbitmq"}
-ONE_SHOT = {"keys", "migrate"}
+INFRA = {"gateway", "postgres", "rabbitmq", "s3"}
+ONE_SHOT = {"keys", "migrate", "s3-bucket"}
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +125,10 @@ def test_dependencies_wait_for_health_and_one_shot_jobs(compose):
         if name == "keys":
             continue
         deps = svc["depends_on"]
+        if name == "s3-bucket":  # talks to the object store only (and reads the keys for its config)
+            assert deps["s3"]["condition"] == "service_healthy"
+            assert deps["keys"]["condition"] == "service_completed_successfully", name
+            continue
         assert deps["postgres"]["condition"] == "service_healthy", name
         assert deps["keys"]["condition"] == "service_completed_successfully", name
         if name != "migrate":

@@ -65,7 +65,8 @@ def test_each_upstream_address_comes_from_its_variable(template):
 def test_only_the_deployment_variables_are_substituted(template):
     """envsubst (nginx image) and string.Template replace ${NAME}; nginx's own $vars stay."""
     assert set(re.findall(r"\$\{(\w+)\}", template)) == {
-        "GATEWAY_PORT", "AUTH_UPSTREAM", "USERS_UPSTREAM", "INVITATIONS_UPSTREAM", "NOTIFIER_UPSTREAM"}
+        "GATEWAY_PORT", "AUTH_UPSTREAM", "USERS_UPSTREAM", "INVITATIONS_UPSTREAM", "NOTIFIER_UPSTREAM",
+        "DOCUMENTS_UPSTREAM"}
     rendered = render_server_block(gateway_port=8080, upstreams=UPSTREAMS)
     assert "${" not in rendered
     for var in ("$http_host", "$proxy_add_x_forwarded_for", "$scheme", "$request_id", "$http_x_request_id"):

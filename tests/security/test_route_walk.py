@@ -42,7 +42,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from PIL import Image
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from werkzeug.test import Client
 from werkzeug.wrappers import Response
 
@@ -121,6 +121,10 @@ EXPECTED = {
     # Minha conta, home
     "own_account":  {"anonymous": "login", "forged": "login", "staff": "own", "client": "own",
                      "beta_staff": "own", "beta_client": "own", "beta_colaborador": "own"},
+    # Documentos of one of Beta's companies (Oficina Motor Forte: Eduardo's and Carlos's, in Gisele's
+    # carteira, not in Irene's): its clients and the staff who work with it, nobody else
+    "firm_folder":  {"anonymous": "login", "forged": "login", "staff": "404", "client": "404",
+                     "beta_staff": "own", "beta_client": "own", "beta_colaborador": "404"},
     # another person's object: Bruno's session, another client's invitation, a firm one is not in
     "other_object": {"anonymous": "login", "forged": "login", "staff": "404", "client": "404",
                      "beta_staff": "404", "beta_client": "404", "beta_colaborador": "404"},
@@ -178,6 +182,10 @@ CLASS_OF = {
     "users.company_import_start": "firm_admin",
     "users.firm_profile": "firm_admin",
     "users.firm_logo": "firm",   # the header's logo: every member of the firm, nobody else
+    "documents.home": "firm",
+    "documents.folder": "firm_folder",
+    "documents.open_document": "firm_folder",
+    "documents.download_document": "firm_folder",
     "auth.account": "own_account",
     "auth.account_sessions": "own_account",
     "auth.account_password": "own_account",
@@ -547,6 +555,9 @@ def build_state(stage: Stage) -> State:
                       "company_id": [str(alfa_company_id)], "department_id": departments["alfa"],
                       "staff_member_id": [str(ana_member_id)], "job_id": [str(j) for j in alfa_job_ids],
                       "digest": [logos[alfa_slug]]}
+    beta_doc, alfa_doc = _documents(stage, ids, firms, beta_company_id, alfa_company_id)
+    st.beta_values["document_id"] = st.insider_values["document_id"] = [beta_doc]
+    st.alfa_values["document_id"] = [alfa_doc]
     st.unlinked_invitations = {"pending": fabio_invitation, "staff": karina_invitation}
     with users_db.begin() as s:  # Fábio's invitation is resent: the first one is superseded
         cu = s.get(users_models.ClientUser, fabio)
@@ -560,6 +571,28 @@ def build_state(stage: Stage) -> State:
     assert st.unlinked_invitations["pending"] != fabio_invitation
     _tokens(stage, st)
     return st
+
+
+def _documents(stage: Stage, ids, firms, beta_company_id, alfa_company_id) -> tuple[str, str]:
+    """A guia each firm's admin published (Beta's for Oficina Motor Forte, Alfa's for the padaria):
+    (Beta's document id, Alfa's)."""
+    from services.documents import models as documents_models
+    from testsupport.documents import publish
+    from testsupport.guias import das_guia
+
+    def projected():
+        with database("documents", stage.config).begin() as s:
+            return s.scalar(select(func.count()).select_from(documents_models.Member)
+                            .where(documents_models.Member.identity_id.in_([ids["bruno"], ids["ana"]]))) == 2
+    stage.settle(projected, "the documents service never learnt of the firms' admins")
+    made = []
+    for firm, who, company_id, cnpj in (("beta", "bruno", beta_company_id, make_cnpj(201)),
+                                        ("alfa", "ana", alfa_company_id, make_cnpj(101))):
+        person = dataclasses.make_dataclass("Person", ["identity_id", "name"])(ids[who], NAMES[who])
+        made.append(str(publish(stage.config, firm_id=firms[firm], company_id=company_id, department_name="Fiscal",
+                                data=das_guia(cnpj, "10/2026", "20/11/2026", "99,90"),
+                                name=f"DAS {firm} 10-2026.pdf", by=person)))
+    return made[0], made[1]
 
 
 def _tokens(stage: Stage, st: State) -> None:

@@ -1,0 +1,174 @@
+"""Reads of the documents service, always scoped to one firm and to what the person asking may see.
+
+`Access` is who is asking at a firm, read once per request from the projection: a client user
+(their companies × departments, with levels and permissions) or a staff member (an Administrador:
+every company and department; a Colaborador: their carteira × their departments). Every query
+that returns documents or folders takes an Access and filters by it in SQL, so a document outside
+it is exactly as absent as one that does not exist (404).
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy import ColumnElement, and_, false, func, select
+from sqlalchemy.orm import Session
+
+from .models import Company, Department, Document, DocumentView, Firm, Folder, Member, MemberCompany, MemberDepartment
+
+LEVEL_NAMES = {"reviewer": "Revisor", "contributor": "Contribuinte", "owner": "Proprietário"}
+
+
+@dataclass
+class Access:
+    firm: Firm
+    member: Member
+    role: str                                   # "client" | "staff" | "admin"
+    company_ids: frozenset[uuid.UUID] = field(default_factory=frozenset)     # active companies only
+    department_levels: dict[uuid.UUID, str | None] = field(default_factory=dict)  # live departments only
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in ("staff", "admin")
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def sees(self, company_id, department_id) -> bool:
+        return company_id in self.company_ids and department_id in self.department_levels
+
+    def level(self, department_id) -> str | None:
+        return self.department_levels.get(department_id)
+
+    def may_add(self, department_id) -> bool:
+        """Staff publish anywhere they see; a client adds documents (Enviar ao escritório) with the
+        permission, at Contribuinte or Proprietário in that department."""
+        if self.is_staff:
+            return department_id in self.department_levels
+        return bool(self.member.can_upload) and self.level(department_id) in ("contributor", "owner")
+
+    def document_filter(self) -> ColumnElement[bool]:
+        """SQL condition: a document this person may see (any status; callers add theirs)."""
+        if not self.company_ids or not self.department_levels:
+            return false()
+        return and_(Document.firm_id == self.firm.id, Document.company_id.in_(self.company_ids),
+                    Document.department_id.in_(list(self.department_levels)))
+
+
+def memberships(session: Session, *, identity_id) -> list[tuple[Firm, Member]]:
+    """The login's active memberships (one per firm; staff before client when both), with the firm."""
+    rows = session.execute(
+        select(Firm, Member).join(Member, Member.firm_id == Firm.id)
+        .where(Member.identity_id == identity_id, Member.status == "active", Firm.slug.is_not(None))
+        .order_by(Firm.name, Member.role.desc())).all()
+    seen: dict[uuid.UUID, tuple[Firm, Member]] = {}
+    for firm, member in rows:
+        current = seen.get(firm.id)
+        if current is None or (member.is_staff and not current[1].is_staff):
+            seen[firm.id] = (firm, member)
+    return list(seen.values())
+
+
+def access_for(session: Session, firm: Firm, member: Member) -> Access:
+    """What `member` may see at `firm` now: active companies, live departments."""
+    departments = select(Department.id).where(Department.firm_id == firm.id, Department.removed.is_(False))
+    companies = select(Company.id).where(Company.firm_id == firm.id, Company.active.is_(True))
+    if member.role == "admin":
+        company_ids = frozenset(session.scalars(companies))
+        levels: dict[uuid.UUID, str | None] = {d: None for d in session.scalars(departments)}
+    else:
+        company_ids = frozenset(session.scalars(companies.where(Company.id.in_(
+            select(MemberCompany.company_id).where(MemberCompany.member_id == member.id)))))
+        levels = dict(session.execute(
+            select(MemberDepartment.department_id, MemberDepartment.level)
+            .where(MemberDepartment.member_id == member.id, MemberDepartment.department_id.in_(departments))).all())
+    return Access(firm=firm, member=member, role=member.role, company_ids=company_ids, department_levels=levels)
+
+
+def companies_of(session: Session, access: Access) -> list[Company]:
+    if not access.company_ids:
+        return []
+    return list(session.scalars(select(Company).where(Company.id.in_(access.company_ids))
+                                .order_by(func.coalesce(Company.trade_name, Company.legal_name))))
+
+
+def departments_of(session: Session, access: Access) -> list[Department]:
+    if not access.department_levels:
+        return []
+    return list(session.scalars(select(Department).where(Department.id.in_(list(access.department_levels)))
+                                .order_by(Department.position, Department.name)))
+
+
+def company(session: Session, access: Access, company_id) -> Company | None:
+    return session.get(Company, company_id) if company_id in access.company_ids else None
+
+
+def department(session: Session, access: Access, department_id) -> Department | None:
+    return session.get(Department, department_id) if department_id in access.department_levels else None
+
+
+def folder(session: Session, access: Access, folder_id) -> Folder | None:
+    found = session.get(Folder, folder_id)
+    if found is None or found.firm_id != access.firm.id or not access.sees(found.company_id, found.department_id):
+        return None
+    return found
+
+
+def subfolders(session: Session, access: Access, *, company_id, department_id, parent_id=None) -> list[Folder]:
+    if not access.sees(company_id, department_id):
+        return []
+    return list(session.scalars(select(Folder).where(
+        Folder.firm_id == access.firm.id, Folder.company_id == company_id, Folder.department_id == department_id,
+        Folder.parent_id.is_(None) if parent_id is None else Folder.parent_id == parent_id)
+        .order_by(Folder.kind.desc(), Folder.name)))
+
+
+def visible_statuses(access: Access) -> tuple[str, ...]:
+    """Clients see published documents only; staff also see what was retracted or purged (the
+    record stays for the audit)."""
+    return ("published", "retracted", "purged") if access.is_staff else ("published",)
+
+
+def document(session: Session, access: Access, document_id) -> Document | None:
+    """The document if this person may see it now, else None (the caller answers 404)."""
+    try:
+        document_id = uuid.UUID(str(document_id))
+    except ValueError:
+        return None
+    return session.scalar(select(Document).where(Document.id == document_id, access.document_filter(),
+                                                 Document.status.in_(visible_statuses(access))))
+
+
+def documents_in(session: Session, access: Access, *, company_id, department_id, folder_id=None,
+                 limit: int = 200) -> list[Document]:
+    """A folder's documents, newest first (the company × department root when `folder_id` is None)."""
+    if not access.sees(company_id, department_id):
+        return []
+    return list(session.scalars(select(Document).where(
+        Document.firm_id == access.firm.id, Document.company_id == company_id, Document.department_id == department_id,
+        Document.folder_id.is_(None) if folder_id is None else Document.folder_id == folder_id,
+        Document.status.in_(visible_statuses(access)))
+        .order_by(Document.published_at.desc(), Document.id).limit(limit)))
+
+
+def opened_by(session: Session, access: Access, document_ids) -> dict[uuid.UUID, DocumentView]:
+    """The first opening of each document by a client (staff views are not "Visualizado por")."""
+    ids = list(document_ids)
+    if not ids:
+        return {}
+    clients = select(Member.identity_id).where(Member.firm_id == access.firm.id, Member.role == "client",
+                                               Member.identity_id.is_not(None))
+    rows = session.scalars(select(DocumentView).where(DocumentView.document_id.in_(ids),
+                                                      DocumentView.identity_id.in_(clients))
+                           .order_by(DocumentView.opened_at))
+    first: dict[uuid.UUID, DocumentView] = {}
+    for view in rows:
+        first.setdefault(view.document_id, view)
+    return first
+
+
+def unopened_by(access: Access) -> ColumnElement[bool]:
+    """SQL condition: a document the person asking has not opened."""
+    return ~select(DocumentView.id).where(DocumentView.document_id == Document.id,
+                                          DocumentView.identity_id == access.member.identity_id).exists()

@@ -1,0 +1,95 @@
+"""Documentos pages: a client sees the documents of their companies × departments and opens
+them (the bytes are the bytes published; PDF inline in a sandbox), staff see "Visualizado por",
+and nobody else sees anything (404, as if it did not exist)."""
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from services.documents.services import Metadata
+from services.users import services as users_services
+from services.users.tests.conftest import users_db
+from testsupport.guias import das_guia, make_cnpj
+
+from .conftest import login, publish
+
+
+def folder_url(w, company_id, department_id):
+    return f"/documentos/e/{w.beta.slug}/empresas/{company_id}/{department_id}/"
+
+
+def test_a_client_opens_a_published_guia_and_staff_see_who_opened_it(config, docworld, bus, browser_client):
+    w = docworld
+    pdf = das_guia(make_cnpj(201), "10/2026", "20/11/2026", "1.234,56")
+    doc_id = publish(config, firm_id=w.beta.id, company_id=w.beta_company.id, department_name="Fiscal", data=pdf,
+                     name="DAS 10-2026.pdf", by=w.bruno,
+                     meta=Metadata(competencia="10/2026", guia_tipo="DAS", vencimento=date(2026, 11, 20),
+                                   valor=Decimal("1234.56")))
+    login(browser_client, config, w.carlos)
+    home = browser_client.get(f"/documentos/e/{w.beta.slug}/")
+    assert home.status_code == 200 and "Oficina Motor Forte" in home.text
+    opened = browser_client.get(f"/documentos/e/{w.beta.slug}/documentos/{doc_id}/abrir")
+    assert opened.status_code == 200
+    assert opened.get_data() == pdf
+    assert opened.headers["Content-Type"] == "application/pdf"
+    assert opened.headers["Content-Security-Policy"] == "sandbox"
+    assert opened.headers["Content-Disposition"].startswith("inline")
+    # Alfa's staff and Alfa's documents URL space know nothing of it
+    login(browser_client, config, w.ana)
+    assert browser_client.get(f"/documentos/e/{w.beta.slug}/documentos/{doc_id}/abrir").status_code == 404
+    assert browser_client.get(f"/documentos/e/{w.alfa.slug}/documentos/{doc_id}/abrir").status_code == 404
+    login(browser_client, config, w.bruno)
+    page = browser_client.get(folder_url(w, w.beta_company.id, _department(config, w.beta.id, "Fiscal")))
+    assert "Visualizado por Carlos Souza em" in page.text
+
+
+def test_a_deactivated_client_loses_the_document_on_the_next_request(config, docworld, bus, browser_client):
+    w = docworld
+    doc_id = publish(config, firm_id=w.beta.id, company_id=w.beta_company.id, department_name="Fiscal",
+                     data=das_guia(make_cnpj(201), "10/2026", "20/11/2026", "10,00"), name="guia.pdf", by=w.bruno)
+    login(browser_client, config, w.carlos)
+    url = f"/documentos/e/{w.beta.slug}/documentos/{doc_id}/baixar"
+    assert browser_client.get(url).status_code == 200
+    with users_db(config).begin() as s:
+        firm = s.get(type(w.beta), w.beta.id)
+        company = s.get(type(w.beta_company), w.beta_company.id)
+        users_services.deactivate_company(s, firm=firm, company=company)
+    bus.pump()
+    assert browser_client.get(url).status_code == 404
+
+
+def _department(config, firm_id, name):
+    from sqlalchemy import select
+
+    from services.common.runtime import database
+    from services.documents import models
+    with database("documents", config).begin() as s:
+        return s.scalar(select(models.Department.id).where(models.Department.firm_id == firm_id,
+                                                           models.Department.name == name))
+
+
+def test_an_orphaned_object_is_swept_and_a_document_s_object_stays(config, docworld):
+    """An upload whose record never committed leaves an object no document references: the sweep
+    removes it once it is old enough; a published document's object stays."""
+    import io
+    from datetime import timedelta
+
+    from services.common.runtime import database
+    from services.documents import services
+    from services.documents.vault import vault_from_config
+
+    w = docworld
+    doc_id = publish(config, firm_id=w.beta.id, company_id=w.beta_company.id, department_name="Fiscal",
+                     data=das_guia(make_cnpj(201), "10/2026", "20/11/2026", "10,00"), name="guia.pdf", by=w.bruno)
+    vault = vault_from_config(config)
+    orphan = vault.store(io.BytesIO(b"bytes whose record never committed"))
+    with database("documents", config).begin() as s:
+        services.sweep_orphans(s, vault, older_than=timedelta(hours=1))
+    assert orphan.object_key in {key for key, _modified in vault.iter_objects()}  # too young yet
+    with database("documents", config).begin() as s:
+        assert services.sweep_orphans(s, vault, older_than=timedelta(seconds=-1)) >= 1
+    keys = {key for key, _modified in vault.iter_objects()}
+    assert orphan.object_key not in keys
+    with database("documents", config).begin() as s:
+        from services.documents.models import Document
+        assert s.get(Document, doc_id).object_key in keys

@@ -1,0 +1,58 @@
+"""The documents service learns who may see what only from the users service's events: firms,
+companies, departments, client users (companies × departments with levels, permissions,
+notification choices, status) and staff (role, carteira, departments)."""
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from services.common.runtime import database
+from services.documents import models, queries
+from services.users import services as users_services
+from services.users.tests.conftest import users_db
+
+
+def access_of(config, identity_id, firm_id):
+    with database("documents", config).begin() as s:
+        for firm, member in queries.memberships(s, identity_id=identity_id):
+            if firm.id == firm_id:
+                found = queries.access_for(s, firm, member)
+                return found.role, set(found.company_ids), dict(found.department_levels)
+    return None
+
+
+def test_the_projection_follows_firms_companies_departments_and_people(config, docworld, bus):
+    w = docworld
+    with database("documents", config).begin() as s:
+        firms = {f.id: f for f in s.scalars(select(models.Firm))}
+        assert firms[w.beta.id].name == "Contabilidade Beta" and firms[w.beta.id].slug == w.beta.slug
+        beta_departments = set(s.scalars(select(models.Department.id).where(models.Department.firm_id == w.beta.id)))
+    assert len(beta_departments) >= 1
+    role, companies, levels = access_of(config, w.carlos.identity_id, w.beta.id)
+    assert role == "client" and companies == {w.beta_company.id}
+    # the admin sees every company and every department of the firm, and nothing of the other
+    role, companies, levels = access_of(config, w.bruno.identity_id, w.beta.id)
+    assert role == "admin" and companies == {w.beta_company.id} and set(levels) == beta_departments
+    assert access_of(config, w.bruno.identity_id, w.alfa.id) is None
+    assert access_of(config, w.ana.identity_id, w.beta.id) is None
+
+
+def test_deactivating_a_client_user_ends_access_and_reactivating_waits_for_the_new_link(config, docworld, bus):
+    w = docworld
+    with users_db(config).begin() as s:
+        firm = s.get(type(w.beta), w.beta.id)
+        cu = s.get(type(w.carlos_at_beta), w.carlos_at_beta.id)
+        users_services.deactivate_client_user(s, firm=firm, client_user=cu)
+    bus.pump()
+    assert access_of(config, w.carlos.identity_id, w.beta.id) is None
+    assert access_of(config, w.carlos.identity_id, w.alfa.id) is not None  # the other firm is untouched
+
+
+def test_a_company_deactivated_leaves_the_clients_folders(config, docworld, bus):
+    w = docworld
+    with users_db(config).begin() as s:
+        firm = s.get(type(w.beta), w.beta.id)
+        company = s.get(type(w.beta_company), w.beta_company.id)
+        users_services.deactivate_company(s, firm=firm, company=company)
+    bus.pump()
+    role, companies, _levels = access_of(config, w.carlos.identity_id, w.beta.id)
+    assert companies == set()

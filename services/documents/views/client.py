@@ -1,0 +1,1 @@
+"""The client's side of Documentos (Pendências, Documentos recentes, Enviar ao escritório)."""

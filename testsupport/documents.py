@@ -1,0 +1,27 @@
+"""Test helpers of the documents service, shared by its tests, the route walk and the end-to-end tests."""
+from __future__ import annotations
+
+
+def publish(config, *, firm_id, company_id, department_name: str, data: bytes, name: str, by,
+            meta=None, folder_id=None):
+    """Staff (`by`, a Person) publish a file into a company × department, as the upload page does."""
+    import io
+
+    from sqlalchemy import select
+
+    from services.common.runtime import database
+    from services.documents import models, queries, services
+    from services.documents.vault import vault_from_config
+
+    with database("documents", config).begin() as s:
+        department_id = s.scalar(select(models.Department.id).where(models.Department.firm_id == firm_id,
+                                                                    models.Department.name == department_name))
+        firm, member = next((f, m) for f, m in queries.memberships(s, identity_id=by.identity_id) if f.id == firm_id)
+        access = queries.access_for(s, firm, member)
+        received = services.receive_file(vault_from_config(config), io.BytesIO(data), name=name,
+                                         max_bytes=config.documents_max_mb * 1024 * 1024)
+        doc = services.add_document(s, access=access, stored=received.stored, name=received.name,
+                                    kind=received.kind, company_id=company_id, department_id=department_id,
+                                    folder_id=folder_id, meta=meta or services.Metadata(),
+                                    actor=services.Actor(by.identity_id, by.name, "127.0.0.1"))
+        return doc.id
