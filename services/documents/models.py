@@ -257,6 +257,25 @@ class Notification(Base):
     read_at: Mapped[datetime | None] = mapped_column(AwareDateTime, nullable=True)
 
 
+class Digest(Base):
+    """One e-mail listing new documents (or guias a vencer) to one person: requested from the
+    notifier with `notification.email_requested` (reference "documents-digest:<id>"); the notifier's
+    `notification.sent` fills in the Message-ID and when the SMTP server accepted it (the
+    comprovante de entrega shows both)."""
+
+    __tablename__ = "digests"
+    __table_args__ = (Index("ix_digests_identity_firm", "identity_id", "firm_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    firm_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    identity_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)  # "new_documents" | "due_guias"
+    requested_at: Mapped[datetime] = mapped_column(AwareDateTime, nullable=False)
+    message_id: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    accepted_at: Mapped[datetime | None] = mapped_column(AwareDateTime, nullable=True)
+    failed: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+
 class AuditEntry(Base):
     """publish, retract, delete, every download: who, when, from which IP."""
 
