@@ -551,6 +551,16 @@ class DocumentRetracted(Payload):
     document_id = UUID()
 
 
+class DocumentReceived(Payload):
+    """document.received: a client sent a document to the firm (Enviar documentos ao escritório),
+    into the company × department's "Enviados pelo cliente"; the department's staff are told.
+    Never its bytes, key, storage path or file name."""
+    firm_id = UUID()
+    document_id = UUID()
+    company_id = UUID()
+    department_id = UUID()
+
+
 class EventSpec(NamedTuple):
     version: int                  # the MAJOR version of the payload schema
     schema: type[Payload]
@@ -609,6 +619,7 @@ CATALOGUE: dict[str, EventSpec] = {
     "document.published": EventSpec(1, DocumentPublished, (), ("documents",)),
     "document.opened": EventSpec(1, DocumentOpened, (), ("documents",)),
     "document.retracted": EventSpec(1, DocumentRetracted, (), ("documents",)),
+    "document.received": EventSpec(1, DocumentReceived, (), ("documents",)),
 }
 
 

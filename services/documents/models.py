@@ -10,6 +10,7 @@ Two kinds of tables:
 """
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
@@ -29,7 +30,7 @@ from sqlalchemy import (
     Uuid,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
 from services.common.db import AwareDateTime
 from services.common.messaging import outbox_tables
@@ -161,6 +162,12 @@ class Folder(Base):
     created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
 
 
+def search_key(text_: str) -> str:
+    """How the search compares names: Unicode lower case without accents ("Ação" → "acao")."""
+    decomposed = unicodedata.normalize("NFKD", text_.casefold())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
 GUIA_TIPOS = ("DAS", "DARF", "GPS", "FGTS", "DCTFWeb", "ISS", "ICMS", "outra")
 DOCUMENT_STATUSES = ("pending", "published", "retracted", "purged")
 
@@ -177,6 +184,9 @@ class Document(Base):
         Index("ix_documents_firm_published", "firm_id", "status", "published_at"),
         Index("ix_documents_firm_due", "firm_id", "status", "vencimento"),
         Index("ix_documents_firm_sha", "firm_id", "sha256"),
+        # a client's home: per company × department, the newest and the guias by vencimento, LIMITed
+        Index("ix_documents_pair_published", "company_id", "department_id", "status", "published_at"),
+        Index("ix_documents_pair_due", "company_id", "department_id", "status", "vencimento"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -185,6 +195,8 @@ class Document(Base):
     department_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     folder_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("folders.id"), nullable=True)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
+    # the name as the search compares it (search_key: lower case, no accents); set with `name`
+    name_key: Mapped[str] = mapped_column(String(200), nullable=False, default="", server_default=text("''"))
     kind: Mapped[str] = mapped_column(String(10), nullable=False)          # inspection.Kind.code
     media_type: Mapped[str] = mapped_column(String(100), nullable=False)
     size: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -213,6 +225,11 @@ class Document(Base):
     @property
     def is_guia(self) -> bool:
         return self.guia_tipo is not None
+
+    @validates("name")
+    def _name_key_follows(self, _key, value: str) -> str:
+        self.name_key = search_key(value)[:200]
+        return value
 
 
 class DocumentView(Base):

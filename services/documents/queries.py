@@ -11,10 +11,21 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, and_, false, func, select
+from sqlalchemy import ColumnElement, and_, false, func, select, union_all
 from sqlalchemy.orm import Session
 
-from .models import Company, Department, Document, DocumentView, Firm, Folder, Member, MemberCompany, MemberDepartment
+from .models import (
+    Company,
+    Department,
+    Document,
+    DocumentView,
+    Firm,
+    Folder,
+    Member,
+    MemberCompany,
+    MemberDepartment,
+    search_key,
+)
 
 LEVEL_NAMES = {"reviewer": "Revisor", "contributor": "Contribuinte", "owner": "Proprietário"}
 
@@ -172,3 +183,142 @@ def unopened_by(access: Access) -> ColumnElement[bool]:
     """SQL condition: a document the person asking has not opened."""
     return ~select(DocumentView.id).where(DocumentView.document_id == Document.id,
                                           DocumentView.identity_id == access.member.identity_id).exists()
+
+
+# --------------------------------------------------------------------------- a client's home and the search
+
+PENDING_LIMIT = 30      # Pendências on the home (the nearest vencimentos; the rest through the search)
+RECENT_LIMIT = 10       # Documentos recentes
+SEARCH_PAGE_SIZE = 50
+# Above this many companies × departments, the home's lists read through the firm-wide indexes
+# instead of one LIMITed branch per place.
+MAX_PLACES = 60
+
+
+def places(access: Access) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """Every company × department the person sees (a client's companies × departments; a
+    Colaborador's carteira × departments)."""
+    return [(c, d) for c in sorted(access.company_ids, key=str) for d in sorted(access.department_levels, key=str)]
+
+
+def _newest_per_place(access: Access, condition, order, limit: int):
+    """The ids of at most `limit` documents per company × department matching `condition`, each
+    place read in `order` through its index (ix_documents_pair_*): the work is bounded by the
+    number of places × `limit`, never by the number of documents. None when there are too many
+    places (the caller filters firm-wide instead)."""
+    where = places(access)
+    if not where or len(where) > MAX_PLACES:
+        return None
+    branches = []
+    for company_id, department_id in where:
+        inner = (select(Document.id).where(Document.firm_id == access.firm.id, Document.company_id == company_id,
+                                           Document.department_id == department_id, condition)
+                 .order_by(*order).limit(limit).subquery())
+        branches.append(select(inner.c.id))
+    return union_all(*branches).subquery() if len(branches) > 1 else branches[0].subquery()
+
+
+def _listed(session: Session, access: Access, condition, order, limit: int) -> list[Document]:
+    if not access.company_ids or not access.department_levels:
+        return []
+    ids = _newest_per_place(access, condition, order, limit)
+    scope = Document.id.in_(select(ids.c.id)) if ids is not None else access.document_filter()
+    return list(session.scalars(select(Document).where(scope, condition).order_by(*order).limit(limit)))
+
+
+def pending_guias(session: Session, access: Access, *, limit: int = PENDING_LIMIT) -> list[Document]:
+    """Pendências: the published guias (tipo and vencimento set) of the person's companies ×
+    departments that this person has not opened, by vencimento (overdue ones first); at most
+    `limit`."""
+    condition = and_(Document.status == "published", Document.guia_tipo.is_not(None),
+                     Document.vencimento.is_not(None), unopened_by(access))
+    return _listed(session, access, condition, (Document.vencimento, Document.id), limit)
+
+
+def recent_documents(session: Session, access: Access, *, limit: int = RECENT_LIMIT) -> list[Document]:
+    """Documentos recentes: the last `limit` published in the person's companies × departments."""
+    return _listed(session, access, Document.status == "published",
+                   (Document.published_at.desc(), Document.id), limit)
+
+
+@dataclass
+class SearchPage:
+    items: list[Document]
+    number: int
+    has_next: bool
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+
+def _like_pattern(text_: str) -> str:
+    escaped = text_.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def search(session: Session, access: Access, *, q: str = "", company_id=None, department_id=None,
+           competencia: str | None = None, guia_tipo: str | None = None, page: int = 1,
+           page_size: int = SEARCH_PAGE_SIZE) -> SearchPage:
+    """Documents the person sees whose name contains `q` (lower case, accents ignored), filtered
+    by company, department, competência and tipo; newest first, `page_size` a page."""
+    if not access.company_ids or not access.department_levels:
+        return SearchPage(items=[], number=page, has_next=False)
+    conditions = [access.document_filter(), Document.status.in_(visible_statuses(access))]
+    if q:
+        conditions.append(Document.name_key.like(_like_pattern(search_key(q)), escape="\\"))
+    if company_id is not None:
+        conditions.append(Document.company_id == company_id)
+    if department_id is not None:
+        conditions.append(Document.department_id == department_id)
+    if competencia:
+        conditions.append(Document.competencia == competencia)
+    if guia_tipo:
+        conditions.append(Document.guia_tipo == guia_tipo)
+    rows = list(session.scalars(select(Document).where(*conditions)
+                                .order_by(Document.published_at.desc(), Document.id)
+                                .offset((page - 1) * page_size).limit(page_size + 1)))
+    return SearchPage(items=rows[:page_size], number=page, has_next=len(rows) > page_size)
+
+
+def downloadable(session: Session, access: Access, document_ids) -> list[Document]:
+    """Of `document_ids`, the documents this person may download now (Baixar selecionados): ones
+    they see, published (staff: also retracted, as one by one), whose bytes are still stored; a
+    client needs the permission "Baixar documentos". In the order asked."""
+    ids = []
+    for raw in document_ids:
+        try:
+            ids.append(uuid.UUID(str(raw)))
+        except ValueError:
+            continue
+    if not ids or (not access.is_staff and not access.member.can_download):
+        return []
+    found = {d.id: d for d in session.scalars(select(Document).where(
+        Document.id.in_(ids), access.document_filter(), Document.status.in_(visible_statuses(access)),
+        Document.object_key.is_not(None), Document.wrapped_key.is_not(None)))}
+    return [found[i] for i in dict.fromkeys(ids) if i in found]
+
+
+def upload_places(access: Access) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """Where a client may send documents to the firm (Enviar documentos ao escritório): the
+    companies × the departments where they are Contribuinte or Proprietário, with the permission.
+    Staff publish through their own pages: none here."""
+    if access.is_staff:
+        return []
+    return [(c, d) for c, d in places(access) if access.may_add(d)]
+
+
+def client_uploads_folder(session: Session, access: Access, *, company_id, department_id) -> Folder | None:
+    """The company × department's "Enviados pelo cliente" (the oldest, should two have been made at once)."""
+    if not access.sees(company_id, department_id):
+        return None
+    return session.scalar(select(Folder).where(
+        Folder.firm_id == access.firm.id, Folder.company_id == company_id, Folder.department_id == department_id,
+        Folder.parent_id.is_(None), Folder.kind == "client_uploads").order_by(Folder.created_at, Folder.id).limit(1))
+
+
+def same_content(session: Session, access: Access, *, sha256: str, folder_id) -> Document | None:
+    """A published document with these bytes already in that folder (the upload warns)."""
+    return session.scalar(select(Document).where(Document.firm_id == access.firm.id, Document.sha256 == sha256,
+                                                 Document.folder_id == folder_id, Document.status == "published")
+                          .limit(1))

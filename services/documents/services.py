@@ -14,10 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.common.db import dialect_insert
+from services.common.documents import N_
 from services.common.messaging import record_event, utcnow
 
-from . import inspection
-from .models import AuditEntry, Document, DocumentView, outbox
+from . import inspection, queries
+from .models import AuditEntry, Document, DocumentView, Folder, outbox
 from .queries import Access
 
 
@@ -151,3 +152,46 @@ def sweep_orphans(session: Session, vault, *, older_than: timedelta = timedelta(
             vault.delete(key)
             removed += 1
     return removed
+
+
+# --------------------------------------------------------------------------- the client's side
+
+CLIENT_UPLOADS_NAME = N_("Enviados pelo cliente")
+
+
+def client_uploads_folder(session: Session, *, access: Access, company_id, department_id, actor: Actor) -> Folder:
+    """The company × department's "Enviados pelo cliente", made on first use."""
+    found = queries.client_uploads_folder(session, access, company_id=company_id, department_id=department_id)
+    if found is not None:
+        return found
+    folder = Folder(id=uuid.uuid4(), firm_id=access.firm.id, company_id=company_id, department_id=department_id,
+                    parent_id=None, name=CLIENT_UPLOADS_NAME, kind="client_uploads", created_at=utcnow(),
+                    created_by=actor.identity_id)
+    session.add(folder)
+    session.flush()
+    return folder
+
+
+def send_to_firm(session: Session, *, access: Access, received: Received, company_id, department_id,
+                 actor: Actor) -> Document:
+    """Enviar documentos ao escritório: a client's file (checked and stored by `receive_file`)
+    published into the company × department's "Enviados pelo cliente"; `document.received`
+    tells the department's staff. Only a client with the permission, Contribuinte or Proprietário
+    in that department (Access.may_add), in one of their companies."""
+    if access.is_staff or company_id not in access.company_ids or not access.may_add(department_id):
+        raise PermissionError("this person may not send documents to this company × department")
+    folder = client_uploads_folder(session, access=access, company_id=company_id, department_id=department_id,
+                                   actor=actor)
+    doc = add_document(session, access=access, stored=received.stored, name=received.name, kind=received.kind,
+                       company_id=company_id, department_id=department_id, folder_id=folder.id, actor=actor,
+                       status="published", from_client=True)
+    record_event(session, outbox, "document.received", {"firm_id": doc.firm_id, "document_id": doc.id,
+                                                        "company_id": company_id, "department_id": department_id})
+    return doc
+
+
+def record_downloads(session: Session, docs, *, actor: Actor) -> None:
+    """Baixar selecionados: each document in the ZIP is downloaded (audited; the first time,
+    "Visualizado" and `document.opened`), recorded before a byte is sent."""
+    for doc in docs:
+        record_opening(session, doc, actor=actor, download=True)
