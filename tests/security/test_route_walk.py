@@ -128,6 +128,10 @@ EXPECTED = {
     # another person's object: Bruno's session, another client's invitation, a firm one is not in
     "other_object": {"anonymous": "login", "forged": "login", "staff": "404", "client": "404",
                      "beta_staff": "404", "beta_client": "404", "beta_colaborador": "404"},
+    # Enviar documentos ao escritório: a client with the permission, Contribuinte or Proprietário in a
+    # department (Eduardo: Contribuinte in Fiscal); staff publish through their own pages
+    "firm_client_upload": {"anonymous": "login", "forged": "login", "staff": "404", "client": "404",
+                           "beta_staff": "404", "beta_client": "own", "beta_colaborador": "404"},
 }
 # The IDOR case: a firm's own slug with the other firm's object id in the URL (Alfa's slug with
 # Beta's object for Alfa's people; Beta's slug with Alfa's object for Beta's people).
@@ -186,6 +190,9 @@ CLASS_OF = {
     "documents.folder": "firm_folder",
     "documents.open_document": "firm_folder",
     "documents.download_document": "firm_folder",
+    "documents.search": "firm",                 # the person's own companies × departments (staff: their Access)
+    "documents.download_selected": "firm",      # a ZIP of what the person may download among the ids sent
+    "documents.send_documents": "firm_client_upload",
     "auth.account": "own_account",
     "auth.account_sessions": "own_account",
     "auth.account_password": "own_account",
@@ -486,7 +493,13 @@ def build_state(stage: Stage) -> State:
         members = {  # (firm, who) → client user id
             ("alfa", "diana"): _client_user(s, alfa, "diana", alfa_company).id,
             ("alfa", "carlos"): _client_user(s, alfa, "carlos", alfa_company).id,
-            ("beta", "eduardo"): _client_user(s, beta, "eduardo", beta_company).id,
+            # Eduardo may send documents to the firm: Contribuinte in Fiscal, with the permission
+            ("beta", "eduardo"): users_services.register_client_user(
+                s, firm=beta, name=NAMES["eduardo"], email=EMAILS["eduardo"], company_ids=[beta_company.id],
+                access="now", permissions={"download", "upload"},
+                departments={d.id: "contributor" if d.name == "Fiscal" else "reviewer"
+                             for d in s.scalars(select(users_models.Department)
+                                                .where(users_models.Department.firm_id == beta.id))}).id,
             ("beta", "carlos"): _client_user(s, beta, "carlos", beta_company).id,
         }
         fabio = users_services.register_client_user(s, firm=beta, name=FABIO[0], email=FABIO[1],
@@ -879,6 +892,8 @@ def walk(stage: Stage, state: State) -> None:
     assert visitors["client"].fetch("GET", f"/e/{state.alfa_slug}/").status == 200
     assert visitors["beta_staff"].fetch("GET", f"/e/{state.beta_slug}/configuracoes/usuarios-de-clientes").status == 200
     assert visitors["beta_client"].fetch("GET", f"/e/{state.beta_slug}/").status == 200
+    # Eduardo may send documents (his "own" on Enviar documentos ao escritório is the form itself)
+    assert visitors["beta_client"].fetch("GET", f"/documentos/e/{state.beta_slug}/enviar").status == 200
     irene_list = visitors["beta_colaborador"].fetch("GET", f"/e/{state.beta_slug}/configuracoes/usuarios-de-clientes")
     assert irene_list.status == 200 and JOANA[0] in irene_list.body  # her carteira's client: the 404s are the carteira
     assert visitors["beta_colaborador"].fetch(
