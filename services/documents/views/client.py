@@ -18,6 +18,7 @@ from flask_babel import ngettext
 from werkzeug.http import dump_options_header
 
 from services.common.dates import BRASILIA
+from services.common.forms import without_control_characters
 from services.common.web import db_session
 
 from .. import inspection, queries, services, zipstream
@@ -211,9 +212,9 @@ def _receive(who, session, destinations, chosen, files, company_id, department_i
             received.append(services.receive_file(store, upload.stream, name=upload.filename,
                                                   max_bytes=max_mb * 1024 * 1024))
         except inspection.RefusedFile as exc:
-            refusals.append((upload.filename, _(exc.message)))
+            refusals.append((without_control_characters(upload.filename), _(exc.message)))
         except TooLarge:
-            refusals.append((upload.filename, _("O arquivo tem mais de %(mb)s MB, o limite de cada arquivo.",
+            refusals.append((without_control_characters(upload.filename), _("O arquivo tem mais de %(mb)s MB, o limite de cada arquivo.",
                                                 mb=max_mb)))
         except StorageUnavailable:
             unavailable = True
