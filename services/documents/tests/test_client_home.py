@@ -116,3 +116,30 @@ def test_the_home_sends_the_same_number_of_statements_whatever_the_number_of_doc
     assert len(rows(section(large.text, "pendencias"))) == 13 and len(rows(section(large.text, "recentes"))) == 10
     assert len(rows(section(small.text, "recentes"))) == 2
     assert many.count == few.count, (few.statements, many.statements)
+
+
+def test_a_client_with_very_many_places_gets_the_same_lists(config, docworld, bus, monkeypatch):
+    """Past queries.MAX_PLACES companies × departments the lists are read firm-wide instead of per
+    place: the same documents in the same order."""
+    from services.common.runtime import database
+    from services.documents import queries
+
+    w = docworld
+    for n in range(8):
+        guia(config, w, f"DAS {n}.pdf", n - 3, department=("Fiscal", "Pessoal")[n % 2])
+        plain(config, w, f"Balancete {n}.pdf", department=("Contábil", "Societário")[n % 2])
+
+    def lists():
+        with database("documents", config).begin() as s:
+            firm, member = next((f, m) for f, m in queries.memberships(s, identity_id=w.carlos.identity_id)
+                                if f.id == w.beta.id)
+            who = queries.access_for(s, firm, member)
+            return ([d.name for d in queries.pending_guias(s, who, limit=5)],
+                    [d.name for d in queries.recent_documents(s, who, limit=6)])
+
+    per_place = lists()
+    monkeypatch.setattr(queries, "MAX_PLACES", 1)
+    assert lists() == per_place
+    assert per_place[0] == ["DAS 0.pdf", "DAS 1.pdf", "DAS 2.pdf", "DAS 3.pdf", "DAS 4.pdf"]
+    assert per_place[1] == ["Balancete 7.pdf", "DAS 7.pdf", "Balancete 6.pdf", "DAS 6.pdf", "Balancete 5.pdf",
+                            "DAS 5.pdf"]
