@@ -14,10 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from services.common.documents import N_
 from services.common.messaging import record_event, utcnow
 
-from . import inspection
-from .models import AuditEntry, Document, DocumentView, outbox
+from . import distribution, inspection, queries
+from .models import AuditEntry, Document, DocumentView, Folder, outbox
 from .queries import Access
 
 
@@ -154,3 +155,119 @@ def sweep_orphans(session: Session, vault, *, older_than: timedelta = timedelta(
             vault.delete(key)
             removed += 1
     return removed
+
+
+# --------------------------------------------------------------------------- staff: folders, Distribuir automaticamente
+
+
+class FolderExists(Exception):
+    """A subfolder with that name is already there."""
+
+
+def add_folder(session: Session, *, access: Access, company_id, department_id, parent: Folder | None, name: str,
+               actor: Actor) -> Folder:
+    """Nova pasta: a subfolder inside the company × department (or inside `parent`, one of its
+    subfolders). FolderExists when the name is taken there (case-insensitively)."""
+    if not access.is_staff or not access.sees(company_id, department_id):
+        raise PermissionError("outside the person's companies and departments")
+    if parent is not None and (parent.company_id != company_id or parent.department_id != department_id):
+        raise PermissionError("the parent folder is elsewhere")
+    parent_id = parent.id if parent is not None else None
+    if queries.folder_named(session, access, company_id=company_id, department_id=department_id, parent_id=parent_id,
+                            name=name) is not None:
+        raise FolderExists(name)
+    folder = Folder(id=uuid.uuid4(), firm_id=access.firm.id, company_id=company_id, department_id=department_id,
+                    parent_id=parent_id, name=name, kind="regular", created_at=utcnow(), created_by=actor.identity_id)
+    session.add(folder)
+    session.flush()
+    audit(session, firm_id=access.firm.id, action="folder.created", actor=actor,
+          details={"folder_id": str(folder.id), "company_id": str(company_id), "department_id": str(department_id)})
+    return folder
+
+
+def receive_guia(vault, fileobj, *, name: str, max_bytes: int) -> tuple[Received, distribution.GuiaReading]:
+    """Distribuir automaticamente: like `receive_file`, for a PDF only, whose text is read while
+    it is checked (the PDF is parsed once: reading it is the check that it can be opened).
+    Raises what receive_file raises; inspection.ForbiddenType for anything but a PDF."""
+    name = inspection.check_name(name)
+    kind = inspection.sniff(fileobj, name)
+    if kind.code != "pdf":
+        raise inspection.ForbiddenType(ONLY_PDF_MESSAGE)
+    reading = distribution.read_guia(fileobj)
+    fileobj.seek(0)
+    stored = vault.store(fileobj, max_bytes=max_bytes)
+    return Received(name=name, kind=kind, stored=stored), reading
+
+
+ONLY_PDF_MESSAGE = N_("Distribuir automaticamente lê guias em PDF: envie este arquivo por Publicar documentos.")
+
+
+def add_to_batch(session: Session, *, access: Access, received: Received, proposal: distribution.Proposal,
+                 department_id, batch_id, actor: Actor) -> Document:
+    """A file of a Distribuir automaticamente batch, pending review: filed where the proposal
+    says (the company only when IDENTIFIED among the companies the staff member sees; the
+    department proposed), with the metadata read from it. Invisible to clients until confirmed."""
+    if not access.is_staff:
+        raise PermissionError("only staff distribute documents")
+    company_id = proposal.company_id if proposal.status == distribution.IDENTIFIED else None
+    if company_id is not None and company_id not in access.company_ids:
+        company_id = None
+    if department_id is not None and department_id not in access.department_levels:
+        department_id = None
+    stored = received.stored
+    doc = Document(id=uuid.uuid4(), firm_id=access.firm.id, company_id=company_id, department_id=department_id,
+                   folder_id=None, name=received.name, kind=received.kind.code, media_type=received.kind.media_type,
+                   size=stored.size, sha256=stored.sha256, object_key=stored.object_key,  # type: ignore[attr-defined]
+                   wrapped_key=stored.wrapped_key, status="pending",  # type: ignore[attr-defined]
+                   competencia=proposal.competencia, guia_tipo=proposal.tipo, vencimento=proposal.vencimento,
+                   valor=proposal.valor, from_client=False, added_by=actor.identity_id, added_by_name=actor.name,
+                   batch_id=batch_id, proposal=proposal.status, created_at=utcnow())
+    session.add(doc)
+    session.flush()
+    return doc
+
+
+@dataclass(frozen=True)
+class Filing:
+    """Where a reviewed file goes and with which metadata."""
+    company_id: uuid.UUID
+    department_id: uuid.UUID
+    meta: Metadata
+
+
+def confirm_batch(session: Session, *, access: Access, documents: list[Document], filings: dict, actor: Actor
+                  ) -> tuple[list[Document], list[str]]:
+    """Confirmar: every document of the batch with a Filing in `filings` (by id) is filed and
+    published, at one moment; the others (excluded from the review) are discarded. Returns the
+    published documents and the object keys of the discarded ones, to delete once the
+    transaction is committed (the orphan sweep removes any that could not be). PermissionError
+    for a filing outside what the staff member sees (nothing is changed: the caller rolls back)."""
+    now = utcnow()
+    published, discarded = [], []
+    for doc in documents:
+        filing = filings.get(doc.id)
+        if filing is None:
+            discarded.append(doc)
+            continue
+        if not access.sees(filing.company_id, filing.department_id):
+            raise PermissionError("outside the person's companies and departments")
+        doc.company_id, doc.department_id, doc.folder_id = filing.company_id, filing.department_id, None
+        doc.competencia, doc.guia_tipo = filing.meta.competencia, filing.meta.guia_tipo
+        doc.vencimento, doc.valor = filing.meta.vencimento, filing.meta.valor
+        publish(session, doc, actor=actor, at=now)
+        published.append(doc)
+    return published, discard_pending(session, discarded)
+
+
+def discard_pending(session: Session, documents: list[Document]) -> list[str]:
+    """Descartar: pending documents (a batch's, never published) go: their rows now, their bytes
+    once the caller has committed (the returned object keys; the orphan sweep removes any left)."""
+    keys = []
+    for doc in documents:
+        if doc.status != "pending":
+            raise ValueError(f"cannot discard a {doc.status} document")
+        if doc.object_key:
+            keys.append(doc.object_key)
+        session.delete(doc)
+    session.flush()
+    return keys
