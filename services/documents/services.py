@@ -6,6 +6,7 @@ upload leaves no visible document, and at worst an orphaned object that `sweep_o
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -20,6 +21,7 @@ from services.common.messaging import record_event, utcnow
 from . import distribution, inspection, queries
 from .models import AuditEntry, Document, DocumentView, Folder, outbox
 from .queries import Access
+from .vault import StorageUnavailable, TooLarge
 
 
 @dataclass(frozen=True)
@@ -185,18 +187,50 @@ def add_folder(session: Session, *, access: Access, company_id, department_id, p
     return folder
 
 
-def receive_guia(vault, fileobj, *, name: str, max_bytes: int) -> tuple[Received, distribution.GuiaReading]:
-    """Distribuir automaticamente: like `receive_file`, for a PDF only, whose text is read while
-    it is checked (the PDF is parsed once: reading it is the check that it can be opened).
-    Raises what receive_file raises; inspection.ForbiddenType for anything but a PDF."""
+def _check_guia(fileobj, name: str, max_bytes: int) -> tuple[str, inspection.Kind, distribution.GuiaReading]:
     name = inspection.check_name(name)
     kind = inspection.sniff(fileobj, name)
     if kind.code != "pdf":
         raise inspection.ForbiddenType(ONLY_PDF_MESSAGE)
+    fileobj.seek(0, 2)
+    if fileobj.tell() > max_bytes:  # not even read: the vault would refuse it after storing it
+        raise TooLarge()
     reading = distribution.read_guia(fileobj)
     fileobj.seek(0)
+    return name, kind, reading
+
+
+def receive_guia(vault, fileobj, *, name: str, max_bytes: int) -> tuple[Received, distribution.GuiaReading]:
+    """Distribuir automaticamente: like `receive_file`, for a PDF only, whose text is read while
+    it is checked (the PDF is parsed once: reading it is the check that it can be opened).
+    Raises what receive_file raises; inspection.ForbiddenType for anything but a PDF."""
+    name, kind, reading = _check_guia(fileobj, name, max_bytes)
     stored = vault.store(fileobj, max_bytes=max_bytes)
     return Received(name=name, kind=kind, stored=stored), reading
+
+
+def receive_guias(vault, files: list[tuple[object, str]], *, max_bytes: int, workers: int = 8) -> list:
+    """`receive_guia` for a batch of (fileobj, name): each PDF is read here while the ones read
+    before are being stored (encrypted) by `workers` threads — the store waits on the disk or the
+    network, the reading on the CPU. One result per file, in order: (Received, GuiaReading), or
+    the exception that refused it (inspection.RefusedFile, vault.TooLarge, StorageUnavailable —
+    the caller deletes what was stored when any file met StorageUnavailable)."""
+    results: list = [None] * len(files)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="documents-store") as pool:
+        pending = []
+        for position, (fileobj, name) in enumerate(files):
+            try:
+                name, kind, reading = _check_guia(fileobj, name, max_bytes)
+            except (inspection.RefusedFile, TooLarge) as exc:
+                results[position] = exc
+                continue
+            pending.append((position, pool.submit(vault.store, fileobj, max_bytes=max_bytes), name, kind, reading))
+        for position, future, name, kind, reading in pending:
+            try:
+                results[position] = (Received(name=name, kind=kind, stored=future.result()), reading)
+            except (TooLarge, StorageUnavailable) as exc:
+                results[position] = exc
+    return results
 
 
 ONLY_PDF_MESSAGE = N_("Distribuir automaticamente lê guias em PDF: envie este arquivo por Publicar documentos.")
@@ -222,8 +256,7 @@ def add_to_batch(session: Session, *, access: Access, received: Received, propos
                    competencia=proposal.competencia, guia_tipo=proposal.tipo, vencimento=proposal.vencimento,
                    valor=proposal.valor, from_client=False, added_by=actor.identity_id, added_by_name=actor.name,
                    batch_id=batch_id, proposal=proposal.status, created_at=utcnow())
-    session.add(doc)
-    session.flush()
+    session.add(doc)  # flushed with the batch's other files
     return doc
 
 

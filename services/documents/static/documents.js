@@ -4,6 +4,8 @@
 (function () {
   "use strict";
 
+  var PARALLEL = 3;
+
   function text(el, value) { el.textContent = value; return el; }
 
   function fileRow(list, file) {
@@ -75,27 +77,46 @@
         queue.push([file, row]);
       }
     });
-    function next() {
-      if (stop || !queue.length) {
-        if (form.getAttribute("data-upload") === "distribute" && reviewUrl && received) {
-          window.location.assign(reviewUrl);
-        } else if (form.getAttribute("data-upload") === "publish" && received) {
-          list.setAttribute("data-finished", "1");
-        }
-        return;
+    var active = 0, finished = false;
+    function settle() {
+      if (finished || active || (!stop && queue.length)) { return; }
+      finished = true;
+      if (form.getAttribute("data-upload") === "distribute" && reviewUrl && received) {
+        if (!list.querySelector("[data-status=refused]")) { window.location.assign(reviewUrl); return; }
+        var li = document.createElement("li"), link = document.createElement("a");  // read the refusals first
+        link.href = reviewUrl;
+        text(link, form.getAttribute("data-review-label") || reviewUrl);
+        li.appendChild(link);
+        list.appendChild(li);
+        link.focus();
+      } else if (received) {
+        list.setAttribute("data-finished", "1");
+        var item = document.createElement("li"), again = document.createElement("a");
+        again.href = window.location.href;
+        text(again, form.getAttribute("data-refresh-label") || window.location.href);
+        item.appendChild(again);
+        list.appendChild(item);
       }
-      var item = queue.shift();
-      send(form, item[0], item[1], function (answer) {
-        if (answer.review_url) { reviewUrl = answer.review_url; }
-        if (answer.status === "published" || answer.status === "received") { received += 1; }
-        if (answer.status === "invalid" || answer.status === "unavailable") {
-          stop = true;
-          queue.forEach(function (rest) { finish(rest[1], answer.status, answer.message || ""); });
-        }
-        next();
-      });
     }
-    next();
+    function pump() {  // up to PARALLEL requests at once: the server reads one file while storing another
+      while (!stop && active < PARALLEL && queue.length) {
+        var item = queue.shift();
+        active += 1;
+        send(form, item[0], item[1], function (answer) {
+          active -= 1;
+          if (answer.review_url) { reviewUrl = answer.review_url; }
+          if (answer.status === "published" || answer.status === "received") { received += 1; }
+          if (answer.status === "invalid" || answer.status === "unavailable") {
+            stop = true;
+            queue.forEach(function (rest) { finish(rest[1], answer.status, answer.message || ""); });
+            queue = [];
+          }
+          pump();
+        });
+      }
+      settle();
+    }
+    pump();
   }
 
   document.addEventListener("DOMContentLoaded", function () {

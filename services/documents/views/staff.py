@@ -260,33 +260,31 @@ def distribute_upload(slug):
         return _distribute_page(who, status=422, errors={"arquivos": [message]})
     index = distribution.CompanyIndex(queries.company_index_rows(session, who))
     department = _default_department(session, who)
-    stored: list[str] = []
-    outcomes: list[Outcome] = []
-    try:
-        for upload in uploads:
-            name = upload.filename or ""
-            try:
-                received, reading = services.receive_guia(vault(), upload.stream, name=name, max_bytes=_max_bytes())
-            except inspection.RefusedFile as exc:
-                outcomes.append(Outcome(name, "refused", _(exc.message)))
-                continue
-            except TooLarge:
-                outcomes.append(Outcome(name, "refused", _too_large_message()))
-                continue
-            stored.append(received.stored.object_key)
-            proposal = distribution.propose(reading, index)
-            doc = services.add_to_batch(session, access=who, received=received, proposal=proposal,
-                                        department_id=department.id if department else None, batch_id=batch_id,
-                                        actor=actor())
-            outcomes.append(Outcome(doc.name, "received", _(proposal.label), doc.id))
-        session.commit()
-    except StorageUnavailable:
-        session.rollback()
+    results = services.receive_guias(vault(), [(upload.stream, upload.filename or "") for upload in uploads],
+                                     max_bytes=_max_bytes())
+    stored = [r[0].stored.object_key for r in results if isinstance(r, tuple)]
+    if any(isinstance(r, StorageUnavailable) for r in results):
         _forget(stored)
+        log.warning("documents storage unavailable while receiving a batch")
         message = _("Armazenamento indisponível: nada foi recebido. Tente de novo em alguns minutos.")
         if _wants_json():
             return jsonify({"status": "unavailable", "message": message}), 503
         return _distribute_page(who, status=503, storage_message=message)
+    outcomes: list[Outcome] = []
+    try:
+        for upload, result in zip(uploads, results, strict=True):
+            if isinstance(result, inspection.RefusedFile):
+                outcomes.append(Outcome(upload.filename or "", "refused", _(result.message)))
+            elif isinstance(result, TooLarge):
+                outcomes.append(Outcome(upload.filename or "", "refused", _too_large_message()))
+            else:
+                received, reading = result
+                proposal = distribution.propose(reading, index)
+                doc = services.add_to_batch(session, access=who, received=received, proposal=proposal,
+                                            department_id=department.id if department else None, batch_id=batch_id,
+                                            actor=actor())
+                outcomes.append(Outcome(doc.name, "received", _(proposal.label), doc.id))
+        session.commit()
     except BaseException:
         session.rollback()
         _forget(stored)
