@@ -44,8 +44,11 @@ def opening_line(delivery: Delivery) -> str:
     view = delivery.view
     if view is None:
         return _("Não visualizado")
+    if not view.ip:
+        return _("Visualizado por %(name)s em %(when)s (IP não registrado)", name=view.name,
+                 when=datahora(view.opened_at))
     return _("Visualizado por %(name)s em %(when)s, do IP %(ip)s", name=view.name, when=datahora(view.opened_at),
-             ip=view.ip or "-")
+             ip=view.ip)
 
 
 def receipt_pdf(*, firm: Firm, document: Document, company: Company | None, department: Department | None,
