@@ -26,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import IO
 
 from services.common.config import SERVICES
 from services.common.gateway import PREFIXES
@@ -129,7 +130,7 @@ class Stack:
         self.env.setdefault("PYTHONUNBUFFERED", "1")
         self.processes: dict[str, subprocess.Popen] = {}
         self._commands: dict[str, list[str]] = {}
-        self._log_files: dict[str, object] = {}
+        self._log_files: dict[str, IO[bytes]] = {}
         self._nginx_temp: Path | None = None
         self.web_ports: dict[str, int] = {}
 
@@ -300,7 +301,8 @@ class Stack:
 
 
 def _is_nginx(proc: subprocess.Popen) -> bool:
-    return "nginx" in Path(str(proc.args[0])).name
+    args = proc.args if isinstance(proc.args, list | tuple) else [proc.args]
+    return "nginx" in Path(str(args[0])).name
 
 
 def main(argv=None) -> int:

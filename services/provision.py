@@ -124,4 +124,70 @@ def seed_demo(config: Config) -> bool:
             users_models.Department.firm_id == firm.id, users_models.Department.name == "Contábil")).scalar_one()
         users_services.add_staff_member(session, firm=firm, identity_id=debora_id, name=debora, email=debora_email,
                                         role="staff", department_ids=[contabil], company_ids=[uuid.UUID(padaria["id"])])
+    seed_demo_documents(config, firm_id=uuid.UUID(alfa["id"]), company_id=uuid.UUID(padaria["id"]),
+                        cnpj=_cnpj("123456780001"), by=ensure_identity(config, email=ana_email, name=ana,
+                                                                       password=ana_pw)[0], by_name=ana)
     return True
+
+
+def _deliver_to_documents(config: Config) -> None:
+    """The users service's events recorded so far, handed to the documents service's consumers now
+    (its projection: who sees what), so that the demo documents can be published before the server
+    runs. The relay publishes the same events later; the documents consumer skips what it processed."""
+    from services.common.messaging import handle_message
+    from services.documents import consumers as documents_consumers
+    from services.documents import models as documents_models
+    from services.users import models as users_models
+    _ready(config, "documents")
+    with database("users", config).begin() as session:
+        envelopes = session.execute(select(users_models.outbox.c.envelope)
+                                    .where(users_models.outbox.c.published_at.is_(None))
+                                    .order_by(users_models.outbox.c.seq)).scalars().all()
+    for envelope in envelopes:
+        handler = documents_consumers.HANDLERS.get(envelope["type"])
+        if handler is not None:
+            handle_message(database("documents", config), documents_models.processed, "documents", handler,
+                           envelope, config=config)
+
+
+def seed_demo_documents(config: Config, *, firm_id, company_id, cnpj: str, by, by_name: str) -> None:
+    """Documents and guias of the padaria at Alfa (Carlos's company), dated from today so that the
+    demo always has guias due soon (Pendências) and one overdue."""
+    import io
+    from datetime import date, timedelta
+    from decimal import Decimal
+
+    from services.documents import queries as documents_queries
+    from services.documents import services as documents_services
+    from services.documents.models import Department
+    from services.documents.sample_pdfs import darf_guia, das_guia, text_pdf
+    from services.documents.vault import vault_from_config
+    _deliver_to_documents(config)
+    today = date.today()
+    last_month = (today.replace(day=1) - timedelta(days=1)).strftime("%m/%Y")
+    punctuated = f"{cnpj[:2]}.{cnpj[2:5]}.{cnpj[5:8]}/{cnpj[8:12]}-{cnpj[12:]}"
+    files = [  # (department, file name, bytes, metadata)
+        ("Fiscal", f"DAS {last_month.replace('/', '-')}.pdf",
+         das_guia(punctuated, last_month, today + timedelta(days=5), Decimal("1234.56")),
+         documents_services.Metadata(last_month, "DAS", today + timedelta(days=5), Decimal("1234.56"))),
+        ("Fiscal", "DARF IRPJ trimestral.pdf", darf_guia(cnpj, last_month, today - timedelta(days=3), Decimal("987.65")),
+         documents_services.Metadata(last_month, "DARF", today - timedelta(days=3), Decimal("987.65"))),
+        ("Pessoal", f"Folha de pagamento {last_month.replace('/', '-')}.pdf",
+         text_pdf("Padaria Pão Quente Ltda", f"Competência: {last_month}", "Resumo da folha: 12 empregados",
+                  title="Folha de pagamento"), documents_services.Metadata(last_month)),
+        ("Contábil", "Balancete de verificação.pdf",
+         text_pdf("Padaria Pão Quente Ltda", f"Período: {last_month}", "Ativo, passivo e resultado do período",
+                  title="Balancete de verificação"), documents_services.Metadata(last_month)),
+    ]
+    vault = vault_from_config(config)
+    actor = documents_services.Actor(by, by_name, None)
+    with database("documents", config).begin() as session:
+        firm, member = next((f, m) for f, m in documents_queries.memberships(session, identity_id=by) if f.id == firm_id)
+        access = documents_queries.access_for(session, firm, member)
+        departments = {d.name: d.id for d in session.scalars(select(Department).where(Department.firm_id == firm_id))}
+        for department, name, data, meta in files:
+            received = documents_services.receive_file(vault, io.BytesIO(data), name=name,
+                                                       max_bytes=config.documents_max_mb * 1024 * 1024)
+            documents_services.add_document(session, access=access, stored=received.stored, name=received.name,
+                                            kind=received.kind, company_id=company_id,
+                                            department_id=departments[department], meta=meta, actor=actor)

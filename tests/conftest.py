@@ -196,15 +196,22 @@ def _wait_healthy(url: str, proc=None, timeout: float = 90, log: Path | None = N
 
 @contextlib.contextmanager
 def running_product(workdir: Path, *, smtp_port: int, extra_env: dict | None = None,
-                    worker_processes: dict | None = None, web_workers: int = 1, tag: str = "e2e"):
+                    worker_processes: dict | None = None, web_workers: int = 1, tag: str = "e2e",
+                    object_store=None):
     """Start the product with e-mail going to the SMTP server on `smtp_port`.
 
     With a broker and a database server (testsupport.infra: environment → testcontainers):
     the distributed topology (deploy/stack.py) on fresh PostgreSQL databases and a private vhost
-    of the RabbitMQ. Without them: the embedded mode (`balcao run`) in a subprocess."""
+    of the RabbitMQ; the documents on the S3 server `object_store` (a started
+    testsupport.seaweed.SeaweedServer) when given, else on the filesystem. Without them: the
+    embedded mode (`balcao run`) in a subprocess, documents on the filesystem."""
     from testsupport import backends
     found = backends()
     broker, server = (found.broker_url, found.database_url) if found.distributed else (None, None)
+    if broker and server and object_store is not None:
+        object_store.empty_bucket()
+        extra_env = {**(extra_env or {}), **object_store.env, "BALCAO_DOCUMENTS_S3_ENDPOINT": object_store.endpoint,
+                     "BALCAO_DOCUMENTS_S3_BUCKET": object_store.bucket}
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     base_env = {"BALCAO_VAR_DIR": str(workdir / "var"), "BALCAO_KEYS_DIR": str(workdir / "var" / "keys"),

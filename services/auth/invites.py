@@ -23,11 +23,10 @@ from datetime import UTC, datetime, timedelta
 
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from services.common.contracts import normalize_email
+from services.common.db import dialect_insert
 from services.common.messaging import record_event
 
 from . import clock
@@ -53,16 +52,12 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _insert(session: Session):
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-
-
 # --------------------------------------------------------------------------- the projection
 
 def project_invitation_created(session: Session, *, invitation_id, expires_at: datetime) -> None:
     """A new invitation: pending until `expires_at` — unless its voiding or acceptance arrived first
     (then only the expiry is filled in)."""
-    insert = _insert(session)
+    insert = dialect_insert(session)
     stmt = insert(InvitationState).values(invitation_id=_uuid(invitation_id), status=PENDING,
                                           expires_at=expires_at, updated_at=clock.now())
     session.execute(stmt.on_conflict_do_update(index_elements=[InvitationState.invitation_id],
@@ -70,7 +65,7 @@ def project_invitation_created(session: Session, *, invitation_id, expires_at: d
 
 
 def _terminal(session: Session, *, invitation_id, status: str, reason: str | None) -> None:
-    insert = _insert(session)
+    insert = dialect_insert(session)
     now = clock.now()
     stmt = insert(InvitationState).values(invitation_id=_uuid(invitation_id), status=status, expires_at=None,
                                           voided_reason=reason, updated_at=now)

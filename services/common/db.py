@@ -88,3 +88,11 @@ class AwareDateTime(TypeDecorator):
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return value
+
+
+def dialect_insert(session: Session):
+    """The INSERT construct of the session's database (PostgreSQL's or SQLite's), for
+    ON CONFLICT DO NOTHING / DO UPDATE, which both have."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert

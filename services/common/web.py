@@ -72,6 +72,8 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
         BABEL_TRANSLATION_DIRECTORIES=";".join([str(service_dir / "translations"),
                                                   str(COMMON_DIR / "translations")]),
         MAX_CONTENT_LENGTH=10 * 1024 * 1024,
+        # name → check() returning None (ready) or what is wrong: /readyz reports each (documents: storage)
+        BALCAO_READY_CHECKS={},
     )
     if config.trusted_proxies > 0:
         # Behind the gateway: the client's address and scheme come from X-Forwarded-For/-Proto,
@@ -241,6 +243,10 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
             problems["broker"] = broker
         if config.mail_problem:  # e.g. a web started without BALCAO_SMTP_URL other than by `balcao web`
             problems["email"] = config.mail_problem
+        for name, check in app.config["BALCAO_READY_CHECKS"].items():  # a service's own dependencies
+            problem = check()
+            if problem:
+                problems[name] = problem
         if problems:
             log.warning("%s not ready: %s", service, ", ".join(sorted(problems)))
             return {"status": "unavailable", "service": service, **problems}, 503

@@ -12,9 +12,9 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from services.common.db import dialect_insert
 from services.common.documents import N_
 from services.common.messaging import record_event, utcnow
 
@@ -109,15 +109,12 @@ def record_opening(session: Session, doc: Document, *, actor: Actor, download: b
     DocumentView (and `document.opened`). Returns True on the person's first opening."""
     audit(session, firm_id=doc.firm_id, action="document.downloaded" if download else "document.opened",
           actor=actor, document=doc)
-    exists = session.scalar(select(DocumentView.id).where(DocumentView.document_id == doc.id,
-                                                          DocumentView.identity_id == actor.identity_id))
-    if exists is not None:
-        return False
-    try:
-        with session.begin_nested():
-            session.add(DocumentView(document_id=doc.id, identity_id=actor.identity_id, name=actor.name,
-                                     ip=actor.ip, opened_at=utcnow()))
-    except IntegrityError:  # the same person's other tab, a moment ago
+    views = DocumentView.__table__
+    first = session.execute(dialect_insert(session)(views).values(
+        id=uuid.uuid4(), document_id=doc.id, identity_id=actor.identity_id, name=actor.name, ip=actor.ip,
+        opened_at=utcnow()).on_conflict_do_nothing(index_elements=["document_id", "identity_id"])
+        .returning(views.c.id)).first()
+    if first is None:  # opened before (or by the same person's other tab, a moment ago)
         return False
     record_event(session, outbox, "document.opened", {"firm_id": doc.firm_id, "document_id": doc.id,
                                                       "identity_id": actor.identity_id})

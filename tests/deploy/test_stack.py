@@ -81,7 +81,8 @@ def test_pages_are_routed_by_prefix_without_rewriting(stack):
     # and query string intact): each service's own access log shows the very request line, and
     # no other service saw it.
     paths = {"auth": "/auth/nao-existe/a%2Fb%20c?x=1&y=%C3%A7", "invitations": "/convite/healthz/nao-existe%2F1",
-             "notifier": "/notificacoes/nao%20existe/y?z=2", "users": "/nao-existe/a%3Fb?q=%2F"}
+             "notifier": "/notificacoes/nao%20existe/y?z=2", "documents": "/documentos/nao-existe/%C3%A7?w=1",
+             "users": "/nao-existe/a%3Fb?q=%2F"}
     rids = {svc: f"route-{svc}-{uuid.uuid4().hex[:8]}" for svc in paths}
     for svc, path in paths.items():
         status, headers, _ = _get(stack.url + path, {"X-Request-ID": rids[svc]})

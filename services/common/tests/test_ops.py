@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 import balcao_cli
 from services.common import events, logs, messaging, runtime
+from services.common.config import SERVICES
 from services.common.runtime import database
 from services.invitations import models as inv_models
 from testsupport import backends, private_vhost
@@ -306,7 +307,7 @@ def test_log_lines_are_json_with_the_correlation_id():
 def test_the_embedded_mode_runs_the_periodic_jobs_too(config):
     from services.common.embedded import EmbeddedStack
     stack = EmbeddedStack(config)
-    expected = [(job.name, job.interval) for svc in ("auth", "users", "invitations", "notifier")
+    expected = [(job.name, job.interval) for svc in SERVICES
                 for job in runtime.periodic_jobs(svc, config)]
     assert ("notifier.retry_due_deliveries", 1.0) in expected
     assert [(job.name, job.interval) for job in stack.periodic] == expected

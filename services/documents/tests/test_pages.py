@@ -93,3 +93,16 @@ def test_an_orphaned_object_is_swept_and_a_document_s_object_stays(config, docwo
     with database("documents", config).begin() as s:
         from services.documents.models import Document
         assert s.get(Document, doc_id).object_key in keys
+
+
+def test_readyz_reports_an_unreachable_object_store(config):
+    """An operator sees why the documents service is not ready: the S3 endpoint does not answer."""
+    import dataclasses
+
+    from deploy.stack import free_port
+    from services.documents.app import create_app
+
+    app = create_app(dataclasses.replace(config, documents_s3_endpoint=f"http://127.0.0.1:{free_port()}"))
+    answer = app.test_client().get("/documentos/readyz")
+    assert answer.status_code == 503 and "storage" in answer.get_json()
+    assert "storage" not in create_app(config).test_client().get("/documentos/readyz").get_json()

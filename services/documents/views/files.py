@@ -25,6 +25,15 @@ def vault():
     return app.extensions["documents.vault"]
 
 
+def storage_problem() -> str | None:
+    """For /readyz: None when the object store answers, else why not."""
+    try:
+        vault().check()
+    except StorageUnavailable as exc:
+        return f"storage unavailable: {exc}"[:200]
+    return None
+
+
 def _disposition(kind: str, name: str) -> str:
     ascii_name = name.encode("ascii", "replace").decode("ascii").replace("?", "_").replace('"', "_")
     return dump_options_header(kind, {"filename": ascii_name, "filename*": name})

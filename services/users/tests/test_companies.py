@@ -199,10 +199,10 @@ def test_a_person_company_s_cpf_never_travels_whole(config, world):
         events.validate_payload("company.created", whole)
 
 
-def test_the_company_events_are_in_the_catalogue_with_users_as_producer_and_no_consumer_yet():
+def test_the_company_events_are_in_the_catalogue_with_users_as_producer_and_documents_as_consumer():
     for etype in COMPANY_EVENTS:
         spec = events.CATALOGUE[etype]
-        assert (spec.producers, spec.consumers) == (("users",), ())
+        assert (spec.producers, spec.consumers) == (("users",), ("documents",))
 
 
 def _audit(config, firm) -> list:

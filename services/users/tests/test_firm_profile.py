@@ -153,7 +153,7 @@ def test_admin_sets_name_logo_and_reply_to_and_the_header_shows_them(browser_cli
     firm = _firm(config, world.alfa)
     assert (firm.name, firm.legal_name, firm.cnpj, firm.slug) == \
            ("Alfa Contábil", "Contabilidade Alfa", world.alfa.cnpj, world.alfa.slug)
-    assert firm.reply_to == "atendimento@alfa.com.br" and firm.profile_revision == 1
+    assert firm.reply_to == "atendimento@alfa.com.br" and firm.profile_revision == 2  # 1: as created
     logo = _logo_row(config, world.alfa)
     assert logo is not None and firm.logo_digest == logo.digest and logo.media_type == "image/png"
     assert (logo.width, logo.height) == (240, 120)  # 640 × 320 fitted into 400 × 120
@@ -218,7 +218,7 @@ def test_a_refused_file_keeps_everything_typed_and_saves_nothing(browser_client,
     assert _field_value(page, "name") == "Alfa Contábil Digitado"
     assert _field_value(page, "reply_to") == "respostas@alfa.com.br"
     firm = _firm(config, world.alfa)
-    assert (firm.name, firm.reply_to, firm.logo_digest, firm.profile_revision) == ("Contabilidade Alfa", None, None, 0)
+    assert (firm.name, firm.reply_to, firm.logo_digest, firm.profile_revision) == ("Contabilidade Alfa", None, None, 1)
     assert _logo_row(config, world.alfa) is None and _audit(config, world.alfa) == []
     assert len(outbox_events(config, "firm.profile_changed")) == before
 
@@ -282,7 +282,9 @@ def test_each_change_is_audited_and_nothing_changed_is_not(browser_client, confi
     assert "atendimento@alfa.com.br" not in json.dumps(first.details)
     log = text_of(main_html(browser_client.get(f"/e/{world.alfa.slug}/configuracoes/auditoria").get_data(as_text=True)))
     assert "Perfil do escritório alterado" in log
-    assert [e["payload"]["revision"] for e in outbox_events(config, "firm.profile_changed")] == [1, 2]
+    # the firm as created (revision 1), then the two saves
+    assert [e["payload"]["revision"] for e in outbox_events(config, "firm.profile_changed")
+            if e["payload"]["firm_id"] == str(world.alfa.id)] == [1, 2, 3]
 
 
 def test_the_form_needs_its_csrf_token(browser_client, config, world):
@@ -349,10 +351,10 @@ def test_firm_profile_changed_is_read_and_kept_by_the_notifier(config, world):
             firm = s.get(models.Firm, world.alfa.id)
             assert services.update_firm_profile(s, firm=firm, name=name, reply_to=reply_to, logo=logo,
                                                 remove_logo=logo is None, actor=ana)
-    first, second = outbox_events(config, "firm.profile_changed")
+    *_created, first, second = outbox_events(config, "firm.profile_changed")
     assert first["payload"]["logo"]["media_type"] == "image/png" and second["payload"]["logo"] is None
     # no Razão social, CNPJ or anyone's personal data travels
-    assert set(first["payload"]) == {"firm_id", "revision", "name", "reply_to", "logo"}
+    assert set(first["payload"]) == {"firm_id", "revision", "name", "slug", "reply_to", "logo"}
 
     handler = notifier_consumers.HANDLERS["firm.profile_changed"]
     notifier_db = database("notifier", config)
@@ -364,11 +366,11 @@ def test_firm_profile_changed_is_read_and_kept_by_the_notifier(config, world):
 
     assert consume(first) == Outcome.HANDLED
     profile, logo = _notifier_profile(config, world.alfa.id)
-    assert (profile.revision, profile.name, profile.reply_to) == (1, "Alfa Contábil", "atendimento@alfa.com.br")
+    assert (profile.revision, profile.name, profile.reply_to) == (2, "Alfa Contábil", "atendimento@alfa.com.br")
     assert logo.data == reencode(png()).data and logo.media_type == "image/png"
     assert consume(second) == Outcome.HANDLED
     profile, logo = _notifier_profile(config, world.alfa.id)
-    assert (profile.revision, profile.name, profile.reply_to, logo) == (2, "Alfa Contábil Ltda", None, None)
+    assert (profile.revision, profile.name, profile.reply_to, logo) == (3, "Alfa Contábil Ltda", None, None)
     # the first change arriving late (a redelivery under a new message id) changes nothing
     late = {**first, "id": str(uuid.uuid4())}
     assert consume(late) == Outcome.HANDLED

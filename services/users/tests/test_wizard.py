@@ -196,7 +196,9 @@ def test_levels_permissions_and_notifications_chosen_on_the_way(browser_client, 
     assert payload["permissions"] == {"upload": True, "download": False}
     assert payload["notifications"] == {"new_documents": "email", "due_guias": "portal", "firm_notices": "none"}
     assert payload["company_ids"] == []
-    raw = str(event["payload"])
+    # the name and e-mail travel in their own fields (minor 1); the CPF and phone never
+    assert (payload["name"], payload["email"]) == ("Diana Prado", "diana@example.com")
+    raw = str({k: v for k, v in event["payload"].items() if k not in ("name", "email")})
     for personal in ("diana", "Diana", make_cpf(77), "98765", "99876"):
         assert personal not in raw
 
@@ -389,8 +391,13 @@ def test_editar_without_access_changes_records_no_access_event(browser_client, c
     cu = world.carlos_at_alfa
     before = len(_access_events(config, cu.id))
     _edit(browser_client, world.alfa, cu.id)  # Salvar, nothing changed
-    _edit(browser_client, world.alfa, cu.id, lambda f: f.__setitem__("name", "Carlos Souza Filho"))
     assert len(_access_events(config, cu.id)) == before
+    _edit(browser_client, world.alfa, cu.id, lambda f: f.__setitem__("phone", "+5511912345678"))
+    assert len(_access_events(config, cu.id)) == before  # the phone does not travel
+    _edit(browser_client, world.alfa, cu.id, lambda f: f.__setitem__("name", "Carlos Souza Filho"))
+    events = _access_events(config, cu.id)  # the name does (minor 1: "Visualizado por ...")
+    assert len(events) == before + 1 and events[-1]["payload"]["name"] == "Carlos Souza Filho"
+    before += 1
     _edit(browser_client, world.alfa, cu.id, lambda f: f.add("company_ids", str(world.alfa_company2.id)))
     events = _access_events(config, cu.id)
     assert len(events) == before + 1 and len(events[-1]["payload"]["company_ids"]) == 2
@@ -445,11 +452,12 @@ def test_each_change_records_exactly_one_access_event_that_its_schema_loads(conf
     assert events[0]["payload"]["identity_id"] is None and events[1]["payload"]["identity_id"] is not None
     assert [a["department_id"] for a in events[-1]["payload"]["departments"]] == [str(d["Contábil"].id)]
     schema = CATALOGUE["client_user.access_changed"]
-    assert schema.consumers == () and schema.producers == ("users",)
+    assert schema.consumers == ("documents",) and schema.producers == ("users",)
     for event in events:
         _, payload = parse_envelope(event)
         assert set(payload) == {"firm_id", "client_user_id", "identity_id", "revision", "reason", "departments",
-                                "company_ids", "permissions", "notifications"}
+                                "company_ids", "permissions", "notifications", "status", "name", "email"}
+        assert payload["name"] == "Gil Souza" and payload["email"] == "gil@example.com"
 
 
 def test_the_producer_refuses_an_unknown_field_the_consumer_ignores_it(config, world):
