@@ -175,3 +175,24 @@ def test_nothing_but_refusals_keeps_the_page_with_the_messages(config, docworld,
     assert documents(config, firm_id=w.beta.id) == []
     login(browser_client, config, w.carlos)
     assert browser_client.get(_distribute(w)).status_code == 404
+
+
+def test_storage_unreachable_receives_nothing(config, docworld, monkeypatch):
+    import dataclasses
+
+    from werkzeug.test import Client
+    from werkzeug.wrappers import Response
+
+    from testsupport import build_gateway
+
+    from .test_staff_publish import _dead_endpoint
+    w = docworld
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "teste")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "teste-segredo")
+    down = dataclasses.replace(config, documents_s3_endpoint=_dead_endpoint(), documents_s3_bucket="nenhum")
+    client = Client(build_gateway(down)[0], Response, use_cookies=True)
+    login(client, down, w.bruno)
+    answer = upload(client, _distribute(w), _distribute(w), GUIAS())
+    assert answer.status_code == 503
+    assert "Armazenamento indisponível: nada foi recebido. Tente de novo em alguns minutos." in answer.text
+    assert documents(config, firm_id=w.beta.id) == []
