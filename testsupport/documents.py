@@ -25,3 +25,28 @@ def publish(config, *, firm_id, company_id, department_name: str, data: bytes, n
                                     folder_id=folder_id, meta=meta or services.Metadata(),
                                     actor=services.Actor(by.identity_id, by.name, "127.0.0.1"))
         return doc.id
+
+
+def pending_batch(config, *, firm_id, by, files: list[tuple[str, bytes]]):
+    """Staff (`by`) leave a Distribuir automaticamente batch waiting for review, as the page does:
+    each PDF stored, read and proposed, pending. The batch's id."""
+    import io
+    import uuid
+
+    from services.common.runtime import database
+    from services.documents import distribution, queries, services
+    from services.documents.vault import vault_from_config
+
+    batch_id = uuid.uuid4()
+    with database("documents", config).begin() as s:
+        firm, member = next((f, m) for f, m in queries.memberships(s, identity_id=by.identity_id) if f.id == firm_id)
+        access = queries.access_for(s, firm, member)
+        index = distribution.CompanyIndex(queries.company_index_rows(s, access))
+        departments = queries.departments_of(s, access)
+        for name, data in files:
+            received, reading = services.receive_guia(vault_from_config(config), io.BytesIO(data), name=name,
+                                                      max_bytes=config.documents_max_mb * 1024 * 1024)
+            services.add_to_batch(s, access=access, received=received, proposal=distribution.propose(reading, index),
+                                  department_id=departments[0].id if departments else None, batch_id=batch_id,
+                                  actor=services.Actor(by.identity_id, by.name, "127.0.0.1"))
+    return batch_id

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from .models import (
     Company,
     Department,
+    Digest,
     Document,
     DocumentView,
     Firm,
@@ -24,6 +25,7 @@ from .models import (
     Member,
     MemberCompany,
     MemberDepartment,
+    Notification,
     search_key,
 )
 
@@ -317,8 +319,160 @@ def client_uploads_folder(session: Session, access: Access, *, company_id, depar
         Folder.parent_id.is_(None), Folder.kind == "client_uploads").order_by(Folder.created_at, Folder.id).limit(1))
 
 
-def same_content(session: Session, access: Access, *, sha256: str, folder_id) -> Document | None:
-    """A published document with these bytes already in that folder (the upload warns)."""
-    return session.scalar(select(Document).where(Document.firm_id == access.firm.id, Document.sha256 == sha256,
-                                                 Document.folder_id == folder_id, Document.status == "published")
-                          .limit(1))
+# --------------------------------------------------------------------------- staff (Publicar, Distribuir, detalhes)
+
+def same_file(session: Session, access: Access, *, company_id, department_id, folder_id, sha256: str) -> Document | None:
+    """A published document with these bytes (same SHA-256) in this folder, if any (the upload warns)."""
+    if not access.sees(company_id, department_id):
+        return None
+    return session.scalar(select(Document).where(
+        Document.firm_id == access.firm.id, Document.sha256 == sha256, Document.company_id == company_id,
+        Document.department_id == department_id,
+        Document.folder_id.is_(None) if folder_id is None else Document.folder_id == folder_id,
+        Document.status == "published").limit(1))
+
+
+def folder_named(session: Session, access: Access, *, company_id, department_id, parent_id, name: str) -> Folder | None:
+    """The subfolder called `name` (case-insensitively) right inside `parent_id` (None: the root)."""
+    return session.scalar(select(Folder).where(
+        Folder.firm_id == access.firm.id, Folder.company_id == company_id, Folder.department_id == department_id,
+        Folder.parent_id.is_(None) if parent_id is None else Folder.parent_id == parent_id,
+        func.lower(Folder.name) == name.lower()).limit(1))
+
+
+def company_index_rows(session: Session, access: Access) -> list[tuple[uuid.UUID, str, str]]:
+    """(id, document_kind, document) of the companies the person sees: distribution.CompanyIndex's input."""
+    if not access.company_ids:
+        return []
+    return [tuple(row) for row in session.execute(  # type: ignore[misc]
+        select(Company.id, Company.document_kind, Company.document).where(Company.id.in_(access.company_ids)))]
+
+
+def _batch_owner_filter(access: Access) -> ColumnElement[bool]:
+    """Pending batches are their author's (and every admin's of the firm)."""
+    if access.is_admin:
+        return Document.firm_id == access.firm.id
+    return and_(Document.firm_id == access.firm.id, Document.added_by == access.member.identity_id)
+
+
+def batch(session: Session, access: Access, batch_id) -> list[Document]:
+    """The pending documents of a Distribuir automaticamente batch, in the order they arrived;
+    empty for a batch that is not this staff member's (or an admin's), or that is gone."""
+    if not access.is_staff:
+        return []
+    try:
+        batch_id = uuid.UUID(str(batch_id))
+    except ValueError:
+        return []
+    return list(session.scalars(select(Document).where(
+        _batch_owner_filter(access), Document.batch_id == batch_id, Document.status == "pending",
+        Document.from_client.is_(False)).order_by(Document.created_at, Document.name, Document.id)))
+
+
+def batch_foreign(session: Session, access: Access, batch_id) -> bool:
+    """True when a batch id is already used by somebody else (another firm, another staff member)."""
+    return bool(session.scalar(select(func.count()).select_from(Document).where(
+        Document.batch_id == batch_id,
+        ~and_(Document.firm_id == access.firm.id, Document.added_by == access.member.identity_id))))
+
+
+@dataclass(frozen=True)
+class PendingBatch:
+    batch_id: uuid.UUID | None
+    files: int
+    started_at: object
+    by_name: str | None
+
+
+def pending_batches(session: Session, access: Access) -> list[PendingBatch]:
+    """Batches waiting for review that this person may open (their own; an admin: the firm's)."""
+    if not access.is_staff:
+        return []
+    rows = session.execute(
+        select(Document.batch_id, func.count(), func.min(Document.created_at), func.max(Document.added_by_name))
+        .where(_batch_owner_filter(access), Document.batch_id.is_not(None), Document.status == "pending",
+               Document.from_client.is_(False))
+        .group_by(Document.batch_id).order_by(func.min(Document.created_at).desc()).limit(50)).all()
+    return [PendingBatch(batch_id, count, started, by) for batch_id, count, started, by in rows]
+
+
+def client_views(session: Session, access: Access, document_id) -> list[DocumentView]:
+    """Every client of the firm who opened the document (their first opening), oldest first."""
+    clients = select(Member.identity_id).where(Member.firm_id == access.firm.id, Member.role == "client",
+                                               Member.identity_id.is_not(None))
+    return list(session.scalars(select(DocumentView).where(DocumentView.document_id == document_id,
+                                                           DocumentView.identity_id.in_(clients))
+                                .order_by(DocumentView.opened_at)))
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What the comprovante de entrega says of one client: the e-mail (its notification and
+    digest) and the first opening."""
+    name: str
+    email: str | None
+    wants_email: bool
+    notification: Notification | None
+    digest: Digest | None
+    view: DocumentView | None
+
+
+def deliveries(session: Session, access: Access, doc: Document) -> list[Delivery]:
+    """The clients the document was for (active clients of its company who see its department),
+    and anybody else of the firm's clients who was notified of it or opened it, each with the
+    e-mail that told them and their first opening. Three queries."""
+    members: dict = {m.identity_id: m for m in session.scalars(select(Member).where(
+        Member.firm_id == access.firm.id, Member.role == "client", Member.identity_id.is_not(None),
+        Member.status == "active",
+        Member.id.in_(select(MemberCompany.member_id).where(MemberCompany.company_id == doc.company_id)),
+        Member.id.in_(select(MemberDepartment.member_id).where(MemberDepartment.department_id == doc.department_id))))}
+    notified: dict = {}
+    for notification, digest in session.execute(
+            select(Notification, Digest).outerjoin(Digest, Digest.id == Notification.digest_id)
+            .where(Notification.document_id == doc.id, Notification.firm_id == access.firm.id,
+                   Notification.kind == "new_document")):
+        notified[notification.identity_id] = (notification, digest)
+    views: dict = {v.identity_id: v for v in client_views(session, access, doc.id)}
+    others = (set(notified) | set(views)) - set(members)
+    if others:
+        members.update({m.identity_id: m for m in session.scalars(select(Member).where(
+            Member.firm_id == access.firm.id, Member.role == "client", Member.identity_id.in_(others)))})
+    out = []
+    for identity_id, member in members.items():
+        notification, digest = notified.get(identity_id, (None, None))
+        choice = (member.notifications or {}).get("new_documents", "email_and_portal")
+        out.append(Delivery(name=member.name or (views[identity_id].name if identity_id in views else ""),
+                            email=member.email, wants_email=choice in ("email", "email_and_portal"),
+                            notification=notification, digest=digest, view=views.get(identity_id)))
+    return sorted(out, key=lambda d: (d.name.lower(), d.email or ""))
+
+
+@dataclass(frozen=True)
+class DueGuia:
+    document: Document
+    company_name: str
+    department_name: str
+
+
+def due_unopened_guias(session: Session, access: Access, *, today, limit: int = 500) -> list[DueGuia]:
+    """Guias a vencer não visualizadas: the published guias the person sees, due from `today` on,
+    that no active client of their company who sees their department has opened; by vencimento.
+    One query."""
+    if not access.is_staff:
+        return []
+    opened_by_a_client = (
+        select(DocumentView.id)
+        .join(Member, and_(Member.identity_id == DocumentView.identity_id, Member.firm_id == Document.firm_id,
+                           Member.role == "client", Member.status == "active"))
+        .join(MemberCompany, and_(MemberCompany.member_id == Member.id, MemberCompany.company_id == Document.company_id))
+        .join(MemberDepartment, and_(MemberDepartment.member_id == Member.id,
+                                     MemberDepartment.department_id == Document.department_id))
+        .where(DocumentView.document_id == Document.id).exists())
+    rows = session.execute(
+        select(Document, func.coalesce(Company.trade_name, Company.legal_name), Department.name)
+        .join(Company, Company.id == Document.company_id).join(Department, Department.id == Document.department_id)
+        .where(access.document_filter(), Document.status == "published", Document.guia_tipo.is_not(None),
+               Document.vencimento >= today, ~opened_by_a_client)
+        .order_by(Document.vencimento, func.coalesce(Company.trade_name, Company.legal_name), Document.name)
+        .limit(limit)).all()
+    return [DueGuia(doc, company_name, department_name) for doc, company_name, department_name in rows]

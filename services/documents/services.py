@@ -6,6 +6,7 @@ upload leaves no visible document, and at worst an orphaned object that `sweep_o
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -17,9 +18,10 @@ from services.common.db import dialect_insert
 from services.common.documents import N_
 from services.common.messaging import record_event, utcnow
 
-from . import inspection, queries
+from . import distribution, inspection, queries
 from .models import AuditEntry, Document, DocumentView, Folder, outbox
 from .queries import Access
+from .vault import StorageUnavailable, TooLarge
 
 
 @dataclass(frozen=True)
@@ -195,3 +197,148 @@ def record_downloads(session: Session, docs, *, actor: Actor) -> None:
     "Visualizado" and `document.opened`), recorded before a byte is sent."""
     for doc in docs:
         record_opening(session, doc, actor=actor, download=True)
+# --------------------------------------------------------------------------- staff: folders, Distribuir automaticamente
+
+
+class FolderExists(Exception):
+    """A subfolder with that name is already there."""
+
+
+def add_folder(session: Session, *, access: Access, company_id, department_id, parent: Folder | None, name: str,
+               actor: Actor) -> Folder:
+    """Nova pasta: a subfolder inside the company × department (or inside `parent`, one of its
+    subfolders). FolderExists when the name is taken there (case-insensitively)."""
+    if not access.is_staff or not access.sees(company_id, department_id):
+        raise PermissionError("outside the person's companies and departments")
+    if parent is not None and (parent.company_id != company_id or parent.department_id != department_id):
+        raise PermissionError("the parent folder is elsewhere")
+    parent_id = parent.id if parent is not None else None
+    if queries.folder_named(session, access, company_id=company_id, department_id=department_id, parent_id=parent_id,
+                            name=name) is not None:
+        raise FolderExists(name)
+    folder = Folder(id=uuid.uuid4(), firm_id=access.firm.id, company_id=company_id, department_id=department_id,
+                    parent_id=parent_id, name=name, kind="regular", created_at=utcnow(), created_by=actor.identity_id)
+    session.add(folder)
+    session.flush()
+    audit(session, firm_id=access.firm.id, action="folder.created", actor=actor,
+          details={"folder_id": str(folder.id), "company_id": str(company_id), "department_id": str(department_id)})
+    return folder
+
+
+def _check_guia(fileobj, name: str, max_bytes: int) -> tuple[str, inspection.Kind, distribution.GuiaReading]:
+    name = inspection.check_name(name)
+    kind = inspection.sniff(fileobj, name)
+    if kind.code != "pdf":
+        raise inspection.ForbiddenType(ONLY_PDF_MESSAGE)
+    fileobj.seek(0, 2)
+    if fileobj.tell() > max_bytes:  # not even read: the vault would refuse it after storing it
+        raise TooLarge()
+    reading = distribution.read_guia(fileobj)
+    fileobj.seek(0)
+    return name, kind, reading
+
+
+def receive_guia(vault, fileobj, *, name: str, max_bytes: int) -> tuple[Received, distribution.GuiaReading]:
+    """Distribuir automaticamente: like `receive_file`, for a PDF only, whose text is read while
+    it is checked (the PDF is parsed once: reading it is the check that it can be opened).
+    Raises what receive_file raises; inspection.ForbiddenType for anything but a PDF."""
+    name, kind, reading = _check_guia(fileobj, name, max_bytes)
+    stored = vault.store(fileobj, max_bytes=max_bytes)
+    return Received(name=name, kind=kind, stored=stored), reading
+
+
+def receive_guias(vault, files: list[tuple[object, str]], *, max_bytes: int, workers: int = 8) -> list:
+    """`receive_guia` for a batch of (fileobj, name): each PDF is read here while the ones read
+    before are being stored (encrypted) by `workers` threads — the store waits on the disk or the
+    network, the reading on the CPU. One result per file, in order: (Received, GuiaReading), or
+    the exception that refused it (inspection.RefusedFile, vault.TooLarge, StorageUnavailable —
+    the caller deletes what was stored when any file met StorageUnavailable)."""
+    results: list = [None] * len(files)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="documents-store") as pool:
+        pending = []
+        for position, (fileobj, name) in enumerate(files):
+            try:
+                name, kind, reading = _check_guia(fileobj, name, max_bytes)
+            except (inspection.RefusedFile, TooLarge) as exc:
+                results[position] = exc
+                continue
+            pending.append((position, pool.submit(vault.store, fileobj, max_bytes=max_bytes), name, kind, reading))
+        for position, future, name, kind, reading in pending:
+            try:
+                results[position] = (Received(name=name, kind=kind, stored=future.result()), reading)
+            except (TooLarge, StorageUnavailable) as exc:
+                results[position] = exc
+    return results
+
+
+ONLY_PDF_MESSAGE = N_("Distribuir automaticamente lê guias em PDF: envie este arquivo por Publicar documentos.")
+
+
+def add_to_batch(session: Session, *, access: Access, received: Received, proposal: distribution.Proposal,
+                 department_id, batch_id, actor: Actor) -> Document:
+    """A file of a Distribuir automaticamente batch, pending review: filed where the proposal
+    says (the company only when IDENTIFIED among the companies the staff member sees; the
+    department proposed), with the metadata read from it. Invisible to clients until confirmed."""
+    if not access.is_staff:
+        raise PermissionError("only staff distribute documents")
+    company_id = proposal.company_id if proposal.status == distribution.IDENTIFIED else None
+    if company_id is not None and company_id not in access.company_ids:
+        company_id = None
+    if department_id is not None and department_id not in access.department_levels:
+        department_id = None
+    stored = received.stored
+    doc = Document(id=uuid.uuid4(), firm_id=access.firm.id, company_id=company_id, department_id=department_id,
+                   folder_id=None, name=received.name, kind=received.kind.code, media_type=received.kind.media_type,
+                   size=stored.size, sha256=stored.sha256, object_key=stored.object_key,  # type: ignore[attr-defined]
+                   wrapped_key=stored.wrapped_key, status="pending",  # type: ignore[attr-defined]
+                   competencia=proposal.competencia, guia_tipo=proposal.tipo, vencimento=proposal.vencimento,
+                   valor=proposal.valor, from_client=False, added_by=actor.identity_id, added_by_name=actor.name,
+                   batch_id=batch_id, proposal=proposal.status, created_at=utcnow())
+    session.add(doc)  # flushed with the batch's other files
+    return doc
+
+
+@dataclass(frozen=True)
+class Filing:
+    """Where a reviewed file goes and with which metadata."""
+    company_id: uuid.UUID
+    department_id: uuid.UUID
+    meta: Metadata
+
+
+def confirm_batch(session: Session, *, access: Access, documents: list[Document], filings: dict, actor: Actor
+                  ) -> tuple[list[Document], list[str]]:
+    """Confirmar: every document of the batch with a Filing in `filings` (by id) is filed and
+    published, at one moment; the others (excluded from the review) are discarded. Returns the
+    published documents and the object keys of the discarded ones, to delete once the
+    transaction is committed (the orphan sweep removes any that could not be). PermissionError
+    for a filing outside what the staff member sees (nothing is changed: the caller rolls back)."""
+    now = utcnow()
+    published, discarded = [], []
+    for doc in documents:
+        filing = filings.get(doc.id)
+        if filing is None:
+            discarded.append(doc)
+            continue
+        if not access.sees(filing.company_id, filing.department_id):
+            raise PermissionError("outside the person's companies and departments")
+        doc.company_id, doc.department_id, doc.folder_id = filing.company_id, filing.department_id, None
+        doc.competencia, doc.guia_tipo = filing.meta.competencia, filing.meta.guia_tipo
+        doc.vencimento, doc.valor = filing.meta.vencimento, filing.meta.valor
+        publish(session, doc, actor=actor, at=now)
+        published.append(doc)
+    return published, discard_pending(session, discarded)
+
+
+def discard_pending(session: Session, documents: list[Document]) -> list[str]:
+    """Descartar: pending documents (a batch's, never published) go: their rows now, their bytes
+    once the caller has committed (the returned object keys; the orphan sweep removes any left)."""
+    keys = []
+    for doc in documents:
+        if doc.status != "pending":
+            raise ValueError(f"cannot discard a {doc.status} document")
+        if doc.object_key:
+            keys.append(doc.object_key)
+        session.delete(doc)
+    session.flush()
+    return keys

@@ -125,6 +125,15 @@ EXPECTED = {
     # carteira, not in Irene's): its clients and the staff who work with it, nobody else
     "firm_folder":  {"anonymous": "login", "forged": "login", "staff": "404", "client": "404",
                      "beta_staff": "own", "beta_client": "own", "beta_colaborador": "404"},
+    # the staff's pages of one of Beta's companies × departments (Publicar documentos, Nova pasta, a
+    # document's details, Retirar, the comprovante): the staff who work with it, no client (not even
+    # its own, whatever the level), nobody else
+    "firm_folder_staff": {"anonymous": "login", "forged": "login", "staff": "404", "client": "404",
+                          "beta_staff": "own", "beta_client": "404", "beta_colaborador": "404"},
+    # a Distribuir automaticamente batch waiting for review: its author's (Bruno's) and Beta's
+    # admins', nobody else's — not even another member of the team
+    "staff_batch":  {"anonymous": "login", "forged": "login", "staff": "404", "client": "404",
+                     "beta_staff": "404", "beta_client": "404", "beta_colaborador": "404"},
     # another person's object: Bruno's session, another client's invitation, a firm one is not in
     "other_object": {"anonymous": "login", "forged": "login", "staff": "404", "client": "404",
                      "beta_staff": "404", "beta_client": "404", "beta_colaborador": "404"},
@@ -193,6 +202,18 @@ CLASS_OF = {
     "documents.search": "firm",                 # the person's own companies × departments (staff: their Access)
     "documents.download_selected": "firm",      # a ZIP of what the person may download among the ids sent
     "documents.send_documents": "firm_client_upload",
+    "documents.publish_documents": "firm_folder_staff",
+    "documents.new_folder": "firm_folder_staff",
+    "documents.distribute": "firm_staff",
+    "documents.distribute_upload": "firm_staff",
+    "documents.distribute_review": "staff_batch",
+    "documents.distribute_confirm": "staff_batch",
+    "documents.distribute_discard": "staff_batch",
+    "documents.staff_document": "firm_folder_staff",
+    "documents.retract_document": "firm_folder_staff",
+    "documents.purge_document": "firm_admin",
+    "documents.delivery_receipt": "firm_folder_staff",
+    "documents.due_guias": "firm_staff",
     "auth.account": "own_account",
     "auth.account_sessions": "own_account",
     "auth.account_password": "own_account",
@@ -571,6 +592,9 @@ def build_state(stage: Stage) -> State:
     beta_doc, alfa_doc = _documents(stage, ids, firms, beta_company_id, alfa_company_id)
     st.beta_values["document_id"] = st.insider_values["document_id"] = [beta_doc]
     st.alfa_values["document_id"] = [alfa_doc]
+    beta_batch, alfa_batch = _batches(stage, ids, firms)
+    st.beta_values["batch_id"] = st.insider_values["batch_id"] = [beta_batch]
+    st.alfa_values["batch_id"] = [alfa_batch]
     st.unlinked_invitations = {"pending": fabio_invitation, "staff": karina_invitation}
     with users_db.begin() as s:  # Fábio's invitation is resent: the first one is superseded
         cu = s.get(users_models.ClientUser, fabio)
@@ -605,6 +629,20 @@ def _documents(stage: Stage, ids, firms, beta_company_id, alfa_company_id) -> tu
         made.append(str(publish(stage.config, firm_id=firms[firm], company_id=company_id, department_name="Fiscal",
                                 data=das_guia(cnpj, "10/2026", "20/11/2026", "99,90"),
                                 name=f"DAS {firm} 10-2026.pdf", by=person)))
+    return made[0], made[1]
+
+
+def _batches(stage: Stage, ids, firms) -> tuple[str, str]:
+    """A Distribuir automaticamente batch each firm's admin left waiting for review (Bruno's at
+    Beta, Ana's at Alfa): (Beta's batch id, Alfa's)."""
+    from testsupport.documents import pending_batch
+    from testsupport.guias import das_guia
+
+    made = []
+    for firm, who, cnpj in (("beta", "bruno", make_cnpj(201)), ("alfa", "ana", make_cnpj(101))):
+        person = dataclasses.make_dataclass("Person", ["identity_id", "name"])(ids[who], NAMES[who])
+        made.append(str(pending_batch(stage.config, firm_id=firms[firm], by=person,
+                                      files=[(f"DAS {firm} lote.pdf", das_guia(cnpj, "11/2026", "20/12/2026", "9,90"))])))
     return made[0], made[1]
 
 

@@ -231,7 +231,8 @@ def _receive(who, session, destinations, chosen, files, company_id, department_i
     folder = queries.client_uploads_folder(session, who, company_id=company_id, department_id=department_id)
     seen: dict[str, str] = {}
     for item in received:
-        twin = queries.same_content(session, who, sha256=item.stored.sha256, folder_id=folder.id) if folder else None
+        twin = (queries.same_file(session, who, company_id=company_id, department_id=department_id,
+                                  folder_id=folder.id, sha256=item.stored.sha256) if folder else None)
         earlier = twin.name if twin is not None else seen.get(item.stored.sha256)
         if earlier is not None:
             flash(_("“%(name)s” tem o mesmo conteúdo de “%(other)s”, que já está em Enviados pelo cliente.",

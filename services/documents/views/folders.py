@@ -31,6 +31,9 @@ def folder(slug, company_id, department_id):
         sub = queries.folder(session, who, _uuid_or_404(request.args["pasta"]))
         if sub is None or sub.company_id != company.id or sub.department_id != department.id:
             abort(404)
+    if who.is_staff:  # with Publicar documentos and Nova pasta
+        from .staff import folder_page
+        return folder_page(who, company, department, sub)
     documents = queries.documents_in(session, who, company_id=company.id, department_id=department.id,
                                      folder_id=sub.id if sub else None)
     return render("documents/folder.html", access=who, company=company, department=department, folder=sub,
