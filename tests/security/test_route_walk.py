@@ -186,6 +186,8 @@ CLASS_OF = {
     "documents.folder": "firm_folder",
     "documents.open_document": "firm_folder",
     "documents.download_document": "firm_folder",
+    "documents.notices": "firm",        # Avisos: the person's own notices at the firm
+    "documents.mark_all_read": "firm",  # Marcar todas como lidas: the person's own notices
     "auth.account": "own_account",
     "auth.account_sessions": "own_account",
     "auth.account_password": "own_account",
