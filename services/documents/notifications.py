@@ -56,6 +56,9 @@ DIGESTS = {"new_documents": (("new_document", "guia"), "documents_published"),
            "due_guias": (("due_guia",), "documents_due")}
 DIGEST_REFERENCE = "documents-digest:"
 MAX_LISTED = 1000  # documents named in one e-mail; the rest are counted ("e mais N documentos")
+# A guia published this recently was just announced ("vence em …" in the new documents' e-mail):
+# its reminder waits, rather than arriving minutes after the announcement.
+REMIND_AFTER_PUBLISHED = timedelta(hours=12)
 
 
 @dataclass(frozen=True)
@@ -234,9 +237,11 @@ def today_in_brasilia(now: datetime | None = None) -> date:
 def remind_due_guias(session: Session, *, today: date, now: datetime | None = None) -> int:
     """Each published guia due within the firm's N days (Firm.due_reminder_days) that a client who
     sees it has not opened: one "due_guia" notification per person × guia, ever (the unique
-    constraint), as the person chose for "Guias a vencer". The digest job e-mails them. Returns how
-    many notifications were added."""
+    constraint), as the person chose for "Guias a vencer". The digest job e-mails them. A guia
+    published less than REMIND_AFTER_PUBLISHED ago waits (its announcement named its vencimento).
+    Returns how many notifications were added."""
     added = 0
+    moment = now or utcnow()
     firms = session.execute(select(Firm.id, Firm.due_reminder_days)).all()
     for firm_id, days in firms:
         horizon = today + timedelta(days=max(0, days or 0))
@@ -250,10 +255,10 @@ def remind_due_guias(session: Session, *, today: date, now: datetime | None = No
             .join(Member, Member.firm_id == Document.firm_id)
             .where(Document.firm_id == firm_id, Document.status == "published", Document.guia_tipo.is_not(None),
                    Document.vencimento >= today, Document.vencimento <= horizon, Document.from_client.is_(False),
+                   Document.published_at <= moment - REMIND_AFTER_PUBLISHED,
                    _active_client(), _sees(Member.id, Document.company_id, Document.department_id),
                    ~opened, ~already)
             .order_by(Member.id, Document.id)).all()
-        moment = now or utcnow()
         rows = []
         for document_id, member_id, identity_id, choices in candidates:
             channel = Channel.of(choices, "due_guias")

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
+from services.common.messaging import utcnow
 from services.common.runtime import database
 from services.documents import consumers, models
 from services.documents.services import Actor, Metadata, retract
@@ -35,7 +36,6 @@ def documents_db(config):
 
 def past_the_window(config):
     """A moment past the digest window of everything published so far."""
-    from services.common.messaging import utcnow
     return utcnow() + timedelta(minutes=config.documents_digest_minutes, seconds=1)
 
 
@@ -202,22 +202,29 @@ def test_an_unopened_guia_is_reminded_once_before_it_falls_due(config, docworld,
     bus.pump()
     login(browser_client, config, w.carlos)
     assert browser_client.get(f"/documentos/e/{w.beta.slug}/documentos/{opened}/abrir").status_code == 200
-    for _ in range(2):  # the job runs again and again: once per person × guia
-        consumers.remind_due_guias(config)
-        consumers.send_digests(config)  # within the new documents' window: only the reminder goes
+    consumers.remind_due_guias(config)  # just published: announced minutes ago, not reminded yet
+    consumers.send_digests(config)
+    bus.pump()
+    assert emails(config, "documents_due") == []
+    tomorrow = utcnow() + timedelta(days=1)
+    today = today_in_brasilia(tomorrow)
+    for _ in range(2):  # the next day, the job runs again and again: once per person × guia
+        consumers.remind_due_guias(config, now=tomorrow)
+        consumers.send_digests(config, now=utcnow())  # within the new documents' window: only the reminder
         bus.pump()
     due = emails(config, "documents_due", to=w.carlos.email)
     assert len(due) == 1
     assert due[0].subject == "Guia a vencer — Contabilidade Beta"
     assert "DAS vence logo.pdf" in due[0].text_body and "nos próximos 3 dias" in due[0].text_body
+    assert f"vence em {today + timedelta(days=1):%d/%m/%Y}" in due[0].text_body
     assert "DAS vence depois.pdf" not in due[0].text_body and "DAS já aberta.pdf" not in due[0].text_body
     assert emails(config, "documents_published") == []
     assert [n.document_id for n in notifications_of(config, w.carlos) if n.kind == "due_guia"] == [soon]
     # the firm's N days: with 10, the later guia is reminded too (once)
     with documents_db(config).begin() as s:
         s.get(models.Firm, w.beta.id).due_reminder_days = 10
-    consumers.remind_due_guias(config)
-    consumers.remind_due_guias(config)
+    consumers.remind_due_guias(config, now=tomorrow)
+    consumers.remind_due_guias(config, now=tomorrow)
     consumers.send_digests(config)
     bus.pump()
     due = emails(config, "documents_due", to=w.carlos.email)
@@ -229,9 +236,9 @@ def test_a_person_who_wants_no_due_reminders_gets_none(config, docworld, bus):
     w = docworld
     nadia = client_of_beta(config, w, "Nadia Nenhuma", new_documents="portal", due_guias="none")
     bus.pump()
-    publish_guia(config, w, "DAS.pdf", vencimento=today_in_brasilia() + timedelta(days=1))
+    publish_guia(config, w, "DAS.pdf", vencimento=today_in_brasilia() + timedelta(days=2))
     bus.pump()
-    consumers.remind_due_guias(config)
+    consumers.remind_due_guias(config, now=utcnow() + timedelta(days=1))
     consumers.send_digests(config)
     bus.pump()
     assert [n.kind for n in notifications_of(config, nadia)] == ["guia"]
