@@ -104,6 +104,19 @@ class FirmSignupContext(EmailContext):
     expires_in_hours = fields.String(required=True, validate=validate.Regexp(r"^[0-9]{1,3}$"))
 
 
+class DocumentsPublishedContext(EmailContext):
+    """One e-mail listing the documents published for a person within the digest window (the
+    documents service's digest; "300 guias must never be 300 e-mails"). The list itself travels
+    sealed (SealedDocumentList): file names never cross the broker in the clear."""
+    firm_name = Text()
+    count = fields.String(required=True, validate=validate.Regexp(r"^[1-9][0-9]{0,5}$"))
+
+
+class DocumentsDueContext(DocumentsPublishedContext):
+    """Guias a vencer: the unopened guias whose vencimento is near, one e-mail per person."""
+    days = fields.String(required=True, validate=validate.Regexp(r"^[0-9]{1,3}$"))  # the firm's N
+
+
 class SealedLink(Schema):
     """What every template gets sealed (only the notifier reads it): the link of its button."""
 
@@ -122,6 +135,13 @@ class SealedCode(Schema):
     code = fields.String(required=True, validate=validate.Regexp(r"^\d{6}$"))
 
 
+class SealedDocumentList(SealedLink):
+    """What the documents e-mails get sealed: the link to the firm's Documentos, and the list of
+    documents (one per line: "Nome do arquivo — Empresa" or, for a guia, "… — vence em dd/mm/aaaa")."""
+
+    documents = fields.String(required=True, validate=validate.Length(min=1, max=200_000))
+
+
 # template (services/notifier/templates/emails/<name>.{txt,html}) -> its context schema
 EMAIL_CONTEXTS: dict[str, type[EmailContext]] = {
     "invitation": InvitationContext,
@@ -132,11 +152,13 @@ EMAIL_CONTEXTS: dict[str, type[EmailContext]] = {
     "mfa_changed": MfaChangedContext,
     "firm_linked": FirmLinkedContext,
     "firm_signup": FirmSignupContext,
+    "documents_published": DocumentsPublishedContext,
+    "documents_due": DocumentsDueContext,
 }
 EMAIL_TEMPLATES = list(EMAIL_CONTEXTS)
 # template -> the schema of what it gets sealed (a link, but the invitation code's e-mail has a code)
 EMAIL_SEALED: dict[str, type[Schema]] = {template: SealedLink for template in EMAIL_CONTEXTS} | {
-    "invitation_code": SealedCode}
+    "invitation_code": SealedCode, "documents_published": SealedDocumentList, "documents_due": SealedDocumentList}
 
 
 def validate_email_context(template: str, context: dict, *,
@@ -561,6 +583,18 @@ class DocumentReceived(Payload):
     department_id = UUID()
 
 
+class DocumentInboxChanged(Payload):
+    """document_inbox.changed: how many unread notices (the bell) a person has at a firm now —
+    recorded by the documents service whenever that number changes (a publish, an opening, "Marcar
+    todas como lidas", a retract). The users service keeps it for its own pages' Escritório
+    selector ("Contabilidade Beta (3)"). `counted_at` grows with every count of the same person at
+    the same firm: a consumer keeps the newest, so a late event never overwrites a newer count."""
+    firm_id = UUID()
+    identity_id = UUID()
+    unread = fields.Integer(required=True, validate=validate.Range(min=0))
+    counted_at = fields.AwareDateTime(required=True)
+
+
 class EventSpec(NamedTuple):
     version: int                  # the MAJOR version of the payload schema
     schema: type[Payload]
@@ -582,9 +616,12 @@ CATALOGUE: dict[str, EventSpec] = {
     "invitation.acceptance_refused": EventSpec(1, InvitationAcceptanceRefused, ("users",), ("invitations",),
                                                minor=1),
     # minor 1: `firm_id`, the firm an e-mail is sent on behalf of
-    "notification.email_requested": EventSpec(1, EmailRequested, ("notifier",), ("auth", "invitations"), minor=1),
-    "notification.sent": EventSpec(1, NotificationSent, ("users",), ("notifier",)),
-    "notification.failed": EventSpec(1, NotificationFailed, ("users",), ("notifier",)),
+    # (documents: the digests of new documents and of guias a vencer)
+    "notification.email_requested": EventSpec(1, EmailRequested, ("notifier",), ("auth", "invitations", "documents"),
+                                              minor=1),
+    # users: an invitation's delivery; documents: a digest's Message-ID and acceptance (comprovante)
+    "notification.sent": EventSpec(1, NotificationSent, ("users", "documents"), ("notifier",)),
+    "notification.failed": EventSpec(1, NotificationFailed, ("users", "documents"), ("notifier",)),
     "identity.registered": EventSpec(1, IdentityRegistered, (), ("auth",)),
     "link.verified": EventSpec(1, LinkVerified, ("invitations",), ("auth",)),
     "membership.granted": EventSpec(1, MembershipGranted, ("auth",), ("users",)),
@@ -616,10 +653,13 @@ CATALOGUE: dict[str, EventSpec] = {
     "company.deactivated": EventSpec(1, CompanyState, ("documents",), ("users",)),
     "company.reactivated": EventSpec(1, CompanyState, ("documents",), ("users",)),
     # Documentos
-    "document.published": EventSpec(1, DocumentPublished, (), ("documents",)),
+    # (the documents service consumes its own publish and retract: the notices, off the request)
+    "document.published": EventSpec(1, DocumentPublished, ("documents",), ("documents",)),
     "document.opened": EventSpec(1, DocumentOpened, (), ("documents",)),
-    "document.retracted": EventSpec(1, DocumentRetracted, (), ("documents",)),
+    "document.retracted": EventSpec(1, DocumentRetracted, ("documents",), ("documents",)),
     "document.received": EventSpec(1, DocumentReceived, (), ("documents",)),
+    # the unread count of a person at a firm (users: the Escritório selector of its pages)
+    "document_inbox.changed": EventSpec(1, DocumentInboxChanged, ("users",), ("documents",)),
 }
 
 

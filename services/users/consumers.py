@@ -41,6 +41,12 @@ def on_notification_failed(payload, ctx):
                              permanent=payload["permanent"])
 
 
+def on_document_inbox_changed(payload, ctx):
+    """The documents service counted a person's unread notices at a firm (the selector's count)."""
+    services.record_inbox_count(ctx.session, firm_id=payload["firm_id"], identity_id=payload["identity_id"],
+                                unread=payload["unread"], counted_at=payload["counted_at"])
+
+
 def _when(value):
     from datetime import datetime
     return datetime.fromisoformat(value) if isinstance(value, str) else value
@@ -74,6 +80,7 @@ HANDLERS = {
     "session.ended": on_session_ended,
     "identity.logged_in": on_identity_logged_in,
     "firm_signup.confirmed": on_firm_signup_confirmed,
+    "document_inbox.changed": on_document_inbox_changed,
 }
 
 

@@ -533,4 +533,17 @@ class FirmSignupOutcome(Base):
     decided_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow)
 
 
+class DocumentInboxCount(Base):
+    """Projection of the documents service's `document_inbox.changed`: a person's unread notices at
+    a firm, for the Escritório selector of this service's pages ("Contabilidade Beta (3)"). The
+    newest count wins (`counted_at`): an event arriving late changes nothing."""
+
+    __tablename__ = "document_inbox_counts"
+
+    identity_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    firm_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    unread: Mapped[int] = mapped_column(Integer, nullable=False)
+    counted_at: Mapped[datetime] = mapped_column(AwareDateTime, nullable=False)
+
+
 outbox, processed = outbox_tables(metadata)

@@ -39,6 +39,7 @@ from .models import (
     ClientUserPermission,
     Company,
     Department,
+    DocumentInboxCount,
     EndedSession,
     Firm,
     FirmLogo,
@@ -1219,6 +1220,22 @@ def record_delivery(session, *, reference: str, sent_at: datetime | None = None,
         cu.delivery_error_permanent = None
     session.flush()
     return True
+
+
+def record_inbox_count(session, *, firm_id, identity_id, unread: int, counted_at: datetime) -> None:
+    """document_inbox.changed: a person's unread notices at a firm (the selector's "(3)"). The newest
+    count wins: an event counted before the one already kept changes nothing."""
+    from datetime import UTC
+
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+    insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert_(DocumentInboxCount).values(identity_id=identity_id, firm_id=firm_id, unread=unread,
+                                              counted_at=counted_at.astimezone(UTC))  # compared as stored
+    session.execute(stmt.on_conflict_do_update(
+        index_elements=[DocumentInboxCount.identity_id, DocumentInboxCount.firm_id],
+        set_={"unread": stmt.excluded.unread, "counted_at": stmt.excluded.counted_at},
+        where=DocumentInboxCount.counted_at < stmt.excluded.counted_at))
 
 
 

@@ -214,6 +214,8 @@ CLASS_OF = {
     "documents.purge_document": "firm_admin",
     "documents.delivery_receipt": "firm_folder_staff",
     "documents.due_guias": "firm_staff",
+    "documents.notices": "firm",        # Avisos: the person's own notices at the firm
+    "documents.mark_all_read": "firm",  # Marcar todas como lidas: the person's own notices
     "auth.account": "own_account",
     "auth.account_sessions": "own_account",
     "auth.account_password": "own_account",

@@ -10,7 +10,7 @@ from werkzeug.http import dump_options_header
 
 from services.common.web import db_session
 
-from .. import queries, services
+from .. import notifications, queries, services
 from ..vault import IntegrityFailure, StorageUnavailable, vault_from_config
 from .common import access, actor, bp, render
 
@@ -58,6 +58,9 @@ def _send(slug: str, document_id: str, *, download: bool):
         log.error("document failed its integrity check", extra={"document_id": str(doc.id)})
         abort(500)
     services.record_opening(session, doc, actor=actor(), download=download)
+    # its notices under the bell are read now (and the selector's count follows)
+    notifications.mark_document_read(session, firm_id=doc.firm_id, identity_id=who.member.identity_id,
+                                     document_id=doc.id)
     session.commit()
 
     def body():

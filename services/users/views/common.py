@@ -88,7 +88,10 @@ def actor(identity) -> services.Actor:
 def render(template: str, *, current_firm=None, status: int = 200, **context):
     identity = current_identity()
     firms = [m.firm for m in memberships(identity)] if identity else []
-    return render_template(template, selector_firms=firms, current_firm=current_firm, **context), status
+    # each firm's unread notices in Documentos (the documents service's document_inbox.changed)
+    unread = queries.unread_counts(db_session(), identity_id=identity.id) if identity and firms else {}
+    return render_template(template, selector_firms=firms, current_firm=current_firm, unread_counts=unread,
+                           **context), status
 
 
 def state_filter_labels() -> dict[str, str]:
