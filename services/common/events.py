@@ -657,7 +657,7 @@ CATALOGUE: dict[str, EventSpec] = {
     "document.published": EventSpec(1, DocumentPublished, ("documents",), ("documents",)),
     "document.opened": EventSpec(1, DocumentOpened, (), ("documents",)),
     "document.retracted": EventSpec(1, DocumentRetracted, ("documents",), ("documents",)),
-    "document.received": EventSpec(1, DocumentReceived, (), ("documents",)),
+    "document.received": EventSpec(1, DocumentReceived, ("documents",), ("documents",)),
     # the unread count of a person at a firm (users: the Escritório selector of its pages)
     "document_inbox.changed": EventSpec(1, DocumentInboxChanged, ("users",), ("documents",)),
 }

@@ -62,6 +62,11 @@ HANDLERS = {
 
 # --------------------------------------------------------------------------- notifications
 
+def on_document_received(payload, ctx):
+    """A client sent a document: the staff who see its company × department are told."""
+    notifications.client_uploaded(ctx.session, document_id=payload["document_id"])
+
+
 def on_document_published(payload, ctx):
     """Each client who sees the new document is told, as they chose (notifications.fan_out)."""
     notifications.fan_out(ctx.session, document_id=payload["document_id"])
@@ -83,6 +88,7 @@ def on_notification_failed(payload, ctx):
 
 HANDLERS |= {
     "document.published": on_document_published,
+    "document.received": on_document_received,
     "document.retracted": on_document_retracted,
     "notification.sent": on_notification_sent,
     "notification.failed": on_notification_failed,

@@ -26,12 +26,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from services.common.dates import in_brasilia
-from services.common.db import affected_rows
+from services.common.db import affected_rows, dialect_insert
 from services.common.messaging import record_event, utcnow
 
 from .models import (
@@ -81,10 +79,6 @@ def _uuid(value) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
-def _insert(session: Session):
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-
-
 def _is_postgresql(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
@@ -94,7 +88,7 @@ def _is_postgresql(session: Session) -> bool:
 def _sees(member_id, company_id, department_id) -> ColumnElement[bool]:
     """SQL: the member (a column or a value) sees documents of company × department now — an active
     company of theirs and a live department of theirs (the Access of queries.access_for, in SQL)."""
-    return and_(
+    as_listed = and_(
         exists(select(MemberCompany.company_id).join(Company, Company.id == MemberCompany.company_id)
                .where(MemberCompany.member_id == member_id, MemberCompany.company_id == company_id,
                       Company.active.is_(True))),
@@ -102,6 +96,12 @@ def _sees(member_id, company_id, department_id) -> ColumnElement[bool]:
                .join(Department, Department.id == MemberDepartment.department_id)
                .where(MemberDepartment.member_id == member_id, MemberDepartment.department_id == department_id,
                       Department.removed.is_(False))))
+    # an Administrador sees every active company and live department of the firm
+    admin, company, department = aliased(Member), aliased(Company), aliased(Department)  # never correlated
+    as_admin = and_(exists(select(admin.id).where(admin.id == member_id, admin.role == "admin")),
+                    exists(select(company.id).where(company.id == company_id, company.active.is_(True))),
+                    exists(select(department.id).where(department.id == department_id, department.removed.is_(False))))
+    return or_(as_listed, as_admin)
 
 
 def _active_client() -> ColumnElement[bool]:
@@ -194,7 +194,7 @@ def recount(session: Session, *, firm_id, member_ids: Iterable | None = None) ->
 def _add_notifications(session: Session, rows: list[dict]) -> None:
     """Insert notifications, skipping the ones that exist (identity × document × kind): one statement."""
     if rows:
-        session.execute(_insert(session)(Notification).values(rows).on_conflict_do_nothing(
+        session.execute(dialect_insert(session)(Notification).values(rows).on_conflict_do_nothing(
             index_elements=["identity_id", "document_id", "kind"]))
 
 
@@ -226,6 +226,30 @@ def fan_out(session: Session, *, document_id) -> int:
     _add_notifications(session, rows)
     announce(session, firm_id=doc.firm_id, identity_ids=[r["identity_id"] for r in rows if r["portal"]])
     return len(rows)
+
+
+def client_uploaded(session: Session, *, document_id) -> int:
+    """A client sent a document (document.received): the staff who see its company × department
+    (an Administrador: all; a Colaborador: their carteira × departments) are told under the bell.
+    Idempotent. Returns how many people."""
+    doc = session.get(Document, _uuid(document_id))
+    if doc is None or doc.status != "published" or not doc.from_client or doc.company_id is None:
+        return 0
+    staff = session.execute(
+        select(Member.id, Member.identity_id)
+        .where(Member.firm_id == doc.firm_id, Member.role.in_(("staff", "admin")), Member.status == "active",
+               Member.identity_id.is_not(None), _sees(Member.id, doc.company_id, doc.department_id))
+        .order_by(Member.id)).all()
+    if not staff:
+        return 0
+    now = utcnow()
+    _lock_people(session, doc.firm_id, [identity_id for _m, identity_id in staff])
+    _add_notifications(session, [
+        {"id": uuid.uuid4(), "firm_id": doc.firm_id, "identity_id": identity_id, "member_id": member_id,
+         "document_id": doc.id, "kind": "client_upload", "portal": True, "emailed": None, "digest_id": None,
+         "created_at": now, "read_at": None} for member_id, identity_id in staff])
+    announce(session, firm_id=doc.firm_id, identity_ids=[identity_id for _m, identity_id in staff])
+    return len(staff)
 
 
 # --------------------------------------------------------------------------- Guias a vencer

@@ -178,3 +178,23 @@ def test_a_store_that_does_not_answer_sends_nothing_and_the_page_says_so(config,
     assert answer.status_code == 503
     assert "O armazenamento de documentos não respondeu. Nenhum arquivo foi enviado" in answer.text
     assert documents_of(config) == []
+
+
+def test_the_staff_who_see_the_department_are_told_under_the_bell(config, docworld, bus, browser_client):
+    """document.received: Bruno (Administrador) gets a notice "O cliente enviou: ..."; a client of
+    the same company does not, and neither does another firm's admin."""
+    w = docworld
+    set_access(config, bus, firm=w.beta, client_user_id=w.carlos_at_beta.id, levels=CONTRIBUTOR,
+               permissions={"download", "upload"})
+    login(browser_client, config, w.carlos)
+    sent = post_files(browser_client, w, place(w, config), [("Extrato bancário.pdf", text_pdf("Extrato"))])
+    assert sent.status_code == 303
+    bus.pump()
+    login(browser_client, config, w.bruno)
+    notices = browser_client.get(f"/documentos/e/{w.beta.slug}/avisos").text
+    assert "O cliente enviou:" in notices and "Extrato bancário.pdf" in notices
+    assert "1 aviso não lido" in notices
+    login(browser_client, config, w.carlos)
+    assert "O cliente enviou:" not in browser_client.get(f"/documentos/e/{w.beta.slug}/avisos").text
+    login(browser_client, config, w.ana)
+    assert "Extrato" not in browser_client.get(f"/documentos/e/{w.alfa.slug}/avisos").text
