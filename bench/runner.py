@@ -541,10 +541,13 @@ def floor_figure(timings: dict[str, dict[str, list[float]]], sql: dict[str, int]
 
 def sized_summary(figures: dict[str, dict]) -> dict:
     """The size ratio (p50 at the largest size / p50 at the smallest) and whether the SQL
-    statements per request stayed the same at every size, kind by kind."""
+    statements per request stayed the same at every size, kind by kind. Beside it (no budget) the
+    same ratio of page/floor ratios: the sizes are measured one after the other, and when the
+    machine's load changes in between, the floors move with the pages."""
     first, last = list(figures)[0], list(figures)[-1]
     counts = {tuple(sorted((k, v["sql_statements"]) for k, v in d["by_kind"].items())) for d in figures.values()}
     return {"sizes": [first, last], "p50_ratio": figures[last]["all_ms"]["median"] / figures[first]["all_ms"]["median"],
+            "floor_normalized_ratio": figures[last]["floor_ratio"] / figures[first]["floor_ratio"],
             "sql_constant": len(counts) == 1}
 
 
@@ -565,7 +568,9 @@ def measure_vs_floor(session, url: str, in_proc: InProcessUsers, paths: dict[str
     """One figure at one size: the statements of each kind captured in-process, then page_vs_floor."""
     captured = {kind: in_proc.capture(path.split("?")[0], kinds[kind], pings=True) for kind, path in paths.items()}
     timings = page_vs_floor(session, url, paths, captured, conn, reps=reps, warmup=warmup, expect=expect)
-    return floor_figure(timings, {kind: sum(1 for st, _p in c if st != "SELECT 1") for kind, c in captured.items()})
+    figure = floor_figure(timings, {kind: sum(1 for st, _p in c if st != "SELECT 1") for kind, c in captured.items()})
+    figure["loadavg"] = Path("/proc/loadavg").read_text().split()[0]  # the 1-minute load right after
+    return figure
 
 
 # --------------------------------------------------------------------------- databases
