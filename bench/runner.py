@@ -37,7 +37,7 @@ PASSWORD = "Bench-Senha-Longa-2026"
 # companies: 5 and 500), the staff folder listing at 1,000 and 100,000, a 50 MB download, 1 MB uploads in
 # rounds against raw S3 PUTs, Distribuir automaticamente on 300 guias against pypdf alone.
 DOCUMENTS_FULL = dict(doc_home_sizes=(100, 10_000), doc_person_share=20, doc_folder_sizes=(1_000, 100_000),
-                      doc_reps=60, download_mb=50, download_reps=3, upload_files=20, upload_rounds=3, guias=300,
+                      doc_reps=100, download_mb=50, download_reps=3, upload_files=20, upload_rounds=3, guias=300,
                       distribute_rounds=3)
 DOCUMENTS_QUICK = dict(doc_home_sizes=(100, 10_000), doc_person_share=20, doc_folder_sizes=(1_000, 10_000),
                        doc_reps=10, download_mb=50, download_reps=1, upload_files=6, upload_rounds=2, guias=60,
