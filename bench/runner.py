@@ -21,7 +21,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import seed
+from . import documents, seed
 from .stats import Row, fmt, ms, render_table, summarize, verdict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -33,16 +33,29 @@ PASSWORD = "Bench-Senha-Longa-2026"
 # The big firm grows the way a firm does, by taking on companies: `users_per_company` client users
 # each, so at 1k / 10k / 100k client users it has 50 / 500 / 5,000 companies (the Empresas list's
 # sizes); its Colaborador's carteira is `carteira` companies (= 1,000 client users) at every size.
+# Issue 10 (documents): the client home at 100 and 10,000 documents in the firm (1/20 in the person's
+# companies: 5 and 500), the staff folder listing at 1,000 and 100,000, a 50 MB download, 1 MB uploads in
+# rounds against raw S3 PUTs, Distribuir automaticamente on 300 guias against pypdf alone.
+DOCUMENTS_FULL = dict(doc_home_sizes=(100, 10_000), doc_person_share=20, doc_folder_sizes=(1_000, 100_000),
+                      doc_reps=100, download_mb=50, download_reps=3, upload_files=20, upload_rounds=3, guias=300,
+                      distribute_rounds=3)
+DOCUMENTS_QUICK = dict(doc_home_sizes=(100, 10_000), doc_person_share=20, doc_folder_sizes=(1_000, 10_000),
+                       doc_reps=10, download_mb=50, download_reps=1, upload_files=6, upload_rounds=2, guias=60,
+                       distribute_rounds=2)
 FULL = dict(sizes=(1_000, 10_000, 100_000), firms=1_000, users_per_other_firm=10, users_per_company=20,
             carteira=50, login_rounds=10, login_seconds=3.0, login_threads=4,
             links=100, link_threads=4, list_reps=100, home_reps=200, warmup=10, invitations=100,
-            kombu_messages=5000)
+            kombu_messages=5000, **DOCUMENTS_FULL)
 QUICK = dict(sizes=(1_000, 10_000), firms=100, users_per_other_firm=5, users_per_company=20, carteira=50,
              login_rounds=3, login_seconds=1.5, login_threads=4,
-             links=12, link_threads=4, list_reps=8, home_reps=20, warmup=3, invitations=12, kombu_messages=500)
+             links=12, link_threads=4, list_reps=8, home_reps=20, warmup=3, invitations=12, kombu_messages=500,
+             **DOCUMENTS_QUICK)
 # What `--only` may name (default: all of them).
-FIGURES = ("logins", "links", "invitations", "client_home", "list", "colaborador_list", "empresas", "staff_home",
-           "memory")
+USERS_FIGURES = ("logins", "links", "invitations", "client_home", "list", "colaborador_list", "empresas",
+                 "staff_home", "memory")
+FIGURES = USERS_FIGURES + documents.FIGURES
+# The figures of the users service's big firm (section 3 of `run`): its growth to 100,000 client users.
+LIST_FIGURES = {"list", "colaborador_list", "empresas", "staff_home"}
 # One request for a static file through the gateway: part of every page's floor (see page_vs_floor).
 STATIC_PATH = "/_common/balcao.css"
 # What a staff member does on the list: first page, paging, search by a common surname, by an
@@ -394,19 +407,21 @@ def kombu_rate(broker_url: str, *, count: int) -> dict:
 # --------------------------------------------------------------------------- in-process SQL counts
 
 
-class InProcessUsers:
-    """The users app in this process on the same databases, to count SQL statements per request
-    with testsupport.count_queries (exactly the statements the web worker sends)."""
+class InProcessApp:
+    """A service's app in this process on the same databases and keys, logged in as one person, to
+    count SQL statements per request with testsupport.count_queries' hook (exactly the statements
+    the web worker sends) and to capture them for the floor's replay."""
 
-    def __init__(self, config, *, identity_id, email: str, name: str):
+    def __init__(self, config, *, service: str, identity_id, email: str, name: str):
         from werkzeug.test import Client
         from werkzeug.wrappers import Response
 
         from services.common.keys import KeyRing
+        from services.common.runtime import service_module
         from services.common.sessions import issue_session_token
-        from services.users.app import create_app
         self.config = config
-        self.client = Client(create_app(config), Response, use_cookies=True)
+        self.service = service
+        self.client = Client(service_module(service, "app").create_app(config), Response, use_cookies=True)
         token = issue_session_token(KeyRing(config.keys_dir), identity_id=identity_id, email=email, name=name)
         self.client.set_cookie("balcao_session", token, domain="localhost")
 
@@ -419,7 +434,7 @@ class InProcessUsers:
 
         from services.common.runtime import database
         self.client.get(path, query_string=query)  # warm caches (same as a warm worker)
-        engine = database("users", self.config).engine
+        engine = database(self.service, self.config).engine
         sent: list[tuple[str, object]] = []
 
         def _before(conn, cursor, statement, parameters, context, executemany):
@@ -444,6 +459,13 @@ class InProcessUsers:
 
     def statements(self, path: str, query: dict | None = None) -> int:
         return len(self.capture(path, query))
+
+
+class InProcessUsers(InProcessApp):
+    """The users app in process (figures 3, 4, 7, 8, 9)."""
+
+    def __init__(self, config, *, identity_id, email: str, name: str):
+        super().__init__(config, service="users", identity_id=identity_id, email=email, name=name)
 
 
 # --------------------------------------------------------------------------- floors
@@ -519,10 +541,13 @@ def floor_figure(timings: dict[str, dict[str, list[float]]], sql: dict[str, int]
 
 def sized_summary(figures: dict[str, dict]) -> dict:
     """The size ratio (p50 at the largest size / p50 at the smallest) and whether the SQL
-    statements per request stayed the same at every size, kind by kind."""
+    statements per request stayed the same at every size, kind by kind. Beside it (no budget) the
+    same ratio of page/floor ratios: the sizes are measured one after the other, and when the
+    machine's load changes in between, the floors move with the pages."""
     first, last = list(figures)[0], list(figures)[-1]
     counts = {tuple(sorted((k, v["sql_statements"]) for k, v in d["by_kind"].items())) for d in figures.values()}
     return {"sizes": [first, last], "p50_ratio": figures[last]["all_ms"]["median"] / figures[first]["all_ms"]["median"],
+            "floor_normalized_ratio": figures[last]["floor_ratio"] / figures[first]["floor_ratio"],
             "sql_constant": len(counts) == 1}
 
 
@@ -543,7 +568,9 @@ def measure_vs_floor(session, url: str, in_proc: InProcessUsers, paths: dict[str
     """One figure at one size: the statements of each kind captured in-process, then page_vs_floor."""
     captured = {kind: in_proc.capture(path.split("?")[0], kinds[kind], pings=True) for kind, path in paths.items()}
     timings = page_vs_floor(session, url, paths, captured, conn, reps=reps, warmup=warmup, expect=expect)
-    return floor_figure(timings, {kind: sum(1 for st, _p in c if st != "SELECT 1") for kind, c in captured.items()})
+    figure = floor_figure(timings, {kind: sum(1 for st, _p in c if st != "SELECT 1") for kind, c in captured.items()})
+    figure["loadavg"] = Path("/proc/loadavg").read_text().split()[0]  # the 1-minute load right after
+    return figure
 
 
 # --------------------------------------------------------------------------- databases
@@ -640,12 +667,16 @@ def embedded_memory(*, warm_reps: int) -> dict:
 
 
 def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = True, only=FIGURES) -> dict:
-    """The whole run; `only`: the FIGURES to measure (the seed they need, and the big firm, always)."""
+    """The whole run; `only`: the FIGURES to measure (the seed they need: the users service's firms
+    for its figures, the documents firms for theirs)."""
+    import dataclasses
+
     from deploy.stack import Stack, free_port
     from services.common.config import SERVICES
     from services.common.keys import KeyRing
     from services.common.runtime import migrate
     from testsupport import make_test_config
+    from testsupport.seaweed import SeaweedServer
 
     p = QUICK if quick else FULL
     machine = machine_info()
@@ -662,10 +693,12 @@ def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = Tru
     results: dict = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "quick": quick,
                      "figures": [f for f in FIGURES if f in only],
                      "machine": machine, "params": {k: list(v) if isinstance(v, tuple) else v for k, v in p.items()}}
-    log(f"{cores} cores, {machine['cpu_model']}; databases balcao_{tag}_* on {server_url.split('@')[-1]}")
+    log(f"{cores} cores, {machine['cpu_model']}, load average {' '.join(machine['loadavg_at_start'])}; "
+        f"databases balcao_{tag}_* on {server_url.split('@')[-1]}")
     urls = fresh_databases(server_url, tag)
     stack = None
     sinks: list = []
+    object_store = None
     vhost = private_broker(broker_url)
     broker_url = vhost.__enter__()
     results["broker_vhost"] = broker_url.rsplit("/", 1)[-1] or "/"
@@ -675,9 +708,20 @@ def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = Tru
         pii.configure(config)  # the bulk seed encrypts CPFs with the key the stack will read (keys dir)
         for svc in SERVICES:
             migrate(svc, config)
+        # The distributed mode keeps the documents on S3: a SeaweedFS server of the run's own (its
+        # credentials are the test server's dummies, also in this process's environment for boto3:
+        # the bench stores documents through the service's vault too).
+        object_store = SeaweedServer(workdir / "seaweed")
+        log(f"starting SeaweedFS (S3 at {object_store.endpoint})")
+        object_store.start()
+        os.environ.update(object_store.env)
+        config = dataclasses.replace(config, documents_s3_endpoint=object_store.endpoint,
+                                     documents_s3_bucket=object_store.bucket)
         env = {"BALCAO_BROKER_URL": broker_url, "BALCAO_VAR_DIR": str(config.var_dir),
                "BALCAO_KEYS_DIR": str(config.keys_dir), "BALCAO_DEMO": "0",
-               **{f"BALCAO_{svc.upper()}_DATABASE_URL": url for svc, url in urls.items()}}
+               **{f"BALCAO_{svc.upper()}_DATABASE_URL": url for svc, url in urls.items()},
+               **object_store.env, "BALCAO_DOCUMENTS_S3_ENDPOINT": object_store.endpoint,
+               "BALCAO_DOCUMENTS_S3_BUCKET": object_store.bucket}
         sink = SmtpSink()
         sink.controller.start()
         sinks.append(sink)
@@ -696,57 +740,59 @@ def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = Tru
         t_seed = time.perf_counter()
         admin_email = "admin@bench.example"
         admin_id = seed.register_identity(config, email=admin_email, name="Admin Bench", password=PASSWORD)
-        big = seed.create_firm(config, n=1, name="Contabilidade Grande", admin_identity_id=admin_id,
-                               admin_email=admin_email)
-        link_firm = seed.create_firm(config, n=2, name="Contabilidade Vínculo", admin_identity_id=admin_id,
-                                     admin_email=admin_email)
-        person_firms = [seed.create_firm(config, n=10 + i, name=f"Contabilidade Cliente {i:02d}",
-                                         admin_identity_id=admin_id, admin_email=admin_email) for i in range(10)]
-        real = 2 + len(person_firms)
-        other_ids = seed.bulk_firms(config, count=p["firms"] - real, start=1000)
-        for chunk in range(0, len(other_ids), 50):
-            for j, fid in enumerate(other_ids[chunk:chunk + 50]):
-                seed.bulk_client_users(config, firm_id=fid, count=p["users_per_other_firm"],
-                                       start=10_000_000 + (chunk + j) * 1000, seed=chunk + j)
-        person_email = "pessoa.dez.escritorios@bench.example"
-        if "client_home" in only:
-            person_id = seed.register_identity(config, email=person_email, name="Pessoa Dez", password=PASSWORD)
-            seed.client_of_firms(config, identity_id=person_id, email=person_email, name="Pessoa Dez Escritórios",
-                                 firm_ids=[f["id"] for f in person_firms])
-        login_emails = []
-        for i in range(p["login_threads"] if "logins" in only else 0):
-            email = f"login{i}@bench.example"
-            seed.register_identity(config, email=email, name=f"Login {i}", password=PASSWORD)
-            login_emails.append(email)
-        link_people = []
-        for i in range(p["links"] if "links" in only else 0):
-            email = f"vinculo{i}@bench.example"
-            seed.register_identity(config, email=email, name=f"Vínculo {i}", password=PASSWORD)
-            link_people.append((f"Pessoa Vínculo {i}", email))
-        link_cus = seed.invite(config, firm_id=link_firm["id"], people=link_people)
-        per = p["users_per_company"]
-        company_ids = seed.create_companies(config, firm_id=big["id"], count=p["sizes"][0] // per, start=5000)
-        seeded = seed.bulk_client_users(config, firm_id=big["id"], count=p["sizes"][0], start=0,
-                                        company_ids=company_ids, per_company=per)
-        colab_email = "colaboradora@bench.example"
-        colab_id = seed.register_identity(config, email=colab_email, name="Colaboradora Bench", password=PASSWORD)
-        if p["carteira"] > len(company_ids):
-            raise RuntimeError("the carteira is larger than the big firm's companies at the first size")
-        seed.add_colaborador(config, firm_id=big["id"], identity_id=colab_id, name="Colaboradora Bench",
-                             email=colab_email, company_ids=company_ids[:p["carteira"]])
-        analyze(config, "users")
-        deadline, ready = time.monotonic() + 120, {}
-        while link_cus:  # the chain (users → invitations → users) creates the invitations
-            ready = seed.invitations_ready(config, client_user_ids=link_cus)
-            if len(ready) == len(link_cus) or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        keyring = KeyRing(config.keys_dir)
-        from services.invitations.services import invitation_ticket
-        link_jobs = [{"ticket": invitation_ticket(keyring, inv, via="email"), "firm_name": link_firm["name"]}
-                     for inv in ready.values()]
+        link_jobs: list[dict] = []
+        if only & set(USERS_FIGURES):  # the users service's firms (the documents figures make their own)
+            big = seed.create_firm(config, n=1, name="Contabilidade Grande", admin_identity_id=admin_id,
+                                   admin_email=admin_email)
+            link_firm = seed.create_firm(config, n=2, name="Contabilidade Vínculo", admin_identity_id=admin_id,
+                                         admin_email=admin_email)
+            person_firms = [seed.create_firm(config, n=10 + i, name=f"Contabilidade Cliente {i:02d}",
+                                             admin_identity_id=admin_id, admin_email=admin_email) for i in range(10)]
+            real = 2 + len(person_firms)
+            other_ids = seed.bulk_firms(config, count=p["firms"] - real, start=1000)
+            for chunk in range(0, len(other_ids), 50):
+                for j, fid in enumerate(other_ids[chunk:chunk + 50]):
+                    seed.bulk_client_users(config, firm_id=fid, count=p["users_per_other_firm"],
+                                           start=10_000_000 + (chunk + j) * 1000, seed=chunk + j)
+            person_email = "pessoa.dez.escritorios@bench.example"
+            if "client_home" in only:
+                person_id = seed.register_identity(config, email=person_email, name="Pessoa Dez", password=PASSWORD)
+                seed.client_of_firms(config, identity_id=person_id, email=person_email, name="Pessoa Dez Escritórios",
+                                     firm_ids=[f["id"] for f in person_firms])
+            login_emails = []
+            for i in range(p["login_threads"] if "logins" in only else 0):
+                email = f"login{i}@bench.example"
+                seed.register_identity(config, email=email, name=f"Login {i}", password=PASSWORD)
+                login_emails.append(email)
+            link_people = []
+            for i in range(p["links"] if "links" in only else 0):
+                email = f"vinculo{i}@bench.example"
+                seed.register_identity(config, email=email, name=f"Vínculo {i}", password=PASSWORD)
+                link_people.append((f"Pessoa Vínculo {i}", email))
+            link_cus = seed.invite(config, firm_id=link_firm["id"], people=link_people)
+            per = p["users_per_company"]
+            company_ids = seed.create_companies(config, firm_id=big["id"], count=p["sizes"][0] // per, start=5000)
+            seeded = seed.bulk_client_users(config, firm_id=big["id"], count=p["sizes"][0], start=0,
+                                            company_ids=company_ids, per_company=per)
+            colab_email = "colaboradora@bench.example"
+            colab_id = seed.register_identity(config, email=colab_email, name="Colaboradora Bench", password=PASSWORD)
+            if p["carteira"] > len(company_ids):
+                raise RuntimeError("the carteira is larger than the big firm's companies at the first size")
+            seed.add_colaborador(config, firm_id=big["id"], identity_id=colab_id, name="Colaboradora Bench",
+                                 email=colab_email, company_ids=company_ids[:p["carteira"]])
+            analyze(config, "users")
+            deadline, ready = time.monotonic() + 120, {}
+            while link_cus:  # the chain (users → invitations → users) creates the invitations
+                ready = seed.invitations_ready(config, client_user_ids=link_cus)
+                if len(ready) == len(link_cus) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            keyring = KeyRing(config.keys_dir)
+            from services.invitations.services import invitation_ticket
+            link_jobs = [{"ticket": invitation_ticket(keyring, inv, via="email"), "firm_name": link_firm["name"]}
+                         for inv in ready.values()]
         results["seed_seconds"] = round(time.perf_counter() - t_seed, 1)
-        log(f"seeded in {results['seed_seconds']} s ({len(ready)}/{len(link_cus)} invitations ready)")
+        log(f"seeded in {results['seed_seconds']} s ({len(link_jobs)} invitations ready)")
 
         # ---- 1. logins vs raw argon2id
         if "logins" in only:
@@ -791,66 +837,72 @@ def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = Tru
 
         # ---- 3. staff list at every size; issue 9: the Colaborador's list and the Empresas list,
         # each beside its floor, as the big firm grows (companies and client users together)
-        staff = http_login(url, admin_email, PASSWORD)
-        colab = http_login(url, colab_email, PASSWORD)
-        in_proc_staff = InProcessUsers(config, identity_id=admin_id, email=admin_email, name="Admin Bench")
-        in_proc_colab = InProcessUsers(config, identity_id=colab_id, email=colab_email, name="Colaboradora Bench")
-        floor_conn = raw_connection(urls["users"])
-        paths = list_paths(big["slug"])
-        empresas = empresas_paths(big["slug"])
-        results["list"], results["colaborador_list"], results["empresas"], results["staff_home"] = {}, {}, {}, {}
-        for size in p["sizes"]:
-            if seeded < size:
-                log(f"seeding the big firm up to {size} client users and {size // per} companies")
-                company_ids += seed.bulk_companies(config, firm_id=big["id"], count=size // per - len(company_ids),
-                                                   start=5000 + len(company_ids))
-                seed.bulk_client_users(config, firm_id=big["id"], count=size - seeded, start=seeded,
-                                       company_ids=company_ids, per_company=per)
-                seeded = size
-                analyze(config, "users")
-            if "list" in only:
-                log(f"staff list at {size} client users")
-                timings = timed_gets(staff, url, list(paths.values()), reps=p["list_reps"], warmup=p["warmup"],
-                                     expect="Usuários de Clientes")
-                every = [t for ts in timings.values() for t in ts]
-                results["list"][str(size)] = {
-                    "all_ms": summarize(ms(every)),
-                    "by_kind": {kind: {"ms": summarize(ms(timings[path])),
-                                       "sql_statements": in_proc_staff.statements(path.split("?")[0],
-                                                                                  LIST_KINDS[kind])}
-                                for kind, path in paths.items()}}
-            if "colaborador_list" in only:
-                log(f"the Colaborador's list (carteira of {p['carteira']} companies) at {size} client users")
-                results["colaborador_list"][str(size)] = measure_vs_floor(
-                    colab, url, in_proc_colab, paths, LIST_KINDS, floor_conn, reps=p["list_reps"],
-                    warmup=p["warmup"], expect="Usuários de Clientes")
-            if "empresas" in only:
-                log(f"Empresas list at {len(company_ids)} companies")
-                results["empresas"][str(len(company_ids))] = measure_vs_floor(
-                    staff, url, in_proc_staff, empresas, EMPRESAS_KINDS, floor_conn, reps=p["list_reps"],
-                    warmup=p["warmup"], expect="Empresas")
-            if "staff_home" in only:  # no budget: what staff see first, as the firm grows
-                log(f"the staff home at {size} client users")
-                home = f"/e/{big['slug']}/"
-                results["staff_home"][str(size)] = {}
-                for who, session, in_proc in (("Administrador", staff, in_proc_staff),
-                                              ("Colaborador", colab, in_proc_colab)):
-                    timings = timed_gets(session, url, [home], reps=max(p["list_reps"] // 5, 3), warmup=p["warmup"],
-                                         expect="Usuários de Clientes por situação do convite")
-                    results["staff_home"][str(size)][who] = {"ms": summarize(ms(timings[home])),
-                                                             "sql_statements": in_proc.statements(home)}
-        floor_conn.close()
-        if results["list"]:
-            first, last = str(p["sizes"][0]), str(p["sizes"][-1])
-            results["list_ratio"] = {"sizes": [first, last],
-                                     "p50_ratio": results["list"][last]["all_ms"]["median"]
-                                     / results["list"][first]["all_ms"]["median"]}
-            counts = {size: sorted({k: v["sql_statements"] for k, v in d["by_kind"].items()}.items())
-                      for size, d in results["list"].items()}
-            results["list_sql_constant"] = len({tuple(c) for c in counts.values()}) == 1
-        for figure in ("colaborador_list", "empresas"):
-            if results[figure]:
-                results[figure + "_summary"] = sized_summary(results[figure])
+        if only & LIST_FIGURES:
+            staff = http_login(url, admin_email, PASSWORD)
+            colab = http_login(url, colab_email, PASSWORD)
+            in_proc_staff = InProcessUsers(config, identity_id=admin_id, email=admin_email, name="Admin Bench")
+            in_proc_colab = InProcessUsers(config, identity_id=colab_id, email=colab_email, name="Colaboradora Bench")
+            floor_conn = raw_connection(urls["users"])
+            paths = list_paths(big["slug"])
+            empresas = empresas_paths(big["slug"])
+            results["list"], results["colaborador_list"], results["empresas"], results["staff_home"] = {}, {}, {}, {}
+            for size in p["sizes"]:
+                if seeded < size:
+                    log(f"seeding the big firm up to {size} client users and {size // per} companies")
+                    company_ids += seed.bulk_companies(config, firm_id=big["id"], count=size // per - len(company_ids),
+                                                       start=5000 + len(company_ids))
+                    seed.bulk_client_users(config, firm_id=big["id"], count=size - seeded, start=seeded,
+                                           company_ids=company_ids, per_company=per)
+                    seeded = size
+                    analyze(config, "users")
+                if "list" in only:
+                    log(f"staff list at {size} client users")
+                    timings = timed_gets(staff, url, list(paths.values()), reps=p["list_reps"], warmup=p["warmup"],
+                                         expect="Usuários de Clientes")
+                    every = [t for ts in timings.values() for t in ts]
+                    results["list"][str(size)] = {
+                        "all_ms": summarize(ms(every)),
+                        "by_kind": {kind: {"ms": summarize(ms(timings[path])),
+                                           "sql_statements": in_proc_staff.statements(path.split("?")[0],
+                                                                                      LIST_KINDS[kind])}
+                                    for kind, path in paths.items()}}
+                if "colaborador_list" in only:
+                    log(f"the Colaborador's list (carteira of {p['carteira']} companies) at {size} client users")
+                    results["colaborador_list"][str(size)] = measure_vs_floor(
+                        colab, url, in_proc_colab, paths, LIST_KINDS, floor_conn, reps=p["list_reps"],
+                        warmup=p["warmup"], expect="Usuários de Clientes")
+                if "empresas" in only:
+                    log(f"Empresas list at {len(company_ids)} companies")
+                    results["empresas"][str(len(company_ids))] = measure_vs_floor(
+                        staff, url, in_proc_staff, empresas, EMPRESAS_KINDS, floor_conn, reps=p["list_reps"],
+                        warmup=p["warmup"], expect="Empresas")
+                if "staff_home" in only:  # no budget: what staff see first, as the firm grows
+                    log(f"the staff home at {size} client users")
+                    home = f"/e/{big['slug']}/"
+                    results["staff_home"][str(size)] = {}
+                    for who, session, in_proc in (("Administrador", staff, in_proc_staff),
+                                                  ("Colaborador", colab, in_proc_colab)):
+                        timings = timed_gets(session, url, [home], reps=max(p["list_reps"] // 5, 3), warmup=p["warmup"],
+                                             expect="Usuários de Clientes por situação do convite")
+                        results["staff_home"][str(size)][who] = {"ms": summarize(ms(timings[home])),
+                                                                 "sql_statements": in_proc.statements(home)}
+            floor_conn.close()
+            if results["list"]:
+                first, last = str(p["sizes"][0]), str(p["sizes"][-1])
+                results["list_ratio"] = {"sizes": [first, last],
+                                         "p50_ratio": results["list"][last]["all_ms"]["median"]
+                                         / results["list"][first]["all_ms"]["median"]}
+                counts = {size: sorted({k: v["sql_statements"] for k, v in d["by_kind"].items()}.items())
+                          for size, d in results["list"].items()}
+                results["list_sql_constant"] = len({tuple(c) for c in counts.values()}) == 1
+            for figure in ("colaborador_list", "empresas"):
+                if results[figure]:
+                    results[figure + "_summary"] = sized_summary(results[figure])
+
+        # ---- issue 10: the documents service
+        if only & set(documents.FIGURES):
+            results.update(documents.run(stack, config=config, url=url, admin_id=admin_id, admin_email=admin_email,
+                                         password=PASSWORD, workdir=workdir, only=only, p=p))
 
         # ---- 5. memory of the stack
         if "memory" in only:
@@ -865,8 +917,11 @@ def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = Tru
                             "worker_children": [proc_memory_mb(c) for c in children_of(consumer)]}
             results["memory"] = mem
     finally:
+        machine["loadavg_at_end"] = Path("/proc/loadavg").read_text().split()[:3]
         if stack is not None:
             stack.stop()
+        if object_store is not None:
+            object_store.stop()
         vhost.__exit__(None, None, None)
         for sink in sinks:
             sink.controller.stop()
@@ -975,6 +1030,7 @@ def rows_of(results: dict) -> list[Row]:
     if e:
         rows.append(Row(f"embedded mode RSS MB ({e['processes']} process(es))", fmt(e["rss_mb"]), "<= 250",
                         verdict("embedded_rss_mb", e["rss_mb"])))
+    rows += documents.rows_of(results)
     return rows
 
 
@@ -1008,7 +1064,8 @@ def main(argv=None) -> int:
     results["total_seconds"] = round(time.perf_counter() - started, 1)
     m = results["machine"]
     title = (f"Balcão benchmark {results['date']} — {m['cores']} cores ({m['cpu_model']}), {m['ram_gb']} GB RAM"
-             + (" — QUICK" if args.quick else ""))
+             + f" — load average {' '.join(m['loadavg_at_start'])} at the start, "
+             + f"{' '.join(m.get('loadavg_at_end', ['?']))} at the end" + (" — QUICK" if args.quick else ""))
     print(render_table(rows_of(results), title=title))
     path = write_results(results, args.out)
     print(f"\nJSON: {path} (and {path.parent / 'latest.json'}); total {results['total_seconds']} s")

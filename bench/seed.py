@@ -4,11 +4,16 @@ The bulk paths write rows exactly as `users.services.create_firm` / `register_cl
 would (same columns, normalized e-mails, valid CPFs, status "not_invited"), but in
 executemany batches and without the outbox events those functions record (nobody consumes
 them for firms nobody logs into, and 100,000 events would only measure the relay).
+
+Documents likewise (`bulk_documents`): rows as `documents.services.add_document` + `publish`
+write them, built by the same model constructor, without the outbox event and audit entry.
 """
 from __future__ import annotations
 
 import random
 import uuid
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy import insert, select
 from stdnum.br import cnpj as cnpj_mod
@@ -198,3 +203,110 @@ def invitations_ready(config, *, client_user_ids) -> dict:
         for row in rows:
             session.expunge(row)
     return {row.subject_id: row for row in rows if known.get(row.subject_id) == row.id}
+
+
+def client_user_of(config, *, firm_id, identity_id, name: str, email: str, company_ids) -> uuid.UUID:
+    """An active client user of the firm for these companies — every department as Revisor, the
+    default permissions —, through register_client_user and grant_membership (the events carry
+    it to the documents service's projection)."""
+    with database("users", config).begin() as session:
+        firm = session.get(um.Firm, firm_id)
+        cu = users_services.register_client_user(session, firm=firm, name=name, email=email,
+                                                 company_ids=list(company_ids))
+        users_services.grant_membership(session, firm_id=firm_id, client_user_id=cu.id, identity_id=identity_id)
+        return cu.id
+
+
+# --------------------------------------------------------------------------- documents
+
+# What an accounting firm publishes month after month: (name, guia tipo or None).
+DOCUMENT_TITLES = [("DAS", "DAS"), ("Folha de pagamento", None), ("DARF IRRF", "DARF"), ("FGTS", "FGTS"),
+                   ("Balancete", None), ("GPS", "GPS"), ("Recibos de férias", None), ("ISS", "ISS"),
+                   ("DCTFWeb", "DCTFWeb"), ("Pró-labore", None)]
+
+
+def _row(obj) -> dict:
+    """The column values an ORM object was built with (as the unit of work would insert them)."""
+    return {c.key: obj.__dict__[c.key] for c in obj.__table__.columns if c.key in obj.__dict__}
+
+
+def document_rows(*, firm_id, places, count: int, start: int, stored, kind, added_by, added_by_name: str,
+                  today: date, now: datetime) -> list[dict]:
+    """`count` published documents as `add_document(..., status="published")` writes them (the
+    Document built with the same arguments, then `publish`'s status and published_at), document
+    i (from `start`) in places[i % len(places)] — (company_id, department_id, folder_id or None).
+    Half of them guias (tipo, vencimento from 60 days ago to 60 days ahead, valor); competência
+    and name from the month. `stored` (vault.Stored) gives the size, SHA-256 and wrapped key of a
+    real stored object; each row gets an object key of its own in the vault's format (the column
+    is unique) with no object behind it: a listing never reads a document's bytes."""
+    from services.documents.models import Document
+    from services.documents.vault import new_object_key
+    rows = []
+    for i in range(start, start + count):
+        company_id, department_id, folder_id = places[i % len(places)]
+        title, tipo = DOCUMENT_TITLES[i % len(DOCUMENT_TITLES)]
+        month, year = 12 - (i // len(DOCUMENT_TITLES)) % 12, today.year - (i // (12 * len(DOCUMENT_TITLES))) % 5
+        at = now - timedelta(minutes=i)  # the later a row's number, the older it is
+        doc = Document(id=uuid.uuid4(), firm_id=firm_id, company_id=company_id, department_id=department_id,
+                       folder_id=folder_id, name=f"{title} {month:02d}-{year}.pdf", kind=kind.code,
+                       media_type=kind.media_type, size=stored.size, sha256=stored.sha256,
+                       object_key=new_object_key(),
+                       wrapped_key=stored.wrapped_key, status="pending", competencia=f"{month:02d}/{year}",
+                       guia_tipo=tipo, vencimento=today + timedelta(days=(i * 7) % 121 - 60) if tipo else None,
+                       valor=Decimal(f"{100 + (i * 37) % 9000}.{i % 100:02d}") if tipo else None,
+                       from_client=False, added_by=added_by, added_by_name=added_by_name, batch_id=None,
+                       created_at=at)
+        doc.status, doc.published_at = "published", at  # services.publish
+        rows.append(_row(doc))
+    return rows
+
+
+def bulk_documents(config, **kwargs) -> list[uuid.UUID]:
+    """document_rows(**kwargs) inserted in batches of BATCH; their ids."""
+    from services.documents.models import Document
+    rows = document_rows(**kwargs)
+    db = database("documents", config)
+    for chunk in range(0, len(rows), BATCH):
+        with db.begin() as session:
+            session.execute(insert(Document), rows[chunk:chunk + BATCH])
+    return [r["id"] for r in rows]
+
+
+def bulk_openings(config, *, firm_id, document_ids, identity_id, name: str, opened_at: datetime,
+                  member_id=None) -> None:
+    """The person opened these documents (record_opening's DocumentView, from the loopback's IP);
+    with `member_id` (a client's), their "new_document" notifications too, read when opened."""
+    from services.documents.models import DocumentView
+    ids = list(document_ids)
+    views = [_row(DocumentView(id=uuid.uuid4(), document_id=d, identity_id=identity_id, name=name, ip="127.0.0.1",
+                               opened_at=opened_at)) for d in ids]
+    with database("documents", config).begin() as session:
+        for chunk in range(0, len(views), BATCH):
+            session.execute(insert(DocumentView), views[chunk:chunk + BATCH])
+    if member_id is not None:
+        bulk_notifications(config, firm_id=firm_id, document_ids=ids, identity_id=identity_id, member_id=member_id,
+                           created_at=opened_at, read_at=opened_at)
+
+
+def bulk_notifications(config, *, firm_id, document_ids, identity_id, member_id, created_at: datetime,
+                       read_at: datetime | None = None) -> None:
+    """A client's "new_document" notification of each document: in the portal, already e-mailed
+    in a digest; read at `read_at` (None: unread)."""
+    from services.documents.models import Notification
+    rows = [_row(Notification(id=uuid.uuid4(), firm_id=firm_id, identity_id=identity_id, member_id=member_id,
+                              document_id=doc_id, kind="new_document", portal=True, emailed=True,
+                              created_at=created_at, read_at=read_at)) for doc_id in document_ids]
+    with database("documents", config).begin() as session:
+        for chunk in range(0, len(rows), BATCH):
+            session.execute(insert(Notification), rows[chunk:chunk + BATCH])
+
+
+def add_folder(config, *, firm_id, company_id, department_id, name: str, created_by, parent_id=None) -> uuid.UUID:
+    """A subfolder of a company × department (kind "regular"), as staff make one."""
+    from services.common.messaging import utcnow
+    from services.documents.models import Folder
+    with database("documents", config).begin() as session:
+        folder = Folder(id=uuid.uuid4(), firm_id=firm_id, company_id=company_id, department_id=department_id,
+                        parent_id=parent_id, name=name, kind="regular", created_at=utcnow(), created_by=created_by)
+        session.add(folder)
+        return folder.id

@@ -17,6 +17,10 @@ BUDGETS = {
     "size_ratio": ("max", 1.3, "page p50 at the largest size / p50 at 1/100 of it <= 1.3"),
     "service_worker_rss_mb": ("max", 80.0, "<= 80 MB per service worker process"),
     "embedded_rss_mb": ("max", 250.0, "<= 250 MB for the embedded mode"),
+    # issue 10: the documents service
+    "download_rss_growth_mb": ("max", 10.0, "a 50 MB download grows the documents web worker's RSS by <= 10 MB"),
+    "upload_ratio": ("min", 0.70, "1 MB uploads through the gateway >= 70 % of the raw S3 PUT rate"),
+    "distribute_ratio": ("min", 0.50, "Distribuir automaticamente >= 50 % of pypdf's text extraction rate"),
 }
 
 

@@ -4,12 +4,15 @@ bench reports. It times nothing; it runs on the shared `config` fixture (SQLite 
 from __future__ import annotations
 
 import math
+import uuid
+from datetime import datetime
+from decimal import Decimal
 
 import pytest
 from stdnum.br import cnpj as cnpj_mod
 from stdnum.br import cpf as cpf_mod
 
-from bench import runner, seed
+from bench import documents, runner, seed
 from bench.stats import Row, percentile, render_table, summarize, verdict, windows_rate
 from services.common.runtime import database
 from services.users import queries as users_queries
@@ -195,3 +198,131 @@ def test_floor_figures_ratios_and_their_rows():
     assert "1.50" in ratio and "missed" in ratio
     assert "missed" in next(line for line in text.splitlines() if "constant across sizes" in line)
     assert verdict("floor_ratio", 2.0) == "met" and verdict("floor_ratio", 2.01) == "missed"
+
+
+# --------------------------------------------------------------------------- the documents figures (issue 10)
+
+
+def _documents_world(config, bus, tmp_path):
+    """The bench's two documents firms, made through the users service's functions and carried to
+    the documents projection by the in-process bus (the running stack's worker, in the bench)."""
+    world = documents.create_world(config, url="http://bench.invalid", admin_id=uuid.UUID(int=10),
+                                   admin_email="admin@documentos.example", password=runner.PASSWORD, workdir=tmp_path)
+    bus.pump()
+    documents.wait_for_projection(config, world, timeout=0)
+    return world
+
+
+def _access(session, world, identity_id, firm):
+    from services.documents import queries as dq
+    found, member = next((f, m) for f, m in dq.memberships(session, identity_id=identity_id) if f.id == firm.id)
+    return dq.access_for(session, found, member)
+
+
+def test_document_bulk_rows_read_like_the_service_wrote_them(config, bus, tmp_path):
+    from services.documents import queries as dq
+    from services.documents.models import Document
+    from services.documents.services import Metadata
+    from testsupport.documents import publish
+    world = _documents_world(config, bus, tmp_path)
+    home = world.home
+    assert len(home.department_ids) == 5 and home.department_names[0]  # the firm's default departments
+    mine, theirs = (home.company_ids[0], home.department_ids[0], None), (home.company_ids[5], home.department_ids[0], None)
+    bulk = documents.grow(world, home, [mine, theirs], have=0, want=10)
+    real = publish(config, firm_id=home.id, company_id=home.company_ids[0], department_name=home.department_names[0],
+                   data=documents.make_guias(config, home, 1, today=world.today)[0], name="DAS 10-2026.pdf",
+                   by=world.admin_actor(), meta=Metadata(competencia="10/2026", guia_tipo="DAS",
+                                                         vencimento=world.today, valor=Decimal("10.00")))
+    with database("documents", config).begin() as s:
+        ours, theirs_ = s.get(Document, real), s.get(Document, bulk[0])  # bulk row 0: a DAS, like `real`
+        for column in Document.__table__.columns:
+            assert (getattr(ours, column.key) is None) == (getattr(theirs_, column.key) is None), column.key
+        assert (theirs_.status, theirs_.kind, theirs_.media_type, theirs_.added_by) == (
+            ours.status, ours.kind, ours.media_type, ours.added_by)
+        assert theirs_.object_key != ours.object_key and theirs_.wrapped_key and theirs_.published_at
+        admin = _access(s, world, world.admin_id, home)
+        listed = dq.documents_in(s, admin, company_id=mine[0], department_id=mine[1])
+        assert [d.id for d in listed] == [real] + bulk[0:10:2]  # newest first: the bulk rows in their order
+        person = _access(s, world, world.person_id, home)
+        assert dq.document(s, person, bulk[0]) is not None  # in the person's companies
+        assert dq.document(s, person, bulk[1]) is None      # another company of the firm: as absent as none
+    seed.bulk_openings(config, firm_id=home.id, document_ids=bulk[:2], identity_id=world.person_id,
+                       name=documents.PERSON_NAME, opened_at=datetime.now().astimezone(),
+                       member_id=world.person_member_id)
+    with database("documents", config).begin() as s:
+        opened = dq.opened_by(s, _access(s, world, world.admin_id, home), bulk)
+        assert {d: v.name for d, v in opened.items()} == {bulk[0]: documents.PERSON_NAME, bulk[1]: documents.PERSON_NAME}
+
+
+def test_the_floor_replays_the_statements_of_documents_pages(config, bus, tmp_path):
+    world = _documents_world(config, bus, tmp_path)
+    home_path = documents.HOME_PATH.format(slug=world.home.slug)
+    person = world.in_process("person")
+    captured = person.capture(home_path)
+    assert len(captured) == person.statements(home_path) >= 3
+    firm = world.folders
+    sub = seed.add_folder(config, firm_id=firm.id, company_id=firm.company_ids[0], department_id=firm.department_ids[0],
+                          name="2025", created_by=world.admin_id)
+    listed = documents.grow(world, firm, [(firm.company_ids[0], firm.department_ids[0], None)], have=0, want=7)
+    paths, kinds = documents.folder_kinds(world, sub)
+    admin = world.in_process("admin")
+    root = admin.capture(paths["pasta raiz"])
+    conn = runner.raw_connection(config.database_url("documents"))
+    try:
+        rows = dict(zip([" ".join(st.split()[:2]).rstrip(",") for st, _p in root], runner.replay(conn, root),
+                        strict=True))
+        assert rows["SELECT documents.id"] == len(listed)  # the folder's documents, read raw
+        runner.replay(conn, person.capture(home_path))
+    finally:
+        conn.close()
+    small = {kind: admin.statements(paths[kind].split("?")[0], kinds[kind]) for kind in paths}
+    documents.grow(world, firm, [(c, firm.department_ids[1], None) for c in firm.company_ids], have=7, want=200)
+    assert {kind: admin.statements(paths[kind].split("?")[0], kinds[kind]) for kind in paths} == small
+    with pytest.raises(RuntimeError):  # another firm's folder is a 404, reported, not counted
+        world.in_process("person").capture(paths["pasta raiz"])
+
+
+def test_the_files_the_documents_figures_send(config, bus, tmp_path):
+    import io
+
+    from services.documents import inspection
+    from services.documents.distribution import propose, read_guia
+    pdfs = documents.upload_pdfs(3, size=200_000)
+    assert len(set(pdfs)) == 3 and all(150_000 < len(p) < 300_000 for p in pdfs)
+    for pdf in pdfs:
+        assert inspection.sniff(io.BytesIO(pdf), "a.pdf").code == "pdf"
+        inspection.check_pdf(io.BytesIO(pdf))
+    archive = tmp_path / "big.zip"
+    documents.zip_of_random(archive, 300_000)
+    assert 290_000 < archive.stat().st_size <= 300_000
+    assert inspection.sniff(io.BytesIO(archive.read_bytes()), "x.zip").code == "zip"
+    world = _documents_world(config, bus, tmp_path)
+    guias = documents.make_guias(config, world.folders, 50, today=world.today)
+    index = documents.company_index(config, world.folders)
+    proposals = [propose(read_guia(io.BytesIO(g)), index) for g in guias]
+    assert [p.status for p in proposals].count("identified") == 49  # the 50th names no company of the firm
+    named = {p.company_id for p in proposals if p.company_id}
+    assert len(named) == 49 and named < set(world.folders.company_ids)  # round robin over the firm's companies
+    assert all(p.vencimento and p.valor and p.competencia for p in proposals)
+
+
+def test_documents_rows_and_their_verdicts():
+    listing = runner.floor_figure({"home": {"page": [0.010, 0.012], "floor": [0.004, 0.005]}}, {"home": 5})
+    results = {
+        "documents_home": {"sizes": {"100": {**listing, "person_documents": 5}, "10000": listing},
+                           "summary": runner.sized_summary({"100": listing, "10000": listing})},
+        "documents_download": {"size_mb": 50.0, "downloads": 3, "workers": 2, "serving_worker_growth_mb": 10.4,
+                               "rss_growth_mb": 10.4, "rate_mb_s": summarize([150]), "raw_s3_get_mb_s": summarize([700])},
+        "documents_upload": {"measured": False, "why": "route missing (HTTP 404 on POST /x)"},
+        "documents_distribute": {"files": 300, "distribute_per_s": summarize([100]), "pypdf_per_s": summarize([210]),
+                                 "ratio": 100 / 210, "proposals": {"identified": 294, "unidentified": 6}},
+    }
+    lines = render_table(runner.rows_of({"machine": {"cores": 2}, **results}), title="t").splitlines()
+
+    def line(text):
+        return next(x for x in lines if text in x)
+    assert "5 in the person's companies" in line("Documentos home (client), 100 documents")
+    assert "met" in line("Documentos home (client) p50 10,000 / 100")
+    assert "missed" in line("RSS growth")
+    assert "not measured: route missing" in line("upload rate") and "n/a" in line("upload rate")
+    assert "missed" in line("distribution rate / pypdf rate")
