@@ -5,6 +5,7 @@ The Jinja filters `datahora` and `data` are registered on every service's app by
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -23,13 +24,25 @@ def in_brasilia(value: datetime) -> datetime:
     return value.astimezone(BRASILIA)
 
 
+def minuto(value: datetime) -> str:
+    """"29/11/2026 10:05": a moment in Brasília time, to the minute, without the label."""
+    v = in_brasilia(value)
+    return f"{v.day:02d}/{v.month:02d}/{v.year} {v.hour:02d}:{v.minute:02d}"
+
+
 def datahora(value: datetime | None, rotulo: bool = True) -> str:
     """"29/11/2026 10:05 (horário de Brasília)"; `rotulo=False` leaves the label to a table's
     column header ("Último acesso (horário de Brasília)"). Empty for None."""
     if value is None:
         return ""
-    text = in_brasilia(value).strftime("%d/%m/%Y %H:%M")
-    return f"{text} ({_('horário de Brasília')})" if rotulo else text
+    return f"{minuto(value)} ({_('horário de Brasília')})" if rotulo else minuto(value)
+
+
+def datahora_formatter() -> Callable[[datetime], str]:
+    """`datahora` (labelled) for the many moments of one page: the label is translated once, not
+    once per value (a table's rows)."""
+    label = _("horário de Brasília")
+    return lambda value: f"{minuto(value)} ({label})"
 
 
 def data(value: date | datetime | None) -> str:
@@ -38,7 +51,7 @@ def data(value: date | datetime | None) -> str:
         return ""
     if isinstance(value, datetime):
         value = in_brasilia(value)
-    return value.strftime("%d/%m/%Y")
+    return f"{value.day:02d}/{value.month:02d}/{value.year}"
 
 
 def register(app) -> None:

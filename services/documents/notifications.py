@@ -19,13 +19,14 @@ first locks that person's member rows (`_lock_people`), so counts are taken one 
 """
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, exists, func, or_, select, text, update
 from sqlalchemy.orm import Session, aliased
 
 from services.common.dates import in_brasilia
@@ -130,16 +131,25 @@ def _lock_people(session: Session, firm_id, identity_ids: Iterable) -> None:
                     .order_by(Member.id).with_for_update())
 
 
+@functools.cache
+def _unread_counts_statement(some_firms: bool):
+    """Built once per process (the `_counted` condition is a large expression to build)."""
+    stmt = (select(Notification.firm_id, func.count()).join(Document, Document.id == Notification.document_id)
+            .where(Notification.identity_id == bindparam("identity_id"), _counted()).group_by(Notification.firm_id))
+    if some_firms:
+        stmt = stmt.where(Notification.firm_id.in_(bindparam("firm_ids", expanding=True)))
+    return stmt
+
+
 def unread_counts(session: Session, *, identity_id, firm_ids: Iterable | None = None) -> dict[uuid.UUID, int]:
     """{firm id: unread notices} of a person (firms without any are absent): one GROUP BY."""
-    stmt = (select(Notification.firm_id, func.count()).join(Document, Document.id == Notification.document_id)
-            .where(Notification.identity_id == _uuid(identity_id), _counted()).group_by(Notification.firm_id))
+    params: dict = {"identity_id": _uuid(identity_id)}
     if firm_ids is not None:
-        ids = [_uuid(f) for f in firm_ids]
-        if not ids:
+        params["firm_ids"] = [_uuid(f) for f in firm_ids]
+        if not params["firm_ids"]:
             return {}
-        stmt = stmt.where(Notification.firm_id.in_(ids))
-    return {firm_id: int(n) for firm_id, n in session.execute(stmt).all()}
+    stmt = _unread_counts_statement(firm_ids is not None)
+    return {firm_id: int(n) for firm_id, n in session.execute(stmt, params).all()}
 
 
 def _now(session: Session) -> datetime:
