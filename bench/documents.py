@@ -488,6 +488,14 @@ def _csrf_of(html: str) -> str | None:
     return found.group(1) if found else None
 
 
+def _answer_status(answer) -> str | None:
+    """The "status" of an upload's JSON answer (documents.js reads it), None when not JSON."""
+    try:
+        return answer.json().get("status")
+    except ValueError:
+        return None
+
+
 def upload_figure(world: World, *, files: int, rounds: int) -> dict:
     """Rounds of `files` 1 MB PDFs, each uploaded through the gateway (one POST per file, one at a
     time, as a browser's progress bars send them: checked, encrypted, stored and published by the
@@ -508,13 +516,16 @@ def upload_figure(world: World, *, files: int, rounds: int) -> dict:
     before = _published_in(world.config, firm.id, company, department)
 
     def post(i: int):
+        # as documents.js sends each file (its progress bar): an XMLHttpRequest, answered in JSON
         return session.post(target, data={"csrf_token": token or ""}, allow_redirects=False, timeout=60,
+                            headers={"X-Requested-With": "XMLHttpRequest"},
                             files=[(UPLOAD_FIELD, (f"Relatório {i:04d}.pdf", bodies[i], "application/pdf"))])
 
     probe = post(0)
     if probe.status_code in ROUTE_MISSING:
         return {**result, "measured": False, "why": f"route missing (HTTP {probe.status_code} on POST {UPLOAD_PATH})"}
-    if probe.status_code >= 400 or _published_in(world.config, firm.id, company, department) != before + 1:
+    if probe.status_code >= 400 or _answer_status(probe) != "published" \
+            or _published_in(world.config, firm.id, company, department) != before + 1:
         return {**result, "measured": False,
                 "why": f"upload failed (HTTP {probe.status_code}; documents recorded: "
                        f"{_published_in(world.config, firm.id, company, department) - before})"}
@@ -530,7 +541,7 @@ def upload_figure(world: World, *, files: int, rounds: int) -> dict:
                     answer = post(i)
                     upload_seconds += time.perf_counter() - t0
                     latencies.append(time.perf_counter() - t0)
-                    if answer.status_code >= 400:
+                    if answer.status_code >= 400 or _answer_status(answer) != "published":
                         failures.append(answer.status_code)
                 else:
                     key = f"bench/raw-put/{uuid.uuid4().hex}"

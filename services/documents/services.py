@@ -21,7 +21,7 @@ from services.common.messaging import record_event, utcnow
 from . import distribution, inspection, queries
 from .models import AuditEntry, Document, DocumentView, Folder, outbox
 from .queries import Access
-from .vault import StorageUnavailable, TooLarge
+from .vault import StorageUnavailable, Stored, Storing, TooLarge
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,47 @@ def receive_file(vault, fileobj, *, name: str, max_bytes: int) -> Received:
     return Received(name=name, kind=kind, stored=stored)
 
 
+@dataclass
+class Receiving:
+    """A file checked and being stored (`start_receiving`): `stored` is what the store will hold
+    (its key, wrapped key, SHA-256 and size), known before the upload ends."""
+    name: str
+    kind: inspection.Kind
+    storing: Storing
+
+    @property
+    def stored(self) -> Stored:
+        return self.storing.read()
+
+    def finish(self) -> Received:
+        """Waits for the store: the Received once the object is stored (StorageUnavailable)."""
+        return Received(name=self.name, kind=self.kind, stored=self.storing.result())
+
+    def discard(self) -> None:
+        """Waits for the store, then deletes the object (or leaves it to the orphan sweep)."""
+        self.storing.discard()
+
+
+def start_receiving(vault, fileobj, *, name: str, max_bytes: int) -> Receiving:
+    """`receive_file` in two steps, so that the caller's own work (the duplicate check, the
+    document's row) runs while the bytes travel to the store: the name and type are checked, the
+    store starts in a thread (`Vault.start_store`), and a PDF is checked here once the file has
+    been read. Raises what receive_file raises, and then nothing stays stored. The caller ends
+    with `finish()` before committing its document, or `discard()` (on any error of its own)."""
+    name = inspection.check_name(name)
+    kind = inspection.sniff(fileobj, name)
+    fileobj.seek(0)
+    storing = vault.start_store(fileobj, max_bytes=max_bytes)
+    try:
+        storing.read()  # the file is read (TooLarge) and encrypted; the upload goes on meanwhile
+        if kind.code == "pdf":
+            inspection.check_pdf(fileobj)
+    except BaseException:
+        storing.discard()
+        raise
+    return Receiving(name=name, kind=kind, storing=storing)
+
+
 def audit(session: Session, *, firm_id, action: str, actor: Actor | None, document: Document | None = None,
           details: dict | None = None) -> None:
     session.add(AuditEntry(firm_id=firm_id, at=utcnow(), action=action,
@@ -85,9 +126,10 @@ def add_document(session: Session, *, access: Access, stored, name: str, kind, c
                    vencimento=meta.vencimento, valor=meta.valor, from_client=from_client,
                    added_by=actor.identity_id, added_by_name=actor.name, batch_id=batch_id, created_at=now)
     session.add(doc)
-    session.flush()
     if status == "published":
-        publish(session, doc, actor=actor)
+        publish(session, doc, actor=actor)  # one INSERT, of the published row
+    else:
+        session.flush()
     return doc
 
 

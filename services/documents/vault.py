@@ -29,10 +29,13 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
+import os
 import secrets
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -48,7 +51,9 @@ from services.common.keys import documents_master_key
 
 from .storage import Backend, FilesystemBackend, MissingObject, S3Backend, StorageUnavailable, check_key
 
-__all__ = ["IntegrityFailure", "Stored", "StorageUnavailable", "TooLarge", "Vault", "vault_from_config"]
+__all__ = ["IntegrityFailure", "Stored", "StorageUnavailable", "Storing", "TooLarge", "Vault", "vault_from_config"]
+
+log = logging.getLogger(__name__)
 
 MAGIC = b"BDV1"
 PREFIX_SIZE = 8
@@ -118,6 +123,24 @@ class Vault:
         return Stored(object_key=object_key, wrapped_key=self._master.wrap(document_key),
                       sha256=sealing.digest.hexdigest(), size=sealing.size)
 
+    def start_store(self, stream: BinaryIO, *, max_bytes: int | None = None) -> Storing:
+        """`store` in a thread of this process, so that the caller works while the bytes travel to
+        the store (an upload's checks and its document's row). The caller leaves `stream` alone
+        until `Storing.read()` returns (the stream has then been read to its end: its SHA-256 and
+        size are known; a file under one S3 part is still being uploaded), and ends with either
+        `Storing.result()` or `Storing.discard()`."""
+        document_key = secrets.token_bytes(32)
+        sealing = _Sealing(stream, document_key, max_bytes)
+        object_key = new_object_key()
+
+        def run() -> None:
+            try:
+                self.backend.put(object_key, sealing)
+            finally:
+                sealing.finished.set()  # also when the store failed before the end of the stream
+
+        return Storing(self, object_key, self._master.wrap(document_key), sealing, _store_threads().submit(run))
+
     # ---- reading
 
     def open(self, object_key: str, wrapped_key: bytes, sha256: str) -> Iterator[bytes]:
@@ -176,9 +199,67 @@ class Vault:
                 continue
 
 
+class Storing:
+    """A store under way in a thread (`Vault.start_store`): the object's key and wrapped key are
+    known at once, the plaintext's SHA-256 and size once the stream is read (`read`), the object
+    is in the store once `result` returns."""
+
+    def __init__(self, vault: Vault, object_key: str, wrapped_key: bytes, sealing: _Sealing, future: Future):
+        self._vault = vault
+        self.object_key = object_key
+        self.wrapped_key = wrapped_key
+        self._sealing = sealing
+        self._future = future
+
+    def read(self) -> Stored:
+        """What `result` will return, as soon as the stream has been read to its end (the upload
+        may still be under way). Raises what the store raised when it stopped before the end of
+        the stream (TooLarge, StorageUnavailable, the stream's own error)."""
+        self._sealing.finished.wait()
+        if not self._sealing.complete:
+            self._future.result()  # raises why it stopped
+            raise IntegrityFailure("the store ended before the end of the stream")  # not reached
+        return Stored(object_key=self.object_key, wrapped_key=self.wrapped_key,
+                      sha256=self._sealing.digest.hexdigest(), size=self._sealing.size)
+
+    def result(self) -> Stored:
+        """The object stored (waits for the store). TooLarge, StorageUnavailable or the stream's
+        error as `Vault.store` raises them (nothing stays stored then)."""
+        self._future.result()
+        return self.read()
+
+    def discard(self) -> None:
+        """Wait for the store to end, and delete the object if it was stored. When the store
+        cannot be reached now, the orphan sweep removes it later."""
+        try:
+            self._future.result()
+        except Exception:
+            return  # a failed store leaves nothing stored
+        try:
+            self._vault.delete(self.object_key)
+        except StorageUnavailable:
+            log.info("a discarded upload's object is left to the orphan sweep")
+
+
+_threads_lock = threading.Lock()
+_threads: tuple[int, ThreadPoolExecutor] | None = None
+STORE_THREADS = 8
+
+
+def _store_threads() -> ThreadPoolExecutor:
+    """This process's threads for `Vault.start_store` (made on first use; a forked child makes its own)."""
+    global _threads
+    with _threads_lock:
+        if _threads is None or _threads[0] != os.getpid():
+            _threads = (os.getpid(), ThreadPoolExecutor(max_workers=STORE_THREADS,
+                                                        thread_name_prefix="documents-store"))
+        return _threads[1]
+
+
 class _Sealing:
     """The ciphertext of `stream`, chunk by chunk (iterated once by the backend), counting the
-    plaintext bytes and hashing them on the way."""
+    plaintext bytes and hashing them on the way. `complete` (and `finished`, an Event) once the
+    stream has been read to its end: the digest and size are final."""
 
     def __init__(self, stream: BinaryIO, document_key: bytes, max_bytes: int | None):
         self.stream = stream
@@ -186,6 +267,8 @@ class _Sealing:
         self.max_bytes = max_bytes
         self.digest = hashlib.sha256()
         self.size = 0
+        self.complete = False
+        self.finished = threading.Event()
 
     def _read(self) -> bytes:
         """Up to CHUNK_SIZE bytes, fewer only at the end of the stream."""
@@ -215,6 +298,9 @@ class _Sealing:
             last = not following
             if index >= MAX_CHUNKS:
                 raise TooLarge("more chunks than one key may seal")
+            if last:  # the stream is read: its digest and size are final, the caller may use it again
+                self.complete = True
+                self.finished.set()
             yield self.aead.encrypt(_nonce(prefix, index), pending, _associated(header, index, last))
             if last:
                 return

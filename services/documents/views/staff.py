@@ -8,7 +8,6 @@ Every page answers 404 to whoever is not staff of the firm seeing that company �
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -155,32 +154,31 @@ class Outcome:
                 "document_id": str(self.document_id) if self.document_id else None}
 
 
-def _sha256(stream) -> str:
-    digest = hashlib.sha256()
-    stream.seek(0)
-    for block in iter(lambda: stream.read(1024 * 1024), b""):
-        digest.update(block)
-    stream.seek(0)
-    return digest.hexdigest()
-
-
 def _publish_one(session, who, company, department, sub, upload, meta, *, repeat_ok: bool, stored_keys: list) -> Outcome:
+    """One file: checked, and stored by a thread (services.start_receiving) while the duplicate
+    check and the document's row are done here; its row is committed only once it is stored."""
     name = upload.filename or ""
     try:
         name = inspection.check_name(name)
-        duplicate = queries.same_file(session, who, company_id=company.id, department_id=department.id,
-                                      folder_id=sub.id if sub else None, sha256=_sha256(upload.stream))
-        if duplicate is not None and not repeat_ok:
-            return Outcome(name, "duplicate", _("Já existe um arquivo igual nesta pasta: %(name)s", name=duplicate.name))
-        received = services.receive_file(vault(), upload.stream, name=name, max_bytes=_max_bytes())
-        stored_keys.append(received.stored.object_key)  # type: ignore[attr-defined]
-        doc = services.add_document(session, access=who, stored=received.stored, name=received.name,
-                                    kind=received.kind, company_id=company.id, department_id=department.id,
-                                    folder_id=sub.id if sub else None, meta=meta, actor=actor())
+        receiving = services.start_receiving(vault(), upload.stream, name=name, max_bytes=_max_bytes())
     except inspection.RefusedFile as exc:
         return Outcome(name, "refused", _(exc.message))
     except TooLarge:
         return Outcome(name, "refused", _too_large_message())
+    try:
+        duplicate = queries.same_file(session, who, company_id=company.id, department_id=department.id,
+                                      folder_id=sub.id if sub else None, sha256=receiving.stored.sha256)
+        if duplicate is not None and not repeat_ok:
+            receiving.discard()
+            return Outcome(name, "duplicate", _("Já existe um arquivo igual nesta pasta: %(name)s", name=duplicate.name))
+        doc = services.add_document(session, access=who, stored=receiving.stored, name=receiving.name,
+                                    kind=receiving.kind, company_id=company.id, department_id=department.id,
+                                    folder_id=sub.id if sub else None, meta=meta, actor=actor())
+        receiving.finish()
+    except BaseException:
+        receiving.discard()
+        raise
+    stored_keys.append(receiving.storing.object_key)
     return Outcome(doc.name, "published", _("Publicado."), doc.id)
 
 
