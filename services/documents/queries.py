@@ -12,7 +12,19 @@ import functools
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, Integer, and_, bindparam, false, func, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    false,
+    func,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from .models import (
@@ -83,17 +95,21 @@ def _memberships_statement():
 
 
 @functools.cache
-def _access_statements(admin: bool):
-    departments = select(Department.id).where(Department.firm_id == bindparam("firm_id"),
-                                              Department.removed.is_(False))
-    companies = select(Company.id).where(Company.firm_id == bindparam("firm_id"), Company.active.is_(True))
+def _access_statement(admin: bool):
+    """The companies ("c", id) and departments ("d", id, level) a member sees, in one statement."""
+    live = select(Department.id).where(Department.firm_id == bindparam("firm_id"), Department.removed.is_(False))
+    companies: Select = select(literal_column("'c'").label("kind"), Company.id.label("id"), null().label("level")).where(
+        Company.firm_id == bindparam("firm_id"), Company.active.is_(True))
+    departments: Select
     if admin:
-        return companies, departments
-    return (companies.where(Company.id.in_(select(MemberCompany.company_id)
-                                           .where(MemberCompany.member_id == bindparam("member_id")))),
-            select(MemberDepartment.department_id, MemberDepartment.level)
-            .where(MemberDepartment.member_id == bindparam("member_id"),
-                   MemberDepartment.department_id.in_(departments)))
+        departments = select(literal_column("'d'"), Department.id, null()).where(
+            Department.firm_id == bindparam("firm_id"), Department.removed.is_(False))
+    else:
+        companies = companies.where(Company.id.in_(
+            select(MemberCompany.company_id).where(MemberCompany.member_id == bindparam("member_id"))))
+        departments = select(literal_column("'d'"), MemberDepartment.department_id, MemberDepartment.level).where(
+            MemberDepartment.member_id == bindparam("member_id"), MemberDepartment.department_id.in_(live))
+    return union_all(companies, departments)
 
 
 def memberships(session: Session, *, identity_id) -> list[tuple[Firm, Member]]:
@@ -108,15 +124,18 @@ def memberships(session: Session, *, identity_id) -> list[tuple[Firm, Member]]:
 
 
 def access_for(session: Session, firm: Firm, member: Member) -> Access:
-    """What `member` may see at `firm` now: active companies, live departments."""
-    companies, departments = _access_statements(member.role == "admin")
-    params = {"firm_id": firm.id, "member_id": member.id}
-    company_ids = frozenset(session.scalars(companies, params))
-    if member.role == "admin":
-        levels: dict[uuid.UUID, str | None] = {d: None for d in session.scalars(departments, params)}
-    else:
-        levels = dict(session.execute(departments, params).all())
-    return Access(firm=firm, member=member, role=member.role, company_ids=company_ids, department_levels=levels)
+    """What `member` may see at `firm` now: active companies, live departments (one statement)."""
+    company_ids: set[uuid.UUID] = set()
+    levels: dict[uuid.UUID, str | None] = {}
+    admin = member.role == "admin"
+    for kind, found, level in session.execute(_access_statement(admin), {"firm_id": firm.id, "member_id": member.id}):
+        found = found if isinstance(found, uuid.UUID) else uuid.UUID(str(found))
+        if kind == "c":
+            company_ids.add(found)
+        else:
+            levels[found] = None if admin else level
+    return Access(firm=firm, member=member, role=member.role, company_ids=frozenset(company_ids),
+                  department_levels=levels)
 
 
 def companies_of(session: Session, access: Access) -> list[Company]:
@@ -131,6 +150,21 @@ def departments_of(session: Session, access: Access) -> list[Department]:
         return []
     return list(session.scalars(select(Department).where(Department.id.in_(list(access.department_levels)))
                                 .order_by(Department.position, Department.name)))
+
+
+@functools.cache
+def _place_statement():
+    return (select(Company, Department).join(Department, Department.firm_id == Company.firm_id)
+            .where(Company.id == bindparam("company_id"), Department.id == bindparam("department_id")))
+
+
+def place(session: Session, access: Access, company_id, department_id) -> tuple[Company, Department] | None:
+    """The company and the department of a company × department the person sees (one statement),
+    else None."""
+    if not access.sees(company_id, department_id):
+        return None
+    row = session.execute(_place_statement(), {"company_id": company_id, "department_id": department_id}).first()
+    return (row[0], row[1]) if row is not None else None
 
 
 def company(session: Session, access: Access, company_id) -> Company | None:

@@ -22,10 +22,10 @@ def _uuid_or_404(value) -> uuid.UUID:
 def folder(slug, company_id, department_id):
     who = access(slug)
     session = db_session()
-    company = queries.company(session, who, _uuid_or_404(company_id))
-    department = queries.department(session, who, _uuid_or_404(department_id))
-    if company is None or department is None:
+    found = queries.place(session, who, _uuid_or_404(company_id), _uuid_or_404(department_id))
+    if found is None:
         abort(404)
+    company, department = found
     sub = None
     if request.args.get("pasta"):
         sub = queries.folder(session, who, _uuid_or_404(request.args["pasta"]))

@@ -63,11 +63,10 @@ def _place(slug, company_id, department_id):
     """(access, company, department) for staff who see that company × department; else 404."""
     who = staff_access(slug)
     session = db_session()
-    company = queries.company(session, who, _uuid_or_404(company_id))
-    department = queries.department(session, who, _uuid_or_404(department_id))
-    if company is None or department is None:
+    found = queries.place(session, who, _uuid_or_404(company_id), _uuid_or_404(department_id))
+    if found is None:
         abort(404)
-    return who, company, department
+    return who, *found
 
 
 def _subfolder(who, company, department, folder_id):
@@ -174,6 +173,7 @@ def _publish_one(session, who, company, department, sub, upload, meta, *, repeat
         doc = services.add_document(session, access=who, stored=receiving.stored, name=receiving.name,
                                     kind=receiving.kind, company_id=company.id, department_id=department.id,
                                     folder_id=sub.id if sub else None, meta=meta, actor=actor())
+        session.flush()  # the audit entry too, while the bytes travel: the commit is all that waits for them
         receiving.finish()
     except BaseException:
         receiving.discard()
