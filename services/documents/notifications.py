@@ -33,6 +33,7 @@ from services.common.dates import in_brasilia
 from services.common.db import affected_rows, dialect_insert
 from services.common.messaging import record_event, utcnow
 
+from . import queries
 from .models import (
     Company,
     Department,
@@ -150,6 +151,21 @@ def unread_counts(session: Session, *, identity_id, firm_ids: Iterable | None = 
             return {}
     stmt = _unread_counts_statement(firm_ids is not None)
     return {firm_id: int(n) for firm_id, n in session.execute(stmt, params).all()}
+
+
+@functools.cache
+def _memberships_and_unread_statement():
+    unread = (select(func.count()).select_from(Notification).join(Document, Document.id == Notification.document_id)
+              .where(Notification.identity_id == bindparam("identity_id"), Notification.firm_id == Firm.id, _counted())
+              .correlate(Firm).scalar_subquery())
+    return queries.memberships_statement().add_columns(unread)
+
+
+def memberships_and_unread(session: Session, *, identity_id) -> tuple[list[tuple[Firm, Member]], dict[uuid.UUID, int]]:
+    """queries.memberships and, in the same statement, `unread_counts` of those firms: what the
+    header of every documents page shows (the selector's counts and the bell)."""
+    rows = session.execute(_memberships_and_unread_statement(), {"identity_id": _uuid(identity_id)}).all()
+    return queries.one_per_firm(rows), {firm.id: int(n) for firm, _member, n in rows if n}
 
 
 def _now(session: Session) -> datetime:

@@ -112,11 +112,20 @@ def _access_statement(admin: bool):
     return union_all(companies, departments)
 
 
+def memberships_statement():
+    """The statement of `memberships` (firm, member), for a caller that adds columns to it."""
+    return _memberships_statement()
+
+
 def memberships(session: Session, *, identity_id) -> list[tuple[Firm, Member]]:
     """The login's active memberships (one per firm; staff before client when both), with the firm."""
-    rows = session.execute(_memberships_statement(), {"identity_id": identity_id}).all()
+    return one_per_firm(session.execute(_memberships_statement(), {"identity_id": identity_id}).all())
+
+
+def one_per_firm(rows) -> list[tuple[Firm, Member]]:
+    """`memberships` from the statement's rows: one per firm, staff before client when both."""
     seen: dict[uuid.UUID, tuple[Firm, Member]] = {}
-    for firm, member in rows:
+    for firm, member, *_rest in rows:
         current = seen.get(firm.id)
         if current is None or (member.is_staff and not current[1].is_staff):
             seen[firm.id] = (firm, member)

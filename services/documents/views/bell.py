@@ -15,13 +15,13 @@ from .common import access, bp, memberships, render
 @bp.context_processor
 def _unread_counts():
     """{firm id: unread notices} of the person asking, for the header of every documents page (the
-    selector's "Contabilidade Beta (3)" and the bell): one statement, once per request."""
+    selector's "Contabilidade Beta (3)" and the bell): read with the memberships, once per request."""
     identity = current_identity()
     if identity is None:
         return {}
+    firms = [firm.id for firm, _member in memberships(identity)]  # reads the counts with them
     cached = g.get("documents_unread_counts")
-    if cached is None:
-        firms = [firm.id for firm, _member in memberships(identity)]
+    if cached is None:  # read again after a change (Marcar como lidas)
         cached = notifications.unread_counts(db_session(), identity_id=identity.id, firm_ids=firms) if firms else {}
         g.documents_unread_counts = cached
     return {"unread_counts": cached}

@@ -9,7 +9,7 @@ from flask import Blueprint, abort, g, redirect, render_template, request
 from services.common.sessions import current_identity
 from services.common.web import db_session
 
-from .. import queries
+from .. import notifications, queries
 from ..services import Actor
 
 bp = Blueprint("documents", __name__)
@@ -25,10 +25,13 @@ def identity_or_login():
 
 
 def memberships(identity):
+    """The person's memberships, read once per request with their unread notices per firm (the
+    header's counts, `g.documents_unread_counts`: one statement for both)."""
     cached = g.get("documents_memberships")
     if cached is None or cached[0] != identity.id:
-        cached = (identity.id, queries.memberships(db_session(), identity_id=identity.id))
-        g.documents_memberships = cached
+        found, unread = notifications.memberships_and_unread(db_session(), identity_id=identity.id)
+        cached = (identity.id, found)
+        g.documents_memberships, g.documents_unread_counts = cached, unread
     return cached[1]
 
 
