@@ -27,17 +27,6 @@ def cnpj(base12: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def seaweed(tmp_path_factory):
-    from testsupport.seaweed import SeaweedServer
-    server = SeaweedServer(tmp_path_factory.mktemp("seaweed"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def storage_product(mailbox, seaweed, tmp_path_factory):
     with running_product(tmp_path_factory.mktemp("storage-outage"), smtp_port=mailbox.port, tag="s3",
                          object_store=seaweed) as product:
