@@ -178,3 +178,13 @@ class ReviewRowSchema(MetadataSchema):
                                                "invalid_uuid": N_("Escolha o departamento.")})
 
     FIELDS = (*MetadataSchema.FIELDS, "empresa", "departamento")
+
+
+class AuditQuerySchema(InputSchema):
+    """GET …/auditoria?pagina=N."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    pagina = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000, error=N_("Página inválida.")),
+                            error_messages={"invalid": N_("Página inválida.")})
