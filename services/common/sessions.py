@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import timedelta
+from urllib.parse import quote
 
-from flask import current_app, g, request
+from flask import abort, current_app, g, redirect, request
 
 from .contracts import SESSION_AUDIENCE
 
@@ -99,3 +100,12 @@ def renewal_state() -> str | None:
     if exp - now < (exp - iat) / 2:
         return "soon"
     return None
+
+
+def identity_or_login() -> Identity:
+    """The logged-in person, or (abort) a redirect to the login page that comes back here."""
+    identity = current_identity()
+    if identity is None:
+        target = request.full_path.rstrip("?") if request.query_string else request.path
+        abort(redirect("/auth/entrar?next=" + quote(target, safe="/"), code=303))
+    return identity

@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from .models import (
+    AuditEntry,
     Company,
     Department,
     Digest,
@@ -559,3 +560,36 @@ def due_unopened_guias(session: Session, access: Access, *, today, limit: int = 
         .order_by(Document.vencimento, func.coalesce(Company.trade_name, Company.legal_name), Document.name)
         .limit(limit)).all()
     return [DueGuia(doc, company_name, department_name) for doc, company_name, department_name in rows]
+
+
+# --------------------------------------------------------------------------- the audit log
+
+AUDIT_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class AuditLine:
+    entry: AuditEntry
+    document_name: str | None
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    lines: list[AuditLine]
+    number: int
+    has_next: bool
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+
+def audit_page(session: Session, access: Access, *, page: int = 1) -> AuditPage:
+    """The firm's documents audit log (publish, retract, delete, every opening and download: who,
+    when, from which IP), newest first, AUDIT_PAGE_SIZE a page. Administradores only (the caller)."""
+    rows = session.execute(
+        select(AuditEntry, Document.name).outerjoin(Document, Document.id == AuditEntry.document_id)
+        .where(AuditEntry.firm_id == access.firm.id).order_by(AuditEntry.at.desc(), AuditEntry.id)
+        .offset((page - 1) * AUDIT_PAGE_SIZE).limit(AUDIT_PAGE_SIZE + 1)).all()
+    lines = [AuditLine(entry, name) for entry, name in rows[:AUDIT_PAGE_SIZE]]
+    return AuditPage(lines=lines, number=page, has_next=len(rows) > AUDIT_PAGE_SIZE)

@@ -3,15 +3,19 @@ prints them, made with fpdf2 (one-page PDFs whose text pypdf extracts line by li
 (Helvetica) write Latin-1: pt-BR accents are fine, typographic dashes and quotes are not."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from fpdf import FPDF
+
+# A fixed creation date: the same arguments make the same bytes (fpdf2 stamps the current second).
+CREATED = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 def one_page_pdf() -> FPDF:
     pdf = FPDF(format="A4")
     pdf.set_creator("Sistema Contábil de Teste")
+    pdf.set_creation_date(CREATED)
     pdf.add_page()
     return pdf
 

@@ -1,6 +1,8 @@
-"""Marshmallow schemas of the documents service's HTTP input (the staff's forms): a document's
-metadata as typed in pt-BR (competência MM/AAAA, vencimento dd/mm/aaaa, valor 1.234,56), a new
-folder's name, and a row of the Distribuir automaticamente review table.
+"""Marshmallow schemas of the documents service's HTTP input: the staff's forms (a document's
+metadata as typed in pt-BR — competência MM/AAAA, vencimento dd/mm/aaaa, valor 1.234,56 —, a new
+folder's name, a row of the Distribuir automaticamente review table, the audit log's page) and the
+client's pages (the search's query string, the ids of Baixar selecionados, where Enviar documentos
+ao escritório sends the files).
 
 Messages are pt-BR msgids (N_): `load_form` translates them when the form is shown again.
 """
@@ -178,3 +180,75 @@ class ReviewRowSchema(MetadataSchema):
                                                "invalid_uuid": N_("Escolha o departamento.")})
 
     FIELDS = (*MetadataSchema.FIELDS, "empresa", "departamento")
+
+
+class AuditQuerySchema(InputSchema):
+    """GET …/auditoria?pagina=N."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    pagina = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000, error=N_("Página inválida.")),
+                            error_messages={"invalid": N_("Página inválida.")})
+
+
+# --------------------------------------------------------------------------- the client's pages
+
+class SearchQuerySchema(InputSchema):
+    """GET …/busca: q (a part of the name), empresa, departamento, competencia (MM/AAAA), tipo, pagina.
+    Blank values are absent ones. Whether empresa and departamento are the person's is the view's
+    check (against their Access)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    q = fields.String(load_default="", validate=validate.Length(max=200, error=N_("Texto muito longo.")))
+    empresa = fields.UUID(load_default=None, error_messages={"invalid_uuid": N_("Escolha uma empresa da lista.")})
+    departamento = fields.UUID(load_default=None,
+                               error_messages={"invalid_uuid": N_("Escolha um departamento da lista.")})
+    competencia = _Competencia(load_default=None)
+    tipo = fields.String(load_default=None, validate=validate.OneOf(GUIA_TIPOS, error=N_("Escolha um tipo da lista.")))
+    pagina = fields.Integer(load_default=1, validate=validate.Range(min=1, max=10000, error=N_("Página inválida.")),
+                            error_messages={"invalid": N_("Página inválida.")})
+
+    @pre_load
+    def _blank(self, data, **_kw):
+        data = {k: v for k, v in dict(data).items() if v not in ("", None)}
+        for key in ("q", "competencia"):
+            if key in data:
+                data[key] = str(data[key]).strip()
+                if not data[key]:
+                    del data[key]
+        return data
+
+
+MAX_SELECTED = 200
+
+
+class SelectionSchema(InputSchema):
+    """POST …/baixar-selecionados: the ticked documents' ids."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    ids = fields.List(fields.UUID(error_messages={"invalid_uuid": N_("Seleção inválida.")}), required=True,
+                      validate=validate.Length(min=1, max=MAX_SELECTED,
+                                               error=N_("Selecione de 1 a 200 documentos.")),
+                      error_messages={"required": N_("Selecione ao menos um documento.")})
+
+    @pre_load
+    def _list(self, data, **_kw):
+        getlist = getattr(data, "getlist", None)
+        ids = [v for v in (getlist("ids") if callable(getlist) else data.get("ids") or []) if v]
+        return {"ids": ids} if ids else {}
+
+
+class SendSchema(InputSchema):
+    """POST …/enviar: the company × department ("<company id>:<department id>") the files go to."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    destino = fields.String(required=True, validate=validate.Regexp(
+        r"^[0-9a-fA-F-]{36}:[0-9a-fA-F-]{36}$", error=N_("Escolha a empresa e o departamento.")),
+        error_messages={"required": N_("Escolha a empresa e o departamento.")})

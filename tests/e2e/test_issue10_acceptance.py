@@ -50,26 +50,17 @@ def axe():
 
 
 @pytest.fixture(scope="module")
-def seaweed(tmp_path_factory):
-    """A real S3 server for the distributed pass (the embedded mode keeps documents on disk)."""
+def object_store(request):
+    """The distributed pass keeps the documents on a real S3 server; the embedded mode on disk."""
     from testsupport import backends
-    if not backends().distributed:
-        yield None
-        return
-    from testsupport.seaweed import SeaweedServer
-    server = SeaweedServer(tmp_path_factory.mktemp("seaweed"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    return request.getfixturevalue("seaweed") if backends().distributed else None
 
 
 @pytest.fixture(scope="module")
-def docs_product(mailbox, seaweed, tmp_path_factory):
+def docs_product(mailbox, object_store, tmp_path_factory):
     # new documents for one person within 2 seconds go in one e-mail (5 minutes by default)
     with running_product(tmp_path_factory.mktemp("documents"), smtp_port=mailbox.port, tag="docs",
-                         object_store=seaweed, extra_env={"BALCAO_DOCUMENTS_DIGEST_MINUTES": "0.033"}) as product:
+                         object_store=object_store, extra_env={"BALCAO_DOCUMENTS_DIGEST_MINUTES": "0.033"}) as product:
         yield product
 
 
@@ -112,7 +103,7 @@ def register_carlos(product, mailbox, slug: str, company_ids: list[str]) -> None
     assert registered.status_code == 200, registered.text[:300]
 
 
-def test_issue_10_acceptance(docs_product, seaweed, mailbox, browser, axe, artifacts):
+def test_issue_10_acceptance(docs_product, object_store, mailbox, browser, axe, artifacts):
     product = docs_product
     url, check = product.url, PhoneCheck(axe)
     oficina_cnpj, mercado_cnpj = cnpj("345678900001"), cnpj("456789010001")
@@ -204,7 +195,7 @@ def test_issue_10_acceptance(docs_product, seaweed, mailbox, browser, axe, artif
         assert carlos.request.get(document_url.replace("/abrir", "/baixar")).status == 404
 
         # the object store holds no plaintext and no name
-        objects = stored_objects(product, seaweed, Path(product.env["BALCAO_VAR_DIR"]))
+        objects = stored_objects(product, object_store, Path(product.env["BALCAO_VAR_DIR"]))
         assert len(objects) >= 2
         for key, raw in objects:
             for secret in (das[100:140], darf[100:140], b"DAS Oficina", b"DARF Mercado", b"Mercado"):

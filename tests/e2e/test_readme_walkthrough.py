@@ -16,6 +16,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import ROOT, balcao_run, free_port, keep_pages, wait_until
+from tests.e2e.test_team_browser import selector_options as team_selector_options
 
 pytestmark = pytest.mark.browser
 
@@ -54,7 +55,8 @@ def login(page, url, email, password):
 
 
 def selector_options(page) -> list[str]:
-    return sorted(o.strip() for o in page.get_by_label("Escritório").locator("option").all_inner_texts())
+    """The firms of the Escritório selector by name, sorted (without their unread counts)."""
+    return sorted(team_selector_options(page))
 
 
 def invitation_links(mailbox, url, to: str, firm: str) -> list[str]:

@@ -57,7 +57,9 @@ def import_clients(page, url, slug, rows: list[tuple[str, str, str]]):
 
 
 def selector_options(page) -> list[str]:
-    return [o.strip() for o in page.get_by_label("Escritório").locator("option").all_inner_texts()]
+    """The firms the Escritório selector offers, by name (without a firm's unread count, "(3)")."""
+    return [re.sub(r" \(\d+\)$", "", o.strip())
+            for o in page.get_by_label("Escritório").locator("option").all_inner_texts()]
 
 
 def test_equipe_in_the_browser(product, mailbox, browser, axe, artifacts):

@@ -196,6 +196,7 @@ CLASS_OF = {
     "users.firm_profile": "firm_admin",
     "users.firm_logo": "firm",   # the header's logo: every member of the firm, nobody else
     "documents.home": "firm",
+    "documents.audit_log": "firm_admin",
     "documents.folder": "firm_folder",
     "documents.open_document": "firm_folder",
     "documents.download_document": "firm_folder",

@@ -1,6 +1,7 @@
-"""Fixtures of the documents tests: a real S3 server (SeaweedFS) for the whole session, and the
-users service's personas (Alfa and Beta, Carlos a client of both) carried to the documents
-service's projection through the users service's own events."""
+"""Fixtures of the documents tests: boto3 pointed at the run's real S3 server (SeaweedFS: the
+`seaweed` fixture of testsupport/plugin.py), and the users service's personas (Alfa and Beta,
+Carlos a client of both) carried to the documents service's projection through the users
+service's own events."""
 from __future__ import annotations
 
 import pytest
@@ -9,19 +10,6 @@ from services.common.keys import KeyRing
 from services.common.sessions import issue_session_token
 from services.users.tests.conftest import World, _pii_key, world  # noqa: F401  (the users personas)
 from testsupport.documents import publish  # noqa: F401
-from testsupport.seaweed import SeaweedServer
-
-
-@pytest.fixture(scope="session")
-def seaweed(tmp_path_factory):
-    """A running SeaweedFS S3 server (tests may stop() and start() it; it is running again
-    whenever a test ends). Its credentials are dummies: see `s3_env`."""
-    server = SeaweedServer(tmp_path_factory.mktemp("seaweed"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -34,8 +22,6 @@ def s3_env(seaweed, monkeypatch):
     yield seaweed
     if not seaweed.running:
         seaweed.start()
-
-
 
 
 @pytest.fixture

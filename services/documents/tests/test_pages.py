@@ -3,6 +3,8 @@ them (the bytes are the bytes published; PDF inline in a sandbox), staff see "Vi
 and nobody else sees anything (404, as if it did not exist)."""
 from __future__ import annotations
 
+import re
+import uuid
 from datetime import date
 from decimal import Decimal
 
@@ -106,3 +108,50 @@ def test_readyz_reports_an_unreachable_object_store(config):
     answer = app.test_client().get("/documentos/readyz")
     assert answer.status_code == 503 and "storage" in answer.get_json()
     assert "storage" not in create_app(config).test_client().get("/documentos/readyz").get_json()
+
+
+def test_a_client_of_another_company_of_the_same_firm_gets_404(config, docworld, bus, browser_client):
+    """Beta's second company has a guia: Carlos (a client of Beta's first company only) gets a 404
+    for its folder, its opening, its download and its staff pages, exactly like a missing one."""
+    w = docworld
+    with users_db(config).begin() as s:
+        firm = s.get(type(w.beta), w.beta.id)
+        other = users_services.create_company(s, firm=firm, name="Mercado Bom Preço Ltda", cnpj=make_cnpj(202))
+        other_id = other.id
+    bus.pump()
+    fiscal = _department(config, w.beta.id, "Fiscal")
+    doc_id = publish(config, firm_id=w.beta.id, company_id=other_id, department_name="Fiscal",
+                     data=das_guia(make_cnpj(202), "10/2026", "20/11/2026", "10,00"), name="guia do mercado.pdf",
+                     by=w.bruno)
+    login(browser_client, config, w.carlos)
+    base = f"/documentos/e/{w.beta.slug}"
+    for path in (f"/empresas/{other_id}/{fiscal}/", f"/documentos/{doc_id}/abrir", f"/documentos/{doc_id}/baixar",
+                 f"/documentos/{doc_id}/", f"/documentos/{doc_id}/comprovante"):
+        answer = browser_client.get(base + path)
+        assert answer.status_code == 404, (path, answer.status_code)
+        assert "guia do mercado" not in answer.get_data(as_text=True)
+    missing = browser_client.get(f"{base}/documentos/{uuid.uuid4()}/abrir")
+    assert missing.status_code == 404
+    login(browser_client, config, w.bruno)  # the firm's admin does see it
+    assert browser_client.get(f"{base}/documentos/{doc_id}/abrir").status_code == 200
+
+
+def test_the_audit_log_shows_publish_and_every_download_with_who_and_ip_to_admins_only(
+        config, docworld, bus, browser_client):
+    w = docworld
+    doc_id = publish(config, firm_id=w.beta.id, company_id=w.beta_company.id, department_name="Fiscal",
+                     data=das_guia(make_cnpj(201), "10/2026", "20/11/2026", "10,00"), name="guia auditada.pdf",
+                     by=w.bruno)
+    login(browser_client, config, w.carlos)
+    for _ in range(2):
+        assert browser_client.get(f"/documentos/e/{w.beta.slug}/documentos/{doc_id}/baixar",
+                                  environ_base={"REMOTE_ADDR": "198.51.100.7"}).status_code == 200
+    assert browser_client.get(f"/documentos/e/{w.beta.slug}/auditoria").status_code == 404  # a client
+    login(browser_client, config, w.bruno)
+    page = browser_client.get(f"/documentos/e/{w.beta.slug}/auditoria")
+    assert page.status_code == 200
+    text = " ".join(re.sub(r"<[^>]+>", " ", page.get_data(as_text=True)).split())
+    assert text.count("Documento baixado guia auditada.pdf Carlos Souza 198.51.100.7") == 2
+    assert "Documento publicado guia auditada.pdf Bruno Reis" in text
+    login(browser_client, config, w.ana)
+    assert browser_client.get(f"/documentos/e/{w.beta.slug}/auditoria").status_code == 404  # another firm's

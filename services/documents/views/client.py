@@ -22,8 +22,8 @@ from services.common.forms import without_control_characters
 from services.common.web import db_session
 
 from .. import inspection, queries, services, zipstream
-from ..client_schemas import SearchQuerySchema, SelectionSchema, SendSchema, load
 from ..models import GUIA_TIPOS
+from ..schemas import SearchQuerySchema, SelectionSchema, SendSchema, load_form
 from ..vault import IntegrityFailure, StorageUnavailable, TooLarge
 from .common import access, actor, bp, render
 from .files import INLINE_TYPES, vault
@@ -79,7 +79,7 @@ def search(slug):
     who = access(slug)
     session = db_session()
     context = _lists_context(session, who)
-    values, errors = load(SearchQuerySchema(), request.args)
+    values, errors = load_form(SearchQuerySchema(), request.args)
     if values is not None:
         if values["empresa"] is not None and values["empresa"] not in who.company_ids:
             errors["empresa"] = [_("Escolha uma empresa da lista.")]
@@ -110,7 +110,7 @@ def download_selected(slug):
     session = db_session()
     if not who.is_staff and not who.member.can_download:
         return render("documents/client/no_download.html", access=who, status=403)
-    values, errors = load(SelectionSchema(), request.form)
+    values, errors = load_form(SelectionSchema(), request.form)
     if values is None:
         return render("documents/client/selection_refused.html", access=who, errors=errors, status=422)
     docs = queries.downloadable(session, who, values["ids"])
@@ -187,7 +187,7 @@ def send_documents(slug):
     if request.method == "GET":
         chosen = request.args.get("destino", "")
         return _send_page(who, destinations, chosen=chosen if chosen in dict(destinations) else "")
-    values, errors = load(SendSchema(), request.form)
+    values, errors = load_form(SendSchema(), request.form)
     chosen = request.form.get("destino", "")
     if values is not None and values["destino"] not in dict(destinations):
         abort(404)  # a place the person may not send to: like one that does not exist

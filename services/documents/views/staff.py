@@ -18,6 +18,7 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 
 from services.common.dates import BRASILIA, data, datahora_formatter
+from services.common.documents import N_
 from services.common.web import db_session
 
 from .. import distribution, inspection, queries, services
@@ -30,7 +31,7 @@ from .folders import _uuid_or_404
 
 log = logging.getLogger("balcao.documents")
 
-STORAGE_DOWN = "Armazenamento indisponível: nada foi publicado. Tente de novo em alguns minutos."
+STORAGE_DOWN = N_("Armazenamento indisponível: nada foi publicado. Tente de novo em alguns minutos.")
 FOLDER = "/e/<slug>/empresas/<company_id>/<department_id>/"
 DOCUMENT = "/e/<slug>/documentos/<document_id>/"
 

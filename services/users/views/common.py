@@ -2,11 +2,9 @@
 member of the firm, its staff, its admins), and rendering with the firm selector."""
 from __future__ import annotations
 
-from urllib.parse import quote
+from flask import Blueprint, abort, g, render_template, request
 
-from flask import Blueprint, abort, g, redirect, render_template, request
-
-from services.common.sessions import current_identity
+from services.common.sessions import current_identity, identity_or_login
 from services.common.web import db_session
 
 from .. import queries, services
@@ -27,15 +25,6 @@ def _refuse_ended_session():
     g.balcao_identity = None
     if request.method not in ("GET", "HEAD"):
         abort(401)
-
-
-def identity_or_login():
-    """The logged-in person, or a redirect to the login page that comes back here."""
-    identity = current_identity()
-    if identity is None:
-        target = request.full_path.rstrip("?") if request.query_string else request.path
-        abort(redirect("/auth/entrar?next=" + quote(target, safe="/"), code=303))
-    return identity
 
 
 def memberships(identity) -> list[queries.Membership]:
