@@ -1,4 +1,5 @@
-"""A company × department's folder (and its subfolders): the documents the person may see there."""
+"""A company × department's folder (and its subfolders): the documents the person may see there
+(staff: views/staff.py's page, with Publicar documentos and Nova pasta)."""
 from __future__ import annotations
 
 import uuid
@@ -39,5 +40,4 @@ def folder(slug, company_id, department_id):
     return render("documents/folder.html", access=who, company=company, department=department, folder=sub,
                   subfolders=queries.subfolders(session, who, company_id=company.id, department_id=department.id,
                                                 parent_id=sub.id if sub else None),
-                  documents=documents,
-                  opened=queries.opened_by(session, who, [d.id for d in documents]) if who.is_staff else {})
+                  documents=documents)
