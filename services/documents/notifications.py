@@ -153,11 +153,18 @@ def unread_counts(session: Session, *, identity_id, firm_ids: Iterable | None = 
     return {firm_id: int(n) for firm_id, n in session.execute(stmt, params).all()}
 
 
+# The header shows a firm's unread notices up to this many ("99+" from 100 on).
+UNREAD_CAP = 100
+
+
 @functools.cache
 def _memberships_and_unread_statement():
-    unread = (select(func.count()).select_from(Notification).join(Document, Document.id == Notification.document_id)
-              .where(Notification.identity_id == bindparam("identity_id"), Notification.firm_id == Firm.id, _counted())
-              .correlate(Firm).scalar_subquery())
+    # counted up to UNREAD_CAP ("99+"): the header's work stays bounded however many notices wait
+    unread_ids = (select(Notification.id).join(Document, Document.id == Notification.document_id)
+                  .where(Notification.identity_id == bindparam("identity_id"), Notification.firm_id == Firm.id,
+                         _counted())
+                  .correlate(Firm).limit(UNREAD_CAP).subquery())
+    unread = select(func.count()).select_from(unread_ids).scalar_subquery()
     return queries.memberships_statement().add_columns(unread)
 
 

@@ -354,3 +354,19 @@ def test_a_retracted_document_is_announced_to_who_opened_it_and_its_pending_emai
     assert emails(config, "documents_published") == []
     login(browser_client, config, paula)
     assert "Contabilidade Beta (" not in _selector(browser_client.get(f"/e/{w.beta.slug}/").text)
+
+
+def test_the_header_counts_up_to_99_plus(config, docworld, bus, browser_client):
+    """The bell and the Escritório selector count a firm's unread notices up to 99 and then say
+    "99+" (the header's work stays bounded however many notices wait)."""
+    from testsupport.guias import text_pdf
+
+    from .conftest import login, publish
+    w = docworld
+    for i in range(101):
+        publish(config, firm_id=w.beta.id, company_id=w.beta_company.id, department_name="Fiscal",
+                data=text_pdf(f"Documento {i}"), name=f"documento {i:03d}.pdf", by=w.bruno)
+    bus.pump()
+    login(browser_client, config, w.carlos)
+    page = browser_client.get(f"/documentos/e/{w.beta.slug}/").get_data(as_text=True)
+    assert "Contabilidade Beta (99+)" in page and "Mais de 99 avisos não lidos" in page
