@@ -111,12 +111,16 @@ def _active_client() -> ColumnElement[bool]:
 
 
 def _counted() -> ColumnElement[bool]:
-    """SQL: an unread notice under the bell — a "retracted" notice, or one of a document that is
-    published and that its member still sees (a lost company: its notices stop counting)."""
+    """SQL, on notifications alone: an unread notice under the bell — a "retracted" notice, or one
+    of a document that is published and that its member still sees (a lost company: its notices
+    stop counting). The document is looked up per notice (an EXISTS under an OR stays a lookup by
+    primary key): a count never reads the firm's other documents, so it costs the same whatever
+    their number."""
+    doc = aliased(Document)
+    visible = exists(select(doc.id).where(doc.id == Notification.document_id, doc.status == "published",
+                                          _sees(Notification.member_id, doc.company_id, doc.department_id)))
     return and_(Notification.portal.is_(True), Notification.read_at.is_(None),
-                or_(Notification.kind == "retracted",
-                    and_(Document.status == "published",
-                         _sees(Notification.member_id, Document.company_id, Document.department_id))))
+                or_(Notification.kind == "retracted", visible))
 
 
 # --------------------------------------------------------------------------- counts and the event
@@ -135,7 +139,7 @@ def _lock_people(session: Session, firm_id, identity_ids: Iterable) -> None:
 @functools.cache
 def _unread_counts_statement(some_firms: bool):
     """Built once per process (the `_counted` condition is a large expression to build)."""
-    stmt = (select(Notification.firm_id, func.count()).join(Document, Document.id == Notification.document_id)
+    stmt = (select(Notification.firm_id, func.count())
             .where(Notification.identity_id == bindparam("identity_id"), _counted()).group_by(Notification.firm_id))
     if some_firms:
         stmt = stmt.where(Notification.firm_id.in_(bindparam("firm_ids", expanding=True)))
@@ -160,7 +164,7 @@ UNREAD_CAP = 100
 @functools.cache
 def _memberships_and_unread_statement():
     # counted up to UNREAD_CAP ("99+"): the header's work stays bounded however many notices wait
-    unread_ids = (select(Notification.id).join(Document, Document.id == Notification.document_id)
+    unread_ids = (select(Notification.id)
                   .where(Notification.identity_id == bindparam("identity_id"), Notification.firm_id == Firm.id,
                          _counted())
                   .correlate(Firm).limit(UNREAD_CAP).subquery())
@@ -190,7 +194,7 @@ def announce(session: Session, *, firm_id, identity_ids: Iterable) -> None:
         return
     firm_id = _uuid(firm_id)
     counts = dict(session.execute(
-        select(Notification.identity_id, func.count()).join(Document, Document.id == Notification.document_id)
+        select(Notification.identity_id, func.count())
         .where(Notification.firm_id == firm_id, Notification.identity_id.in_(ids), _counted())
         .group_by(Notification.identity_id)).all())
     counted_at = _now(session)

@@ -25,7 +25,7 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from .models import (
     AuditEntry,
@@ -288,7 +288,7 @@ def places(access: Access) -> list[tuple[uuid.UUID, uuid.UUID]]:
 
 
 def _newest_per_place(access: Access, condition, order, limit: int):
-    """The ids of at most `limit` documents per company × department matching `condition`, each
+    """At most `limit` documents per company × department matching `condition` (whole rows), each
     place read in `order` through its index (ix_documents_pair_*): the work is bounded by the
     number of places × `limit`, never by the number of documents. None when there are too many
     places (the caller filters firm-wide instead)."""
@@ -297,19 +297,24 @@ def _newest_per_place(access: Access, condition, order, limit: int):
         return None
     branches = []
     for company_id, department_id in where:
-        inner = (select(Document.id).where(Document.firm_id == access.firm.id, Document.company_id == company_id,
-                                           Document.department_id == department_id, condition)
-                 .order_by(*order).limit(limit).subquery())
-        branches.append(select(inner.c.id))
+        inner = (select(Document).where(Document.firm_id == access.firm.id, Document.company_id == company_id,
+                                        Document.department_id == department_id, condition)
+                 .order_by(*order(Document)).limit(limit).subquery())
+        branches.append(select(inner))
     return union_all(*branches).subquery() if len(branches) > 1 else branches[0].subquery()
 
 
 def _listed(session: Session, access: Access, condition, order, limit: int) -> list[Document]:
+    """`order(entity)`: the ORDER BY of the documents (the places' rows, or the firm's)."""
     if not access.company_ids or not access.department_levels:
         return []
-    ids = _newest_per_place(access, condition, order, limit)
-    scope = Document.id.in_(select(ids.c.id)) if ids is not None else access.document_filter()
-    return list(session.scalars(select(Document).where(scope, condition).order_by(*order).limit(limit)))
+    rows = _newest_per_place(access, condition, order, limit)
+    if rows is None:
+        return list(session.scalars(select(Document).where(access.document_filter(), condition)
+                                    .order_by(*order(Document)).limit(limit)))
+    # the places' own rows, never joined back to the firm's documents (the planner would read them all)
+    doc = aliased(Document, rows)
+    return list(session.scalars(select(doc).order_by(*order(doc)).limit(limit)))
 
 
 def pending_guias(session: Session, access: Access, *, limit: int = PENDING_LIMIT) -> list[Document]:
@@ -318,13 +323,13 @@ def pending_guias(session: Session, access: Access, *, limit: int = PENDING_LIMI
     `limit`."""
     condition = and_(Document.status == "published", Document.guia_tipo.is_not(None),
                      Document.vencimento.is_not(None), unopened_by(access))
-    return _listed(session, access, condition, (Document.vencimento, Document.id), limit)
+    return _listed(session, access, condition, lambda d: (d.vencimento, d.id), limit)
 
 
 def recent_documents(session: Session, access: Access, *, limit: int = RECENT_LIMIT) -> list[Document]:
     """Documentos recentes: the last `limit` published in the person's companies × departments."""
     return _listed(session, access, Document.status == "published",
-                   (Document.published_at.desc(), Document.id), limit)
+                   lambda d: (d.published_at.desc(), d.id), limit)
 
 
 @dataclass
