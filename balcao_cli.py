@@ -63,6 +63,21 @@ def cmd_documents_bucket(args):
     return 0
 
 
+def cmd_announce_state(args):
+    """The users service records its whole state as events once more (after installing a service
+    that consumes them — the documents service — on a portal that already has firms)."""
+    from services.common.runtime import database
+    from services.users import pii
+    from services.users.services import announce_state
+    config = load_config()
+    _migrate_all(config, ["users"])
+    pii.configure(config)
+    with database("users", config).begin() as session:
+        counts = announce_state(session)
+    print("announced: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+    return 0
+
+
 def cmd_create_firm(args):
     from services.provision import create_firm
     config = load_config()
@@ -152,6 +167,10 @@ def main(argv=None):
 
     p = sub.add_parser("keys", help="create missing signing/sealing keys in BALCAO_KEYS_DIR")
     p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("announce-state", help="record the users service's state as events again (after "
+                       "adding the documents service to a portal that already has firms)")
+    p.set_defaults(func=cmd_announce_state)
 
     p = sub.add_parser("documents-bucket", help="create the documents' S3 bucket if missing")
     p.set_defaults(func=cmd_documents_bucket)

@@ -74,10 +74,28 @@ def prepare(config: Config) -> bool:
     ensure_keys(config.keys_dir)
     for svc in SERVICES:
         migrate(svc, config)
+    _announce_to_a_new_documents_service(config)
     if config.demo:
         from services.provision import seed_demo
         return seed_demo(config)
     return False
+
+
+def _announce_to_a_new_documents_service(config: Config) -> None:
+    """A var/ made before the documents service existed: its firms, companies and people are
+    announced once (users' `announce_state`), so that their Documentos pages exist."""
+    with database("documents", config).engine.connect() as conn:
+        if conn.execute(text("SELECT 1 FROM firms LIMIT 1")).first() is not None:
+            return
+    with database("users", config).engine.connect() as conn:
+        if conn.execute(text("SELECT 1 FROM firms LIMIT 1")).first() is None:
+            return
+    from services.users import pii
+    from services.users.services import announce_state
+    pii.configure(config)
+    with database("users", config).begin() as session:
+        counts = announce_state(session)
+    log.info("announced to the documents service: %s", counts)
 
 
 def _banner(config: Config) -> str:

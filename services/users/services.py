@@ -1727,3 +1727,33 @@ def prune_ended_sessions(session, *, before: datetime) -> int:
     """Forget ended sessions that ended before `before`: every token of theirs has expired by then."""
     from sqlalchemy import delete
     return session.execute(delete(EndedSession).where(EndedSession.ended_at < before)).rowcount or 0
+
+
+# --------------------------------------------------------------------------- re-announcing the state
+
+def announce_state(session) -> dict[str, int]:
+    """Record, for every firm, the events that describe it as it is now — its profile, its live
+    departments, its companies, its client users' access and its team — for a consumer that came
+    later than them (the documents service, installed on a portal that already had firms). Each is
+    the object whole, with the next revision where the event has one, so a consumer that already
+    knows the object changes nothing. Returns how many of each were recorded."""
+    counts = {"firms": 0, "departments": 0, "companies": 0, "client_users": 0, "staff_members": 0}
+    for firm in session.scalars(select(Firm).order_by(Firm.created_at, Firm.id)):
+        firm.profile_revision = (firm.profile_revision or 0) + 1
+        session.flush()
+        record_event(session, outbox, "firm.profile_changed", firm_profile_payload(firm, session.get(FirmLogo, firm.id)))
+        counts["firms"] += 1
+        for department in session.scalars(select(Department).where(Department.firm_id == firm.id,
+                                                                    Department.removed_at.is_(None))):
+            record_event(session, outbox, "department.created", _department_payload(department))
+            counts["departments"] += 1
+        for company in session.scalars(select(Company).where(Company.firm_id == firm.id)):
+            record_event(session, outbox, "company.changed", _company_payload(firm, company))
+            counts["companies"] += 1
+        for cu in session.scalars(select(ClientUser).where(ClientUser.firm_id == firm.id)):
+            _record_access_changed(session, cu=cu, reason="announced")
+            counts["client_users"] += 1
+        for member in session.scalars(select(StaffMember).where(StaffMember.firm_id == firm.id)):
+            _staff_changed(session, member)
+            counts["staff_members"] += 1
+    return counts

@@ -56,3 +56,29 @@ def test_a_company_deactivated_leaves_the_clients_folders(config, docworld, bus)
     bus.pump()
     role, companies, _levels = access_of(config, w.carlos.identity_id, w.beta.id)
     assert companies == set()
+
+
+def test_a_documents_service_added_later_learns_the_existing_firms(config, docworld, bus):
+    """`balcao announce-state` (and `balcao run` on a var/ older than the documents service): the
+    users service records its state as events again, and a documents service that knew nothing
+    learns every firm, company, department and person; a second time changes nothing."""
+    from sqlalchemy import delete
+
+    from services.users.services import announce_state
+
+    w = docworld
+    before = access_of(config, w.carlos.identity_id, w.beta.id)
+    with database("documents", config).begin() as s:  # a documents service installed now
+        for table in (models.MemberCompany, models.MemberDepartment, models.Member, models.Company,
+                      models.Department, models.Firm):
+            s.execute(delete(table))
+    assert access_of(config, w.carlos.identity_id, w.beta.id) is None
+    with users_db(config).begin() as s:
+        counts = announce_state(s)
+    assert counts["firms"] == 2 and counts["client_users"] == 2 and counts["staff_members"] == 2
+    bus.pump()
+    assert access_of(config, w.carlos.identity_id, w.beta.id) == before
+    with users_db(config).begin() as s:
+        announce_state(s)
+    bus.pump()
+    assert access_of(config, w.carlos.identity_id, w.beta.id) == before
