@@ -265,12 +265,6 @@ def opened_by(session: Session, access: Access, document_ids) -> dict[uuid.UUID,
     return first
 
 
-def unopened_by(access: Access) -> ColumnElement[bool]:
-    """SQL condition: a document the person asking has not opened."""
-    return ~select(DocumentView.id).where(DocumentView.document_id == Document.id,
-                                          DocumentView.identity_id == access.member.identity_id).exists()
-
-
 # --------------------------------------------------------------------------- a client's home and the search
 
 PENDING_LIMIT = 30      # Pendências on the home (the nearest vencimentos; the rest through the search)
@@ -287,49 +281,67 @@ def places(access: Access) -> list[tuple[uuid.UUID, uuid.UUID]]:
     return [(c, d) for c in sorted(access.company_ids, key=str) for d in sorted(access.department_levels, key=str)]
 
 
-def _newest_per_place(access: Access, condition, order, limit: int):
-    """At most `limit` documents per company × department matching `condition` (whole rows), each
-    place read in `order` through its index (ix_documents_pair_*): the work is bounded by the
-    number of places × `limit`, never by the number of documents. None when there are too many
-    places (the caller filters firm-wide instead)."""
-    where = places(access)
-    if not where or len(where) > MAX_PLACES:
-        return None
+def _pending_condition(identity_id) -> ColumnElement[bool]:
+    """Pendências: a published guia (tipo and vencimento set) that this person has not opened."""
+    return and_(Document.status == "published", Document.guia_tipo.is_not(None), Document.vencimento.is_not(None),
+                ~select(DocumentView.id).where(DocumentView.document_id == Document.id,
+                                               DocumentView.identity_id == identity_id).exists())
+
+
+# name → (condition(identity id or its bind parameter), order(entity)) of the home's lists
+_LISTS = {
+    "pending": (_pending_condition, lambda d: (d.vencimento, d.id)),
+    "recent": (lambda _identity_id: Document.status == "published", lambda d: (d.published_at.desc(), d.id)),
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _per_place_statement(kind: str, places_count: int, limit: int):
+    """At most `limit` documents per company × department (whole rows), each place read in its
+    order through its index (ix_documents_pair_*), then the best `limit` of them: the work is
+    bounded by the number of places × `limit`, never by the number of documents, and the rows are
+    never joined back to the firm's documents (the planner would read them all). Built once per
+    process for each number of places (the places and the person are bind parameters: building
+    this statement costs more than running it)."""
+    condition, order = _LISTS[kind]
     branches = []
-    for company_id, department_id in where:
-        inner = (select(Document).where(Document.firm_id == access.firm.id, Document.company_id == company_id,
-                                        Document.department_id == department_id, condition)
+    for i in range(places_count):
+        inner = (select(Document).where(Document.firm_id == bindparam("firm_id"),
+                                        Document.company_id == bindparam(f"company_{i}"),
+                                        Document.department_id == bindparam(f"department_{i}"),
+                                        condition(bindparam("identity_id")))
                  .order_by(*order(Document)).limit(limit).subquery())
         branches.append(select(inner))
-    return union_all(*branches).subquery() if len(branches) > 1 else branches[0].subquery()
+    rows = union_all(*branches).subquery() if places_count > 1 else branches[0].subquery()
+    doc = aliased(Document, rows)
+    return select(doc).order_by(*order(doc)).limit(limit)
 
 
-def _listed(session: Session, access: Access, condition, order, limit: int) -> list[Document]:
-    """`order(entity)`: the ORDER BY of the documents (the places' rows, or the firm's)."""
+def _listed(session: Session, access: Access, kind: str, limit: int) -> list[Document]:
     if not access.company_ids or not access.department_levels:
         return []
-    rows = _newest_per_place(access, condition, order, limit)
-    if rows is None:
-        return list(session.scalars(select(Document).where(access.document_filter(), condition)
+    condition, order = _LISTS[kind]
+    where = places(access)
+    if len(where) > MAX_PLACES:  # filtered firm-wide instead
+        return list(session.scalars(select(Document).where(access.document_filter(),
+                                                           condition(access.member.identity_id))
                                     .order_by(*order(Document)).limit(limit)))
-    # the places' own rows, never joined back to the firm's documents (the planner would read them all)
-    doc = aliased(Document, rows)
-    return list(session.scalars(select(doc).order_by(*order(doc)).limit(limit)))
+    params: dict = {"firm_id": access.firm.id, "identity_id": access.member.identity_id}
+    for i, (company_id, department_id) in enumerate(where):
+        params[f"company_{i}"], params[f"department_{i}"] = company_id, department_id
+    return list(session.scalars(_per_place_statement(kind, len(where), limit), params))
 
 
 def pending_guias(session: Session, access: Access, *, limit: int = PENDING_LIMIT) -> list[Document]:
     """Pendências: the published guias (tipo and vencimento set) of the person's companies ×
     departments that this person has not opened, by vencimento (overdue ones first); at most
     `limit`."""
-    condition = and_(Document.status == "published", Document.guia_tipo.is_not(None),
-                     Document.vencimento.is_not(None), unopened_by(access))
-    return _listed(session, access, condition, lambda d: (d.vencimento, d.id), limit)
+    return _listed(session, access, "pending", limit)
 
 
 def recent_documents(session: Session, access: Access, *, limit: int = RECENT_LIMIT) -> list[Document]:
     """Documentos recentes: the last `limit` published in the person's companies × departments."""
-    return _listed(session, access, Document.status == "published",
-                   lambda d: (d.published_at.desc(), d.id), limit)
+    return _listed(session, access, "recent", limit)
 
 
 @dataclass
