@@ -19,14 +19,19 @@ def _uuid_or_404(value) -> uuid.UUID:
         abort(404)
 
 
+def place_or_404(who, company_id, department_id):
+    """(company, department) of a company × department the person sees; else 404."""
+    found = queries.place(db_session(), who, _uuid_or_404(company_id), _uuid_or_404(department_id))
+    if found is None:
+        abort(404)
+    return found
+
+
 @bp.get("/e/<slug>/empresas/<company_id>/<department_id>/")
 def folder(slug, company_id, department_id):
     who = access(slug)
     session = db_session()
-    found = queries.place(session, who, _uuid_or_404(company_id), _uuid_or_404(department_id))
-    if found is None:
-        abort(404)
-    company, department = found
+    company, department = place_or_404(who, company_id, department_id)
     sub = None
     if request.args.get("pasta"):
         sub = queries.folder(session, who, _uuid_or_404(request.args["pasta"]))

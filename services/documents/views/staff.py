@@ -27,7 +27,7 @@ from ..schemas import FolderSchema, PublishSchema, ReviewRowSchema, format_valor
 from ..vault import StorageUnavailable, TooLarge
 from .common import actor, bp, render, staff_access
 from .files import vault
-from .folders import _uuid_or_404
+from .folders import _uuid_or_404, place_or_404
 
 log = logging.getLogger("balcao.documents")
 
@@ -63,11 +63,7 @@ def _wants_json() -> bool:
 def _place(slug, company_id, department_id):
     """(access, company, department) for staff who see that company × department; else 404."""
     who = staff_access(slug)
-    session = db_session()
-    found = queries.place(session, who, _uuid_or_404(company_id), _uuid_or_404(department_id))
-    if found is None:
-        abort(404)
-    return who, *found
+    return who, *place_or_404(who, company_id, department_id)
 
 
 def _subfolder(who, company, department, folder_id):
