@@ -26,8 +26,10 @@ from ._chain import (
 pytestmark = pytest.mark.distributed
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def product(mailbox, tmp_path_factory):
+    """A product of its own for each scenario: what a broker restart leaves behind (connections
+    being re-established, a delivery redelivered) never weighs on the next scenario's checks."""
     with running_product(tmp_path_factory.mktemp("broker-faults"), smtp_port=mailbox.port, tag="flt") as running:
         yield running
 
