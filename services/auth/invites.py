@@ -25,7 +25,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from services.common.contracts import normalize_email
+from services.common.contracts import as_uuid, normalize_email
 from services.common.db import dialect_insert
 from services.common.messaging import record_event
 
@@ -44,10 +44,6 @@ CODE_ATTEMPTS = 5
 _DUMMY_CODE_HASH = PASSWORD_HASHER.hash(secrets.token_urlsafe(16))
 
 
-def _uuid(value) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-
-
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
@@ -58,7 +54,7 @@ def project_invitation_created(session: Session, *, invitation_id, expires_at: d
     """A new invitation: pending until `expires_at` — unless its voiding or acceptance arrived first
     (then only the expiry is filled in)."""
     insert = dialect_insert(session)
-    stmt = insert(InvitationState).values(invitation_id=_uuid(invitation_id), status=PENDING,
+    stmt = insert(InvitationState).values(invitation_id=as_uuid(invitation_id), status=PENDING,
                                           expires_at=expires_at, updated_at=clock.now())
     session.execute(stmt.on_conflict_do_update(index_elements=[InvitationState.invitation_id],
                                                set_={"expires_at": stmt.excluded.expires_at}))
@@ -67,7 +63,7 @@ def project_invitation_created(session: Session, *, invitation_id, expires_at: d
 def _terminal(session: Session, *, invitation_id, status: str, reason: str | None) -> None:
     insert = dialect_insert(session)
     now = clock.now()
-    stmt = insert(InvitationState).values(invitation_id=_uuid(invitation_id), status=status, expires_at=None,
+    stmt = insert(InvitationState).values(invitation_id=as_uuid(invitation_id), status=status, expires_at=None,
                                           voided_reason=reason, updated_at=now)
     session.execute(stmt.on_conflict_do_update(
         index_elements=[InvitationState.invitation_id],
@@ -88,7 +84,7 @@ def project_invitation_accepted(session: Session, *, invitation_id) -> None:
 def invitation_status(session: Session, *, invitation_id, now: datetime | None = None) -> str:
     """USABLE (pending, unexpired), UNKNOWN (invitation.created not handled here yet), VOID, USED
     or EXPIRED."""
-    row = session.get(InvitationState, _uuid(invitation_id))
+    row = session.get(InvitationState, as_uuid(invitation_id))
     if row is None:
         return UNKNOWN
     if row.status == VOIDED:
@@ -110,7 +106,7 @@ def send_invitation_code(session: Session, *, ticket: dict, keyring) -> None:
     """A new one-time code for the invitation's e-mail (an earlier unused one stops working) and
     the request to e-mail it. The same work whether or not the e-mail has an account: the account is
     not even looked at."""
-    invitation_id, email = _uuid(ticket["inv"]), normalize_email(ticket["email"])
+    invitation_id, email = as_uuid(ticket["inv"]), normalize_email(ticket["email"])
     now = clock.now()
     session.execute(update(InvitationCode)
                     .where(InvitationCode.invitation_id == invitation_id, InvitationCode.used_at.is_(None))
@@ -136,7 +132,7 @@ def send_invitation_code(session: Session, *, ticket: dict, keyring) -> None:
 def check_invitation_code(session: Session, *, ticket: dict, code: str) -> bool:
     """True, once, for the live code of this invitation and e-mail. Every try counts (the caller
     commits it even when False); the CODE_ATTEMPTS-th wrong try ends the code."""
-    invitation_id, email = _uuid(ticket["inv"]), normalize_email(ticket["email"])
+    invitation_id, email = as_uuid(ticket["inv"]), normalize_email(ticket["email"])
     now = clock.now()
     row = session.scalars(select(InvitationCode)
                           .where(InvitationCode.invitation_id == invitation_id, InvitationCode.email == email,

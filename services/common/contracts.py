@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from urllib.parse import unquote
 
 # Audiences of the signed tokens that cross services (KeyRing.sign / KeyRing.verify).
@@ -52,3 +53,8 @@ def safe_next(value: str | None, default: str | None = None) -> str | None:
 
 def _control(ch: str) -> bool:
     return ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F
+
+
+def as_uuid(value) -> uuid.UUID:
+    """A UUID, as given or parsed from its text (ValueError for anything else)."""
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))

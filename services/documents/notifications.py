@@ -29,6 +29,7 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import ColumnElement, and_, bindparam, delete, exists, func, or_, select, text, update
 from sqlalchemy.orm import Session, aliased
 
+from services.common.contracts import as_uuid
 from services.common.dates import in_brasilia
 from services.common.db import affected_rows, dialect_insert
 from services.common.messaging import record_event, utcnow
@@ -75,10 +76,6 @@ class Channel:
     @property
     def none(self) -> bool:
         return not (self.portal or self.email)
-
-
-def _uuid(value) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
 def _is_postgresql(session: Session) -> bool:
@@ -129,10 +126,10 @@ def _lock_people(session: Session, firm_id, identity_ids: Iterable) -> None:
     """Take the member rows of these people at the firm (FOR UPDATE, in id order: no deadlock
     between two writers). Writers of a person's notifications hold it until they commit, so the
     counts that follow are taken in order. SQLite has one writer at a time anyway."""
-    ids = sorted({_uuid(i) for i in identity_ids}, key=str)
+    ids = sorted({as_uuid(i) for i in identity_ids}, key=str)
     if not ids or not _is_postgresql(session):
         return
-    session.execute(select(Member.id).where(Member.firm_id == _uuid(firm_id), Member.identity_id.in_(ids))
+    session.execute(select(Member.id).where(Member.firm_id == as_uuid(firm_id), Member.identity_id.in_(ids))
                     .order_by(Member.id).with_for_update())
 
 
@@ -148,9 +145,9 @@ def _unread_counts_statement(some_firms: bool):
 
 def unread_counts(session: Session, *, identity_id, firm_ids: Iterable | None = None) -> dict[uuid.UUID, int]:
     """{firm id: unread notices} of a person (firms without any are absent): one GROUP BY."""
-    params: dict = {"identity_id": _uuid(identity_id)}
+    params: dict = {"identity_id": as_uuid(identity_id)}
     if firm_ids is not None:
-        params["firm_ids"] = [_uuid(f) for f in firm_ids]
+        params["firm_ids"] = [as_uuid(f) for f in firm_ids]
         if not params["firm_ids"]:
             return {}
     stmt = _unread_counts_statement(firm_ids is not None)
@@ -175,7 +172,7 @@ def _memberships_and_unread_statement():
 def memberships_and_unread(session: Session, *, identity_id) -> tuple[list[tuple[Firm, Member]], dict[uuid.UUID, int]]:
     """queries.memberships and, in the same statement, `unread_counts` of those firms: what the
     header of every documents page shows (the selector's counts and the bell)."""
-    rows = session.execute(_memberships_and_unread_statement(), {"identity_id": _uuid(identity_id)}).all()
+    rows = session.execute(_memberships_and_unread_statement(), {"identity_id": as_uuid(identity_id)}).all()
     return queries.one_per_firm(rows), {firm.id: int(n) for firm, _member, n in rows if n}
 
 
@@ -189,10 +186,10 @@ def _now(session: Session) -> datetime:
 def announce(session: Session, *, firm_id, identity_ids: Iterable) -> None:
     """Record `document_inbox.changed` with the current count of each person at the firm (call
     after changing their notifications, with `_lock_people` held)."""
-    ids = sorted({_uuid(i) for i in identity_ids}, key=str)
+    ids = sorted({as_uuid(i) for i in identity_ids}, key=str)
     if not ids:
         return
-    firm_id = _uuid(firm_id)
+    firm_id = as_uuid(firm_id)
     counts = dict(session.execute(
         select(Notification.identity_id, func.count())
         .where(Notification.firm_id == firm_id, Notification.identity_id.in_(ids), _counted())
@@ -208,9 +205,9 @@ def people_with_unread(session: Session, *, firm_id, member_ids: Iterable | None
     """The identities with an unread portal notification at the firm (of these members): whose
     count may change when their access does."""
     stmt = select(Notification.identity_id).distinct().where(
-        Notification.firm_id == _uuid(firm_id), Notification.portal.is_(True), Notification.read_at.is_(None))
+        Notification.firm_id == as_uuid(firm_id), Notification.portal.is_(True), Notification.read_at.is_(None))
     if member_ids is not None:
-        ids = [_uuid(m) for m in member_ids]
+        ids = [as_uuid(m) for m in member_ids]
         if not ids:
             return []
         stmt = stmt.where(Notification.member_id.in_(ids))
@@ -238,7 +235,7 @@ def _add_notifications(session: Session, rows: list[dict]) -> None:
 def fan_out(session: Session, *, document_id) -> int:
     """A document was published: each client who sees it is told, as they chose for "Novos
     documentos" (kind "guia" for a guia, else "new_document"). Idempotent. Returns how many people."""
-    doc = session.get(Document, _uuid(document_id))
+    doc = session.get(Document, as_uuid(document_id))
     if doc is None or doc.status != "published" or doc.from_client or doc.company_id is None:
         return 0
     audience = session.execute(
@@ -269,7 +266,7 @@ def client_uploaded(session: Session, *, document_id) -> int:
     """A client sent a document (document.received): the staff who see its company × department
     (an Administrador: all; a Colaborador: their carteira × departments) are told under the bell.
     Idempotent. Returns how many people."""
-    doc = session.get(Document, _uuid(document_id))
+    doc = session.get(Document, as_uuid(document_id))
     if doc is None or doc.status != "published" or not doc.from_client or doc.company_id is None:
         return 0
     staff = session.execute(
@@ -464,7 +461,7 @@ def retracted(session: Session, *, document_id) -> int:
     """document.retracted: the clients who had opened it get a "retracted" notice (in the portal);
     the notifications of it still waiting for an e-mail are dropped; everyone concerned gets their
     new count. Returns how many were told."""
-    doc = session.get(Document, _uuid(document_id))
+    doc = session.get(Document, as_uuid(document_id))
     if doc is None:
         return 0
     openers = session.execute(
@@ -527,7 +524,7 @@ def mark_all_read(session: Session, *, firm_id, identity_id) -> int:
     """Marcar todas como lidas. Returns how many were unread."""
     _lock_people(session, firm_id, [identity_id])
     changed = affected_rows(session.execute(
-        update(Notification).where(Notification.firm_id == _uuid(firm_id), Notification.identity_id == _uuid(identity_id),
+        update(Notification).where(Notification.firm_id == as_uuid(firm_id), Notification.identity_id == as_uuid(identity_id),
                                    Notification.portal.is_(True), Notification.read_at.is_(None))
         .values(read_at=utcnow()).execution_options(synchronize_session=False)))
     if changed:
@@ -538,14 +535,14 @@ def mark_all_read(session: Session, *, firm_id, identity_id) -> int:
 def mark_document_read(session: Session, *, firm_id, identity_id, document_id) -> int:
     """The person opened the document: its notices are read."""
     unread = session.scalar(select(func.count()).select_from(Notification).where(
-        Notification.identity_id == _uuid(identity_id), Notification.document_id == _uuid(document_id),
+        Notification.identity_id == as_uuid(identity_id), Notification.document_id == as_uuid(document_id),
         Notification.read_at.is_(None)))
     if not unread:
         return 0
     _lock_people(session, firm_id, [identity_id])
     changed = affected_rows(session.execute(
-        update(Notification).where(Notification.identity_id == _uuid(identity_id),
-                                   Notification.document_id == _uuid(document_id), Notification.read_at.is_(None))
+        update(Notification).where(Notification.identity_id == as_uuid(identity_id),
+                                   Notification.document_id == as_uuid(document_id), Notification.read_at.is_(None))
         .values(read_at=utcnow()).execution_options(synchronize_session=False)))
     if changed:
         announce(session, firm_id=firm_id, identity_ids=[identity_id])

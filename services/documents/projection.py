@@ -8,18 +8,16 @@ import uuid
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from services.common.contracts import as_uuid
+
 from .models import Company, Department, Document, Firm, Folder, Member, MemberCompany, MemberDepartment
-
-
-def _uuid(value) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
 def apply_firm_profile(session: Session, payload: dict) -> None:
     """firm.profile_changed: the highest revision wins (an older event arriving late changes nothing)."""
-    firm = session.get(Firm, _uuid(payload["firm_id"]), with_for_update=True)
+    firm = session.get(Firm, as_uuid(payload["firm_id"]), with_for_update=True)
     if firm is None:
-        firm = Firm(id=_uuid(payload["firm_id"]), revision=0, name=payload["name"])
+        firm = Firm(id=as_uuid(payload["firm_id"]), revision=0, name=payload["name"])
         session.add(firm)
     if payload["revision"] < firm.revision:
         return
@@ -31,11 +29,11 @@ def apply_firm_profile(session: Session, payload: dict) -> None:
 
 def apply_company(session: Session, payload: dict) -> None:
     """company.created / changed / deactivated / reactivated: the company as it now is."""
-    company = session.get(Company, _uuid(payload["company_id"]))
+    company = session.get(Company, as_uuid(payload["company_id"]))
     if company is None:
-        company = Company(id=_uuid(payload["company_id"]), firm_id=_uuid(payload["firm_id"]))
+        company = Company(id=as_uuid(payload["company_id"]), firm_id=as_uuid(payload["firm_id"]))
         session.add(company)
-    elif company.firm_id != _uuid(payload["firm_id"]):
+    elif company.firm_id != as_uuid(payload["firm_id"]):
         raise ValueError("a company cannot move to another firm")
     company.legal_name, company.trade_name = payload["legal_name"], payload.get("trade_name")
     company.document_kind, company.document = payload["document_kind"], payload["document"]
@@ -45,11 +43,11 @@ def apply_company(session: Session, payload: dict) -> None:
 
 def apply_department(session: Session, payload: dict) -> None:
     """department.created / renamed."""
-    department = session.get(Department, _uuid(payload["department_id"]))
+    department = session.get(Department, as_uuid(payload["department_id"]))
     if department is None:
-        department = Department(id=_uuid(payload["department_id"]), firm_id=_uuid(payload["firm_id"]))
+        department = Department(id=as_uuid(payload["department_id"]), firm_id=as_uuid(payload["firm_id"]))
         session.add(department)
-    elif department.firm_id != _uuid(payload["firm_id"]):
+    elif department.firm_id != as_uuid(payload["firm_id"]):
         raise ValueError("a department cannot move to another firm")
     department.name, department.position, department.removed = payload["name"], payload["position"], False
     session.flush()
@@ -58,7 +56,7 @@ def apply_department(session: Session, payload: dict) -> None:
 def remove_department(session: Session, payload: dict) -> None:
     """department.removed: its documents and folders move to `moved_to_id` (as the users service
     moved the people's access there); the department is kept, marked removed."""
-    firm_id, gone, target = _uuid(payload["firm_id"]), _uuid(payload["department_id"]), _uuid(payload["moved_to_id"])
+    firm_id, gone, target = as_uuid(payload["firm_id"]), as_uuid(payload["department_id"]), as_uuid(payload["moved_to_id"])
     department = session.get(Department, gone)
     if department is None:
         department = Department(id=gone, firm_id=firm_id, name="", position=0)
@@ -84,19 +82,19 @@ def _member(session: Session, member_id: uuid.UUID, firm_id: uuid.UUID, role: st
 def _replace_links(session: Session, member: Member, *, company_ids, departments: dict) -> None:
     session.execute(delete(MemberCompany).where(MemberCompany.member_id == member.id))
     session.execute(delete(MemberDepartment).where(MemberDepartment.member_id == member.id))
-    session.add_all(MemberCompany(member_id=member.id, company_id=_uuid(cid)) for cid in set(company_ids))
-    session.add_all(MemberDepartment(member_id=member.id, department_id=_uuid(did), level=level)
+    session.add_all(MemberCompany(member_id=member.id, company_id=as_uuid(cid)) for cid in set(company_ids))
+    session.add_all(MemberDepartment(member_id=member.id, department_id=as_uuid(did), level=level)
                     for did, level in departments.items())
 
 
 def apply_client_access(session: Session, payload: dict) -> None:
     """client_user.access_changed: the client user's access whole; the highest revision wins. An
     older producer (minor 0) sends no status: a user with a login is then taken as active."""
-    member = _member(session, _uuid(payload["client_user_id"]), _uuid(payload["firm_id"]), "client")
+    member = _member(session, as_uuid(payload["client_user_id"]), as_uuid(payload["firm_id"]), "client")
     if payload["revision"] <= member.revision:
         return
     member.revision = payload["revision"]
-    member.identity_id = _uuid(payload["identity_id"]) if payload.get("identity_id") else None
+    member.identity_id = as_uuid(payload["identity_id"]) if payload.get("identity_id") else None
     member.status = payload.get("status") or ("active" if member.identity_id else "invited")
     if payload.get("name"):
         member.name = payload["name"]
@@ -114,9 +112,9 @@ def apply_client_access(session: Session, payload: dict) -> None:
 def apply_staff_member(session: Session, payload: dict) -> None:
     """staff_member.changed: the member as they now are (the queue delivers one member's events in
     the order they were recorded)."""
-    member = _member(session, _uuid(payload["staff_member_id"]), _uuid(payload["firm_id"]), payload["role"])
+    member = _member(session, as_uuid(payload["staff_member_id"]), as_uuid(payload["firm_id"]), payload["role"])
     member.role, member.status = payload["role"], payload["status"]
-    member.identity_id = _uuid(payload["identity_id"]) if payload.get("identity_id") else None
+    member.identity_id = as_uuid(payload["identity_id"]) if payload.get("identity_id") else None
     if payload.get("name"):
         member.name = payload["name"]
     if payload.get("email"):
