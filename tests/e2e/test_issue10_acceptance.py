@@ -165,6 +165,12 @@ def test_issue_10_acceptance(docs_product, object_store, mailbox, browser, axe, 
         expect(carlos.locator("#firm-select option:checked")).to_have_text("Contabilidade Beta (2)")
         check(carlos, "Documentos do cliente", signed_in=True)
 
+        carlos.goto(f"{url}/documentos/e/{beta}/avisos")
+        expect(carlos.get_by_role("heading", name="Avisos")).to_be_visible()
+        expect(carlos.locator("main")).to_contain_text("DARF Mercado 10-2026.pdf")
+        check(carlos, "Avisos do cliente", signed_in=True)
+        carlos.go_back()
+
         # he opens Mercado's guia: the bytes are the bytes uploaded
         href = pendencias.get_by_role("link", name="DARF Mercado 10-2026.pdf").get_attribute("href")
         document_url = url + href if href.startswith("/") else href
@@ -182,6 +188,11 @@ def test_issue_10_acceptance(docs_product, object_store, mailbox, browser, axe, 
         receipt_text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(receipt.body())).pages)
         assert "Carlos Pereira" in receipt_text and "DARF Mercado 10-2026.pdf" in receipt_text
         assert "Bruno Lima" in receipt_text
+
+        bruno.goto(f"{url}/documentos/e/{beta}/auditoria")
+        expect(bruno.get_by_text(re.compile(r"Documento aberto\s+DARF Mercado 10-2026.pdf\s+Carlos Pereira"))
+               ).to_be_visible()
+        check(bruno, "Auditoria de documentos", signed_in=True)
 
         # Bruno takes Mercado away from Carlos: his next request for its guia is a 404
         bruno.goto(f"{url}/e/{beta}/configuracoes/usuarios-de-clientes")
