@@ -19,10 +19,8 @@ INLINE_TYPES = {"application/pdf", "image/png", "image/jpeg"}
 
 
 def vault():
-    app = current_app
-    if "documents.vault" not in app.extensions:
-        app.extensions["documents.vault"] = vault_from_config(app.config["BALCAO"])
-    return app.extensions["documents.vault"]
+    """The app's vault (vault_from_config keeps one per configuration per process)."""
+    return vault_from_config(current_app.config["BALCAO"])
 
 
 def storage_problem() -> str | None:
