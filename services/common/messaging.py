@@ -448,12 +448,17 @@ class ConsumerWorker:
         backoff = 0.5
         while not self.stopped.is_set():
             try:
-                with broker_connection(self.broker_url) as conn:
+                # Retries and dead letters go out on a connection of their own: waiting for a
+                # publisher confirm on the consuming connection would dispatch the next deliveries
+                # inside that wait (handlers nested in a handler), and a confirm covering two
+                # publishes would leave the outer delivery unacknowledged for good.
+                with broker_connection(self.broker_url) as conn, broker_connection(self.broker_url) as publishing:
                     conn.ensure_connection(max_retries=3)
+                    publishing.ensure_connection(max_retries=3)
                     declare_topology(conn)
                     channel = conn.channel()
                     channel.basic_qos(0, self.prefetch, False)
-                    producer = Producer(conn.channel())
+                    producer = Producer(publishing.channel())
                     consumers = []
                     for q in service_queues(self.service):
                         if is_amqp(self.broker_url):

@@ -131,6 +131,41 @@ def test_malformed_message_goes_to_the_dead_letter_queue_with_its_reason(config,
         t.join(5)
 
 
+def test_a_burst_of_malformed_messages_is_dead_lettered_and_every_one_acknowledged(config, purge_queues):
+    """Dead-lettering waits for the broker's confirm; deliveries arriving meanwhile must not run
+    inside that wait (a confirm covering two publishes would then leave the first delivery
+    unacknowledged for good, held by the worker, counted by the broker)."""
+    db = database("invitations", config)
+    worker = messaging.ConsumerWorker(
+        service="invitations", db=db, processed=inv_models.processed,
+        handlers={e: (lambda p, c: None) for e in events.consumed_by("invitations")}, broker_url=BROKER)
+    queue = events.queue_name("invitations", "link.verified")
+    t = threading.Thread(target=worker.run, daemon=True)
+    t.start()
+    try:
+        assert worker.ready.wait(10)
+        with messaging.broker_connection(BROKER) as conn:
+            producer = Producer(conn.default_channel)
+            for i in range(40):
+                if i % 2:
+                    producer.publish(b"\x00 not json", exchange="", routing_key=queue,
+                                     content_type="application/json", content_encoding="utf-8")
+                else:
+                    producer.publish({"id": "not-a-uuid", "payload": {}}, exchange="", routing_key=queue,
+                                     serializer="json")
+        wait_until(lambda: len(messaging.list_dead_letters(BROKER)) >= 40, timeout=30,
+                   message="not every malformed message was dead-lettered",
+                   state=lambda: len(messaging.list_dead_letters(BROKER)))
+        if messaging.is_amqp(BROKER):
+            from testsupport.infra import queue_counts
+            wait_until(lambda: queue_counts(BROKER).get(queue) == (0, 0), timeout=15,
+                       message="the worker holds deliveries it never acknowledged",
+                       state=lambda: queue_counts(BROKER).get(queue))
+    finally:
+        worker.stop()
+        t.join(5)
+
+
 def test_handlers_match_the_catalogue():
     from services.common.config import SERVICES
     from services.common.runtime import service_module
