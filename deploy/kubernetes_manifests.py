@@ -299,11 +299,15 @@ def service_file(service: str) -> str:
     docs = [
         (f"{service} web: `balcao web {service}` (gunicorn, {GUNICORN_WORKERS} workers x 4 threads).\n"
          f"memory request = {web_mem} rounded up to 32 Mi; limit = 1.5 x request.\n"
-         "CPU: starting values (not a bench figure); the HPA below scales on them.",
+         "CPU: starting values (not a bench figure); the HPA below scales on them.\n"
+         "Volumes: /tmp and the var dir are emptyDirs (the root filesystem is read-only); the keys are the\n"
+         "Secret balcao-keys, mode 288 (= 0440, readable by the pod's group 10001).",
          web_deployment(service)),
         ("", web_service(service)),
         (f"{service} worker: `balcao worker {service}` (consumers + outbox relay + periodic jobs).\n"
-         f"memory request = {worker_mem} rounded up to 32 Mi; limit = 1.5 x request.",
+         f"memory request = {worker_mem} rounded up to 32 Mi; limit = 1.5 x request.\n"
+         "PgBouncer (issue 12, part 4): the outbox relay's direct LISTEN URL is to be added to `env` here\n"
+         "(deploy/kubernetes/secrets.example.yaml, balcao-databases).",
          worker_deployment(service)),
         (f"CPU autoscaling of the {service} web (the workers scale on queue depth: keda/scaledobjects.yaml)",
          web_hpa(service)),
