@@ -123,68 +123,80 @@ def database_env(service: str) -> dict:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": "balcao-databases", "key": name}}}
 
 
-def _wait_for_schema(service: str) -> dict:
-    """initContainer: the pod starts once the balcao-migrate Job has brought this service's
-    database to the image's Alembic head (`balcao wait-migrated` polls alembic_version)."""
+def _container(name: str, service: str, command: list[str], *, ports: list[dict], resources: dict,
+               **probes) -> dict:
+    """A container of the Balcão image: the ConfigMap and Secrets, its own database URL, the
+    read-only root with its writable mounts."""
     return {
-        "name": "wait-migrated",
+        "name": name,
         "image": IMAGE,
-        "command": ["balcao", "wait-migrated", service, "--timeout", "600"],
+        "command": command,
+        **({"ports": ports} if ports else {}),
         "envFrom": env_from(service),
+        # PgBouncer (issue 12, part 4): the outbox relay's direct LISTEN connection, bypassing the
+        # pooler, gets its own variable; the integrator adds it to the worker's env, from the
+        # balcao-databases Secret (see secrets.example.yaml).
         "env": [database_env(service)],
-        "resources": {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"cpu": "500m", "memory": "160Mi"}},
+        **probes,
+        "resources": resources,
         "securityContext": _security_context(),
         "volumeMounts": _mounts(),
     }
 
 
-def _pod_spec(service: str, container: dict, *, grace: int) -> dict:
+def _resources(cpu: tuple[str, str], memory: tuple[str, str]) -> dict:
+    return {"requests": {"cpu": cpu[0], "memory": memory[0]}, "limits": {"cpu": cpu[1], "memory": memory[1]}}
+
+
+def _wait_for_schema(service: str) -> dict:
+    """initContainer: the pod starts once the balcao-migrate Job has brought this service's
+    database to the image's Alembic head (`balcao wait-migrated` polls alembic_version)."""
+    return _container("wait-migrated", service, ["balcao", "wait-migrated", service, "--timeout", "600"],
+                      ports=[], resources=_resources(("50m", "500m"), ("96Mi", "160Mi")))
+
+
+def _deployment(service: str, role: str, container: dict, *, grace: int, **spec) -> dict:
     return {
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": grace,
-        "securityContext": pod_security_context(),
-        "initContainers": [_wait_for_schema(service)],
-        "containers": [container],
-        "volumes": _volumes(service),
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": f"balcao-{service}-{role}", "labels": labels(service, role)},
+        # no `replicas`: the autoscaler owns it (the web's HPA, the worker's KEDA ScaledObject; a
+        # worker has 1 without KEDA): a value here would be reset at every apply
+        "spec": {
+            "selector": {"matchLabels": labels(service, role)},
+            **spec,
+            "template": {"metadata": {"labels": labels(service, role)},
+                         "spec": {
+                             "automountServiceAccountToken": False,
+                             "enableServiceLinks": False,
+                             "terminationGracePeriodSeconds": grace,
+                             "securityContext": pod_security_context(),
+                             "initContainers": [_wait_for_schema(service)],
+                             "containers": [container],
+                             "volumes": _volumes(service),
+                         }},
+        },
     }
 
 
 def web_deployment(service: str) -> dict:
     request, limit, _ = memory(service, "web")
-    cpu_request, cpu_limit = WEB_CPU[service]
     prefix = PREFIXES[service]
-    container = {
-        "name": "web",
-        "image": IMAGE,
-        "command": ["balcao", "web", service, "--bind", f"0.0.0.0:{WEB_PORT}", "--workers", str(GUNICORN_WORKERS)],
-        "ports": [{"name": "http", "containerPort": WEB_PORT}, {"name": "metrics", "containerPort": METRICS_PORT}],
-        "envFrom": env_from(service),
-        "env": [database_env(service)],
+    container = _container(
+        "web", service,
+        ["balcao", "web", service, "--bind", f"0.0.0.0:{WEB_PORT}", "--workers", str(GUNICORN_WORKERS)],
+        ports=[{"name": "http", "containerPort": WEB_PORT}, {"name": "metrics", "containerPort": METRICS_PORT}],
+        resources=_resources(WEB_CPU[service], (request, limit)),
         # 200 only when its database, the broker and the SMTP configuration answer
-        "readinessProbe": {"httpGet": {"path": f"{prefix}/readyz", "port": "http"},
-                           "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3},
+        readinessProbe={"httpGet": {"path": f"{prefix}/readyz", "port": "http"},
+                        "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3},
         # the process answers (never its dependencies: a broker outage must not restart every web)
-        "livenessProbe": {"httpGet": {"path": f"{prefix}/healthz", "port": "http"},
-                          "periodSeconds": 20, "timeoutSeconds": 5, "failureThreshold": 3},
-        "startupProbe": {"httpGet": {"path": f"{prefix}/healthz", "port": "http"},
-                         "periodSeconds": 2, "failureThreshold": 60},
-        "resources": {"requests": {"cpu": cpu_request, "memory": request},
-                      "limits": {"cpu": cpu_limit, "memory": limit}},
-        "securityContext": _security_context(),
-        "volumeMounts": _mounts(),
-    }
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": f"balcao-{service}-web", "labels": labels(service, "web")},
-        # no `replicas`: the HorizontalPodAutoscaler owns it (a value here would be reset at every apply)
-        "spec": {
-            "selector": {"matchLabels": labels(service, "web")},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": {"metadata": {"labels": labels(service, "web")},
-                         "spec": _pod_spec(service, container, grace=30)},
-        },
-    }
+        livenessProbe={"httpGet": {"path": f"{prefix}/healthz", "port": "http"},
+                       "periodSeconds": 20, "timeoutSeconds": 5, "failureThreshold": 3},
+        startupProbe={"httpGet": {"path": f"{prefix}/healthz", "port": "http"},
+                      "periodSeconds": 2, "failureThreshold": 60},
+    )
+    return _deployment(service, "web", container, grace=30,
+                       strategy={"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}})
 
 
 def web_service(service: str) -> dict:
@@ -200,32 +212,11 @@ def web_service(service: str) -> dict:
 
 def worker_deployment(service: str) -> dict:
     request, limit, _ = memory(service, "worker")
-    container = {
-        "name": "worker",
-        "image": IMAGE,
-        "command": ["balcao", "worker", service],
-        "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
-        "envFrom": env_from(service),
-        "env": [database_env(service)],
-        # PgBouncer (issue 12, part 4): the outbox relay's direct LISTEN connection, bypassing the
-        # pooler, gets its own variable; the integrator adds it here, from the balcao-databases
-        # Secret (see secrets.example.yaml).
-        "resources": {"requests": {"cpu": WORKER_CPU[0], "memory": request},
-                      "limits": {"cpu": WORKER_CPU[1], "memory": limit}},
-        "securityContext": _security_context(),
-        "volumeMounts": _mounts(),
-    }
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": f"balcao-{service}-worker", "labels": labels(service, "worker")},
-        # no `replicas`: KEDA's ScaledObject (keda/scaledobjects.yaml) owns it; 1 without KEDA
-        "spec": {
-            "selector": {"matchLabels": labels(service, "worker")},
-            "template": {"metadata": {"labels": labels(service, "worker")},
-                         # `balcao worker` stops its consumers and relay on SIGTERM (compose: 20 s)
-                         "spec": _pod_spec(service, container, grace=30)},
-        },
-    }
+    container = _container("worker", service, ["balcao", "worker", service],
+                           ports=[{"name": "metrics", "containerPort": METRICS_PORT}],
+                           resources=_resources(WORKER_CPU, (request, limit)))
+    # `balcao worker` stops its consumers and relay on SIGTERM (compose gives it 20 s)
+    return _deployment(service, "worker", container, grace=30)
 
 
 def web_hpa(service: str) -> dict:
