@@ -21,6 +21,34 @@ def cmd_migrate(args):
     print("migrated:", ", ".join([args.service] if args.service else SERVICES))
 
 
+def cmd_wait_migrated(args):
+    """Wait until the service's database is at this code's migration heads (a Kubernetes
+    initContainer: the pods start once the balcao-migrate Job has run). 0 when it is, 1 after
+    --timeout seconds, naming what is missing; a database that does not answer is retried."""
+    import time
+
+    from services.common.runtime import schema_revisions
+    config = load_config()
+    deadline = time.monotonic() + args.timeout
+    problem = ""
+    while True:
+        try:
+            current, heads = schema_revisions(args.service, config)
+        except Exception as exc:  # the database is not there yet: report it and try again
+            problem = f"the {args.service} database does not answer: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+        else:
+            if current == heads:
+                print(f"{args.service}: schema at {', '.join(sorted(heads))}")
+                return 0
+            problem = (f"the {args.service} database is at {', '.join(sorted(current)) or 'no revision'}, "
+                       f"this code needs {', '.join(sorted(heads))}: run `balcao migrate` (the balcao-migrate Job)")
+        if time.monotonic() >= deadline:
+            print(f"erro: {problem}", file=sys.stderr)
+            return 1
+        print(f"waiting: {problem}", file=sys.stderr, flush=True)
+        time.sleep(min(args.interval, max(0.0, deadline - time.monotonic())) or 0.01)
+
+
 def cmd_makemigration(args):
     """Developer helper: autogenerate a new Alembic revision for one service."""
     from pathlib import Path
@@ -159,6 +187,13 @@ def main(argv=None):
     p = sub.add_parser("migrate", help="apply database migrations")
     p.add_argument("--service", choices=SERVICES)
     p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("wait-migrated", help="wait until a service's database has this code's migrations "
+                       "(exit 1 after --timeout seconds)")
+    p.add_argument("service", choices=SERVICES)
+    p.add_argument("--timeout", type=float, default=600, help="seconds to wait (default 600)")
+    p.add_argument("--interval", type=float, default=2, help="seconds between checks (default 2)")
+    p.set_defaults(func=cmd_wait_migrated)
 
     p = sub.add_parser("makemigration", help="autogenerate a migration for a service (developers)")
     p.add_argument("service", choices=SERVICES)

@@ -34,6 +34,19 @@ def documents_master_key(keys_dir: Path) -> str:
     return secret_file(Path(keys_dir) / DOCUMENTS_MASTER_KEY_FILE,
                        lambda: base64.b64encode(secrets.token_bytes(32)).decode("ascii"))
 
+# The users service's key encrypting CPF and phone numbers at rest (services/users/pii.py), unless
+# BALCAO_PII_KEY gives it: made by `balcao keys` too, so that a deployment whose processes mount the
+# keys read-only (docker-compose, the Kubernetes Secret) has it before the users service starts.
+PII_KEY_FILE = "pii.key"
+
+
+def pii_key(keys_dir: Path) -> str:
+    """The PII key kept in keys_dir (base64 of 32 bytes), made once (mode 0600) when missing."""
+    import secrets
+    return secret_file(Path(keys_dir) / PII_KEY_FILE,
+                       lambda: base64.b64encode(secrets.token_bytes(32)).decode("ascii"))
+
+
 _PEM = serialization.Encoding.PEM
 
 
@@ -63,6 +76,7 @@ def ensure_keys(keys_dir: Path) -> None:
             _write(keys_dir / f"{svc}.x25519.pub.pem",
                    seal_key.public_key().public_bytes(_PEM, serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
     documents_master_key(keys_dir)
+    pii_key(keys_dir)
 
 
 class KeyRing:

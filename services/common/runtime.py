@@ -49,6 +49,23 @@ def migrate(service: str, config: Config | None = None) -> None:
     command.upgrade(cfg, "head")
 
 
+def schema_revisions(service: str, config: Config | None = None) -> tuple[set[str], set[str]]:
+    """(the Alembic revisions the service's database is at, the heads of this code's migrations).
+    Equal: `balcao migrate` has run for this code. Raises the driver's error if the database does
+    not answer."""
+    from pathlib import Path
+
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    config = config or load_config()
+    module = service_module(service, "models")
+    script = ScriptDirectory(str(Path(module.__file__).parent / "migrations"))
+    with database(service, config).engine.connect() as connection:
+        current = set(MigrationContext.configure(connection).get_current_heads())
+    return current, set(script.get_heads())
+
+
 def consumer_worker(service: str, config: Config, **kwargs):
     from .messaging import ConsumerWorker
     models = service_module(service, "models")

@@ -2,7 +2,7 @@
 masked for whoever may not edit them.
 
 The key is `Config.pii_key` (BALCAO_PII_KEY, base64 of 32 bytes); when unset a key is generated
-once and kept in `<keys_dir>/pii.key`, like the Flask secret. Two subkeys are derived from it
+once and kept in `<keys_dir>/pii.key` (`balcao keys` makes it; services.common.keys.pii_key). Two subkeys are derived from it
 with HKDF: one for AES-GCM (a random 96-bit nonce per value, the column name as associated
 data, stored as base64(nonce || ciphertext)), one for HMAC-SHA256 (the search hash).
 
@@ -16,7 +16,6 @@ import binascii
 import hashlib
 import hmac
 import os
-import secrets
 import threading
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Text
 from sqlalchemy.types import TypeDecorator
 
-from services.common.config import secret_file
+from services.common.keys import pii_key
 
 PREFIX = "v1:"  # format marker of stored values (lets a later rotation tell versions apart)
 
@@ -68,8 +67,7 @@ def _master_key(config) -> bytes:
             return base64.b64decode(config.pii_key, validate=True)
         except (binascii.Error, ValueError):
             raise ValueError("BALCAO_PII_KEY must be base64 of 32 bytes") from None
-    return base64.b64decode(secret_file(Path(config.keys_dir) / "pii.key",
-                                        lambda: base64.b64encode(secrets.token_bytes(32)).decode("ascii")))
+    return base64.b64decode(pii_key(Path(config.keys_dir)))
 
 
 def cipher_for(config) -> PiiCipher:

@@ -11,6 +11,7 @@ import yaml
 
 from services.common.config import SERVICES
 
+from . import _env
 from ._util import ROOT, balcao
 
 COMPOSE = ROOT / "docker-compose.yml"
@@ -269,3 +270,17 @@ def test_webs_and_workers_expose_metrics_inside_the_network_only(compose):
     template = (ROOT / "deploy/gateway/balcao.conf.template").read_text()
     assert "9464" not in template
     assert re.search(r'if \(\$uri ~\*? "/metrics/\?\$"\) \{\s*return 404;', template)
+
+
+def test_every_web_and_worker_gets_what_it_needs(compose, tmp_path):
+    """The variables a web or worker of the distributed mode must be given (tests/deploy/_env.py,
+    from walking the code: the same check as deploy/kubernetes) are in its environment, in .env
+    (as .env.example sets them) or in the image; the fallbacks on key files are made by `keys`."""
+    env_file = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), flags=re.M))
+    for svc in SERVICES:
+        for role in ("web", "worker"):
+            given = set(compose["services"][f"{svc}-{role}"]["environment"]) | env_file | _env.image_env()
+            missing = _env.required_for(svc, role) - given
+            assert not missing, f"{svc}-{role}: {sorted(missing)} not set"
+    assert compose["services"]["keys"]["command"] == ["balcao", "keys"]
+    assert set(_env.KEYS_FILE_FALLBACK.values()) <= _env.keys_dir_files(tmp_path)
