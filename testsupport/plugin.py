@@ -28,7 +28,55 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # --------------------------------------------------------------------------- distributed tests
 
+def pytest_addoption(parser):
+    parser.addoption("--backend-dependent-only", action="store_true",
+                     help="run only the tests whose outcome can depend on the database or the broker (the "
+                          "tests that use the services' databases, a broker, a running product or are marked "
+                          "distributed): CI's second pass, against RabbitMQ and PostgreSQL, after the whole "
+                          "suite ran on the embedded defaults")
+
+
+_BACKEND_MARKS = ("backends(", "running_product(", "private_vhost(", "BALCAO_TEST_")
+
+
+def _mentions_backends(obj) -> bool:
+    import inspect
+    try:
+        source = inspect.getsource(obj)
+    except (OSError, TypeError):
+        return True  # cannot tell: keep it
+    return any(mark in source for mark in _BACKEND_MARKS)
+
+
+def depends_on_backends(item) -> bool:
+    """Whether `item`'s outcome can change with the backends: marked distributed, or it (its module,
+    or any fixture it uses, however indirectly) opens a service database, a broker or a product."""
+    if item.get_closest_marker("distributed") or "balcao_config" in item.fixturenames:
+        return True
+    module = getattr(item, "module", None)
+    if module is None or _mentions_backends(module):
+        return True
+    info = getattr(item, "_fixtureinfo", None)
+    definitions = info.name2fixturedefs.values() if info is not None else ()
+    return any(_mentions_backends(d.func) for defs in definitions for d in defs)
+
+
 def pytest_collection_modifyitems(config, items):
+    if config.getoption("--backend-dependent-only"):
+        independent = [item for item in items if not depends_on_backends(item)]
+        if independent:
+            skipped = set(independent)
+            items[:] = [item for item in items if item not in skipped]
+            config.hook.pytest_deselected(items=independent)
+            reporter = config.pluginmanager.get_plugin("terminalreporter")
+            line = (f"--backend-dependent-only: deselected {len(independent)} test(s) that touch no database, "
+                    "broker or running product (they ran in the embedded pass)")
+            if reporter is not None:
+                reporter.write_line(line, yellow=True)
+    _deselect_distributed_without_backends(config, items)
+
+
+def _deselect_distributed_without_backends(config, items):
     """Tests marked `distributed` need a real RabbitMQ and PostgreSQL (from the environment or
     testcontainers, see testsupport/infra.py). Without both they are deselected — not
     skipped: a skip would read as "ran and was fine" — and the run says so once."""
