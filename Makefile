@@ -23,12 +23,14 @@ translations: $(STAMP)
 	  if ls $$d/*/LC_MESSAGES/messages.po >/dev/null 2>&1; then $(BIN)/pybabel -q compile -d $$d; fi; done
 
 # System packages the tests drive: Debian's Chromium (never a downloaded browser), nginx (the
-# gateway of the distributed topology) and docker-compose (validates docker-compose.yml).
-SYSTEM_PACKAGES := chromium nginx docker-compose
+# gateway of the distributed topology), docker-compose (validates docker-compose.yml) and
+# pgbouncer (the connection pooler the distributed tests run through).
+SYSTEM_PACKAGES := chromium nginx docker-compose pgbouncer
 system-deps:
 	@missing=""; command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	 { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } || missing="$$missing nginx"; \
 	 command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
+	 { command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ]; } || missing="$$missing pgbouncer"; \
 	 if [ -n "$$missing" ]; then \
 	   if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

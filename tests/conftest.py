@@ -147,6 +147,7 @@ class RunningProduct:
         self.url, self.env, self.database_urls, self.broker_url = url, env, database_urls, broker_url
         self.stack = stack  # deploy.stack.Stack in the distributed mode, None in the embedded one
         self.rabbitmqctl = rabbitmqctl  # `rabbitmqctl ARGS` on the broker's node → (status, output)
+        self.pgbouncer = None  # testsupport.pgbouncer.PgBouncer when the services go through one
         self._engines: dict = {}
 
     def cli(self, *args: str) -> str:
@@ -197,15 +198,22 @@ def _wait_healthy(url: str, proc=None, timeout: float = 90, log: Path | None = N
 @contextlib.contextmanager
 def running_product(workdir: Path, *, smtp_port: int, extra_env: dict | None = None,
                     worker_processes: dict | None = None, web_workers: int = 1, tag: str = "e2e",
-                    object_store=None):
+                    object_store=None, pgbouncer: bool | None = None, pgbouncer_pool_size: int = 5):
     """Start the product with e-mail going to the SMTP server on `smtp_port`.
 
     With a broker and a database server (testsupport.infra: environment → testcontainers):
     the distributed topology (deploy/stack.py) on fresh PostgreSQL databases and a private vhost
     of the RabbitMQ; the documents on the S3 server `object_store` (a started
     testsupport.seaweed.SeaweedServer) when given, else on the filesystem. Without them: the
-    embedded mode (`balcao run`) in a subprocess, documents on the filesystem."""
+    embedded mode (`balcao run`) in a subprocess, documents on the filesystem.
+
+    `pgbouncer` (default: BALCAO_TEST_PGBOUNCER=1, which CI's PostgreSQL pass sets): the services
+    reach their databases through a PgBouncer of the product's own in transaction mode
+    (`pgbouncer_pool_size` server connections per database), `balcao migrate` and the CLI
+    included, and the outbox relays LISTEN on direct connections (BALCAO_<SVC>_DATABASE_LISTEN_URL);
+    `product.pgbouncer` is that PgBouncer (its admin console). `product.database_urls` stay direct."""
     from testsupport import backends
+    from testsupport.pgbouncer import pgbouncer_requested
     found = backends()
     broker, server = (found.broker_url, found.database_url) if found.distributed else (None, None)
     if broker and server and object_store is not None:
@@ -221,15 +229,25 @@ def running_product(workdir: Path, *, smtp_port: int, extra_env: dict | None = N
     if broker and server:
         from deploy.stack import Stack
         from testsupport import fresh_postgres_databases, private_vhost
+        from testsupport.pgbouncer import pgbouncer_in_front_of
         urls = fresh_postgres_databases(server, tag + uuid.uuid4().hex[:6])
+        pooled = pgbouncer_requested() if pgbouncer is None else pgbouncer
         # A private vhost: other test runs on the machine's broker consume the same queue names.
-        with private_vhost(broker) as broker:
+        with contextlib.ExitStack() as resources:
+            broker = resources.enter_context(private_vhost(broker))
             env = {**base_env, "BALCAO_BROKER_URL": broker,
                    **{f"BALCAO_{svc.upper()}_DATABASE_URL": urls[svc] for svc in SERVICES}}
+            bouncer = None
+            if pooled:
+                bouncer = resources.enter_context(pgbouncer_in_front_of(server, workdir / "pgbouncer",
+                                                                        pool_size=pgbouncer_pool_size))
+                env.update({f"BALCAO_{svc.upper()}_DATABASE_URL": bouncer.pooled(urls[svc]) for svc in SERVICES})
+                env.update({f"BALCAO_{svc.upper()}_DATABASE_LISTEN_URL": urls[svc] for svc in SERVICES})
             stack = Stack(env=env, gateway_port=port, workdir=workdir, worker_processes=worker_processes,
                           web_workers=web_workers)
             stack.start(timeout=120)
             product = RunningProduct(url, env, urls, broker, stack, rabbitmqctl=found.rabbitmqctl)
+            product.pgbouncer = bouncer
             try:
                 yield product
             finally:

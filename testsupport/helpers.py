@@ -35,8 +35,8 @@ def make_test_config(var_dir: Path, database_urls: dict | None = None, **overrid
             else:
                 os.environ[k] = v
     urls = database_urls or {svc: f"sqlite:///{var_dir / (svc + '.sqlite3')}" for svc in SERVICES}
-    values: dict[str, Any] = dict(var_dir=var_dir, keys_dir=keys_dir, database_urls=urls, broker_url="memory://",
-                                  smtp_url=None, public_url="http://balcao.test", demo=False)
+    values: dict[str, Any] = dict(var_dir=var_dir, keys_dir=keys_dir, database_urls=urls, database_listen_urls={},
+                                  broker_url="memory://", smtp_url=None, public_url="http://balcao.test", demo=False)
     values.update(overrides)
     return dataclasses.replace(base, **values)
 

@@ -102,11 +102,13 @@ def _deselect_distributed_without_backends(config, items):
 def pytest_terminal_summary(terminalreporter):
     """Say where this run's broker and PostgreSQL came from (when a test asked for them)."""
     from . import infra
+    from .pgbouncer import pgbouncer_requested
     found = infra._resolved
     if found is not None:
+        pooled = ", the distributed stacks through PgBouncer" if found.distributed and pgbouncer_requested() else ""
         terminalreporter.write_line(
             f"balcao test backends: {found.source} (RabbitMQ: {'yes' if found.broker_url else 'no'}, "
-            f"PostgreSQL: {'yes' if found.database_url else 'no'})")
+            f"PostgreSQL: {'yes' if found.database_url else 'no'}{pooled})")
 
 
 # --------------------------------------------------------------------------- the object store

@@ -4,6 +4,7 @@ Every variable is documented in `.env.example` at the top of the repository.
 """
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import secrets
@@ -36,6 +37,10 @@ class Config:
     invitation_ttl_days: int
     demo: bool
     database_urls: dict
+    # BALCAO_<SVC>_DATABASE_LISTEN_URL: a direct connection to PostgreSQL for the outbox relay's
+    # LISTEN (a transaction-mode pooler such as PgBouncer cannot carry LISTEN). Default: the
+    # service's database URL, which is right whenever that URL is not a transaction pooler.
+    database_listen_urls: dict = dataclasses.field(default_factory=dict)
     mail_reply_to: str | None = None
     dkim_selector: str | None = None
     dkim_private_key_file: str | None = None
@@ -68,6 +73,10 @@ class Config:
 
     def database_url(self, service: str) -> str:
         return self.database_urls[service]
+
+    def database_listen_url(self, service: str) -> str:
+        """Where the outbox relay LISTENs: its own direct connection, or the database URL."""
+        return self.database_listen_urls.get(service) or self.database_urls[service]
 
     @property
     def https(self) -> bool:
@@ -145,6 +154,8 @@ def load_config() -> Config:
         svc: _env(f"BALCAO_{svc.upper()}_DATABASE_URL", f"sqlite:///{var_dir / (svc + '.sqlite3')}")
         for svc in SERVICES
     }
+    # only those set: an unset one follows its service's database URL (database_listen_url)
+    database_listen_urls = {svc: url for svc in SERVICES if (url := _env(f"BALCAO_{svc.upper()}_DATABASE_LISTEN_URL"))}
     keys_dir = Path(_env("BALCAO_KEYS_DIR", str(var_dir / "keys"))).resolve()
     return Config(
         var_dir=var_dir,
@@ -158,6 +169,7 @@ def load_config() -> Config:
         invitation_ttl_days=int(_env("BALCAO_INVITATION_TTL_DAYS", "7")),
         demo=_env("BALCAO_DEMO", "1") != "0",
         database_urls=database_urls,
+        database_listen_urls=database_listen_urls,
         mail_reply_to=_env("BALCAO_MAIL_REPLY_TO"),
         dkim_selector=_env("BALCAO_DKIM_SELECTOR"),
         dkim_private_key_file=_env("BALCAO_DKIM_PRIVATE_KEY_FILE"),

@@ -35,7 +35,20 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # Safe behind a transaction-mode pooler (PgBouncer), where consecutive transactions of one
+    # connection may run on different server connections:
+    # * prepare_threshold=None: psycopg never makes server-side prepared statements (by default it
+    #   prepares a query after 5 executions, and the next transaction, on another server
+    #   connection, fails with "prepared statement does not exist"; PgBouncer < 1.21 — Debian 12
+    #   has 1.18 — cannot track them);
+    # * nothing session-level anywhere in the services: SET LOCAL only, no advisory locks, no
+    #   temporary tables, no WITH HOLD cursors; the outbox relay LISTENs on a connection of its own
+    #   (Config.database_listen_url), never through this engine;
+    # * pool_pre_ping's SELECT 1 (autocommit: a transaction of its own) checks at checkout that the
+    #   pooler answers and lends a server connection; stale server connections are the pooler's
+    #   own business (PgBouncer's server_check_query).
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10,
+                         connect_args={"prepare_threshold": None} if url.startswith("postgresql+psycopg") else {})
 
 
 def affected_rows(result) -> int:

@@ -79,6 +79,8 @@ def outbox_tables(metadata: MetaData) -> tuple[Table, Table]:
 
 
 OUTBOX_CHANNEL = "balcao_outbox"
+# The application_name of the relay's LISTEN connection (pg_stat_activity shows where it is).
+LISTEN_APPLICATION_NAME = "balcao-outbox-listen"
 
 
 def record_event(session: Session, outbox: Table, event_type: str, payload: dict) -> dict:
@@ -231,8 +233,12 @@ class OutboxRelay:
     """Publishes committed outbox rows of one service, oldest first, then marks them published."""
 
     def __init__(self, db: Database, outbox: Table, broker_url: str, *, poll_interval: float = 1.0,
-                 batch: int = 200):
+                 batch: int = 200, listen_url: str | None = None):
+        """`listen_url`: where to LISTEN for the commits' NOTIFY — a direct connection to
+        PostgreSQL (BALCAO_<SVC>_DATABASE_LISTEN_URL) when `db` goes through a transaction-mode
+        pooler, which cannot carry LISTEN; default: `db`'s own URL."""
         self.db, self.outbox, self.broker_url = db, outbox, broker_url
+        self.listen_url = listen_url
         self.poll_interval, self.batch = poll_interval, batch
         self._wake = threading.Event()
         self.stopped = threading.Event()
@@ -242,13 +248,17 @@ class OutboxRelay:
         self._wake.set()
 
     def _listen(self) -> None:
-        """On PostgreSQL: wake the relay on every NOTIFY from record_event's commits (any process)."""
+        """On PostgreSQL: wake the relay on every NOTIFY from record_event's commits (any process).
+        A session of its own, never pooled per transaction: the LISTEN must stay on this server
+        connection for the notifications to reach it."""
         import psycopg
-        conninfo = self.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        from sqlalchemy.engine import make_url
+        url = make_url(self.listen_url) if self.listen_url else self.db.engine.url
+        conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
         backoff = 0.5
         while not self.stopped.is_set():
             try:
-                with psycopg.connect(conninfo, autocommit=True) as conn:
+                with psycopg.connect(conninfo, autocommit=True, application_name=LISTEN_APPLICATION_NAME) as conn:
                     conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
                     self._wake.set()  # rows committed while we were not listening
                     backoff = 0.5

@@ -77,7 +77,8 @@ def consumer_worker(service: str, config: Config, **kwargs):
 def outbox_relay(service: str, config: Config, **kwargs):
     from .messaging import OutboxRelay
     models = service_module(service, "models")
-    return OutboxRelay(database(service, config), models.outbox, config.broker_url, **kwargs)
+    return OutboxRelay(database(service, config), models.outbox, config.broker_url,
+                       listen_url=config.database_listen_url(service), **kwargs)
 
 
 def periodic_jobs(service: str, config: Config) -> list:

@@ -204,7 +204,7 @@ def test_env_example_documents_every_variable_with_placeholders():
     names = set(re.findall(r"^#?([A-Z][A-Z0-9_]+)=", text, flags=re.M))
     config_src = (ROOT / "services/common/config.py").read_text()
     read = set(re.findall(r'_env\("([A-Z0-9_]+)"', config_src))
-    read |= {f"BALCAO_{s.upper()}_DATABASE_URL" for s in SERVICES}
+    read |= {f"BALCAO_{s.upper()}_{kind}" for s in SERVICES for kind in ("DATABASE_URL", "DATABASE_LISTEN_URL")}
     assert read <= names, read - names
     assert {"POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "BALCAO_HTTP_PORT", "BALCAO_FORWARDED_ALLOW_IPS"} <= names
     lines = text.splitlines()
