@@ -198,7 +198,7 @@ def _wait_healthy(url: str, proc=None, timeout: float = 90, log: Path | None = N
 @contextlib.contextmanager
 def running_product(workdir: Path, *, smtp_port: int, extra_env: dict | None = None,
                     worker_processes: dict | None = None, web_workers: int = 1, tag: str = "e2e",
-                    object_store=None, pgbouncer: bool | None = None, pgbouncer_pool_size: int = 5):
+                    object_store=None, pgbouncer: bool | None = None, pgbouncer_pool_size: int | None = None):
     """Start the product with e-mail going to the SMTP server on `smtp_port`.
 
     With a broker and a database server (testsupport.infra: environment → testcontainers):
@@ -209,7 +209,8 @@ def running_product(workdir: Path, *, smtp_port: int, extra_env: dict | None = N
 
     `pgbouncer` (default: BALCAO_TEST_PGBOUNCER=1, which CI's PostgreSQL pass sets): the services
     reach their databases through a PgBouncer of the product's own in transaction mode
-    (`pgbouncer_pool_size` server connections per database), `balcao migrate` and the CLI
+    (`pgbouncer_pool_size` server connections per database; default: the README's sizing rule,
+    testsupport.pgbouncer.pool_size_for, for this topology), `balcao migrate` and the CLI
     included, and the outbox relays LISTEN on direct connections (BALCAO_<SVC>_DATABASE_LISTEN_URL);
     `product.pgbouncer` is that PgBouncer (its admin console). `product.database_urls` stay direct."""
     from testsupport import backends
@@ -229,7 +230,7 @@ def running_product(workdir: Path, *, smtp_port: int, extra_env: dict | None = N
     if broker and server:
         from deploy.stack import Stack
         from testsupport import fresh_postgres_databases, private_vhost
-        from testsupport.pgbouncer import pgbouncer_in_front_of
+        from testsupport.pgbouncer import pgbouncer_in_front_of, pool_size_for
         urls = fresh_postgres_databases(server, tag + uuid.uuid4().hex[:6])
         pooled = pgbouncer_requested() if pgbouncer is None else pgbouncer
         # A private vhost: other test runs on the machine's broker consume the same queue names.
@@ -239,8 +240,10 @@ def running_product(workdir: Path, *, smtp_port: int, extra_env: dict | None = N
                    **{f"BALCAO_{svc.upper()}_DATABASE_URL": urls[svc] for svc in SERVICES}}
             bouncer = None
             if pooled:
+                pool_size = pgbouncer_pool_size or pool_size_for(
+                    web_workers, max([1, *(worker_processes or {}).values()]))
                 bouncer = resources.enter_context(pgbouncer_in_front_of(server, workdir / "pgbouncer",
-                                                                        pool_size=pgbouncer_pool_size))
+                                                                        pool_size=pool_size))
                 env.update({f"BALCAO_{svc.upper()}_DATABASE_URL": bouncer.pooled(urls[svc]) for svc in SERVICES})
                 env.update({f"BALCAO_{svc.upper()}_DATABASE_LISTEN_URL": urls[svc] for svc in SERVICES})
             stack = Stack(env=env, gateway_port=port, workdir=workdir, worker_processes=worker_processes,

@@ -34,6 +34,18 @@ def pgbouncer_requested(environ=None) -> bool:
     return (os.environ if environ is None else environ).get(ENV_PGBOUNCER) == "1"
 
 
+def pool_size_for(web_threads: int, worker_processes: int) -> int:
+    """The smallest pool of server connections per database that cannot stall one service.
+
+    Some units of work hold a server connection while they wait for a second one: a request whose
+    reads (the request's session, its transaction open) are followed by a write (`db().begin()`),
+    and the notifier's delivery claim committed inside its consumer's transaction. If every server
+    connection of the pool were held by such a waiter, none would ever come free: so one more
+    than the service's request threads (gunicorn workers, all replicas) plus worker processes. The
+    same rule as the README's (Distributed mode › PgBouncer)."""
+    return web_threads + worker_processes + 1
+
+
 def pgbouncer_binary() -> str:
     found = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None)
     if not found:
