@@ -311,3 +311,18 @@ def test_the_embedded_mode_runs_the_periodic_jobs_too(config):
                 for job in runtime.periodic_jobs(svc, config)]
     assert ("notifier.retry_due_deliveries", 1.0) in expected
     assert [(job.name, job.interval) for job in stack.periodic] == expected
+
+
+def test_the_relay_listens_on_its_own_direct_url_when_one_is_given(monkeypatch, tmp_path):
+    """Behind a transaction pooler the relay's LISTEN takes BALCAO_<SVC>_DATABASE_LISTEN_URL; a
+    service without one listens where its database URL points (nothing changes without a pooler)."""
+    from services.common.config import load_config
+    from services.common.runtime import outbox_relay
+    monkeypatch.setenv("BALCAO_VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("BALCAO_NOTIFIER_DATABASE_URL", "postgresql://balcao@pgbouncer:6432/balcao_notifier")
+    monkeypatch.setenv("BALCAO_NOTIFIER_DATABASE_LISTEN_URL", "postgresql://balcao@postgres:5432/balcao_notifier")
+    monkeypatch.setenv("BALCAO_USERS_DATABASE_URL", "postgresql://balcao@postgres:5432/balcao_users")
+    monkeypatch.delenv("BALCAO_USERS_DATABASE_LISTEN_URL", raising=False)
+    config = load_config()
+    assert outbox_relay("notifier", config).listen_url == "postgresql://balcao@postgres:5432/balcao_notifier"
+    assert outbox_relay("users", config).listen_url == "postgresql://balcao@postgres:5432/balcao_users"
