@@ -123,6 +123,13 @@ def database_env(service: str) -> dict:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": "balcao-databases", "key": name}}}
 
 
+def database_listen_env(service: str) -> dict:
+    """The outbox relay's direct LISTEN connection (PgBouncer in transaction mode cannot carry a
+    LISTEN): optional in the Secret — absent, the relay listens on the database URL."""
+    name = f"BALCAO_{service.upper()}_DATABASE_LISTEN_URL"
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": "balcao-databases", "key": name, "optional": True}}}
+
+
 def _container(name: str, service: str, command: list[str], *, ports: list[dict], resources: dict,
                **probes) -> dict:
     """A container of the Balcão image: the ConfigMap and Secrets, its own database URL, the
@@ -133,10 +140,7 @@ def _container(name: str, service: str, command: list[str], *, ports: list[dict]
         "command": command,
         **({"ports": ports} if ports else {}),
         "envFrom": env_from(service),
-        # PgBouncer (issue 12, part 4): the outbox relay's direct LISTEN connection, bypassing the
-        # pooler, gets its own variable; the integrator adds it to the worker's env, from the
-        # balcao-databases Secret (see secrets.example.yaml).
-        "env": [database_env(service)],
+        "env": [database_env(service), *([database_listen_env(service)] if name == "worker" else [])],
         **probes,
         "resources": resources,
         "securityContext": _security_context(),
@@ -297,8 +301,8 @@ def service_file(service: str) -> str:
         ("", web_service(service)),
         (f"{service} worker: `balcao worker {service}` (consumers + outbox relay + periodic jobs).\n"
          f"memory request = {worker_mem} rounded up to 32 Mi; limit = 1.5 x request.\n"
-         "PgBouncer (issue 12, part 4): the outbox relay's direct LISTEN URL is to be added to `env` here\n"
-         "(deploy/kubernetes/secrets.example.yaml, balcao-databases).",
+         "Its outbox relay LISTENs on BALCAO_<SERVICE>_DATABASE_LISTEN_URL when the Secret has it (behind\n"
+         "PgBouncer: PostgreSQL itself, not the pooler), else on the database URL.",
          worker_deployment(service)),
         (f"CPU autoscaling of the {service} web (the workers scale on queue depth: keda/scaledobjects.yaml)",
          web_hpa(service)),

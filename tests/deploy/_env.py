@@ -86,13 +86,24 @@ OPTIONAL_UNSET = {"BALCAO_MAIL_REPLY_TO", "BALCAO_DKIM_SELECTOR", "BALCAO_DKIM_P
                   "BALCAO_REDIS_URL", "PROMETHEUS_MULTIPROC_DIR", "MALLOC_ARENA_MAX"}
 
 
+# Read without a default written at the read, falling back on another variable that is set.
+# name -> (the variable it falls back on, why that is right)
+FALLS_BACK_ON = {
+    **{f"BALCAO_{svc.upper()}_DATABASE_LISTEN_URL": (f"BALCAO_{svc.upper()}_DATABASE_URL",
+                                                      "the outbox relay's LISTEN; only behind a transaction pooler "
+                                                      "(PgBouncer) must it be PostgreSQL's own address")
+       for svc in SERVICES},
+}
+
+
 def unclassified() -> set[str]:
     """Variables read without a default that none of the lists above accounts for: a new one
     must be set in docker-compose.yml and deploy/kubernetes (then listed in DISTRIBUTED_REQUIRED),
-    or be shown optional (OPTIONAL_UNSET), or fall back on a keys file (KEYS_FILE_FALLBACK)."""
+    or be shown optional (OPTIONAL_UNSET), or fall back on a keys file (KEYS_FILE_FALLBACK) or on
+    another variable (FALLS_BACK_ON)."""
     return {name for name, has_default in variables_read().items()
             if not has_default and name not in DISTRIBUTED_REQUIRED and name not in KEYS_FILE_FALLBACK
-            and name not in OPTIONAL_UNSET}
+            and name not in OPTIONAL_UNSET and name not in FALLS_BACK_ON}
 
 
 def required_for(service: str, role: str) -> set[str]:

@@ -298,7 +298,7 @@ def test_no_variable_is_read_without_a_decision_about_deployments():
     set by docker-compose.yml and deploy/kubernetes, or be shown to be optional: tests/deploy/_env.py."""
     assert _env.unclassified() == set()
     read = set(_env.variables_read())
-    listed = set(_env.DISTRIBUTED_REQUIRED) | set(_env.KEYS_FILE_FALLBACK) | _env.OPTIONAL_UNSET
+    listed = set(_env.DISTRIBUTED_REQUIRED) | set(_env.KEYS_FILE_FALLBACK) | _env.OPTIONAL_UNSET | set(_env.FALLS_BACK_ON)
     assert listed <= read, f"listed but no longer read: {listed - read}"
 
 
@@ -317,6 +317,27 @@ def test_every_web_and_worker_gets_what_it_needs_and_only_its_own_database(manif
         assert databases == {f"BALCAO_{svc.upper()}_DATABASE_URL"}, doc["metadata"]["name"]
         seen.add((svc, command[1]))
     assert {(s, r) for s in SERVICES for r in ("web", "worker")} <= seen
+
+
+def test_each_worker_may_be_given_its_own_direct_listen_url(manifests, secrets):
+    """Behind PgBouncer the outbox relay (in the worker) LISTENs on PostgreSQL directly: each
+    worker takes its own service's BALCAO_<SVC>_DATABASE_LISTEN_URL from the Secret, optionally
+    (absent, the relay uses the database URL); no web runs a relay, none is given one."""
+    workers = set()
+    for doc, _spec, container in balcao_containers(manifests):
+        command = container["command"]
+        listen = [item for item in container.get("env", []) if item["name"].endswith("_DATABASE_LISTEN_URL")]
+        if command[1] == "worker":
+            svc = command[2]
+            [item] = listen
+            assert item["name"] == f"BALCAO_{svc.upper()}_DATABASE_LISTEN_URL", doc["metadata"]["name"]
+            ref = item["valueFrom"]["secretKeyRef"]
+            assert ref["optional"] is True and ref["key"] in secrets[ref["name"]]["stringData"]
+            assert _env.FALLS_BACK_ON[item["name"]][0] == f"BALCAO_{svc.upper()}_DATABASE_URL"
+            workers.add(svc)
+        else:
+            assert listen == [], doc["metadata"]["name"]
+    assert workers == set(SERVICES)
 
 
 def test_the_migrate_job_has_every_database(manifests, secrets):
