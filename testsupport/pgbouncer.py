@@ -41,8 +41,8 @@ def pool_size_for(web_threads: int, worker_processes: int) -> int:
     reads (the request's session, its transaction open) are followed by a write (`db().begin()`),
     and the notifier's delivery claim committed inside its consumer's transaction. If every server
     connection of the pool were held by such a waiter, none would ever come free: so one more
-    than the service's request threads (gunicorn workers, all replicas) plus worker processes. The
-    same rule as the README's (Distributed mode › PgBouncer)."""
+    than the service's request threads (gunicorn workers × their threads, all replicas) plus its
+    worker processes. The same rule as the README's (Distributed mode › PgBouncer)."""
     return web_threads + worker_processes + 1
 
 
