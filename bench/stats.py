@@ -8,6 +8,9 @@ from dataclasses import dataclass
 # Budgets of issue 5 ("Fast at every size") and issue 9. `kind`: "min" (figure must be >= limit) or "max".
 BUDGETS = {
     "login_ratio": ("min", 0.90, "logins/s/core >= 90 % of the raw argon2id verify rate"),
+    # issue 11: server CPU per raw argon2id verify / auth workers' CPU per login served
+    "login_cpu_ratio": ("min", 0.90, "CPU of a raw argon2id verify / auth web workers' CPU per login >= 0.90"),
+    "web_worker_pss_mb": ("max", 60.0, "<= 60 MB PSS per gunicorn worker (preload_app shares the code)"),
     "list_p50_ms": ("max", 15.0, "staff list p50 <= 15 ms (every size)"),
     "list_ratio_100k_1k": ("max", 1.3, "staff list p50 at 100k / p50 at 1k <= 1.3"),
     "list_sql_constant": ("eq", True, "SQL statements per list request constant across sizes"),
@@ -60,6 +63,52 @@ def verdict(budget: str, value) -> str:
     if kind == "max":
         return "met" if value <= limit else "missed"
     return "met" if value == limit else "missed"
+
+
+def machine_busy(load: dict | None, cores: int | None = None) -> bool:
+    """Whether the machine was too busy during a figure to judge it (issue 11): the load that
+    was not the bench's own (runnable tasks of other processes, bench/load.py) above the core
+    count. Without that figure, the 1-minute load average (which includes the bench) decides."""
+    if not load:
+        return False
+    cores = cores or load.get("cores") or 1
+    other = load.get("other_load")
+    if other is None:
+        return (load.get("load1_max") or 0.0) > cores
+    return other > cores
+
+
+def load_verdict(budget: str, value, load: dict | None, cores: int | None = None) -> str:
+    """verdict(), but "inconclusive" instead of "met"/"missed" when the machine was busy."""
+    v = verdict(budget, value)
+    if v in ("met", "missed") and machine_busy(load, cores):
+        return "inconclusive"
+    return v
+
+
+def load_note(load: dict | None) -> str:
+    """What the table says of a figure's load: the other load and CPU, the 1-minute load average."""
+    if not load:
+        return ""
+    cpu = load.get("other_cpu_cores")
+    return (f"other load {fmt(load.get('other_load'), 1)}"
+            + (f", other CPU {fmt(cpu, 1)} cores" if cpu is not None else "")
+            + f", load avg {fmt(load.get('load1_max'), 1)}")
+
+
+def median_of_runs(runs: list):
+    """A figure measured several times (issue 11: three): every number is the median of its runs
+    (same-shaped dicts; strings, booleans and lists are the first run's)."""
+    first = runs[0]
+    if isinstance(first, dict):
+        return {k: median_of_runs([r[k] for r in runs]) for k in first if all(k in r for r in runs)}
+    if isinstance(first, bool) or not isinstance(first, int | float):
+        return first
+    values = [r for r in runs if r is not None and not (isinstance(r, float) and math.isnan(r))]
+    if not values:
+        return math.nan
+    m = percentile(values, 50)
+    return int(m) if isinstance(first, int) and m == int(m) else m
 
 
 @dataclass

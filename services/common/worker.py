@@ -73,6 +73,7 @@ def gunicorn_options(service: str, *, bind: str, workers: int, metrics_bind: str
     from .logs import formatter_config
     return {
         **(_metrics_hooks(service, metrics_bind) if metrics_bind else {}),
+        **_fork_hooks(),
         "child_exit": _child_exit,
         "bind": bind,
         "workers": max(1, int(workers)),
@@ -86,7 +87,9 @@ def gunicorn_options(service: str, *, bind: str, workers: int, metrics_bind: str
         "access_log_format": f'{service} %(h)s "%(r)s" %(s)s %(b)s %(L)ss rid=%({{x-request-id}}i)s',
         "forwarded_allow_ips": os.environ.get("BALCAO_FORWARDED_ALLOW_IPS", "127.0.0.1"),
         "proc_name": f"balcao-{service}-web",
-        "preload_app": False,  # each worker builds its own app, engine and connections
+        # The app is built once in the master and the workers share its pages copy-on-write (PSS);
+        # nothing built by create_app holds a connection or a thread (post_fork checks the engines).
+        "preload_app": True,
         # gunicorn >= 27 opens a control socket at one fixed path per user: several web processes
         # on one host would fight over it. Settings unknown to older gunicorns are skipped.
         "control_socket_disable": True,
@@ -105,6 +108,93 @@ def gunicorn_options(service: str, *, bind: str, workers: int, metrics_bind: str
             },
         },
     }
+
+
+IDLE_TRIM_SECONDS = 2.0
+
+
+def release_engines_after_fork() -> None:
+    """In a freshly forked worker: forget the database connections inherited from the master
+    (never closing them: they are the master's) so that each worker opens its own. create_app
+    connects nowhere, so there are none today; this keeps it true if that ever changes."""
+    from .runtime import _databases
+    for db in list(_databases.values()):
+        db.engine.dispose(close=False)
+
+
+class IdleTrimmer:
+    """Gives freed heap back to the kernel (glibc `malloc_trim(0)`) once a web worker has been
+    idle for IDLE_TRIM_SECONDS after serving requests. An argon2id verify allocates 19 MiB and
+    glibc keeps that block for the next one (its dynamic mmap threshold): a busy auth worker
+    keeps it — no page faults per login — and an idle one goes back to its baseline RSS."""
+
+    def __init__(self, idle: float = IDLE_TRIM_SECONDS):
+        self.idle = idle
+        self.last_activity = 0.0
+        self.dirty = False
+        self.trims = 0
+        self._trim = None
+        try:
+            import ctypes
+            self._trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            pass
+
+    def touch(self) -> None:
+        import time
+        self.last_activity = time.monotonic()
+        self.dirty = True
+
+    def maybe_trim(self, now: float) -> bool:
+        if not self.dirty or self._trim is None or now - self.last_activity < self.idle:
+            return False
+        self.dirty = False
+        self._trim(0)
+        self.trims += 1
+        return True
+
+    def start(self) -> None:
+        import time
+
+        def loop():
+            while True:
+                time.sleep(self.idle / 2)
+                self.maybe_trim(time.monotonic())
+
+        threading.Thread(target=loop, name="balcao-idle-trim", daemon=True).start()
+
+
+_trimmer: list[IdleTrimmer] = []
+
+
+def _fork_hooks() -> dict:
+    """gunicorn hooks around preload_app: the master freezes what it imported and built out of
+    the garbage collector's reach (a collection in a worker would otherwise write to — and so
+    copy — every shared page holding an object header), each worker drops inherited engines and
+    starts its idle trimmer (threads are created after the fork, never inherited)."""
+
+    def pre_fork(_server, _worker) -> None:
+        import gc
+        gc.freeze()
+
+    def post_fork(_server, _worker) -> None:
+        release_engines_after_fork()
+
+    def post_worker_init(_worker) -> None:
+        trimmer = IdleTrimmer()
+        _trimmer[:] = [trimmer]
+        trimmer.start()
+
+    def pre_request(_worker, _req) -> None:
+        if _trimmer:
+            _trimmer[0].touch()
+
+    def post_request(_worker, _req, _environ, _resp) -> None:
+        if _trimmer:
+            _trimmer[0].touch()
+
+    return {"pre_fork": pre_fork, "post_fork": post_fork, "post_worker_init": post_worker_init,
+            "pre_request": pre_request, "post_request": post_request}
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:
@@ -155,7 +245,7 @@ def run_web(service: str, config: Config, *, bind: str, workers: int) -> None:
                 if key in self.cfg.settings:
                     self.cfg.set(key, value)
 
-        def load(self):  # runs in each worker (preload_app is off)
+        def load(self):  # runs once, in the master (preload_app)
             from .runtime import service_module
             return service_module(service, "app").create_app(config)
 

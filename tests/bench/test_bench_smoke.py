@@ -12,8 +12,8 @@ import pytest
 from stdnum.br import cnpj as cnpj_mod
 from stdnum.br import cpf as cpf_mod
 
-from bench import documents, runner, seed
-from bench.stats import Row, percentile, render_table, summarize, verdict, windows_rate
+from bench import documents, runner, seed, stats
+from bench.stats import Row, load_verdict, percentile, render_table, summarize, verdict, windows_rate
 from services.common.runtime import database
 from services.users import queries as users_queries
 from services.users import services as users_services
@@ -46,19 +46,90 @@ def test_rates_per_window_only_count_whole_windows():
     assert windows_rate(stamps, start=10.0, end=13.5, window=1.0) == [3.0, 1.0, 3.0]
 
 
+QUIET = {"samples": 10, "cores": 2, "load1_start": 3.1, "load1_end": 3.4, "load1_max": 3.5, "other_load": 0.4,
+         "own_load": 2.9, "other_cpu_cores": 0.2}
+BUSY = {**QUIET, "other_load": 2.6, "other_cpu_cores": 1.1}
+
+
+def test_a_figure_is_inconclusive_when_the_machine_was_busy_with_others():
+    # the bench's own load (3.5 on 2 cores: its clients, the stack) is the product under test;
+    # only the load the bench did not make decides
+    assert not stats.machine_busy(QUIET, 2)
+    assert stats.machine_busy(BUSY, 2)
+    assert stats.machine_busy({**QUIET, "other_load": 2.0}, 2) is False  # at the core count: not above
+    assert stats.machine_busy({"load1_max": 2.5, "cores": 2}) is True  # no per-process view: the load average
+    assert stats.machine_busy({"load1_max": 1.5, "cores": 2}) is False
+    assert stats.machine_busy(None, 2) is False
+    assert load_verdict("floor_ratio", 1.7, QUIET, 2) == "met"
+    assert load_verdict("floor_ratio", 2.4, QUIET, 2) == "missed"
+    assert load_verdict("floor_ratio", 1.7, BUSY, 2) == "inconclusive"
+    assert load_verdict("floor_ratio", 2.4, BUSY, 2) == "inconclusive"
+    assert load_verdict("login_cpu_ratio", 0.95, {**QUIET, "other_load": 8.0}, 4) == "inconclusive"
+    assert load_verdict("login_cpu_ratio", 0.95, {**QUIET, "other_load": 3.0}, 4) == "met"
+    assert load_verdict("floor_ratio", float("nan"), BUSY, 2) == "n/a"
+
+
+def test_the_load_of_a_figure_from_samples():
+    from bench import load
+    samples = [{"load1": 1.0, "running": 5, "own_running": 4, "other_running": 1},
+               {"load1": 3.0, "running": 7, "own_running": 3, "other_running": 4}]
+    # 2 s, machine busy 3 s of CPU (300 jiffies at HZ 100 scaled to the real HZ), the bench 1 s of it
+    first = (0.0, 0, {1: 0, 2: 0})
+    last = (2.0, 3 * load.HZ, {1: load.HZ // 2, 2: load.HZ // 2, 3: 999})  # pid 3 born in between: not counted
+    out = load.summarize_samples(samples, first, last, cores=2)
+    assert (out["load1_max"], out["other_load"], out["own_load"]) == (3.0, 2.5, 3.5)
+    assert out["other_cpu_cores"] == pytest.approx(1.0)
+    merged = load.merge([out, {**out, "other_load": 0.5, "load1_max": 1.0}])
+    assert merged["other_load"] == 1.5 and merged["load1_max"] == 3.0
+    with load.LoadMonitor() as monitor:  # this process is its own: it is never "other"
+        sum(i * i for i in range(200_000))
+    live = monitor.result()
+    assert live["samples"] >= 2 and live["own_load"] >= 0 and live["other_load"] >= 0
+
+
+def test_three_runs_report_the_median_of_each_number():
+    runs = [{"floor_ratio": 1.9, "all_ms": {"median": 12.0, "n": 30}, "by_kind": {"a": {"sql_statements": 4}},
+             "note": "x"},
+            {"floor_ratio": 3.5, "all_ms": {"median": 30.0, "n": 30}, "by_kind": {"a": {"sql_statements": 4}},
+             "note": "y"},
+            {"floor_ratio": 1.7, "all_ms": {"median": 11.0, "n": 30}, "by_kind": {"a": {"sql_statements": 4}},
+             "note": "z"}]
+    m = stats.median_of_runs(runs)
+    assert m["floor_ratio"] == 1.9 and m["all_ms"] == {"median": 12.0, "n": 30}
+    assert m["by_kind"]["a"]["sql_statements"] == 4 and m["note"] == "x"
+
+
 def test_table_lists_every_figure_with_its_verdict():
+    login = {"per_core": summarize([30, 31]), "latency_ms": summarize([50, 60]), "threads": 4, "ratio_to_raw": 0.75,
+             "cpu": {"auth_workers": 2, "raw_verify_cpu_ms": summarize([16.0]), "login_cpu_ms": summarize([20.0]),
+                     "ratio_by_round": summarize([0.8, 0.82]), "ratio": 0.81},
+             "auth_peak_rss_mb": [120.0, 110.5], "concurrent_verifies": {"workers": 2, "threads": 4}, "load": QUIET}
     results = {"machine": {"cores": 2},
                "argon2_raw": {"per_core": summarize([40, 41]), "params": {"time_cost": 2, "memory_cost_kib": 19456,
                                                                           "parallelism": 1}},
-               "login": {"per_core": summarize([30, 31]), "latency_ms": summarize([50, 60]), "threads": 4,
-                         "ratio_to_raw": 0.75},
+               "login": login,
                "client_home": {"home_ms": summarize([5, 6]), "switch_and_home_ms": summarize([9, 10]),
-                               "sql_statements": 4}}
+                               "sql_statements": 4, "load": QUIET},
+               "memory": {"auth": {"web_master": {"rss_mb": 70.0, "pss_mb": 30.0},
+                                   "web_workers": [{"rss_mb": 78.0, "pss_mb": 40.0}, {"rss_mb": 81.0, "pss_mb": 61.0}],
+                                   "worker": {"rss_mb": 79.0, "pss_mb": 70.0}, "worker_children": []}}}
     text = render_table(runner.rows_of(results), title="t")
-    ratio_line = next(line for line in text.splitlines() if "login rate / raw" in line)
-    assert "0.75" in ratio_line and "missed" in ratio_line
-    home_line = next(line for line in text.splitlines() if "client home" in line)
-    assert "met" in home_line
+    line = {key: next(li for li in text.splitlines() if key in li) for key in
+            ("raw verify CPU / CPU per login", "login rate via gateway", "client home", "peak RSS",
+             "workers RSS MB", "workers PSS MB", "auth: worker (consumers")}
+    assert "0.81" in line["raw verify CPU / CPU per login"] and "missed" in line["raw verify CPU / CPU per login"]
+    assert "0.75" in line["login rate via gateway"] and "missed" not in line["login rate via gateway"]  # no budget
+    assert "met" in line["client home"]
+    assert "4 verifies at once per worker × 2 workers" in line["peak RSS"] and "120.0 / 110.5" in line["peak RSS"]
+    assert "78.0 / 81.0" in line["workers RSS MB"] and "missed" in line["workers RSS MB"]  # each worker judged
+    assert "missed" in line["workers PSS MB"] and "met" in line["auth: worker (consumers"]
+    busy = render_table(runner.rows_of({**results, "login": {**login, "load": BUSY},
+                                        "client_home": {**results["client_home"], "load": BUSY}}), title="t")
+    for key in ("raw verify CPU / CPU per login", "client home"):
+        assert "inconclusive" in next(li for li in busy.splitlines() if key in li)
+    assert "other load 2.6" in busy
+    # memory does not depend on the load
+    assert "missed" in next(li for li in busy.splitlines() if "workers PSS MB" in li)
     assert render_table([Row("a", "1")], title="x").splitlines()[2].startswith("| figure")
 
 
