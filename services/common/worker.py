@@ -110,7 +110,7 @@ def gunicorn_options(service: str, *, bind: str, workers: int, metrics_bind: str
     }
 
 
-IDLE_TRIM_SECONDS = 2.0
+IDLE_TRIM_SECONDS = 2.0  # a web worker idle this long gives freed heap back (IdleTrimmer)
 
 
 def release_engines_after_fork() -> None:
@@ -167,6 +167,14 @@ class IdleTrimmer:
 _trimmer: list[IdleTrimmer] = []
 
 
+def _malloc_trim() -> None:
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _fork_hooks() -> dict:
     """gunicorn hooks around preload_app: the master freezes what it imported and built out of
     the garbage collector's reach (a collection in a worker would otherwise write to — and so
@@ -176,6 +184,7 @@ def _fork_hooks() -> dict:
     def pre_fork(_server, _worker) -> None:
         import gc
         gc.freeze()
+        _malloc_trim()  # what building the app freed (auth's dummy argon2id hashes) is not inherited
 
     def post_fork(_server, _worker) -> None:
         release_engines_after_fork()
@@ -197,6 +206,24 @@ def _fork_hooks() -> dict:
             "pre_request": pre_request, "post_request": post_request}
 
 
+ARGON2_BLOCK_MB = 20  # services.auth.services.PASSWORD_HASHER: m = 19 MiB, one block per verify
+
+
+def keep_hash_memory_while_busy(concurrent: int) -> None:
+    """auth's web: each argon2id verify mallocs and frees 19 MiB. By default glibc gives that back
+    to the kernel whenever the heap's top grows past its (dynamic, ~38 MiB) trim threshold, so with
+    a few verifies at once every login faulted its 19 MiB in again (~2,000 page faults, +5 ms of
+    CPU per login, bench "Logins"). Fixed thresholds keep `concurrent` blocks in the heap while
+    the worker is busy; IdleTrimmer gives them back once it is idle."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD: 19 MiB blocks from the heap, not mmap
+        libc.mallopt(-1, concurrent * ARGON2_BLOCK_MB * 1024 * 1024)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def limit_malloc_arenas(arenas: int = 2) -> None:
     """Cap glibc's per-thread malloc arenas (as MALLOC_ARENA_MAX would) before threads start.
 
@@ -216,7 +243,12 @@ def run_web(service: str, config: Config, *, bind: str, workers: int) -> None:
     """Serve `services.<service>.app.create_app(config)` under gunicorn, in this process."""
     _check_service(service)
     _check_config(service, "web", config)
-    limit_malloc_arenas()
+    # One arena: free()/malloc_trim give an argon2id verify's 19 MiB back from the main arena's top;
+    # a second arena's top is only trimmed past glibc's (dynamic, ~38 MiB) threshold, so with two
+    # arenas an idle auth worker kept 2 × 19 MiB (bench/README.md, "Memory").
+    limit_malloc_arenas(1)
+    if service == "auth":
+        keep_hash_memory_while_busy(concurrent=int(gunicorn_options(service, bind=bind, workers=1)["threads"]))
     from gunicorn.app.base import BaseApplication
 
     # Metrics of every gunicorn worker, aggregated at scrape by the master (prometheus_client
@@ -247,7 +279,13 @@ def run_web(service: str, config: Config, *, bind: str, workers: int) -> None:
 
         def load(self):  # runs once, in the master (preload_app)
             from .runtime import service_module
-            return service_module(service, "app").create_app(config)
+            app = service_module(service, "app").create_app(config)
+            if service == "documents" and config.documents_s3_endpoint:
+                # boto3's S3 client (~30 MB of botocore models, no connection yet) built once here and
+                # shared by the workers, instead of once per worker at its first request
+                from services.documents.vault import vault_from_config
+                vault_from_config(config)
+            return app
 
     _configure_logging(service, "web")
     log.info("serving %s on %s with %d worker(s)", service, bind, options["workers"])
@@ -289,6 +327,7 @@ def run_worker(service: str, config: Config) -> None:
     consumer = consumer_worker(service, config)
     relay = outbox_relay(service, config, poll_interval=0.2)
     jobs = periodic_jobs(service, config)
+    _malloc_trim()  # what importing freed (auth's dummy argon2id hashes: 19 MiB) goes back to the kernel
     threads = [_Supervised(f"{service}-consumer", consumer), _Supervised(f"{service}-outbox-relay", relay),
                *[_Supervised(f"{service}-periodic-{job.name}", job) for job in jobs]]
     from . import metrics
