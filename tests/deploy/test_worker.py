@@ -168,9 +168,57 @@ def test_gunicorn_settings(monkeypatch):
     assert {k: opts[k] for k in ("bind", "workers", "worker_class", "threads", "timeout", "graceful_timeout",
                                   "accesslog", "forwarded_allow_ips", "preload_app")} == {
         "bind": "0.0.0.0:8000", "workers": 3, "worker_class": "gthread", "threads": 4, "timeout": 30,
-        "graceful_timeout": 10, "accesslog": "-", "forwarded_allow_ips": "127.0.0.1", "preload_app": False}
+        "graceful_timeout": 10, "accesslog": "-", "forwarded_allow_ips": "127.0.0.1", "preload_app": True}
+    # preload_app: every worker drops inherited engines and starts its idle trimmer after the fork
+    assert {"pre_fork", "post_fork", "post_worker_init", "pre_request", "post_request"} <= set(opts)
     monkeypatch.setenv("BALCAO_FORWARDED_ALLOW_IPS", "10.0.0.2,10.0.0.3")
     assert worker.gunicorn_options("auth", bind="x:1", workers=1)["forwarded_allow_ips"] == "10.0.0.2,10.0.0.3"
+
+
+def test_a_forked_web_worker_opens_its_own_database_connections(tmp_path):
+    """preload_app builds the app in the master: a connection the master holds must never be used
+    by a worker (two processes on one socket). post_fork forgets them without closing them."""
+    db = runtime.database("users", worker_config(tmp_path))
+    from sqlalchemy import text
+    with db.engine.connect() as conn:  # the master's connection, back in its pool
+        conn.execute(text("SELECT 1"))
+    assert db.engine.pool.checkedin() == 1
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker
+        try:
+            worker.release_engines_after_fork()
+            before = db.engine.pool.checkedin()
+            with db.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            os.write(write, f"{before}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    assert os.read(read, 100) == b"0" and status == 0  # nothing inherited; a connection of its own works
+    with db.engine.connect() as conn:  # the master's connection is still good
+        assert conn.execute(text("SELECT 1")).scalar() == 1
+    db.engine.dispose()
+
+
+def worker_config(tmp_path):
+    from testsupport import make_test_config
+    return make_test_config(tmp_path / "var")
+
+
+def test_an_idle_web_worker_gives_freed_heap_back_once_per_busy_spell():
+    trims = []
+    trimmer = worker.IdleTrimmer(idle=2.0)
+    trimmer._trim = trims.append
+    assert not trimmer.maybe_trim(100.0)  # nothing served yet: nothing to give back
+    trimmer.touch()
+    now = trimmer.last_activity
+    assert not trimmer.maybe_trim(now + 1.0)  # still busy
+    assert trimmer.maybe_trim(now + 2.5) and trims == [0]
+    assert not trimmer.maybe_trim(now + 10.0)  # once, until it serves again
+    trimmer.touch()
+    assert trimmer.maybe_trim(trimmer.last_activity + 3.0) and trimmer.trims == 2
 
 
 def test_gunicorn_knows_every_setting_we_pass():
