@@ -936,6 +936,10 @@ def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = Tru
                                            company_ids=company_ids, per_company=per)
                     seeded = size
                     analyze(config, "users")
+                    # a session lasts 10 minutes (services/common/sessions.py); seeding 100,000 rows on a
+                    # busy machine can take longer: log in again, as a staff member would
+                    staff = http_login(url, admin_email, PASSWORD)
+                    colab = http_login(url, colab_email, PASSWORD)
                 if "list" in only:
                     log(f"staff list at {size} client users")
                     results["list"][str(size)] = measure_vs_floor(
