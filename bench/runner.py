@@ -467,13 +467,19 @@ class InProcessApp:
         from werkzeug.test import Client
         from werkzeug.wrappers import Response
 
-        from services.common.keys import KeyRing
         from services.common.runtime import service_module
-        from services.common.sessions import issue_session_token
         self.config = config
         self.service = service
         self.client = Client(service_module(service, "app").create_app(config), Response, use_cookies=True)
-        token = issue_session_token(KeyRing(config.keys_dir), identity_id=identity_id, email=email, name=name)
+        self._who = {"identity_id": identity_id, "email": email, "name": name}
+        self.renew()
+
+    def renew(self) -> None:
+        """A fresh session token (one lasts 10 minutes: a long seed would outlive it, and the
+        page would answer 303 to the login page instead of the page being captured)."""
+        from services.common.keys import KeyRing
+        from services.common.sessions import issue_session_token
+        token = issue_session_token(KeyRing(self.config.keys_dir), **self._who)
         self.client.set_cookie("balcao_session", token, domain="localhost")
 
     def capture(self, path: str, query: dict | None = None, *, pings: bool = False) -> list[tuple[str, object]]:
@@ -504,8 +510,8 @@ class InProcessApp:
             event.remove(engine, "before_cursor_execute", _before)
             if pings:
                 event.remove(engine.pool, "checkout", _checkout)
-        if r.status_code not in (200, 303):
-            raise RuntimeError(f"in-process GET {path}: HTTP {r.status_code}")
+        if r.status_code not in (200, 303) or "/auth/entrar" in r.headers.get("Location", ""):
+            raise RuntimeError(f"in-process GET {path}: HTTP {r.status_code} {r.headers.get('Location', '')}")
         return sent
 
     def statements(self, path: str, query: dict | None = None) -> int:
@@ -940,6 +946,8 @@ def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = Tru
                     # busy machine can take longer: log in again, as a staff member would
                     staff = http_login(url, admin_email, PASSWORD)
                     colab = http_login(url, colab_email, PASSWORD)
+                    in_proc_staff.renew()
+                    in_proc_colab.renew()
                 if "list" in only:
                     log(f"staff list at {size} client users")
                     results["list"][str(size)] = measure_vs_floor(
