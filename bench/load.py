@@ -67,8 +67,10 @@ class LoadMonitor:
         self.samples: list[dict] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._first: tuple[float, int, dict[int, int]] | None = None
-        self._last: tuple[float, int, dict[int, int]] | None = None
+        self._first: tuple[float, int, int] | None = None
+        self._last: tuple[float, int, int] | None = None
+        self._own_cpu = 0  # jiffies of the bench's processes since the first sample
+        self._prev_cpu: dict[int, int] | None = None
 
     # -- one sample
     def own_processes(self) -> dict[int, list[str]]:
@@ -113,8 +115,13 @@ class LoadMonitor:
                 if f and f[1] == "R":
                     own_running += 1
         cpu = {pid: int(f[12]) + int(f[13]) for pid, f in own.items()}
+        if self._prev_cpu is not None:
+            # a process born since the previous sample (the argon2 pool, a new backend) spent all
+            # of its CPU inside the block; one that ended since loses its last interval (small)
+            self._own_cpu += sum(c - self._prev_cpu.get(pid, 0) for pid, c in cpu.items())
+        self._prev_cpu = cpu
         now = time.monotonic()
-        point = (now, busy, cpu)
+        point = (now, busy, self._own_cpu)
         if self._first is None:
             self._first = point
         self._last = point
@@ -149,13 +156,14 @@ class LoadMonitor:
 
 def summarize_samples(samples: list[dict], first, last, *, cores: int) -> dict:
     """The figure's load: 1-min load average at the start, the end and its maximum; the other
-    load (mean of the samples) and the other CPU in cores over the whole block."""
+    load (mean of the samples) and the other CPU in cores over the whole block. `first`, `last`:
+    (monotonic seconds, the machine's busy jiffies, the bench's jiffies so far)."""
     if not samples:
         return {}
     other_cpu = None
     if first and last and last[0] > first[0]:
         seconds = last[0] - first[0]
-        own = sum(cpu - first[2][pid] for pid, cpu in last[2].items() if pid in first[2])
+        own = last[2] - first[2]
         other_cpu = round(max(0.0, (last[1] - first[1] - own) / HZ / seconds), 2)
         other_cpu = min(other_cpu, float(cores))
     return {"samples": len(samples), "cores": cores,

@@ -73,18 +73,31 @@ def test_the_load_of_a_figure_from_samples():
     from bench import load
     samples = [{"load1": 1.0, "running": 5, "own_running": 4, "other_running": 1},
                {"load1": 3.0, "running": 7, "own_running": 3, "other_running": 4}]
-    # 2 s, machine busy 3 s of CPU (300 jiffies at HZ 100 scaled to the real HZ), the bench 1 s of it
-    first = (0.0, 0, {1: 0, 2: 0})
-    last = (2.0, 3 * load.HZ, {1: load.HZ // 2, 2: load.HZ // 2, 3: 999})  # pid 3 born in between: not counted
+    # 2 s, the machine busy 3 s of CPU, the bench 1 s of it: the others 1 core
+    first = (0.0, 0, 0)
+    last = (2.0, 3 * load.HZ, load.HZ)
     out = load.summarize_samples(samples, first, last, cores=2)
     assert (out["load1_max"], out["other_load"], out["own_load"]) == (3.0, 2.5, 3.5)
     assert out["other_cpu_cores"] == pytest.approx(1.0)
     merged = load.merge([out, {**out, "other_load": 0.5, "load1_max": 1.0}])
     assert merged["other_load"] == 1.5 and merged["load1_max"] == 3.0
-    with load.LoadMonitor() as monitor:  # this process is its own: it is never "other"
-        sum(i * i for i in range(200_000))
+    import multiprocessing
+    import time
+    with load.LoadMonitor(interval=0.1) as monitor:  # the bench and the children it starts are its own
+        time.sleep(0.15)
+        child = multiprocessing.get_context("spawn").Process(target=_spin, args=(0.6,))
+        child.start()
+        child.join()
+    assert monitor._own_cpu >= 0.4 * load.HZ  # the child born after the first sample: its CPU is the bench's
     live = monitor.result()
-    assert live["samples"] >= 2 and live["own_load"] >= 0 and live["other_load"] >= 0
+    assert live["samples"] >= 3 and live["own_load"] >= 0 and live["other_load"] >= 0
+
+
+def _spin(seconds: float) -> None:
+    import time
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
 
 
 def test_three_runs_report_the_median_of_each_number():
