@@ -113,6 +113,21 @@ def gunicorn_options(service: str, *, bind: str, workers: int, metrics_bind: str
 IDLE_TRIM_SECONDS = 2.0  # a web worker idle this long gives freed heap back (IdleTrimmer)
 
 
+def compile_templates(app) -> int:
+    """Compile every Jinja template of the app once, in the gunicorn master (preload_app): the
+    workers share the compiled code instead of each compiling the pages it serves. A template
+    that does not compile is left for its first request, which reports it as before."""
+    env = app.jinja_env
+    compiled = 0
+    for name in env.list_templates():
+        try:
+            env.get_template(name)
+            compiled += 1
+        except Exception as exc:  # reported again (with the request) when a page renders it
+            log.warning("template %s does not compile: %s", name, exc)
+    return compiled
+
+
 def release_engines_after_fork() -> None:
     """In a freshly forked worker: forget the database connections inherited from the master
     (never closing them: they are the master's) so that each worker opens its own. create_app
@@ -280,6 +295,7 @@ def run_web(service: str, config: Config, *, bind: str, workers: int) -> None:
         def load(self):  # runs once, in the master (preload_app)
             from .runtime import service_module
             app = service_module(service, "app").create_app(config)
+            compile_templates(app)
             if service == "documents" and config.documents_s3_endpoint:
                 # boto3's S3 client (~30 MB of botocore models, no connection yet) built once here and
                 # shared by the workers, instead of once per worker at its first request

@@ -221,6 +221,18 @@ def test_an_idle_web_worker_gives_freed_heap_back_once_per_busy_spell():
     assert trimmer.maybe_trim(trimmer.last_activity + 3.0) and trimmer.trims == 2
 
 
+def test_the_master_compiles_the_templates_once_and_leaves_a_broken_one_to_its_request(tmp_path, caplog):
+    from flask import Flask
+    (tmp_path / "ok.html").write_text("{{ 1 + 1 }}")
+    (tmp_path / "broken.html").write_text("{% if %}")
+    app = Flask(__name__, template_folder=str(tmp_path))
+    assert worker.compile_templates(app) == 1
+    assert "broken.html does not compile" in caplog.text
+    loads = []
+    app.jinja_env.loader.get_source = lambda env, name: loads.append(name)  # a cached template is not read again
+    assert app.jinja_env.get_template("ok.html").render() == "2" and loads == []
+
+
 def test_gunicorn_knows_every_setting_we_pass():
     """A typo in a setting name would be silently skipped by run_web: catch it here."""
     from gunicorn.config import Config
