@@ -648,9 +648,31 @@ def _dead_letters_held(conn: Connection):
             held.append((_dead_letter_info(message), message))
         yield held
     finally:
+        returned = 0
         for _, message in held:
             if not message.acknowledged:
                 message.requeue()
+                returned += 1
+        channel.close()
+        wait_returned(conn, events.DEAD_LETTER_QUEUE, returned)
+
+
+def wait_returned(conn: Connection, queue_name: str, count: int, *, timeout: float = 10.0) -> None:
+    """A quorum queue takes back returned (requeued) messages asynchronously: seen from another
+    channel they are missing for a moment. Wait until `queue_name` holds `count` ready messages
+    at least, so that the caller's next look sees them all."""
+    import time
+    if count <= 0:
+        return
+    deadline = time.monotonic() + timeout
+    channel = conn.channel()
+    try:
+        while channel.queue_declare(queue=queue_name, passive=True).message_count < count:
+            if time.monotonic() > deadline:
+                log.warning("%s: %d returned message(s) not back after %.0fs", queue_name, count, timeout)
+                return
+            time.sleep(0.02)
+    finally:
         channel.close()
 
 

@@ -42,6 +42,7 @@ from .messaging import (
     is_amqp,
     retry_queue,
     service_queues,
+    wait_returned,
 )
 
 HOLDING_SUFFIX = ".migrating"
@@ -98,12 +99,10 @@ def migrate_queues(broker_url: str, *, say: Callable[[str], None] = print) -> li
             raise MigrationRefused(
                 "workers are still consuming " + ", ".join(f"{s.queue.name} ({s.consumers})" for s in busy)
                 + ": stop every worker (`balcao worker ...`), then run `balcao migrate-queues` again")
-        for step in steps:
-            if step.touched:
-                say(f"{step.queue.name}: "
-                    + ("resuming an interrupted migration; " if step.held else "")
-                    + (f"classic queue with {step.messages} message(s) → quorum" if step.classic
-                       else "already quorum, replaying what is held"))
+        todo = [s for s in steps if s.touched]
+        say(f"{len(todo)} queue(s) to migrate to quorum queues ({sum(s.messages for s in todo if s.classic)} "
+            f"message(s) in classic queues)" + "".join(f"; resuming the interrupted migration of {s.queue.name}"
+                                                      for s in todo if s.held))
         for step in steps:                      # 1. drain
             if step.classic:
                 _drain(conn, step)
@@ -113,7 +112,7 @@ def migrate_queues(broker_url: str, *, say: Callable[[str], None] = print) -> li
         for step in sorted(steps, key=lambda s: s.queue.name.endswith(".retry")):   # 3. replay
             if step.touched:
                 _replay(conn, step)
-                say(f"{step.queue.name}: now a quorum queue with {step.moved} message(s)"
+                say(f"{step.queue.name}: {'classic → ' if step.classic else ''}quorum, {step.moved} message(s)"
                     + (f" ({step.duplicates} duplicate(s) of an interrupted run dropped)" if step.duplicates else ""))
     untouched = sum(1 for s in steps if not s.touched)
     migrated = [s for s in steps if s.touched]
@@ -178,9 +177,13 @@ def _replay(conn: Connection, step: QueueStep) -> None:
     _, dropped = _move(conn, step.holding, step.queue.name, already, hold=False)
     step.duplicates += dropped
     _, step.moved, _ = _declare_passive(conn, step.queue.name)
+    _, left, _ = _declare_passive(conn, step.holding)
+    if left:  # nothing publishes to a holding queue: a message there now is one we must not drop
+        raise MigrationRefused(f"{step.holding} still holds {left} message(s) after the replay: run "
+                               f"`balcao migrate-queues` again")
     channel = conn.channel()
     try:
-        channel.queue_delete(queue=step.holding, if_empty=True)
+        channel.queue_delete(queue=step.holding)  # quorum queues refuse if_empty; checked just above
     finally:
         _close(channel)
 
@@ -245,6 +248,7 @@ def _keys(conn: Connection, name: str) -> Counter:
             message.requeue()
     finally:
         _close(channel)
+    wait_returned(conn, name, len(held))
     return keys
 
 
