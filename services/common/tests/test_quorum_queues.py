@@ -316,3 +316,30 @@ def test_a_new_worker_on_classic_queues_names_the_command_and_starts_once_they_a
             assert balcao_cli.main(["migrate-queues"]) == 0
             assert worker.ready.wait(30), "the worker did not start once the queues were migrated"
             wait_until(lambda: len(handled) == 2, timeout=15, message="the migrated messages were not consumed")
+
+
+# --------------------------------------------------------------------------- publishing from a consumer
+
+def test_a_burst_of_dead_letters_leaves_no_message_unacknowledged(vhost, config):
+    """The worker publishes (retries, dead letters) with publisher confirms from inside its
+    message callback. A confirmation the broker sends for several messages at once (`multiple`)
+    must not leave the message whose publish was waiting unacknowledged forever."""
+    with Running(_worker(config, vhost, lambda p, c: None)):
+        with messaging.broker_connection(vhost) as conn:
+            producer = Producer(conn.default_channel)
+            for i in range(150):
+                producer.publish({"id": f"not-a-uuid-{i}", "type": "link.verified", "payload": {}}, exchange="",
+                                 routing_key=QUEUE, serializer="json", delivery_mode=2)
+        wait_until(lambda: _depth(vhost, events.DEAD_LETTER_QUEUE) == 150, timeout=60,
+                   message="not every invalid message was dead-lettered",
+                   state=lambda: (_depth(vhost, events.DEAD_LETTER_QUEUE), _depth(vhost, QUEUE),
+                                  _unacknowledged(vhost, QUEUE)))
+        wait_until(lambda: _unacknowledged(vhost, QUEUE) == 0, timeout=30,
+                   message="a message stayed unacknowledged", state=lambda: _unacknowledged(vhost, QUEUE))
+
+
+def _unacknowledged(url, name) -> int:
+    status, out = rabbitmqctl_for(url)("-q", "list_queues", "-p", vhost_of(url), "name", "messages_unacknowledged",
+                                       "--formatter", "json")
+    assert status == 0, out
+    return next(q["messages_unacknowledged"] for q in json.loads(out) if q["name"] == name)
