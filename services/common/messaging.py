@@ -8,7 +8,7 @@
 * `handle_message` runs one handler for one message exactly once in effect: the handler's
   writes and the processed-message id commit in one transaction.
 * `ConsumerWorker` is the kombu loop around it: quorum queues on RabbitMQ (see "topology"; an
-  earlier version's classic queue stops it with QueueMigrationNeeded until `balcao migrate-queues`
+  earlier version's classic queue keeps it waiting (QueueMigrationNeeded, logged) until `balcao migrate-queues`
   — services.common.queue_migration — has run), manual ack after commit,
   bounded retries with backoff, then the dead-letter queue with the reason.
   On RabbitMQ a failed message is republished to `<queue>.retry` with a per-message expiration
