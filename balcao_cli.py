@@ -175,11 +175,17 @@ def cmd_dead_letters_replay(args):
 
 
 def cmd_migrate_queues(args):
+    from kombu.exceptions import OperationalError
+
     from services.common.queue_migration import MigrationRefused, migrate_queues
     try:
         migrate_queues(load_config().broker_url)
     except MigrationRefused as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, OperationalError) as exc:
+        print(f"error: the broker (BALCAO_BROKER_URL) did not answer: {exc}. Run the command again once "
+              f"it does (a run cut midway is finished by the next one)", file=sys.stderr)
         return 1
     return 0
 
