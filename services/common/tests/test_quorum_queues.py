@@ -227,6 +227,13 @@ def test_migrate_queues_moves_every_message_from_classic_to_quorum_queues(vhost,
     assert sorted(_ids_in(vhost, QUEUE)) == sorted([*ids, retried_id])
 
 
+def _copy(producer, message, queue_name):
+    """What the command does with one message before it acknowledges it (a cut may come after)."""
+    producer.publish(message.body, exchange="", routing_key=queue_name, content_type=message.content_type,
+                     content_encoding=message.content_encoding, delivery_mode=2,
+                     headers=message.headers or {}, message_id=message.properties.get("message_id"))
+
+
 def test_migrate_queues_finishes_an_interrupted_run_without_losing_or_doubling(vhost, capsys):
     """A run cut while draining: part of the messages already in the holding queue, one of them
     copied but not yet acknowledged (so in both places)."""
@@ -239,9 +246,7 @@ def test_migrate_queues_finishes_an_interrupted_run_without_losing_or_doubling(v
         queue = Queue(QUEUE).bind(channel)
         for i in range(11):
             message = queue.get(no_ack=False)
-            producer.publish(message.body, exchange="", routing_key=holding, content_type=message.content_type,
-                             content_encoding=message.content_encoding, delivery_mode=2,
-                             headers=message.headers or {}, message_id=message.properties.get("message_id"))
+            _copy(producer, message, holding)
             if i < 10:
                 message.ack()
         channel.close()  # the 11th: copied, never acknowledged: back in the classic queue
@@ -265,19 +270,14 @@ def test_migrate_queues_finishes_a_run_cut_while_replaying(vhost, capsys):
         channel = conn.channel()
         queue = Queue(QUEUE).bind(channel)
         while (message := queue.get(no_ack=False)) is not None:
-            producer.publish(message.body, exchange="", routing_key=holding, content_type=message.content_type,
-                             content_encoding=message.content_encoding, delivery_mode=2,
-                             message_id=message.properties.get("message_id"))
+            _copy(producer, message, holding)
             message.ack()
         channel.queue_delete(queue=QUEUE)
-        messaging.declare_queue(messaging.service_queues("invitations")[
-            [q.name for q in messaging.service_queues("invitations")].index(QUEUE)], channel)
+        messaging.declare_queue(next(q for q in messaging.service_queues("invitations") if q.name == QUEUE), channel)
         queue = Queue(holding).bind(channel)
         for i in range(5):
             message = queue.get(no_ack=False)
-            producer.publish(message.body, exchange="", routing_key=QUEUE, content_type=message.content_type,
-                             content_encoding=message.content_encoding, delivery_mode=2,
-                             message_id=message.properties.get("message_id"))
+            _copy(producer, message, QUEUE)
             if i < 4:
                 message.ack()
         channel.close()
