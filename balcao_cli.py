@@ -174,6 +174,22 @@ def cmd_dead_letters_replay(args):
     return 1 if missing else 0
 
 
+def cmd_migrate_queues(args):
+    from kombu.exceptions import OperationalError
+
+    from services.common.queue_migration import MigrationRefused, migrate_queues
+    try:
+        migrate_queues(load_config().broker_url)
+    except MigrationRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, OperationalError) as exc:
+        print(f"error: the broker (BALCAO_BROKER_URL) did not answer: {exc}. Run the command again once "
+              f"it does (a run cut midway is finished by the next one)", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     parser = argparse.ArgumentParser(prog="balcao", description="Balcão — Portal do Cliente")
@@ -228,6 +244,10 @@ def main(argv=None):
     q.add_argument("ids", nargs="*", metavar="ID")
     q.add_argument("--all", action="store_true", help="replay every dead letter")
     q.set_defaults(func=cmd_dead_letters_replay)
+
+    p = sub.add_parser("migrate-queues", help="turn the classic RabbitMQ queues of an earlier version into "
+                       "quorum queues, messages kept (stop every worker first)")
+    p.set_defaults(func=cmd_migrate_queues)
 
     p = sub.add_parser("create-firm", help="create a firm and its administrator")
     p.add_argument("--name", required=True)

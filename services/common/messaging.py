@@ -7,7 +7,9 @@
   publisher confirms on RabbitMQ) and marks them published.
 * `handle_message` runs one handler for one message exactly once in effect: the handler's
   writes and the processed-message id commit in one transaction.
-* `ConsumerWorker` is the kombu loop around it: durable queues, manual ack after commit,
+* `ConsumerWorker` is the kombu loop around it: quorum queues on RabbitMQ (see "topology"; an
+  earlier version's classic queue keeps it waiting (QueueMigrationNeeded, logged) until `balcao migrate-queues`
+  — services.common.queue_migration — has run), manual ack after commit,
   bounded retries with backoff, then the dead-letter queue with the reason.
   On RabbitMQ a failed message is republished to `<queue>.retry` with a per-message expiration
   (exponential backoff); the retry queue dead-letters it back to `<queue>` when it expires, so
@@ -103,21 +105,72 @@ def exchange() -> Exchange:
     return Exchange(events.EXCHANGE, type="topic", durable=True)
 
 
+# Every queue is a RabbitMQ quorum queue (replicated by Raft across the cluster's nodes: a
+# message the broker confirmed survives the loss of a minority of nodes). Quorum queues are
+# always durable, never exclusive or auto-delete, have no priorities and no global basic.qos
+# (the consumer's prefetch is per consumer). Where the broker itself dead-letters (an expired
+# retry, a delivery limit reached) it does so at least once: the `at-least-once` strategy, which
+# RabbitMQ only honours with `x-overflow: reject-publish` (no length limit is set, so nothing is
+# ever refused for length; a refusal would reach the publisher as a nack: PublishRefused).
+# The in-memory transport (embedded mode) ignores queue arguments.
+QUORUM = {"x-queue-type": "quorum"}
+DELIVERY_LIMIT = 20  # deliveries of one message (worker crashes, lost connections) before the broker dead-letters it
+
+
+def at_least_once_dead_lettering(exchange_name: str, routing_key: str) -> dict:
+    return {"x-dead-letter-exchange": exchange_name, "x-dead-letter-routing-key": routing_key,
+            "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+
+
 def dead_letter_queue() -> Queue:
     dlx = Exchange(events.DEAD_LETTER_EXCHANGE, type="direct", durable=True)
-    return Queue(events.DEAD_LETTER_QUEUE, exchange=dlx, routing_key="dead", durable=True)
+    return Queue(events.DEAD_LETTER_QUEUE, exchange=dlx, routing_key="dead", durable=True,
+                 queue_arguments=dict(QUORUM))
 
 
 def service_queues(service: str) -> list[Queue]:
+    """The queues `service` consumes, one per event type. The consumer's own failures are retried
+    and dead-lettered by ConsumerWorker; the broker dead-letters a message only when it was
+    delivered DELIVERY_LIMIT times without an ack (a message that kills the worker every time)."""
     ex = exchange()
-    return [Queue(events.queue_name(service, etype), exchange=ex, routing_key=etype, durable=True)
+    arguments = {**QUORUM, **at_least_once_dead_lettering(events.DEAD_LETTER_EXCHANGE, "dead"),
+                 "x-delivery-limit": DELIVERY_LIMIT}
+    return [Queue(events.queue_name(service, etype), exchange=ex, routing_key=etype, durable=True,
+                  queue_arguments=dict(arguments))
             for etype in sorted(events.consumed_by(service))]
 
 
 def retry_queue(queue_name: str) -> Queue:
-    """`<queue>.retry`: no consumer; expired messages are dead-lettered back to `<queue>`."""
+    """`<queue>.retry`: no consumer; expired messages are dead-lettered back to `<queue>` (quorum
+    queues support per-message TTL since RabbitMQ 3.10; a message expires at the queue's head)."""
     return Queue(f"{queue_name}.retry", durable=True,
-                 queue_arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue_name})
+                 queue_arguments={**QUORUM, **at_least_once_dead_lettering("", queue_name)})
+
+
+class QueueMigrationNeeded(RuntimeError):
+    """A queue exists on the broker with other arguments than this version declares: a classic
+    queue of an earlier version (RabbitMQ answers PRECONDITION_FAILED to the declaration)."""
+
+    def __init__(self, queue: str, detail: str):
+        self.queue, self.detail = queue, detail
+        super().__init__(
+            f"queue {queue!r} exists on the broker with other arguments than this version declares "
+            f"(a classic queue of an earlier version: {detail}). Stop every worker of the earlier "
+            f"version and run `balcao migrate-queues` (README, Operations); until then this process "
+            f"waits and retries.")
+
+
+class PublishRefused(RuntimeError):
+    """The broker answered a publish with a nack (publisher confirms): the message was not taken."""
+
+
+def declare_queue(queue: Queue, channel) -> None:
+    """Declare `queue` on `channel`; QueueMigrationNeeded when the broker has it with other arguments."""
+    from amqp.exceptions import PreconditionFailed
+    try:
+        queue.bind(channel).declare()
+    except PreconditionFailed as exc:
+        raise QueueMigrationNeeded(queue.name, str(exc)) from exc
 
 
 def retry_delay(attempts: int) -> float:
@@ -141,7 +194,7 @@ def declare_topology(conn: Connection) -> None:
     """
     channel = conn.default_channel
     for q in all_queues():
-        q.bind(channel).declare()
+        declare_queue(q, channel)
 
 
 def broker_connection(url: str) -> Connection:
@@ -156,20 +209,32 @@ def broker_connection(url: str) -> Connection:
 def publish_envelope(producer: Producer, envelope: dict, *, routing_key: str | None = None,
                      exchange_name: str | None = None, headers: dict | None = None,
                      expiration: float | None = None) -> None:
+    """Publish one persistent JSON message; with publisher confirms (RabbitMQ) it returns once the
+    broker took it, and raises PublishRefused when the broker answered with a nack."""
+    from amqp.exceptions import MessageNacked
+    from kombu.exceptions import OperationalError
     extra = {"expiration": expiration} if expiration is not None else {}
-    producer.publish(
-        envelope,
-        exchange=events.EXCHANGE if exchange_name is None else exchange_name,
-        routing_key=routing_key or envelope["type"],
-        serializer="json",
-        delivery_mode=2,
-        message_id=envelope.get("id") if isinstance(envelope, dict) else None,
-        correlation_id=envelope.get("correlation_id") if isinstance(envelope, dict) else None,
-        headers=headers or {},
-        retry=True,
-        retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2},
-        **extra,
-    )
+    try:
+        producer.publish(
+            envelope,
+            exchange=events.EXCHANGE if exchange_name is None else exchange_name,
+            routing_key=routing_key or envelope["type"],
+            serializer="json",
+            delivery_mode=2,
+            message_id=envelope.get("id") if isinstance(envelope, dict) else None,
+            correlation_id=envelope.get("correlation_id") if isinstance(envelope, dict) else None,
+            headers=headers or {},
+            retry=True,
+            retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2},
+            **extra,
+        )
+    except OperationalError as exc:  # kombu's retries gave up; a nack is not a connection problem
+        if isinstance(exc.__cause__ or exc.__context__, MessageNacked):
+            raise PublishRefused(
+                f"the broker refused (nack) the message for {exchange_name or events.EXCHANGE!r}/"
+                f"{routing_key or envelope.get('type')!r}: a queue without a quorum of its nodes, or at "
+                f"a length limit with reject-publish") from exc
+        raise
 
 
 def check_broker(url: str, *, timeout: float = 3.0) -> None:
@@ -467,12 +532,12 @@ class ConsumerWorker:
                     publishing.ensure_connection(max_retries=3)
                     declare_topology(conn)
                     channel = conn.channel()
-                    channel.basic_qos(0, self.prefetch, False)
+                    channel.basic_qos(0, self.prefetch, False)  # per consumer: quorum queues have no global qos
                     producer = Producer(publishing.channel())
                     consumers = []
                     for q in service_queues(self.service):
                         if is_amqp(self.broker_url):
-                            retry_queue(q.name).bind(channel).declare()
+                            declare_queue(retry_queue(q.name), channel)
                         etype = q.routing_key
                         consumers.append(conn.Consumer(
                             [q], channel=channel, accept=["json"], no_ack=False,
@@ -491,6 +556,11 @@ class ConsumerWorker:
                             if "timed out" in str(exc):
                                 continue
                             raise
+            except QueueMigrationNeeded as exc:  # an operator's step, not a crash: say which, and wait
+                backoff = max(backoff, 5.0)
+                log.error("consumer %s cannot start: %s (next try in %.0fs)", self.service, exc, backoff)
+                self.stopped.wait(backoff)
+                backoff = min(backoff * 2, 30)
             except Exception:
                 log.exception("consumer %s lost its connection; reconnecting in %.1fs", self.service, backoff)
                 self.stopped.wait(backoff)
@@ -552,6 +622,13 @@ def _dead_letter_info(message) -> DeadLetter:
         etype = payload.get("type") if isinstance(payload, dict) else None
     except ValueError:
         etype = None
+    if QUEUE_HEADER not in headers and headers.get("x-first-death-queue"):
+        # Dead-lettered by the broker itself (the queue's delivery limit): its x-death headers say whence.
+        queue, reason = str(headers["x-first-death-queue"]), headers.get("x-first-death-reason", "")
+        reason = (f"delivered {DELIVERY_LIMIT} times without an acknowledgement (the worker died on it?)"
+                  if reason == "delivery_limit" else f"dead-lettered by the broker: {reason}")
+        return DeadLetter(id=str(dl_id), type=str(etype or "?"), queue=queue, reason=reason,
+                          attempts=int(headers.get("x-delivery-count", 0) or 0))
     return DeadLetter(id=str(dl_id), type=str(etype or "?"), queue=str(headers.get(QUEUE_HEADER, "?")),
                       reason=str(headers.get(REASON_HEADER, "")), attempts=int(headers.get(RETRY_HEADER, 0) or 0))
 
@@ -565,7 +642,7 @@ def _dead_letters_held(conn: Connection):
     held = []
     try:
         queue = dead_letter_queue().bind(channel)
-        queue.declare()
+        declare_queue(queue, channel)
         while True:
             message = queue.get(no_ack=False)
             if message is None:
@@ -573,9 +650,31 @@ def _dead_letters_held(conn: Connection):
             held.append((_dead_letter_info(message), message))
         yield held
     finally:
+        returned = 0
         for _, message in held:
             if not message.acknowledged:
                 message.requeue()
+                returned += 1
+        channel.close()
+        wait_returned(conn, events.DEAD_LETTER_QUEUE, returned)
+
+
+def wait_returned(conn: Connection, queue_name: str, count: int, *, timeout: float = 10.0) -> None:
+    """A quorum queue takes back returned (requeued) messages asynchronously: seen from another
+    channel they are missing for a moment. Wait until `queue_name` holds `count` ready messages
+    at least, so that the caller's next look sees them all."""
+    import time
+    if count <= 0:
+        return
+    deadline = time.monotonic() + timeout
+    channel = conn.channel()
+    try:
+        while channel.queue_declare(queue=queue_name, passive=True).message_count < count:
+            if time.monotonic() > deadline:
+                log.warning("%s: %d returned message(s) not back after %.0fs", queue_name, count, timeout)
+                return
+            time.sleep(0.02)
+    finally:
         channel.close()
 
 

@@ -26,7 +26,7 @@ from collections.abc import Collection
 
 from services.common.config import SERVICES
 from tests.conftest import RunningProduct, Staff, running_product, wait_until  # noqa: F401 (re-exported)
-from testsupport.infra import queue_counts
+from testsupport.infra import queue_counts, vhost_of
 
 BATCH = 30
 QUIET_SECONDS = 5.0  # > the notifier's retry loop (1 s) and the outbox relay's poll (1 s), several times over
@@ -110,6 +110,16 @@ def queues(product: RunningProduct) -> dict[str, tuple[int, int]]:
     return found
 
 
+def classic_queues(product: RunningProduct) -> list[str]:
+    """The queues of the run's vhost that are not quorum queues (the faults are meant to hit
+    the replicated queues the product declares)."""
+    status, out = product.rabbitmqctl("-q", "list_queues", "-p", vhost_of(product.broker_url), "name", "type",
+                                      "--no-table-headers")
+    assert status == 0, out
+    rows = [line.split() for line in out.splitlines()]
+    return [row[0] for row in rows if len(row) == 2 and row[1] != "quorum"]
+
+
 def _not_drained(product: RunningProduct, dead_letters: int) -> dict:
     from services.common import events
     problems = {}
@@ -163,6 +173,7 @@ def assert_every_invitation_delivered_once(product: RunningProduct, mailbox, sta
     wait_until(lambda: time.monotonic() - (mailbox.last_arrival() or 0) >= quiet_seconds,
                timeout=timeout, message="e-mails kept arriving", interval=min(0.5, quiet_seconds / 4))
     assert not _not_drained(product, dead_letters)  # nothing woke up during the quiet period
+    assert not classic_queues(product), f"not quorum queues: {classic_queues(product)}"
 
     received = mailbox.received()
     per_person = {to: [mid for _at, t, mid in received if t == to] for to in expected}

@@ -27,9 +27,12 @@ class FakeProduct:
                        "notifier.notification.email_requested.retry": (0, 0), "balcao.dead_letters": (0, 0)}
         self.shown = {email: ("invited", None, None, None, SENT_AT) for email in invited}
         self.unsent_deliveries = 0
+        self.classic: set[str] = set()
 
     def rabbitmqctl(self, *args):
         assert args[:4] == ("-q", "list_queues", "-p", "balcao-test-fake"), args
+        if args[4:6] == ("name", "type"):
+            return 0, "".join(f"{name}\t{'classic' if name in self.classic else 'quorum'}\n" for name in self.queues)
         return 0, "".join(f"{name}\t{ready}\t{unacked}\n" for name, (ready, unacked) in self.queues.items())
 
     def scalar(self, service, sql, **params):
@@ -163,3 +166,10 @@ def test_a_fault_counts_as_mid_batch_only_when_some_and_not_all_had_arrived(rece
     else:
         with pytest.raises(AssertionError, match="did not hit mid-batch"):
             moment.assert_mid_batch(30)
+
+
+def test_a_classic_queue_in_the_run_is_refused(world):
+    product, mailbox, who, _ids = world
+    product.classic.add("notifier.notification.email_requested.retry")
+    with pytest.raises(AssertionError, match=r"not quorum queues: \['notifier.notification.email_requested.retry'\]"):
+        check(product, mailbox, who)

@@ -326,3 +326,12 @@ def test_the_relay_listens_on_its_own_direct_url_when_one_is_given(monkeypatch, 
     config = load_config()
     assert outbox_relay("notifier", config).listen_url == "postgresql://balcao@postgres:5432/balcao_notifier"
     assert outbox_relay("users", config).listen_url == "postgresql://balcao@postgres:5432/balcao_users"
+
+
+def test_migrate_queues_says_when_there_is_nothing_to_migrate_or_no_broker(monkeypatch, capsys):
+    monkeypatch.setenv("BALCAO_BROKER_URL", "memory://")
+    assert balcao_cli.main(["migrate-queues"]) == 0
+    assert "no queues to migrate" in capsys.readouterr().out
+    monkeypatch.setenv("BALCAO_BROKER_URL", REFUSED)
+    assert balcao_cli.main(["migrate-queues"]) == 1
+    assert "the broker (BALCAO_BROKER_URL) did not answer" in capsys.readouterr().err
