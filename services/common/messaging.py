@@ -197,20 +197,24 @@ def declare_topology(conn: Connection) -> None:
         declare_queue(q, channel)
 
 
-def broker_connection(url: str) -> Connection:
+def broker_connection(url: str, *, confirm_each: bool = True) -> Connection:
+    """`confirm_each`: on RabbitMQ every publish waits for its publisher confirm (False: the caller
+    confirms batches itself, `BatchConfirms`)."""
     options = {}
     if url.startswith("memory://"):
         options = {"polling_interval": 0.02}
-    elif is_amqp(url):
+    elif is_amqp(url) and confirm_each:
         options = {"confirm_publish": True}
     return Connection(url, transport_options=options, connect_timeout=5, heartbeat=0)
 
 
 def publish_envelope(producer: Producer, envelope: dict, *, routing_key: str | None = None,
                      exchange_name: str | None = None, headers: dict | None = None,
-                     expiration: float | None = None) -> None:
+                     expiration: float | None = None, retry: bool = True) -> None:
     """Publish one persistent JSON message; with publisher confirms (RabbitMQ) it returns once the
-    broker took it, and raises PublishRefused when the broker answered with a nack."""
+    broker took it, and raises PublishRefused when the broker answered with a nack. `retry`: kombu
+    reconnects and publishes again on a connection error (False: the error is raised — a batch
+    being confirmed, `BatchConfirms`, must not move to another channel half-way)."""
     from amqp.exceptions import MessageNacked
     from kombu.exceptions import OperationalError
     extra = {"expiration": expiration} if expiration is not None else {}
@@ -224,7 +228,7 @@ def publish_envelope(producer: Producer, envelope: dict, *, routing_key: str | N
             message_id=envelope.get("id") if isinstance(envelope, dict) else None,
             correlation_id=envelope.get("correlation_id") if isinstance(envelope, dict) else None,
             headers=headers or {},
-            retry=True,
+            retry=retry,
             retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2},
             **extra,
         )
@@ -294,6 +298,67 @@ def queue_depths(url: str, service: str) -> dict[str, int]:
 
 # --------------------------------------------------------------------------- outbox relay
 
+class ConfirmTimeout(Exception):
+    """The broker did not confirm every message of a batch in time."""
+
+
+class BatchConfirms:
+    """Publisher confirms for batches on one RabbitMQ channel (py-amqp): publish every message of
+    a batch, then wait once for the broker's acks — instead of one round trip per message (what
+    `confirm_publish=True` does). The channel is put in confirm mode here; its delivery tags count
+    its publishes from 1, and an ack or nack may cover every tag up to its own (`multiple`)."""
+
+    def __init__(self, connection: Connection, channel, *, timeout: float = 10.0):
+        self.connection, self.channel, self.timeout = connection, channel, timeout
+        channel.confirm_select()
+        self._next_tag = 1
+        self._outstanding: dict[int, object] = {}
+        self._acked: list = []
+        self._nacked: list = []
+        channel.events["basic_ack"].add(self._on_ack)
+        channel.events["basic_nack"].add(self._on_nack)
+
+    def _settle(self, tag: int, multiple: bool, into: list) -> None:
+        tags = [t for t in self._outstanding if t <= tag] if multiple else [tag]
+        for t in tags:
+            if t in self._outstanding:
+                into.append(self._outstanding.pop(t))
+
+    def _on_ack(self, delivery_tag, multiple) -> None:
+        self._settle(int(delivery_tag), bool(multiple), self._acked)
+
+    def _on_nack(self, delivery_tag, multiple) -> None:
+        self._settle(int(delivery_tag), bool(multiple), self._nacked)
+
+    def publish(self, key, publish: Callable[[], None]) -> None:
+        """Run `publish` (one basic.publish on the channel) and remember its delivery tag as `key`."""
+        tag, self._next_tag = self._next_tag, self._next_tag + 1
+        self._outstanding[tag] = key
+        publish()
+
+    def wait(self) -> tuple[list, list]:
+        """Until every message published since the last wait is acked or nacked: (acked keys, nacked
+        keys). Raises ConfirmTimeout (with what was settled so far in `.acked`, `.nacked`) when the
+        broker has not answered for all of them within the timeout."""
+        import time
+        deadline = time.monotonic() + self.timeout
+        while self._outstanding:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                self.connection.drain_events(timeout=min(left, 1.0))
+            except TimeoutError:  # socket.timeout is TimeoutError
+                continue
+        acked, nacked, self._acked, self._nacked = self._acked, self._nacked, [], []
+        if self._outstanding:
+            exc = ConfirmTimeout(f"{len(self._outstanding)} publish(es) unconfirmed after {self.timeout:.0f}s")
+            self._outstanding.clear()  # the caller drops this channel: its late answers do not count
+            exc.acked, exc.nacked = acked, nacked  # type: ignore[attr-defined]
+            raise exc
+        return acked, nacked
+
+
 class OutboxRelay:
     """Publishes committed outbox rows of one service, oldest first, then marks them published."""
 
@@ -336,8 +401,16 @@ class OutboxRelay:
                 self.stopped.wait(backoff)
                 backoff = min(backoff * 2, 30)
 
-    def publish_pending(self, producer: Producer) -> int:
-        """One batch: lock unpublished rows (SKIP LOCKED where the database has it), publish, mark."""
+    def publish_pending(self, producer: Producer, confirms: BatchConfirms | None = None) -> int:
+        """One batch: lock unpublished rows (SKIP LOCKED where the database has it), publish, mark.
+
+        With `confirms` (RabbitMQ) the whole batch is published, then its publisher confirms are
+        awaited once, and exactly the rows the broker acked are marked published (a nacked or
+        unconfirmed row stays unpublished: the next batch sends it again, and the consumers'
+        processed-message ids make a second copy harmless). Without, each publish is confirmed on
+        its own (a `confirm_publish` connection) or needs none (the in-memory broker).
+        Returns how many rows were taken."""
+        unconfirmed: ConfirmTimeout | None = None
         with self.db.begin() as session:
             stmt = (select(self.outbox.c.seq, self.outbox.c.envelope)
                     .where(self.outbox.c.published_at.is_(None))
@@ -345,16 +418,32 @@ class OutboxRelay:
             if not self.db.is_sqlite:
                 stmt = stmt.with_for_update(skip_locked=True)
             rows = session.execute(stmt).all()
-            for row in rows:
-                publish_envelope(producer, row.envelope)
+            if confirms is None:
+                for row in rows:
+                    publish_envelope(producer, row.envelope)
+                done = list(rows)
+            else:
+                for row in rows:
+                    confirms.publish(row, lambda envelope=row.envelope: publish_envelope(producer, envelope,
+                                                                                       retry=False))
+                try:
+                    done, nacked = confirms.wait()
+                except ConfirmTimeout as exc:
+                    done, nacked, unconfirmed = exc.acked, exc.nacked, exc  # type: ignore[attr-defined]
+                for row in nacked:
+                    log.warning("broker refused (nack) %s id=%s; it is published again with the next batch",
+                                row.envelope.get("type"), row.envelope.get("id"))
+            for row in done:
                 token = correlation_id_var.set(row.envelope.get("correlation_id"))
                 try:
                     log.info("published %s id=%s", row.envelope.get("type"), row.envelope.get("id"))
                 finally:
                     correlation_id_var.reset(token)
-            if rows:
-                session.execute(update(self.outbox).where(self.outbox.c.seq.in_([r.seq for r in rows]))
+            if done:
+                session.execute(update(self.outbox).where(self.outbox.c.seq.in_([r.seq for r in done]))
                                 .values(published_at=utcnow()))
+        if unconfirmed is not None:  # after marking what was confirmed: reconnect on a fresh channel
+            raise unconfirmed
         return len(rows)
 
     def run(self) -> None:
@@ -363,13 +452,14 @@ class OutboxRelay:
         backoff = 0.5
         while not self.stopped.is_set():
             try:
-                with broker_connection(self.broker_url) as conn:
+                with broker_connection(self.broker_url, confirm_each=False) as conn:
                     conn.ensure_connection(max_retries=1, interval_start=0.2)  # the loop retries
                     declare_topology(conn)
                     producer = Producer(conn.default_channel)
+                    confirms = BatchConfirms(conn, conn.default_channel) if is_amqp(self.broker_url) else None
                     backoff = 0.5
                     while not self.stopped.is_set():
-                        if self.publish_pending(producer) >= self.batch:
+                        if self.publish_pending(producer, confirms) >= self.batch:
                             continue
                         self._wake.wait(self.poll_interval)
                         self._wake.clear()

@@ -18,6 +18,7 @@ import base64
 import logging
 import smtplib
 import ssl
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -55,50 +56,161 @@ class TemporaryDeliveryError(Exception):
     """The SMTP server could not be reached or answered 4xx: the consumer retries with backoff."""
 
 
-def send_smtp(smtp_url: str, message: EmailMessage, *, data: bytes | None = None,
-              envelope_from: str | None = None) -> None:
-    """Send one message to `smtp://[user:password@]host[:port][?starttls=1]` or `smtps://...`;
-    `data` (the exact bytes, e.g. DKIM-signed) replaces the serialisation of `message`.
-
-    Raises PermanentDeliveryError or TemporaryDeliveryError. The error text never carries
-    the SMTP URL's credentials."""
+def _connect(smtp_url: str) -> smtplib.SMTP:
+    """An SMTP client connected to `smtp://[user:password@]host[:port][?starttls=1]` or
+    `smtps://...`, TLS and login done. Raises what smtplib/ssl raise (see `_delivery_error`)."""
     url = urlsplit(smtp_url)
     if url.scheme not in ("smtp", "smtps") or not url.hostname:
         raise PermanentDeliveryError(f"invalid SMTP URL scheme {url.scheme!r}")
     starttls = parse_qs(url.query).get("starttls", ["0"])[0].lower() in ("1", "true", "yes", "on")
     client: smtplib.SMTP
+    if url.scheme == "smtps":
+        client = smtplib.SMTP_SSL(url.hostname, url.port or 465, timeout=SMTP_TIMEOUT,
+                                  context=ssl.create_default_context())
+    else:
+        client = smtplib.SMTP(url.hostname, url.port or (587 if starttls else 25), timeout=SMTP_TIMEOUT)
     try:
-        if url.scheme == "smtps":
-            client = smtplib.SMTP_SSL(url.hostname, url.port or 465, timeout=SMTP_TIMEOUT,
-                                      context=ssl.create_default_context())
-        else:
-            client = smtplib.SMTP(url.hostname, url.port or (587 if starttls else 25), timeout=SMTP_TIMEOUT)
-        with client:
-            if starttls:
-                client.starttls(context=ssl.create_default_context())
-            if url.username:
-                client.login(unquote(url.username), unquote(url.password or ""))
-            if data is None:
-                client.send_message(message, from_addr=envelope_from)
-            else:
-                client.sendmail(envelope_from or parseaddr(str(message["From"]))[1], [str(message["To"])], data)
-    except smtplib.SMTPRecipientsRefused as exc:
+        if starttls:
+            client.starttls(context=ssl.create_default_context())
+        if url.username:
+            client.login(unquote(url.username), unquote(url.password or ""))
+    except BaseException:
+        _close(client)
+        raise
+    return client
+
+
+def _close(client: smtplib.SMTP) -> None:
+    """QUIT politely when the connection still answers; close the socket in any case."""
+    try:
+        client.quit()
+    except (smtplib.SMTPException, OSError):
+        pass
+    finally:
+        client.close()
+
+
+def _transfer(client: smtplib.SMTP, message: EmailMessage, data: bytes | None, envelope_from: str | None) -> None:
+    if data is None:
+        client.send_message(message, from_addr=envelope_from)
+    else:
+        client.sendmail(envelope_from or parseaddr(str(message["From"]))[1], [str(message["To"])], data)
+
+
+def _delivery_error(exc: BaseException) -> PermanentDeliveryError | TemporaryDeliveryError | None:
+    """What an smtplib/socket error means for the delivery (None: not an SMTP error)."""
+    if isinstance(exc, PermanentDeliveryError | TemporaryDeliveryError):
+        return exc
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _msg in exc.recipients.values()]
         error = "; ".join(f"{code} {_text(msg)}" for code, msg in exc.recipients.values())
         if all(code >= 500 for code in codes):
-            raise PermanentDeliveryError(f"recipient refused: {error}") from exc
-        raise TemporaryDeliveryError(f"recipient deferred: {error}") from exc
-    except smtplib.SMTPAuthenticationError as exc:
+            return PermanentDeliveryError(f"recipient refused: {error}")
+        return TemporaryDeliveryError(f"recipient deferred: {error}")
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
         # The relay refused OUR credentials (535 …): the operator's configuration, not this message's
         # fault — retried with backoff (until BALCAO_SMTP_MAX_ATTEMPTS) rather than failed for good.
-        raise TemporaryDeliveryError(f"authentication failed ({exc.smtp_code})") from exc
-    except smtplib.SMTPResponseException as exc:
+        return TemporaryDeliveryError(f"authentication failed ({exc.smtp_code})")
+    if isinstance(exc, smtplib.SMTPResponseException):
         error = f"{exc.smtp_code} {_text(exc.smtp_error)}"
         if exc.smtp_code >= 500:
-            raise PermanentDeliveryError(error) from exc
-        raise TemporaryDeliveryError(error) from exc
-    except (smtplib.SMTPException, OSError) as exc:  # refused, timed out, disconnected, TLS
-        raise TemporaryDeliveryError(f"{type(exc).__name__}: {exc}"[:500]) from exc
+            return PermanentDeliveryError(error)
+        return TemporaryDeliveryError(error)
+    if isinstance(exc, smtplib.SMTPException | OSError):  # refused, timed out, disconnected, TLS
+        return TemporaryDeliveryError(f"{type(exc).__name__}: {exc}"[:500])
+    return None
+
+
+def send_smtp(smtp_url: str, message: EmailMessage, *, data: bytes | None = None,
+              envelope_from: str | None = None) -> None:
+    """Send one message over a connection of its own to `smtp_url` (see `_connect`); `data` (the
+    exact bytes, e.g. DKIM-signed) replaces the serialisation of `message`.
+
+    Raises PermanentDeliveryError or TemporaryDeliveryError. The error text never carries
+    the SMTP URL's credentials."""
+    try:
+        client = _connect(smtp_url)
+        try:
+            _transfer(client, message, data, envelope_from)
+        finally:
+            _close(client)
+    except Exception as exc:
+        error = _delivery_error(exc)
+        if error is None:
+            raise
+        if error is exc:
+            raise
+        raise error from exc
+
+
+class SmtpConnection:
+    """One SMTP connection kept open across e-mails (a notifier worker thread's: `send` keeps one
+    per thread), so that an e-mail costs its MAIL/RCPT/DATA exchange, not a TCP connect, EHLO,
+    STARTTLS and login each.
+
+    A connection idle for more than `idle_check` seconds is checked with NOOP before it is used;
+    one that does not answer is replaced by a new one before anything is sent (nothing of the
+    e-mail went out on it). Any failure during a send closes the connection (the next e-mail opens
+    a new one) and is reported as today: the attempt is recorded as failed, and its retry keeps
+    the delivery's Message-ID. At most `max_messages` e-mails per connection (relays limit it)."""
+
+    def __init__(self, smtp_url: str, *, idle_check: float = 1.0, max_messages: int = 100):
+        self.smtp_url, self.idle_check, self.max_messages = smtp_url, idle_check, max_messages
+        self._client: smtplib.SMTP | None = None
+        self._sent = 0
+        self._last_used = 0.0
+        self.connections = 0  # opened so far (for the tests and the operator's curiosity)
+
+    def _usable(self) -> bool:
+        import time
+        if self._client is None or self._sent >= self.max_messages:
+            return False
+        if time.monotonic() - self._last_used <= self.idle_check:
+            return True
+        try:
+            return self._client.noop()[0] == 250
+        except (smtplib.SMTPException, OSError):
+            return False
+
+    def send(self, message: EmailMessage, *, data: bytes | None = None, envelope_from: str | None = None) -> None:
+        """Like `send_smtp`, on this connection (opened or replaced as needed)."""
+        import time
+        try:
+            if not self._usable():
+                self.close()
+                self._client = _connect(self.smtp_url)
+                self._sent = 0
+                self.connections += 1
+            assert self._client is not None
+            _transfer(self._client, message, data, envelope_from)
+        except Exception as exc:
+            self.close()
+            error = _delivery_error(exc)
+            if error is None:
+                raise
+            if error is exc:
+                raise
+            raise error from exc
+        self._sent += 1
+        self._last_used = time.monotonic()
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            _close(client)
+
+
+_smtp = threading.local()
+
+
+def smtp_connection(smtp_url: str) -> SmtpConnection:
+    """This thread's SmtpConnection to `smtp_url` (made at first use)."""
+    connection = getattr(_smtp, "connection", None)
+    if connection is None or connection.smtp_url != smtp_url:
+        if connection is not None:
+            connection.close()
+        connection = _smtp.connection = SmtpConnection(smtp_url)
+    return connection
 
 
 def _text(value) -> str:
@@ -171,7 +283,7 @@ def send(delivery: Delivery, config, images: tuple[InlineImage, ...] = ()) -> Ex
     try:
         message, data = _message_of(delivery, config, images)
         if config.smtp_url:
-            send_smtp(config.smtp_url, message, data=data, envelope_from=config.mail_from)
+            smtp_connection(config.smtp_url).send(message, data=data, envelope_from=config.mail_from)
         # else: the dev mailbox — storing the delivery is the delivery.
     except (PermanentDeliveryError, TemporaryDeliveryError) as exc:
         return exc
