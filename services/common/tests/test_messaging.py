@@ -4,7 +4,7 @@ import threading
 import uuid
 
 import pytest
-from kombu import Producer
+from kombu import Producer, Queue
 from sqlalchemy import func, select
 
 from services.common import events, messaging
@@ -202,3 +202,113 @@ def test_a_commit_in_another_process_wakes_the_relay_at_once(config):
         thread.join(5)
         writer.dispose()
         relay_db.dispose()
+
+
+# --------------------------------------------------------------------------- batched publisher confirms
+
+
+def _pending_events(db, n: int) -> list[dict]:
+    with db.begin() as s:
+        return [messaging.record_event(s, inv_models.outbox, "link.verified", _link_verified_payload())
+                for _ in range(n)]
+
+
+def _published_ids(db) -> set[str]:
+    with db.begin() as s:
+        return {r.id for r in s.execute(select(inv_models.outbox.c.id).where(
+            inv_models.outbox.c.published_at.is_not(None)))}
+
+
+@pytest.mark.distributed
+def test_the_relay_confirms_a_batch_at_once_and_marks_exactly_the_acked_rows(config, purge_queues):
+    """On RabbitMQ the relay publishes its whole batch, then waits once for the publisher confirms;
+    a row the broker refused (nack: here a full queue with overflow=reject-publish) stays
+    unpublished and goes out with a later batch, once the broker takes it."""
+    if not messaging.is_amqp(BROKER):
+        pytest.skip("publisher confirms are RabbitMQ's")
+    db = database("invitations", config)
+    full = Queue("balcao.test.full." + uuid.uuid4().hex[:6], exchange=messaging.exchange(), routing_key="link.verified",
+                 queue_arguments={"x-max-length": 2, "x-overflow": "reject-publish"}, auto_delete=False)
+    with messaging.broker_connection(BROKER, confirm_each=False) as conn:
+        messaging.declare_topology(conn)
+        full.bind(conn.channel()).declare()
+        try:
+            producer = Producer(conn.default_channel)
+            confirms = messaging.BatchConfirms(conn, conn.default_channel)
+            relay = messaging.OutboxRelay(db, inv_models.outbox, BROKER, batch=200)
+            envelopes = _pending_events(db, 5)
+            assert relay.publish_pending(producer, confirms) == 5
+            # The first two fit in the full-at-two queue: acked and marked; the other three were nacked.
+            assert _published_ids(db) == {e["id"] for e in envelopes[:2]}
+            full.bind(conn.channel()).purge()
+            assert relay.publish_pending(producer, confirms) == 3  # room for two of the three again
+            assert _published_ids(db) == {e["id"] for e in envelopes[:4]}
+            full.bind(conn.channel()).purge()
+            assert relay.publish_pending(producer, confirms) == 1
+            assert _published_ids(db) == {e["id"] for e in envelopes}
+            assert relay.publish_pending(producer, confirms) == 0
+        finally:
+            full.bind(conn.channel()).delete()
+
+
+@pytest.mark.distributed
+def test_the_relay_publishes_more_than_a_batch_each_once(config, purge_queues):
+    """The running relay (batched confirms) takes 250 rows in batches of 100: every event reaches
+    its queue exactly once and every row is marked published."""
+    if not messaging.is_amqp(BROKER):
+        pytest.skip("publisher confirms are RabbitMQ's")
+    db = database("invitations", config)
+    envelopes = _pending_events(db, 250)
+    relay = messaging.OutboxRelay(db, inv_models.outbox, BROKER, poll_interval=0.05, batch=100)
+    thread = threading.Thread(target=relay.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: len(_published_ids(db)) == 250 or None, timeout=30,
+                   message="the relay did not publish the 250 rows")
+    finally:
+        relay.stop()
+        thread.join(5)
+    queue = events.queue_name("invitations", "link.verified")
+    received = []
+    with messaging.broker_connection(BROKER) as conn:
+        bound = Queue(queue, durable=True).bind(conn.channel())
+        while (message := bound.get(no_ack=True)) is not None:
+            received.append(message.payload["id"])
+    assert sorted(received) == sorted(e["id"] for e in envelopes)
+
+
+def test_batch_confirms_settle_multiple_acks_and_nacks():
+    """Delivery tags count the channel's publishes from 1; an ack or nack with `multiple` settles
+    every tag up to its own."""
+
+    class Channel:
+        def __init__(self):
+            self.events = {"basic_ack": set(), "basic_nack": set()}
+            self.selected = False
+
+        def confirm_select(self):
+            self.selected = True
+
+    class Connection:
+        def __init__(self, answers):
+            self.answers = answers
+
+        def drain_events(self, timeout=None):
+            if not self.answers:
+                raise TimeoutError
+            kind, tag, multiple = self.answers.pop(0)
+            for callback in list(channel.events[kind]):
+                callback(tag, multiple)
+
+    channel = Channel()
+    conn = Connection([("basic_ack", 2, True), ("basic_nack", 3, False), ("basic_ack", 5, True)])
+    confirms = messaging.BatchConfirms(conn, channel, timeout=2)
+    assert channel.selected
+    for key in "abcde":
+        confirms.publish(key, lambda: None)
+    assert confirms.wait() == (["a", "b", "d", "e"], ["c"])
+    confirms.publish("f", lambda: None)  # tag 6; the broker never answers
+    confirms.timeout = 0.2
+    with pytest.raises(messaging.ConfirmTimeout) as caught:
+        confirms.wait()
+    assert caught.value.acked == [] and caught.value.nacked == []
