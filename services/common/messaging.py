@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import json
 import logging
 import threading
@@ -424,8 +425,7 @@ class OutboxRelay:
                 done = list(rows)
             else:
                 for row in rows:
-                    confirms.publish(row, lambda envelope=row.envelope: publish_envelope(producer, envelope,
-                                                                                       retry=False))
+                    confirms.publish(row, functools.partial(publish_envelope, producer, row.envelope, retry=False))
                 try:
                     done, nacked = confirms.wait()
                 except ConfirmTimeout as exc:
