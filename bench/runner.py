@@ -21,7 +21,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import documents, seed
+from . import chain, documents, seed
 from .load import LoadMonitor, loadavg
 from .load import merge as merge_loads
 from .stats import Row, fmt, load_note, load_verdict, median_of_runs, ms, render_table, summarize, verdict
@@ -59,7 +59,7 @@ QUICK = dict(sizes=(1_000, 10_000), firms=100, users_per_other_firm=5, users_per
 # What `--only` may name (default: all of them).
 USERS_FIGURES = ("logins", "links", "invitations", "client_home", "list", "colaborador_list", "empresas",
                  "staff_home", "memory")
-FIGURES = USERS_FIGURES + documents.FIGURES
+FIGURES = USERS_FIGURES + documents.FIGURES + chain.FIGURES
 # The figures of the users service's big firm (section 3 of `run`): its growth to 100,000 client users.
 LIST_FIGURES = {"list", "colaborador_list", "empresas", "staff_home"}
 # One request for a static file through the gateway: part of every page's floor (see page_vs_floor).
@@ -1014,6 +1014,8 @@ def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = Tru
         except Exception as exc:  # never leave the run without its results
             log(f"could not drop the bench databases: {exc}")
         shutil.rmtree(workdir, ignore_errors=True)
+    if only & set(chain.FIGURES):  # issue 11: the invitation chain, on stacks of its own
+        results.update(chain.run(quick=quick, only=only, server_url=server_url))
     if embedded and "memory" in only:
         log("embedded mode memory")
         results["embedded"] = embedded_memory(warm_reps=p["list_reps"] // 2 or 1)
@@ -1146,6 +1148,7 @@ def rows_of(results: dict) -> list[Row]:
                 r.status = "inconclusive"
         doc_rows.append(Row("documents figures measured under", load_note(load)))
     rows += doc_rows
+    rows += chain.rows_of(results)
     return rows
 
 
