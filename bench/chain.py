@@ -77,11 +77,15 @@ class SmtpSink:
         self.arrivals: dict[str, float] = {}
         self.message_ids: dict[str, list[str]] = {}
         self.sessions: set[int] = set()
+        self.gate = threading.Event()  # cleared: every DATA waits until it is set again
+        self.gate.set()
         self._cond = threading.Condition()
         self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
     async def handle_DATA(self, server, session, envelope):  # aiosmtpd hook
+        while not self.gate.is_set():
+            await asyncio.sleep(0.005)
         if self.delay:
             await asyncio.sleep(self.delay)
         now = time.time()
@@ -379,12 +383,14 @@ def _notifier_message_ids(config) -> dict[str, set[str]]:
     return out
 
 
-def _queue_depth(broker_url: str, name: str) -> int:
+def _queue_state(broker_url: str, name: str) -> tuple[int, int]:
+    """(messages ready, consumers) of a queue."""
     from services.common.messaging import broker_connection
     with broker_connection(broker_url) as conn:
         conn.ensure_connection(max_retries=1, timeout=5)
         with conn.channel() as channel:
-            return int(channel.queue_declare(queue=name, passive=True)[1])
+            _, ready, consumers = channel.queue_declare(queue=name, passive=True)
+            return int(ready), int(consumers)
 
 
 # --------------------------------------------------------------------------- the figures
@@ -439,9 +445,9 @@ def figure_burst(stack, config, smtp: SmtpSink, firm_id, admin_id, p) -> dict:
 
 
 def figure_scaling(*, server_url, broker_url, p) -> dict:
-    """For each number of notifier worker processes: the notifier's queue is filled while its
-    workers are stopped, then they start; rate = e-mails between the 10th and 90th percentile
-    arrivals / the time between them (their start-up left out)."""
+    """For each number n of notifier worker processes: the notifier's queue is filled while its
+    workers are stopped; n workers start while the SMTP server holds every DATA back, and once the
+    n are consuming it lets them through: rate = e-mails / (last arrival − that moment)."""
     out: dict = {"smtp_delay_ms": p["smtp_delay"] * 1000, "by_workers": {}}
     most = max(p["scaling"])
     with SmtpSink(delay=p["smtp_delay"]) as smtp, chain_stack(
@@ -462,15 +468,20 @@ def figure_scaling(*, server_url, broker_url, p) -> dict:
                       for i in range(p["scaling_messages"])]
             emails = [e for _, e in people]
             import_people(config, firm_id=firm["id"], admin_id=admin_id, people=people)
-            deadline = time.monotonic() + 300
-            while _queue_depth(vhost_url, queue) < len(people) and time.monotonic() < deadline:
+            deadline = time.monotonic() + 600
+            while _queue_state(vhost_url, queue)[0] < len(people) and time.monotonic() < deadline:
                 time.sleep(0.5)
+            smtp.gate.clear()
             for name in names[:n]:
                 stack.restart(name)
-            complete = smtp.wait(emails, timeout=300)
+            while _queue_state(vhost_url, queue)[1] < n and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(0.5)  # each has its first e-mail at the server's door
+            opened = time.time()
+            smtp.gate.set()
+            complete = smtp.wait(emails, timeout=600)
             arrived = sorted(smtp.arrivals[e] for e in emails if e in smtp.arrivals)
-            lo, hi = int(len(arrived) * 0.1), int(len(arrived) * 0.9)
-            rate = (hi - lo) / (arrived[hi] - arrived[lo]) if hi > lo and arrived[hi] > arrived[lo] else 0.0
+            rate = len(arrived) / (arrived[-1] - opened) if arrived else 0.0
             out["by_workers"][str(n)] = {"per_s": rate, "delivered": len(arrived), "complete": complete}
             log(f"{n} notifier worker(s): {rate:.1f} e-mails/s ({len(arrived)}/{len(people)})")
         ids = _notifier_message_ids(config)

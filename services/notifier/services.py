@@ -291,8 +291,10 @@ def send(delivery: Delivery, config, images: tuple[InlineImage, ...] = ()) -> Ex
 
 
 def record_outcome(session: Session, delivery_id, *, attempts: int, error: Exception | None, config) -> Delivery:
-    """Status of the attempt number `attempts` + its event, in the caller's transaction."""
-    delivery = session.get_one(Delivery, delivery_id, populate_existing=True)
+    """Status of the attempt number `attempts` + its event, in the caller's transaction. The
+    delivery is read unless the caller's session already holds it (the consumer's, which loaded
+    it for the send in this transaction): its status is set here whatever it was."""
+    delivery = session.get_one(Delivery, delivery_id)
     key, now = delivery.idempotency_key, utcnow()
     if error is None:
         delivery.status, delivery.last_error, delivery.sent_at, delivery.next_attempt_at = "sent", None, now, None

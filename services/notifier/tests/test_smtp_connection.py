@@ -14,10 +14,13 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import update
 
+from services.common.events import make_envelope
 from services.common.keys import KeyRing
+from services.common.messaging import handle_message
 from services.common.runtime import database
-from services.notifier import consumers, services
+from services.notifier import consumers, models, services
 from services.notifier.models import Delivery
+from testsupport import count_queries
 
 from .test_notifier import deliver, free_port, invitation_request
 
@@ -126,3 +129,17 @@ def test_a_connection_dropped_mid_burst_costs_one_retry_with_the_same_message_id
         by_rcpt.setdefault(rcpt, []).append(mid)
     assert by_rcpt == {"um@example.com": [by_rcpt["um@example.com"][0]], "dois@example.com": [failed.message_id],
                        "tres@example.com": [after.message_id]}
+
+
+def test_a_first_attempt_costs_a_fixed_number_of_statements(config, db, keyring, server):
+    """Claim (its own transaction), send, outcome in the consumer's transaction: the delivery row
+    is read once per transaction, whatever the recipient."""
+    smtp_config = dataclasses.replace(config, smtp_url=server.url)
+    handler = consumers.HANDLERS["notification.email_requested"]
+    for i in range(2):
+        envelope = make_envelope("notification.email_requested",
+                                 invitation_request(keyring, recipient=f"conta{i}@example.com"), correlation_id="t")
+        with count_queries(config, "notifier") as counted:
+            handle_message(db, models.processed, "notifier", handler, envelope, config=smtp_config)
+        reads = [s for s in counted.statements if s.lstrip().upper().startswith("SELECT") and "deliveries" in s]
+        assert len(reads) == 2, reads
