@@ -220,10 +220,8 @@ HOP_LINES = (  # (hop name, service log, message prefix): the first line of each
 )
 
 
-def hop_spans(logs_dir: Path, since: float) -> dict:
-    """Per hop, how many log lines and when the first and the last came (s after `since`, wall
-    clock): where a burst queues up."""
-    out: dict[str, list[float]] = {hop: [] for hop, _, _ in HOP_LINES}
+def _hop_lines(logs_dir: Path):
+    """(hop, correlation id, wall-clock time) of every hop line in the stack's worker logs."""
     for path in sorted(logs_dir.glob("*-worker*.log")):
         service_log = path.stem.split("-worker")[0] + "-worker"
         for raw in path.read_text(errors="replace").splitlines():
@@ -233,12 +231,18 @@ def hop_spans(logs_dir: Path, since: float) -> dict:
                 line = json.loads(raw)
             except ValueError:
                 continue
-            at = datetime.fromisoformat(line["timestamp"]).timestamp()
-            if at < since:
-                continue
             for hop, svc_log, prefix in HOP_LINES:
                 if svc_log == service_log and line.get("message", "").startswith(prefix):
-                    out[hop].append(at - since)
+                    yield hop, line.get("correlation_id"), datetime.fromisoformat(line["timestamp"]).timestamp()
+
+
+def hop_spans(logs_dir: Path, since: float) -> dict:
+    """Per hop, how many log lines and when the first and the last came (s after `since`, wall
+    clock): where a burst queues up."""
+    out: dict[str, list[float]] = {hop: [] for hop, _, _ in HOP_LINES}
+    for hop, _cid, at in _hop_lines(logs_dir):
+        if at >= since:
+            out[hop].append(at - since)
     return {hop: {"n": len(v), "first_s": min(v, default=math.nan), "last_s": max(v, default=math.nan)}
             for hop, v in out.items()}
 
@@ -247,21 +251,9 @@ def hop_times(logs_dir: Path, started: dict[str, float]) -> dict:
     """Per hop, the milliseconds since the activation's commit (p50 over the correlation ids of
     `started` = {correlation id: wall-clock commit time})."""
     seen: dict[str, dict[str, float]] = {cid: {} for cid in started}
-    for path in sorted(logs_dir.glob("*-worker*.log")):
-        service_log = path.stem.split("-worker")[0] + "-worker"
-        for raw in path.read_text(errors="replace").splitlines():
-            if not raw.startswith("{"):
-                continue
-            try:
-                line = json.loads(raw)
-            except ValueError:
-                continue
-            cid = line.get("correlation_id")
-            if cid not in seen:
-                continue
-            for hop, svc_log, prefix in HOP_LINES:
-                if svc_log == service_log and line.get("message", "").startswith(prefix) and hop not in seen[cid]:
-                    seen[cid][hop] = datetime.fromisoformat(line["timestamp"]).timestamp()
+    for hop, cid, at in _hop_lines(logs_dir):
+        if cid in seen and hop not in seen[cid]:
+            seen[cid][hop] = at
     out = {}
     for hop, _, _ in HOP_LINES:
         values = [(seen[cid][hop] - started[cid]) * 1000 for cid in started if hop in seen[cid]]

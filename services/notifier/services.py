@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from marshmallow import EXCLUDE
@@ -121,6 +121,15 @@ def _delivery_error(exc: BaseException) -> PermanentDeliveryError | TemporaryDel
     return None
 
 
+def _raise_as_delivery_error(exc: Exception) -> NoReturn:
+    """Raise `exc` as the PermanentDeliveryError / TemporaryDeliveryError it means (itself when it
+    is one already, or when it is not an SMTP error at all)."""
+    error = _delivery_error(exc)
+    if error is None or error is exc:
+        raise exc
+    raise error from exc
+
+
 def send_smtp(smtp_url: str, message: EmailMessage, *, data: bytes | None = None,
               envelope_from: str | None = None) -> None:
     """Send one message over a connection of its own to `smtp_url` (see `_connect`); `data` (the
@@ -135,12 +144,7 @@ def send_smtp(smtp_url: str, message: EmailMessage, *, data: bytes | None = None
         finally:
             _close(client)
     except Exception as exc:
-        error = _delivery_error(exc)
-        if error is None:
-            raise
-        if error is exc:
-            raise
-        raise error from exc
+        _raise_as_delivery_error(exc)
 
 
 class SmtpConnection:
@@ -185,12 +189,7 @@ class SmtpConnection:
             _transfer(self._client, message, data, envelope_from)
         except Exception as exc:
             self.close()
-            error = _delivery_error(exc)
-            if error is None:
-                raise
-            if error is exc:
-                raise
-            raise error from exc
+            _raise_as_delivery_error(exc)
         self._sent += 1
         self._last_used = time.monotonic()
 
