@@ -53,3 +53,11 @@ def test_rows_carry_budgets_and_verdicts():
     assert rows["burst rate / raw smtplib rate"].status == "missed"
     assert rows["burst latency s (activation commit → e-mail)"].status == "met"
     assert rows["2 workers / 1 worker"].status == "met" and rows["4 workers / 1 worker"].status == "missed"
+
+
+def test_a_busy_machine_makes_a_chain_verdict_inconclusive():
+    busy = {"other_load": 9.0, "cores": 2}
+    quiet = {"other_load": 0.5, "cores": 2}
+    assert chain.verdict("chain_scaling_2", 2.0, busy) == "inconclusive"
+    assert chain.verdict("chain_scaling_2", 2.0, quiet) == "met"
+    assert chain.verdict("chain_scaling_2", math.nan, busy) == "n/a"
