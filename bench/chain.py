@@ -381,13 +381,19 @@ def _notifier_message_ids(config) -> dict[str, set[str]]:
 
 
 def _queue_state(broker_url: str, name: str) -> tuple[int, int]:
-    """(messages ready, consumers) of a queue."""
+    """(messages ready, consumers) of a queue; (-1, -1) while the broker does not answer (the
+    machine's RabbitMQ is shared: another run may be restarting it)."""
     from services.common.messaging import broker_connection
-    with broker_connection(broker_url) as conn:
-        conn.ensure_connection(max_retries=1, timeout=5)
-        with conn.channel() as channel:
-            _, ready, consumers = channel.queue_declare(queue=name, passive=True)
-            return int(ready), int(consumers)
+    try:
+        with broker_connection(broker_url) as conn:
+            conn.ensure_connection(max_retries=1, timeout=5)
+            with conn.channel() as channel:
+                _, ready, consumers = channel.queue_declare(queue=name, passive=True)
+                return int(ready), int(consumers)
+    except Exception as exc:  # noqa: BLE001 - reported, and the caller polls again
+        log(f"queue {name}: {type(exc).__name__}: {exc}")
+        time.sleep(1)
+        return -1, -1
 
 
 # --------------------------------------------------------------------------- the figures
@@ -540,9 +546,13 @@ def run(*, quick: bool = False, only=FIGURES, server_url: str | None = None, bro
                 results["burst"]["load"] = monitor.result()
     if "chain_scaling" in only:
         log(f"notifier workers {p['scaling']} against an SMTP server taking {p['smtp_delay'] * 1000:.0f} ms")
-        with LoadMonitor("balcao_bench_chs_") as monitor:
-            results["scaling"] = figure_scaling(server_url=server_url, broker_url=broker_url, p=p)
-        results["scaling"]["load"] = monitor.result()
+        try:
+            with LoadMonitor("balcao_bench_chs_") as monitor:
+                results["scaling"] = figure_scaling(server_url=server_url, broker_url=broker_url, p=p)
+            results["scaling"]["load"] = monitor.result()
+        except Exception as exc:  # the figures already measured stay in the results
+            log(f"the scaling figure failed: {type(exc).__name__}: {exc}")
+            results["scaling_error"] = f"{type(exc).__name__}: {exc}"
     results["loadavg_at_end"] = Path("/proc/loadavg").read_text().split()[:3]
     return {"chain": results}
 
