@@ -407,11 +407,12 @@ class OutboxRelay:
 
         With `confirms` (RabbitMQ) the whole batch is published, then its publisher confirms are
         awaited once, and exactly the rows the broker acked are marked published (a nacked or
-        unconfirmed row stays unpublished: the next batch sends it again, and the consumers'
-        processed-message ids make a second copy harmless). Without, each publish is confirmed on
+        unconfirmed row stays unpublished: a later batch sends it again, and the consumers'
+        processed-message ids make a second copy harmless); then PublishRefused (a nack) or
+        ConfirmTimeout is raised, so that the relay backs off before trying again. Without, each publish is confirmed on
         its own (a `confirm_publish` connection) or needs none (the in-memory broker).
         Returns how many rows were taken."""
-        unconfirmed: ConfirmTimeout | None = None
+        unconfirmed: Exception | None = None
         with self.db.begin() as session:
             stmt = (select(self.outbox.c.seq, self.outbox.c.envelope)
                     .where(self.outbox.c.published_at.is_(None))
@@ -433,6 +434,10 @@ class OutboxRelay:
                 for row in nacked:
                     log.warning("broker refused (nack) %s id=%s; it is published again with the next batch",
                                 row.envelope.get("type"), row.envelope.get("id"))
+                if nacked and unconfirmed is None:
+                    unconfirmed = PublishRefused(
+                        f"the broker refused (nack) {len(nacked)} of {len(rows)} message(s): a queue without a "
+                        f"quorum of its nodes, or at a length limit with reject-publish")
             for row in done:
                 token = correlation_id_var.set(row.envelope.get("correlation_id"))
                 try:
@@ -442,7 +447,7 @@ class OutboxRelay:
             if done:
                 session.execute(update(self.outbox).where(self.outbox.c.seq.in_([r.seq for r in done]))
                                 .values(published_at=utcnow()))
-        if unconfirmed is not None:  # after marking what was confirmed: reconnect on a fresh channel
+        if unconfirmed is not None:  # after marking what was confirmed: the relay backs off, reconnects
             raise unconfirmed
         return len(rows)
 
