@@ -11,3 +11,15 @@ from services.common.embedded import embedded_config
 @pytest.fixture
 def config(config):
     return embedded_config(config)
+
+
+@pytest.fixture
+def db(config):
+    from services.common.runtime import database
+    return database("notifier", config)
+
+
+@pytest.fixture
+def keyring(config):
+    from services.common.keys import KeyRing
+    return KeyRing(config.keys_dir)

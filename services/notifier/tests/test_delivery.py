@@ -41,18 +41,6 @@ from .test_notifier import (
 HANDLER = consumers.HANDLERS["notification.email_requested"]
 
 
-@pytest.fixture
-def db(config):
-    from services.common.runtime import database
-    return database("notifier", config)
-
-
-@pytest.fixture
-def keyring(config):
-    from services.common.keys import KeyRing
-    return KeyRing(config.keys_dir)
-
-
 def down(config, **overrides):
     """The configuration with an SMTP server that refuses connections (nothing listens)."""
     return dataclasses.replace(config, smtp_url=f"smtp://127.0.0.1:{free_port()}", **overrides)

@@ -21,9 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from PIL import Image
 
 from services.common.events import make_envelope
-from services.common.keys import KeyRing
 from services.common.messaging import Outcome, handle_message
-from services.common.runtime import database
 from services.notifier import consumers, models
 from services.notifier.consumers import retry_due_deliveries
 
@@ -31,16 +29,6 @@ from .test_delivery import consume, down, make_due
 from .test_notifier import Collector, deliveries, invitation_request, smtp_server
 
 FIRM_ID = uuid.uuid4()
-
-
-@pytest.fixture
-def db(config):
-    return database("notifier", config)
-
-
-@pytest.fixture
-def keyring(config):
-    return KeyRing(config.keys_dir)
 
 
 def logo_png(color=(11, 93, 122, 255)) -> bytes:

@@ -10,7 +10,6 @@ import uuid
 from contextlib import contextmanager
 from email.utils import parseaddr
 
-import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 from werkzeug.test import Client
@@ -28,16 +27,6 @@ from services.notifier.rendering import linkify, render_email
 from testsupport import count_queries
 
 LINK = "http://balcao.test/convite/abcDEF123_-tokenvalue&x=1"
-
-
-@pytest.fixture
-def db(config):
-    return database("notifier", config)
-
-
-@pytest.fixture
-def keyring(config):
-    return KeyRing(config.keys_dir)
 
 
 def invitation_request(keyring, *, key=None, recipient="carlos@example.com", name="Carlos Souza",

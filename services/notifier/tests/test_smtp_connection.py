@@ -15,24 +15,12 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import update
 
 from services.common.events import make_envelope
-from services.common.keys import KeyRing
 from services.common.messaging import handle_message
-from services.common.runtime import database
 from services.notifier import consumers, models, services
 from services.notifier.models import Delivery
 from testsupport import count_queries
 
 from .test_notifier import deliver, free_port, invitation_request
-
-
-@pytest.fixture
-def db(config):
-    return database("notifier", config)
-
-
-@pytest.fixture
-def keyring(config):
-    return KeyRing(config.keys_dir)
 
 
 class Server:

@@ -13,7 +13,6 @@ from sqlalchemy import func, select
 from services.common.config import SERVICES
 from services.common.keys import KeyRing
 from services.common.messaging import utcnow
-from services.common.runtime import database
 from services.notifier import services
 from services.notifier.models import Delivery, outbox
 
@@ -47,11 +46,6 @@ def test_the_scan_finds_a_commit(tmp_path):
     bad = tmp_path / "services.py"
     bad.write_text("def f(db):\n    with db.begin() as s:\n        s.commit()\n")
     assert len(_transaction_calls(bad, tmp_path)) == 2
-
-
-@pytest.fixture
-def db(config):
-    return database("notifier", config)
 
 
 def _count(db, what) -> int:
