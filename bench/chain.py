@@ -225,8 +225,9 @@ HOP_LINES = (  # (hop name, service log, message prefix): the first line of each
 )
 
 
-def _hop_lines(logs_dir: Path):
-    """(hop, correlation id, wall-clock time) of every hop line in the stack's worker logs."""
+def _hop_lines(logs_dir: Path, hops=HOP_LINES):
+    """(hop, correlation id, wall-clock time) of every hop line (`hops`: (hop, service log, message
+    prefix)) in the stack's worker logs."""
     for path in sorted(logs_dir.glob("*-worker*.log")):
         service_log = path.stem.split("-worker")[0] + "-worker"
         for raw in path.read_text(errors="replace").splitlines():
@@ -236,7 +237,7 @@ def _hop_lines(logs_dir: Path):
                 line = json.loads(raw)
             except ValueError:
                 continue
-            for hop, svc_log, prefix in HOP_LINES:
+            for hop, svc_log, prefix in hops:
                 if svc_log == service_log and line.get("message", "").startswith(prefix):
                     yield hop, line.get("correlation_id"), datetime.fromisoformat(line["timestamp"]).timestamp()
 
@@ -252,15 +253,15 @@ def hop_spans(logs_dir: Path, since: float) -> dict:
             for hop, v in out.items()}
 
 
-def hop_times(logs_dir: Path, started: dict[str, float]) -> dict:
+def hop_times(logs_dir: Path, started: dict[str, float], hops=HOP_LINES) -> dict:
     """Per hop, the milliseconds since the activation's commit (p50 over the correlation ids of
     `started` = {correlation id: wall-clock commit time})."""
     seen: dict[str, dict[str, float]] = {cid: {} for cid in started}
-    for hop, cid, at in _hop_lines(logs_dir):
+    for hop, cid, at in _hop_lines(logs_dir, hops):
         if cid in seen and hop not in seen[cid]:
             seen[cid][hop] = at
     out = {}
-    for hop, _, _ in HOP_LINES:
+    for hop, _, _ in hops:
         values = [(seen[cid][hop] - started[cid]) * 1000 for cid in started if hop in seen[cid]]
         out[hop] = {"p50_ms": percentile(values, 50), "n": len(values)}
     return out

@@ -24,7 +24,7 @@ from pathlib import Path
 from . import chain, documents, seed
 from .load import LoadMonitor, loadavg
 from .load import merge as merge_loads
-from .stats import Row, fmt, load_note, load_verdict, median_of_runs, ms, render_table, summarize, verdict
+from .stats import Row, fmt, load_note, load_verdict, median_of_runs, ms, percentile, render_table, summarize, verdict
 from .stats import machine_busy as stats_busy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -50,14 +50,14 @@ DOCUMENTS_QUICK = dict(doc_home_sizes=(100, 10_000), doc_person_share=20, doc_fo
 RUNS = 3
 FULL = dict(sizes=(1_000, 10_000, 100_000), firms=1_000, users_per_other_firm=10, users_per_company=20,
             carteira=50, login_rounds=10, login_seconds=3.0, login_threads=4,
-            links=100, link_threads=4, list_reps=35, home_reps=70, warmup=10, invitations=100,
+            links=100, link_threads=4, link_seq=20, floor_reps=20, list_reps=35, home_reps=70, warmup=10, invitations=100,
             kombu_messages=5000, **DOCUMENTS_FULL)
 QUICK = dict(sizes=(1_000, 10_000), firms=100, users_per_other_firm=5, users_per_company=20, carteira=50,
              login_rounds=3, login_seconds=1.5, login_threads=4,
-             links=12, link_threads=4, list_reps=4, home_reps=10, warmup=3, invitations=12, kombu_messages=500,
+             links=12, link_threads=4, link_seq=4, floor_reps=8, list_reps=4, home_reps=10, warmup=3, invitations=12, kombu_messages=500,
              **DOCUMENTS_QUICK)
 # What `--only` may name (default: all of them).
-USERS_FIGURES = ("logins", "links", "invitations", "client_home", "list", "colaborador_list", "empresas",
+USERS_FIGURES = ("logins", "links", "link_floor", "invitations", "client_home", "list", "colaborador_list", "empresas",
                  "staff_home", "memory")
 FIGURES = USERS_FIGURES + documents.FIGURES + chain.FIGURES
 # The figures of the users service's big firm (section 3 of `run`): its growth to 100,000 client users.
@@ -283,9 +283,49 @@ def login_vs_raw(url: str, emails: list[str], *, rounds: int, seconds: float, th
                       "auth_peak_rss_mb": [proc_peak_rss_mb(pid) for pid in pids]}}
 
 
+def link_once(s, url: str, job: dict, *, correlation_id: str | None = None,
+              phases: dict | None = None) -> tuple[bool, str, float, float]:
+    """One link request on the session `s`: open the link page, [Vincular Contas] with the
+    password, then follow /vinculando/<id> (polled every 20 ms, as a browser's refresh would) until
+    the firm's home shows. Returns (ok, reason, wall-clock time of the POST, seconds from the POST
+    to the home page). `correlation_id`: sent as X-Request-ID on the POST, so the chain's log lines
+    carry it (the hops). `phases`, if given, gets the seconds after the POST at which its answer
+    came ("post"), the /vinculando poll that answered 303 was sent ("linked_poll") and the home
+    page was requested ("home_get"), and how many polls it took ("polls")."""
+    s.cookies.clear()
+    page = s.get(url + "/auth/convite", params={"ticket": job["ticket"]}, timeout=30)
+    token = _csrf(page.text)
+    headers = {"X-Request-ID": correlation_id} if correlation_id else {}
+    wall, t0 = time.time(), time.perf_counter()
+    r = s.post(url + "/auth/convite/vincular", data={"ticket": job["ticket"], "password": PASSWORD,
+                                                     "csrf_token": token}, headers=headers,
+               allow_redirects=False, timeout=30)
+    location = r.headers.get("Location", "")
+    ph = phases if phases is not None else {}
+    ph["post"], ph["polls"] = time.perf_counter() - t0, 0
+    ok, reason = False, f"POST vincular: HTTP {r.status_code} {location}"
+    if r.status_code == 303 and "/vinculando/" in location:
+        reason = "no firm home within 60 s"
+        deadline = t0 + 60
+        while time.perf_counter() < deadline:
+            sent = time.perf_counter() - t0
+            r = s.get(url + location, allow_redirects=False, timeout=30)
+            ph["polls"] += 1
+            if r.status_code == 303:
+                ph["linked_poll"], ph["home_get"] = sent, time.perf_counter() - t0
+                home = s.get(url + r.headers["Location"], timeout=30)
+                ok = home.status_code == 200 and job["firm_name"] in home.text
+                reason = f"home {r.headers['Location']}: HTTP {home.status_code}"
+                break
+            if r.status_code != 200:
+                reason = f"GET {location}: HTTP {r.status_code}"
+                break
+            time.sleep(0.02)
+    return ok, reason, wall, time.perf_counter() - t0
+
+
 def link_benchmark(url: str, jobs: list[dict], *, threads: int) -> dict:
-    """Each job: open the link page, [Vincular Contas] with the password, then follow
-    /vinculando/<id> (polled every 20 ms, as a browser's refresh would) until the firm's home shows."""
+    """Link requests from `threads` concurrent clients (link_once each): the rate."""
     import requests
     work: queue.Queue = queue.Queue()
     for job in jobs:
@@ -300,32 +340,10 @@ def link_benchmark(url: str, jobs: list[dict], *, threads: int) -> dict:
                 job = work.get_nowait()
             except queue.Empty:
                 return
-            s.cookies.clear()
-            page = s.get(url + "/auth/convite", params={"ticket": job["ticket"]}, timeout=30)
-            token = _csrf(page.text)
-            t0 = time.perf_counter()
-            r = s.post(url + "/auth/convite/vincular", data={"ticket": job["ticket"], "password": PASSWORD,
-                                                             "csrf_token": token}, allow_redirects=False, timeout=30)
-            location = r.headers.get("Location", "")
-            ok, reason = False, f"POST vincular: HTTP {r.status_code} {location}"
-            if r.status_code == 303 and "/vinculando/" in location:
-                reason = "no firm home within 60 s"
-                deadline = t0 + 60
-                while time.perf_counter() < deadline:
-                    r = s.get(url + location, allow_redirects=False, timeout=30)
-                    if r.status_code == 303:
-                        home = s.get(url + r.headers["Location"], timeout=30)
-                        ok = home.status_code == 200 and job["firm_name"] in home.text
-                        reason = f"home {r.headers['Location']}: HTTP {home.status_code}"
-                        break
-                    if r.status_code != 200:
-                        reason = f"GET {location}: HTTP {r.status_code}"
-                        break
-                    time.sleep(0.02)
-            t1 = time.perf_counter()
+            ok, reason, _wall, seconds = link_once(s, url, job)
             with lock:
                 if ok:
-                    latencies.append(t1 - t0)
+                    latencies.append(seconds)
                 else:
                     errors.append(reason)
 
@@ -340,6 +358,114 @@ def link_benchmark(url: str, jobs: list[dict], *, threads: int) -> dict:
     return {"per_s": len(latencies) / elapsed if elapsed else 0.0, "completed": len(latencies),
             "errors": len(errors), "error_samples": sorted(set(errors))[:5],
             "latency_ms": summarize(ms(latencies)), "threads": threads}
+
+
+# Issue 11 target 5: the link request's floor. Commits between the POST and the new firm's home
+# (each on its service's database): auth web commits link.verified (outbox) and the new session;
+# auth relay marks link.verified published; invitations consumes it (invitation accepted +
+# invitation.accepted in its outbox + the inbox row); invitations relay marks it published; users
+# consumes it (grant_membership). The credentials check's read-only transaction is not counted.
+LINK_COMMITS = {"auth": 3, "invitations": 2, "users": 1}
+# The broker hops: link.verified (auth → invitations), invitation.accepted (invitations → users).
+LINK_BROKER_HOPS = 2
+LINK_HOP_LINES = (  # (hop, service log, message prefix), as chain.HOP_LINES
+    ("auth relay published link.verified", "auth-worker", "published link.verified"),
+    ("invitations consumed + committed", "invitations-worker", "handled link.verified"),
+    ("invitations relay published invitation.accepted", "invitations-worker", "published invitation.accepted"),
+    ("users granted the membership (committed)", "users-worker", "handled invitation.accepted"),
+)
+
+
+def argon_verify_times(reps: int) -> list[float]:
+    """Seconds of one raw argon2id verify (auth's own PASSWORD_HASHER, same parameters) in this
+    process, `reps` times, one at a time."""
+    from services.auth.services import PASSWORD_HASHER
+    hashed = PASSWORD_HASHER.hash(PASSWORD)
+    PASSWORD_HASHER.verify(hashed, PASSWORD)
+    out = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        PASSWORD_HASHER.verify(hashed, PASSWORD)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def link_floor(*, broker_url: str, urls: dict[str, str], reps: int) -> dict:
+    """The link request's floor, measured now: one raw argon2id verify + LINK_BROKER_HOPS raw kombu
+    publish → consume round trips on the same broker (bench.chain.kombu_round_trips) + the chain's
+    commits timed alone on the services' own databases (bench.chain.commit_times); p50 of each, ms."""
+    from statistics import median
+    argon = median(argon_verify_times(reps)) * 1000
+    rt = median(chain.kombu_round_trips(broker_url, reps)) * 1000
+    commits = {svc: median(chain.commit_times(urls[svc], reps)) * 1000 for svc in LINK_COMMITS}
+    commit_ms = sum(n * commits[svc] for svc, n in LINK_COMMITS.items())
+    return {"floor_ms": argon + LINK_BROKER_HOPS * rt + commit_ms, "argon2_verify_p50": argon,
+            "kombu_round_trip_p50": rt, "broker_hops": LINK_BROKER_HOPS, "commits_ms": commit_ms,
+            "commits": sum(LINK_COMMITS.values()), "commit_p50_by_service": commits}
+
+
+def server_request_seconds(metrics_urls: list[str]) -> dict[str, tuple[float, float]]:
+    """{"<service> <METHOD> <endpoint>": (seconds, requests)} so far, from the web processes'
+    balcao_http_request_duration_seconds (sum, count) at `metrics_urls` — the time inside the
+    app, without nginx and the client."""
+    import requests
+    out: dict[str, list[float]] = {}
+    pat = re.compile(r'^balcao_http_request_duration_seconds_(sum|count)\{([^}]*)\} ([0-9.e+-]+)$')
+    for murl in metrics_urls:
+        try:
+            text = requests.get(murl, timeout=10).text
+        except requests.RequestException as exc:
+            log(f"metrics at {murl}: {exc}")
+            continue
+        for line in text.splitlines():
+            m = pat.match(line)
+            if m:
+                labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+                key = f"{labels.get('service')} {labels.get('method')} {labels.get('endpoint')}"
+                out.setdefault(key, [0.0, 0.0])[0 if m.group(1) == "sum" else 1] += float(m.group(3))
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def server_ms_between(before: dict, after: dict) -> dict[str, float]:
+    """Mean ms per request inside the app, per endpoint, between two server_request_seconds()."""
+    out = {}
+    for key, (total, n) in after.items():
+        t0, n0 = before.get(key, (0.0, 0.0))
+        if n - n0 > 0:
+            out[key] = (total - t0) * 1000 / (n - n0)
+    return out
+
+
+def link_vs_floor(url: str, jobs: list[dict], *, broker_url: str, urls: dict[str, str], logs_dir: Path,
+                  reps: int, metrics_urls: list[str] = ()) -> dict:
+    """One run of issue 11's target 5: the link requests of `jobs` one at a time (latency, not
+    throughput: nothing queues behind another verify), then the floor; p50 / floor, and the hops
+    (ms after the POST at which each worker logged its step, by the POST's correlation id)."""
+    import requests
+    s = requests.Session()
+    latencies, errors, started = [], [], {}
+    phases: dict[str, list[float]] = {}
+    server_before = server_request_seconds(list(metrics_urls))
+    for i, job in enumerate(jobs):
+        cid = f"bench-link-{i}-{uuid.uuid4().hex[:8]}"
+        ph: dict = {}
+        ok, reason, wall, seconds = link_once(s, url, job, correlation_id=cid, phases=ph)
+        if ok:
+            latencies.append(seconds)
+            started[cid] = wall
+            for k, v in ph.items():
+                phases.setdefault(k, []).append(v * 1000 if k != "polls" else v)
+        else:
+            errors.append(reason)
+    server = server_ms_between(server_before, server_request_seconds(list(metrics_urls)))
+    floor = link_floor(broker_url=broker_url, urls=urls, reps=reps)
+    p50 = percentile(latencies, 50) * 1000
+    time.sleep(0.5)  # the workers' last log lines reach their files
+    return {"n": len(latencies), "errors": len(errors), "error_samples": sorted(set(errors))[:5],
+            "latency_ms": summarize(ms(latencies)), **floor, "floor_ratio": p50 / floor["floor_ms"],
+            "hops_ms": chain.hop_times(logs_dir, started, LINK_HOP_LINES),
+            "client_ms": {k: percentile(v, 50) for k, v in phases.items()},
+            "server_mean_ms": {k: v for k, v in server.items() if "metrics" not in k and "healthz" not in k}}
 
 
 def timed_gets(session, url: str, paths: list[str], *, reps: int, warmup: int, expect: str | None = None) -> dict:
@@ -835,7 +961,8 @@ def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = Tru
                 seed.register_identity(config, email=email, name=f"Login {i}", password=PASSWORD)
                 login_emails.append(email)
             link_people = []
-            for i in range(p["links"] if "links" in only else 0):
+            n_links = (p["links"] if "links" in only else 0) + (RUNS * p["link_seq"] if "link_floor" in only else 0)
+            for i in range(n_links):
                 email = f"vinculo{i}@bench.example"
                 seed.register_identity(config, email=email, name=f"Vínculo {i}", password=PASSWORD)
                 link_people.append((f"Pessoa Vínculo {i}", email))
@@ -883,6 +1010,24 @@ def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = Tru
             with LoadMonitor(db_tag) as monitor:
                 results["link"] = link_benchmark(url, link_jobs, threads=p["link_threads"])
             results["link"]["load"] = monitor.result()
+
+        # ---- 2b. link requests one at a time against their floor (issue 11, target 5)
+        if "link_floor" in only:
+            seq_jobs = link_jobs[p["links"] if "links" in only else 0:]
+            log(f"{RUNS} × {p['link_seq']} link requests one at a time, each run beside its floor")
+            runs, loads = [], []
+            for r in range(RUNS):
+                with LoadMonitor(db_tag) as monitor:
+                    runs.append(link_vs_floor(url, seq_jobs[r * p["link_seq"]:(r + 1) * p["link_seq"]],
+                                              broker_url=broker_url, urls=urls, logs_dir=stack.logs_dir,
+                                              reps=p["floor_reps"],
+                                              metrics_urls=[f"http://127.0.0.1:{stack.metrics_ports[f'{svc}-web']}/metrics"
+                                                            for svc in ("auth", "users")]))
+                loads.append(monitor.result())
+            results["link_floor"] = {**median_of_runs(runs), "load": merge_loads(loads),
+                                     "ratio_by_run": [x["floor_ratio"] for x in runs],
+                                     "errors": sum(x["errors"] for x in runs),
+                                     "error_samples": sorted({e for x in runs for e in x["error_samples"]})[:5]}
 
         # ---- invitations (issue 3): activation → e-mail on SMTP, beside raw kombu
         if "invitations" in only:
@@ -1065,6 +1210,28 @@ def rows_of(results: dict) -> list[Row]:
         rows.append(Row("link end-to-end latency ms (POST → new firm's home)",
                         f"p50 {fmt(lk['latency_ms']['median'], 0)}, p99 {fmt(lk['latency_ms']['p99'], 0)}; "
                         + load_note(lk.get("load"))))
+    lf = results.get("link_floor")
+    if lf:
+        rows.append(Row(f"link request → new firm's home ms, one at a time ({lf['n']} per run, {lf['errors']} failed)",
+                        f"p50 {fmt(lf['latency_ms']['median'])}, p99 {fmt(lf['latency_ms']['p99'])} "
+                        f"(floor {fmt(lf['floor_ms'])}: argon2id {fmt(lf['argon2_verify_p50'])} + "
+                        f"{lf['broker_hops']} × kombu {fmt(lf['kombu_round_trip_p50'], 2)} + "
+                        f"{lf['commits']} commits {fmt(lf['commits_ms'], 2)})"))
+        rows.append(Row("  link request p50 / floor (median of runs)",
+                        f"{fmt(lf['floor_ratio'], 2)} (runs {', '.join(fmt(x, 2) for x in lf['ratio_by_run'])}); "
+                        + load_note(lf.get("load")), "<= 2",
+                        load_verdict("link_floor_ratio", lf["floor_ratio"], lf.get("load"), cores)))
+        hops = lf.get("hops_ms") or {}
+        if hops:
+            c = lf.get("client_ms") or {}
+            rows.append(Row("  link hops p50 ms since the POST", "; ".join(
+                [f"POST answered {fmt(c.get('post'), 0)}"] + [f"{hop} {fmt(v['p50_ms'], 0)}" for hop, v in hops.items()]
+                + [f"poll answering 303 sent {fmt(c.get('linked_poll'), 0)} (polls {fmt(c.get('polls'), 0)})",
+                   f"home requested {fmt(c.get('home_get'), 0)}"])))
+        server = lf.get("server_mean_ms") or {}
+        if server:
+            rows.append(Row("  link: mean ms inside the web app per request (auth, users; gunicorn metrics)", "; ".join(
+                f"{k} {fmt(v, 1)}" for k, v in sorted(server.items()))))
     inv = results.get("invitations")
     if inv:
         k = inv["kombu_raw"]

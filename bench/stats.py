@@ -15,6 +15,9 @@ BUDGETS = {
     "list_ratio_100k_1k": ("max", 1.3, "staff list p50 at 100k / p50 at 1k <= 1.3"),
     "list_sql_constant": ("eq", True, "SQL statements per list request constant across sizes"),
     "home_p50_ms": ("max", 20.0, "client home after switching firm p50 <= 20 ms"),
+    # issue 11, target 5: one link request, POST → new firm's home, against one raw argon2id verify +
+    # two raw kombu round trips + the chain's commits timed alone
+    "link_floor_ratio": ("max", 2.0, "link request p50 <= 2 × its floor"),
     # issue 9: the Empresas list and a Colaborador's client-user list, against their floors
     "floor_ratio": ("max", 2.0, "page p50 <= 2 × its floor (its SQL run directly + one static file via the gateway)"),
     "size_ratio": ("max", 1.3, "page p50 at the largest size / p50 at 1/100 of it <= 1.3"),
