@@ -1008,7 +1008,7 @@ def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = Tru
         if "links" in only:
             log(f"{len(link_jobs)} link requests")
             with LoadMonitor(db_tag) as monitor:
-                results["link"] = link_benchmark(url, link_jobs, threads=p["link_threads"])
+                results["link"] = link_benchmark(url, link_jobs[:p["links"]], threads=p["link_threads"])
             results["link"]["load"] = monitor.result()
 
         # ---- 2b. link requests one at a time against their floor (issue 11, target 5)
