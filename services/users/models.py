@@ -219,7 +219,11 @@ class ClientUser(Base):
     __table_args__ = (
         Index("uq_client_users_firm_email_live", "firm_id", "email", unique=True,
               sqlite_where=text("status != 'deleted'"), postgresql_where=text("status != 'deleted'")),
-        Index("ix_client_users_firm_name", "firm_id", "name"),
+        # The staff list walks this in its order (name, id) and filters the firm's rows inside the
+        # index (an index-only scan: e-mail, status and CPF hash are carried in it), then fetches
+        # only the page's rows (queries.client_users_page).
+        Index("ix_client_users_firm_name_id", "firm_id", "name", "id",
+              postgresql_include=["email", "status", "cpf_hash"]),
         Index("ix_client_users_firm_cpf_hash", "firm_id", "cpf_hash"),
     )
 

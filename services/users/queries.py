@@ -276,8 +276,12 @@ def client_users_page(session, *, firm: Firm, q: str = "", show_deleted: bool = 
     STATE_FILTERS, keeps those in that invitation state. Two statements whatever the page size and
     the carteira: the users, then their companies."""
     query = _client_users_query(firm=firm, q=q, show_deleted=show_deleted, scope=scope, state=state)
-    rows = list(session.scalars(query.order_by(ClientUser.name, ClientUser.id)
-                                .offset((page - 1) * per_page).limit(per_page + 1)))
+    # The page's ids first (on PostgreSQL an index-only scan of ix_client_users_firm_name_id, the
+    # search filtered inside the index), then only those rows whole: one statement.
+    ids = (query.with_only_columns(ClientUser.id, ClientUser.name).order_by(ClientUser.name, ClientUser.id)
+           .offset((page - 1) * per_page).limit(per_page + 1).subquery())
+    rows = list(session.scalars(select(ClientUser).join(ids, ids.c.id == ClientUser.id)
+                                .order_by(ids.c.name, ids.c.id)))
     items = rows[:per_page]
     _load_companies(session, items)
     return Page(items=items, number=page, has_next=len(rows) > per_page)

@@ -240,6 +240,30 @@ def test_list_query_count_does_not_grow_with_rows(browser_client, config, world)
     assert few.count == many.count
 
 
+def test_list_searches_send_the_same_statements_whatever_the_matches(browser_client, config, world):
+    """The e-mail-fragment and name searches: constant SQL per request with 3 or 60 matches, the
+    page still by name, 50 to a page."""
+    login(browser_client, config, world.ana)
+    _add_users(config, world.alfa, 3)
+    url = _url(world.alfa)
+    counts = {}
+    for q in ("@EXAMPLE.com", "número"):
+        _page(browser_client, url + "?q=" + q)
+        with count_queries(config, "users") as few:
+            html = _page(browser_client, url + "?q=" + q)
+        assert html.count("Usuário Número") == 3
+        counts[q] = few.count
+    _add_users(config, world.alfa, 57, start=3)
+    for q in ("@EXAMPLE.com", "número"):
+        with count_queries(config, "users") as many:
+            html = _page(browser_client, url + "?q=" + q)
+        assert many.count == counts[q]
+        names = re.findall(r"Usuário Número\d{3}", html)
+        assert "Próxima" in html and len(names) >= 49  # the world's own client users may come first
+        names += re.findall(r"Usuário Número\d{3}", _page(browser_client, url + "?pagina=2&q=" + q))
+        assert names == [f"Usuário Número{i:03d}" for i in range(60)]  # by name, across the pages
+
+
 def test_list_search_paging_and_deleted_toggle(browser_client, config, world):
     login(browser_client, config, world.ana)
     _add_users(config, world.alfa, 55)
