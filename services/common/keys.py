@@ -28,11 +28,16 @@ from .config import SERVICES, secret_file
 DOCUMENTS_MASTER_KEY_FILE = "documents-master-key"
 
 
+def _random_key_file(path: Path) -> str:
+    """The key kept at `path` (base64 of 32 random bytes), made once (mode 0600) when missing."""
+    import secrets
+    return secret_file(path, lambda: base64.b64encode(secrets.token_bytes(32)).decode("ascii"))
+
+
 def documents_master_key(keys_dir: Path) -> str:
     """The master key kept in keys_dir (base64), made once (mode 0600) when missing."""
-    import secrets
-    return secret_file(Path(keys_dir) / DOCUMENTS_MASTER_KEY_FILE,
-                       lambda: base64.b64encode(secrets.token_bytes(32)).decode("ascii"))
+    return _random_key_file(Path(keys_dir) / DOCUMENTS_MASTER_KEY_FILE)
+
 
 # The users service's key encrypting CPF and phone numbers at rest (services/users/pii.py), unless
 # BALCAO_PII_KEY gives it: made by `balcao keys` too, so that a deployment whose processes mount the
@@ -42,9 +47,7 @@ PII_KEY_FILE = "pii.key"
 
 def pii_key(keys_dir: Path) -> str:
     """The PII key kept in keys_dir (base64 of 32 bytes), made once (mode 0600) when missing."""
-    import secrets
-    return secret_file(Path(keys_dir) / PII_KEY_FILE,
-                       lambda: base64.b64encode(secrets.token_bytes(32)).decode("ascii"))
+    return _random_key_file(Path(keys_dir) / PII_KEY_FILE)
 
 
 _PEM = serialization.Encoding.PEM
