@@ -729,29 +729,35 @@ def _dead_letter_info(message) -> DeadLetter:
 
 
 @contextlib.contextmanager
-def _dead_letters_held(conn: Connection):
-    """Every message of the dead-letter queue fetched without acknowledgement, as
-    [(DeadLetter, message)]. The caller acks what it removes; the rest is requeued on exit
-    (explicitly: the in-memory transport does not restore unacked messages on close)."""
+def held_messages(conn: Connection, queue: Queue, *, declare: bool = False):
+    """Every message of `queue` fetched without acknowledgement (declared first if `declare`). The
+    caller acks what it removes; the rest is requeued on exit (explicitly: the in-memory transport
+    does not restore unacked messages on close), and waited for until the queue holds it again."""
     channel = conn.channel()
     held = []
     try:
-        queue = dead_letter_queue().bind(channel)
-        declare_queue(queue, channel)
-        while True:
-            message = queue.get(no_ack=False)
-            if message is None:
-                break
-            held.append((_dead_letter_info(message), message))
+        bound = queue.bind(channel)
+        if declare:
+            declare_queue(queue, channel)
+        while (message := bound.get(no_ack=False)) is not None:
+            held.append(message)
         yield held
     finally:
         returned = 0
-        for _, message in held:
+        for message in held:
             if not message.acknowledged:
                 message.requeue()
                 returned += 1
         channel.close()
-        wait_returned(conn, events.DEAD_LETTER_QUEUE, returned)
+        wait_returned(conn, queue.name, returned)
+
+
+@contextlib.contextmanager
+def _dead_letters_held(conn: Connection):
+    """Every message of the dead-letter queue fetched without acknowledgement, as
+    [(DeadLetter, message)] (`held_messages`)."""
+    with held_messages(conn, dead_letter_queue(), declare=True) as held:
+        yield [(_dead_letter_info(message), message) for message in held]
 
 
 def wait_returned(conn: Connection, queue_name: str, count: int, *, timeout: float = 10.0) -> None:

@@ -39,10 +39,10 @@ from .messaging import (
     broker_connection,
     dead_letter_queue,
     declare_queue,
+    held_messages,
     is_amqp,
     retry_queue,
     service_queues,
-    wait_returned,
 )
 
 HOLDING_SUFFIX = ".migrating"
@@ -235,21 +235,9 @@ def _key(message) -> str:
 
 
 def _keys(conn: Connection, name: str) -> Counter:
-    """The keys of the messages in `name`, left in place (fetched unacknowledged, then returned)."""
-    channel = conn.channel()
-    keys: Counter = Counter()
-    held = []
-    try:
-        queue = Queue(name).bind(channel)
-        while (message := queue.get(no_ack=False)) is not None:
-            keys[_key(message)] += 1
-            held.append(message)
-        for message in held:
-            message.requeue()
-    finally:
-        _close(channel)
-    wait_returned(conn, name, len(held))
-    return keys
+    """The keys of the messages in `name`, left in place."""
+    with held_messages(conn, Queue(name)) as held:
+        return Counter(_key(message) for message in held)
 
 
 def _exists(conn: Connection, name: str) -> bool:
