@@ -1002,9 +1002,8 @@ def run(quick: bool = False, embedded: bool = True, lift_rate_limits: bool = Tru
                                             threads=p["login_threads"], cores=cores,
                                             auth_workers=lambda: children_of(auth_master)))
             results["login"]["load"] = monitor.result()
-            from services.common.worker import gunicorn_options
-            results["login"]["concurrent_verifies"] = {
-                "workers": cores, "threads": gunicorn_options("auth", bind="-", workers=cores)["threads"]}
+            from services.common.worker import WEB_THREADS
+            results["login"]["concurrent_verifies"] = {"workers": cores, "threads": WEB_THREADS}
 
         # ---- 2. link requests
         if "links" in only:

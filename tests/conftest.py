@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from services.common.config import SERVICES
+from services.common.worker import WEB_THREADS
 from testsupport import wait_until  # noqa: F401 (the fault and e2e tests import it from here)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,12 +140,6 @@ def mailbox():
     smtp.stop()
 
 
-def web_threads() -> int:
-    """Request threads of one gunicorn worker of `balcao web`."""
-    from services.common.worker import gunicorn_options
-    return int(gunicorn_options("users", bind="127.0.0.1:0", workers=1)["threads"])
-
-
 class RunningProduct:
     """The product as it runs for real, plus what a test needs to drive and inspect it."""
 
@@ -247,7 +242,7 @@ def running_product(workdir: Path, *, smtp_port: int, extra_env: dict | None = N
             bouncer = None
             if pooled:
                 pool_size = pgbouncer_pool_size or pool_size_for(
-                    web_workers * web_threads(), max([1, *(worker_processes or {}).values()]))
+                    web_workers * WEB_THREADS, max([1, *(worker_processes or {}).values()]))
                 bouncer = resources.enter_context(pgbouncer_in_front_of(server, workdir / "pgbouncer",
                                                                         pool_size=pool_size))
                 env.update({f"BALCAO_{svc.upper()}_DATABASE_URL": bouncer.pooled(urls[svc]) for svc in SERVICES})

@@ -67,6 +67,9 @@ def _metrics_hooks(service: str, metrics_bind: str) -> dict:
     return {"when_ready": when_ready, "on_exit": on_exit}
 
 
+WEB_THREADS = 4  # request threads per gunicorn worker of `balcao web` (gthread)
+
+
 def gunicorn_options(service: str, *, bind: str, workers: int, metrics_bind: str | None = None) -> dict:
     """The gunicorn settings of a service's web process (public for tests and operators).
     `metrics_bind`: where the master serves the workers' metrics (None: not served)."""
@@ -78,7 +81,7 @@ def gunicorn_options(service: str, *, bind: str, workers: int, metrics_bind: str
         "bind": bind,
         "workers": max(1, int(workers)),
         "worker_class": "gthread",
-        "threads": 4,
+        "threads": WEB_THREADS,
         "timeout": 30,
         "graceful_timeout": 10,
         "keepalive": 5,
@@ -263,7 +266,7 @@ def run_web(service: str, config: Config, *, bind: str, workers: int) -> None:
     # arenas an idle auth worker kept 2 × 19 MiB (bench/README.md, "Memory").
     limit_malloc_arenas(1)
     if service == "auth":
-        keep_hash_memory_while_busy(concurrent=int(gunicorn_options(service, bind=bind, workers=1)["threads"]))
+        keep_hash_memory_while_busy(concurrent=WEB_THREADS)
     from gunicorn.app.base import BaseApplication
 
     # Metrics of every gunicorn worker, aggregated at scrape by the master (prometheus_client

@@ -18,8 +18,9 @@ from sqlalchemy import select, text
 from services.common import messaging
 from services.common.config import SERVICES
 from services.common.db import Database, make_engine
+from services.common.worker import WEB_THREADS
 from services.invitations import models as inv_models
-from tests.conftest import Staff, running_product, wait_until, web_threads
+from tests.conftest import Staff, running_product, wait_until
 from testsupport import backends, private_vhost
 from testsupport.pgbouncer import pgbouncer_in_front_of, pool_size_for
 
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.distributed
 WEB_WORKERS, WORKER_PROCESSES = 1, {"notifier": 2, "invitations": 2}
 # The README's sizing rule for this topology (4 request threads + 2 worker processes + 1): no
 # stall, and still fewer server connections than the processes open client connections
-POOL_SIZE = pool_size_for(WEB_WORKERS * web_threads(), max(WORKER_PROCESSES.values()))
+POOL_SIZE = pool_size_for(WEB_WORKERS * WEB_THREADS, max(WORKER_PROCESSES.values()))
 
 
 def _direct(sql: str, database: str = "postgres", **params) -> list[tuple]:
