@@ -18,13 +18,14 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from deploy.stack import free_port
 
 ENV_PGBOUNCER = "BALCAO_TEST_PGBOUNCER"
 
@@ -53,12 +54,6 @@ def pgbouncer_binary() -> str:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _quoted(value: str) -> str:
     return '"' + value.replace('"', '""') + '"'
 
@@ -73,7 +68,7 @@ class PgBouncer:
         self.directory = Path(directory)
         self.pool_size = pool_size
         self.max_client_conn = max_client_conn
-        self.port = _free_port()
+        self.port = free_port()
         self.process: subprocess.Popen | None = None
         self._files: Path | None = None
 
