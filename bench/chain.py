@@ -30,37 +30,18 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from .load import LoadMonitor
-from .stats import Row, fmt, load_note, machine_busy, percentile, summarize
+from .stats import BUDGETS, Row, fmt, load_note, load_verdict, percentile, summarize
 
 FIGURES = ("chain_one", "chain_burst", "chain_scaling")
 FULL = dict(one=20, burst=1000, raw_smtp=1000, scaling=(1, 2, 4), scaling_messages=400, smtp_delay=0.05,
             kombu_round_trips=30, commit_reps=30)
 QUICK = dict(one=8, burst=200, raw_smtp=300, scaling=(1, 2, 4), scaling_messages=120, smtp_delay=0.05,
              kombu_round_trips=10, commit_reps=10)
-# Budgets (kind, limit): kept here, next to the figures they judge.
-BUDGETS = {
-    "chain_one_floor_ratio": ("max", 3.0, "one invitation: p50 <= 3 × its floor"),
-    "chain_burst_rate_ratio": ("min", 0.5, "burst: e-mail rate >= 50 % of raw smtplib over one connection"),
-    "chain_burst_p99_s": ("max", 10.0, "burst: p99 activation → e-mail <= 10 s"),
-    "chain_scaling_2": ("min", 1.8, "2 notifier workers >= 1.8 × one"),
-    "chain_scaling_4": ("min", 3.2, "4 notifier workers >= 3.2 × one"),
-}
 # Commits of the chain between the activation's own and the e-mail's acceptance, each on its
 # service's database: users relay marks published; invitations consumer; invitations relay marks
 # published; notifier claims the attempt (its outcome, its relay and users' projection come after
 # the e-mail left).
 CHAIN_COMMITS = 4
-
-
-def verdict(budget: str, value, load: dict | None = None) -> str:
-    """"met" / "missed" against BUDGETS, "inconclusive" when the machine was busy during the
-    figure (stats.machine_busy: the load that was not the bench's own above the core count)."""
-    kind, limit, _ = BUDGETS[budget]
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if machine_busy(load):
-        return "inconclusive"
-    return "met" if (value >= limit if kind == "min" else value <= limit) else "missed"
 
 
 def log(msg: str) -> None:
@@ -569,7 +550,7 @@ def rows_of(results: dict) -> list[Row]:
                         f"(floor {fmt(one['floor_ms'])}: 3 × kombu {fmt(f['kombu_round_trip_p50'])} + "
                         f"{f['commits']} × commit {fmt(f['commit_p50'])} + smtplib {fmt(f['smtp_send_p50'])})"))
         rows.append(Row("  one invitation p50 / floor", f"{fmt(one['floor_ratio'], 2)}; {load_note(one.get('load'))}",
-                        "<= 3", verdict("chain_one_floor_ratio", one["floor_ratio"], one.get("load"))))
+                        "<= 3", load_verdict("chain_one_floor_ratio", one["floor_ratio"], one.get("load"))))
         rows.append(Row("  hops p50 ms since the commit", "; ".join(
             f"{hop} {fmt(v['p50_ms'], 0)}" for hop, v in one["hops_ms"].items())))
     b = c.get("burst")
@@ -585,10 +566,10 @@ def rows_of(results: dict) -> list[Row]:
                 f"{name.replace('-worker', '')} {fmt(v, 1)}" for name, v in sorted(cpu.items()) if v >= 0.05)
                 + f"; total {fmt(sum(cpu.values()), 1)}"))
         rows.append(Row("  burst rate / raw smtplib rate", f"{fmt(b['rate_ratio'], 2)}; {load_note(b.get('load'))}",
-                        ">= 0.50", verdict("chain_burst_rate_ratio", b["rate_ratio"], b.get("load"))))
+                        ">= 0.50", load_verdict("chain_burst_rate_ratio", b["rate_ratio"], b.get("load"))))
         rows.append(Row("  burst latency s (activation commit → e-mail)",
                         f"p50 {fmt(b['latency_s']['median'], 2)}, p99 {fmt(b['latency_s']['p99'], 2)}", "p99 <= 10",
-                        verdict("chain_burst_p99_s", b["latency_s"]["p99"], b.get("load"))))
+                        load_verdict("chain_burst_p99_s", b["latency_s"]["p99"], b.get("load"))))
     s = c.get("scaling")
     if s:
         by = s["by_workers"]
@@ -598,7 +579,7 @@ def rows_of(results: dict) -> list[Row]:
         for n, budget in (("2", "chain_scaling_2"), ("4", "chain_scaling_4")):
             if f"ratio_{n}" in s:
                 rows.append(Row(f"  {n} workers / 1 worker", fmt(s[f"ratio_{n}"], 2),
-                                f">= {BUDGETS[budget][1]}", verdict(budget, s[f"ratio_{n}"], s.get("load"))))
+                                f">= {BUDGETS[budget][1]}", load_verdict(budget, s[f"ratio_{n}"], s.get("load"))))
     return rows
 
 

@@ -15,6 +15,12 @@ BUDGETS = {
     "list_ratio_100k_1k": ("max", 1.3, "staff list p50 at 100k / p50 at 1k <= 1.3"),
     "list_sql_constant": ("eq", True, "SQL statements per list request constant across sizes"),
     "home_p50_ms": ("max", 20.0, "client home after switching firm p50 <= 20 ms"),
+    # issue 11, targets 1-3: the invitation chain (bench/chain.py), against floors of the same run
+    "chain_one_floor_ratio": ("max", 3.0, "one invitation: p50 <= 3 × its floor"),
+    "chain_burst_rate_ratio": ("min", 0.5, "burst: e-mail rate >= 50 % of raw smtplib over one connection"),
+    "chain_burst_p99_s": ("max", 10.0, "burst: p99 activation → e-mail <= 10 s"),
+    "chain_scaling_2": ("min", 1.8, "2 notifier workers >= 1.8 × one"),
+    "chain_scaling_4": ("min", 3.2, "4 notifier workers >= 3.2 × one"),
     # issue 11, target 5: one link request, POST → new firm's home, against one raw argon2id verify +
     # two raw kombu round trips + the chain's commits timed alone
     "link_floor_ratio": ("max", 2.0, "link request p50 <= 2 × its floor"),
@@ -81,7 +87,7 @@ def machine_busy(load: dict | None, cores: int | None = None) -> bool:
     return other > cores
 
 
-def load_verdict(budget: str, value, load: dict | None, cores: int | None = None) -> str:
+def load_verdict(budget: str, value, load: dict | None = None, cores: int | None = None) -> str:
     """verdict(), but "inconclusive" instead of "met"/"missed" when the machine was busy."""
     v = verdict(budget, value)
     if v in ("met", "missed") and machine_busy(load, cores):

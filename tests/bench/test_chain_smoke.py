@@ -5,14 +5,15 @@ import math
 from datetime import UTC, datetime
 
 from bench import chain
+from bench.stats import load_verdict
 
 
 def test_verdicts_of_the_chain_budgets():
-    assert chain.verdict("chain_one_floor_ratio", 2.9) == "met"
-    assert chain.verdict("chain_one_floor_ratio", 3.1) == "missed"
-    assert chain.verdict("chain_burst_rate_ratio", 0.5) == "met"
-    assert chain.verdict("chain_scaling_4", 3.0) == "missed"
-    assert chain.verdict("chain_burst_p99_s", math.nan) == "n/a"
+    assert load_verdict("chain_one_floor_ratio", 2.9) == "met"
+    assert load_verdict("chain_one_floor_ratio", 3.1) == "missed"
+    assert load_verdict("chain_burst_rate_ratio", 0.5) == "met"
+    assert load_verdict("chain_scaling_4", 3.0) == "missed"
+    assert load_verdict("chain_burst_p99_s", math.nan) == "n/a"
 
 
 def _line(at: float, message: str, cid: str) -> str:
@@ -58,6 +59,6 @@ def test_rows_carry_budgets_and_verdicts():
 def test_a_busy_machine_makes_a_chain_verdict_inconclusive():
     busy = {"other_load": 9.0, "cores": 2}
     quiet = {"other_load": 0.5, "cores": 2}
-    assert chain.verdict("chain_scaling_2", 2.0, busy) == "inconclusive"
-    assert chain.verdict("chain_scaling_2", 2.0, quiet) == "met"
-    assert chain.verdict("chain_scaling_2", math.nan, busy) == "n/a"
+    assert load_verdict("chain_scaling_2", 2.0, busy) == "inconclusive"
+    assert load_verdict("chain_scaling_2", 2.0, quiet) == "met"
+    assert load_verdict("chain_scaling_2", math.nan, busy) == "n/a"
