@@ -14,7 +14,6 @@ import email
 import email.policy
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.stack import free_port
 from services.common.config import SERVICES
 from services.common.worker import WEB_THREADS
 from testsupport import wait_until  # noqa: F401 (the fault and e2e tests import it from here)
@@ -33,12 +33,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("BALCAO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Mailbox:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import email
 import email.policy
-import socket
 import uuid
 from contextlib import contextmanager
 from email.utils import parseaddr
@@ -15,6 +14,7 @@ from sqlalchemy import select
 from werkzeug.test import Client
 from werkzeug.wrappers import Response
 
+from deploy.stack import free_port
 from services.common.events import make_envelope
 from services.common.keys import KeyRing
 from services.common.messaging import Outcome, handle_message
@@ -58,12 +58,6 @@ def outbox_events(db, event_type):
 def deliveries(db):
     with db.begin() as session:
         return session.execute(select(Delivery).order_by(Delivery.created_at)).scalars().all()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Collector:
