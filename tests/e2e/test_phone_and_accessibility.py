@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import time
 import uuid
 
 import pytest
@@ -144,8 +145,13 @@ def invite(page, url: str, check: PhoneCheck | None, *, name: str, email: str) -
 
 def invitation_link(page, url: str, email: str) -> str:
     """The "Registre agora" link of the newest invitation to `email`, read in the dev mailbox."""
-    page.goto(url + "/notificacoes/caixa-de-entrada")
     row = page.get_by_role("row").filter(has_text=email).filter(has_text="convidou você").first
+    deadline = time.monotonic() + 30
+    while True:  # the page is rendered once: load it again until the e-mail has arrived
+        page.goto(url + "/notificacoes/caixa-de-entrada")
+        if row.count() or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
     expect(row).to_be_visible()
     row.get_by_role("link").click()
     return page.locator(".mail-text a[href*='/convite/']").first.get_attribute("href")
