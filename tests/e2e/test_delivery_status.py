@@ -97,6 +97,7 @@ def test_failure_shown_then_sent_then_resend_and_the_copied_link_registers(produ
 
         # Reenviar convite: a new e-mail arrives and the old link now shows the invalid page
         before = mailbox.count()
+        time.sleep(1.2)  # past the resend cooldown (1 s here), which counts from the send just shown
         ana.get_by_role("button", name="Reenviar convite").click()
         expect(ana.get_by_text("O convite foi reenviado para " + DIANA_EMAIL)).to_be_visible()
         second = mailbox.wait_for(to=DIANA_EMAIL, subject_contains="Contabilidade Alfa", after=before,
