@@ -32,7 +32,8 @@ from datetime import UTC, datetime
 
 from kombu import Connection, Exchange, Producer, Queue
 from marshmallow import ValidationError
-from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, insert, select, text, update
+from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -89,15 +90,29 @@ LISTEN_APPLICATION_NAME = "balcao-outbox-listen"
 def record_event(session: Session, outbox: Table, event_type: str, payload: dict) -> dict:
     """Add an event to the outbox in the current transaction. Returns the envelope."""
     envelope = events.make_envelope(event_type, payload, correlation_id=current_correlation_id())
-    session.execute(insert(outbox).values(
-        id=envelope["id"], type=event_type, envelope=envelope, created_at=utcnow(), published_at=None,
-    ))
+    values = {"id": envelope["id"], "type": event_type, "envelope": envelope, "created_at": utcnow()}
+    plain, notifying = _outbox_inserts(outbox)
     if not session.info.get("outbox_dirty") and session.get_bind().dialect.name == "postgresql":
-        # Delivered at commit to the relays LISTENing on this database, in whatever process they run
-        # (the web process writes, the worker process relays): no polling delay between the two.
-        session.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
+        # The first event of a transaction also NOTIFYs (pg_notify, in the same statement): delivered at
+        # commit to the relays LISTENing on this database, in whatever process they run (the web
+        # process writes, the worker process relays) — no polling delay between the two.
+        session.execute(notifying, values)
+    else:
+        session.execute(plain, values)
     session.info["outbox_dirty"] = True
     return envelope
+
+
+@functools.cache
+def _outbox_inserts(outbox: Table):
+    """A service's outbox INSERT, and the same INSERT that also NOTIFYs the relays, each built once
+    (the values come as parameters: building a statement per event costs more than running it)."""
+    plain = insert(outbox).values(id=bindparam("id"), type=bindparam("type"), published_at=None,
+                                  envelope=bindparam("envelope", type_=outbox.c.envelope.type),
+                                  created_at=bindparam("created_at", type_=outbox.c.created_at.type))
+    recorded = plain.returning(outbox.c.seq).cte("recorded")
+    notifying = select(func.pg_notify(OUTBOX_CHANNEL, "")).select_from(recorded)
+    return plain, notifying
 
 
 # --------------------------------------------------------------------------- topology
@@ -510,25 +525,54 @@ def handle_message(db: Database, processed: Table, service: str, handler: Handle
     message_id = str(envelope["id"])
     handler_name = f"{service}:{envelope['type']}"
     token = correlation_id_var.set(envelope["correlation_id"])
+    context = functools.partial(HandlerContext, envelope=envelope, service=service, config=config)
+    try:
+        if db.is_sqlite:
+            return _handle_claiming_last(db, processed, handler, payload, context, message_id, handler_name), envelope
+        with db.begin() as session:
+            # The message is claimed first, in the handler's own transaction: one statement where a
+            # lookup and a later insert were two. A copy another worker handles at the same moment
+            # waits on the claim's unique key; when that transaction commits, this claim inserts
+            # nothing (a duplicate); when it rolls back, this one goes on and handles the message.
+            claimed = session.execute(_claim_statement(processed), {
+                "message_id": message_id, "handler": handler_name, "processed_at": utcnow()}).first()
+            if claimed is None:
+                return Outcome.DUPLICATE, envelope
+            handler(payload, context(session=session))
+    finally:
+        correlation_id_var.reset(token)
+    return Outcome.HANDLED, envelope
+
+
+@functools.cache
+def _claim_statement(processed: Table):
+    """INSERT … ON CONFLICT DO NOTHING RETURNING of a service's processed-messages table, built once
+    (its values come as parameters)."""
+    return (pg_insert(processed).on_conflict_do_nothing(index_elements=["message_id", "handler"])
+            .returning(processed.c.message_id))
+
+
+def _handle_claiming_last(db: Database, processed: Table, handler: Handler, payload: dict, context,
+                          message_id: str, handler_name: str) -> str:
+    """handle_message on SQLite (the embedded mode): one writer at a time, and a handler may commit
+    a transaction of its own on another connection (the notifier's attempt, before SMTP), so the
+    claim is written last: this transaction takes the write lock only then."""
+    seen = select(processed.c.message_id).where(processed.c.message_id == message_id,
+                                                processed.c.handler == handler_name)
     try:
         with db.begin() as session:
-            seen = session.execute(select(processed.c.message_id).where(
-                processed.c.message_id == message_id, processed.c.handler == handler_name)).first()
-            if seen:
-                return Outcome.DUPLICATE, envelope
-            handler(payload, HandlerContext(session=session, envelope=envelope, service=service, config=config))
+            if session.execute(seen).first():
+                return Outcome.DUPLICATE
+            handler(payload, context(session=session))
             session.execute(insert(processed).values(message_id=message_id, handler=handler_name,
                                                      processed_at=utcnow()))
     except IntegrityError:
         # Another worker committed the same message first: the effect already happened once.
         with db.begin() as session:
-            if session.execute(select(processed.c.message_id).where(
-                    processed.c.message_id == message_id, processed.c.handler == handler_name)).first():
-                return Outcome.DUPLICATE, envelope
+            if session.execute(seen).first():
+                return Outcome.DUPLICATE
         raise
-    finally:
-        correlation_id_var.reset(token)
-    return Outcome.HANDLED, envelope
+    return Outcome.HANDLED
 
 
 class ConsumerWorker:
