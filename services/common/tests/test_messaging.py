@@ -314,3 +314,36 @@ def test_batch_confirms_settle_multiple_acks_and_nacks():
     with pytest.raises(messaging.ConfirmTimeout) as caught:
         confirms.wait()
     assert caught.value.acked == [] and caught.value.nacked == []
+
+
+def test_a_consumed_message_costs_one_statement_besides_its_handler_and_an_event_one_more(config):
+    """What a consumer sends around its handler (issue 11: per-message work caps the invitation
+    chain). On PostgreSQL: the claim (INSERT … ON CONFLICT DO NOTHING RETURNING) and nothing else;
+    an event the handler records is one statement (the outbox INSERT with its NOTIFY), a second event
+    in the same transaction one more. A copy of a handled message is one statement too (the claim
+    inserts nothing). On SQLite the claim is a lookup first and an insert last (two)."""
+    from testsupport import count_queries
+    db = database("invitations", config)
+    postgres = not db.is_sqlite
+
+    def recording(n):
+        def handler(payload, ctx):
+            for _ in range(n):
+                messaging.record_event(ctx.session, inv_models.outbox, "link.verified", _link_verified_payload())
+        return handler
+
+    claim = 1 if postgres else 2
+    for events_recorded, expected in ((0, claim), (1, claim + 1), (2, claim + 2)):
+        body = events.make_envelope("link.verified", _link_verified_payload(), correlation_id="count")
+        with count_queries(config, "invitations") as counter:
+            outcome, _ = messaging.handle_message(db, inv_models.processed, "invitations",
+                                                  recording(events_recorded), body)
+        assert outcome == messaging.Outcome.HANDLED
+        sent = [s for s in counter.statements if not s.lstrip().upper().startswith(("SAVEPOINT", "RELEASE"))]
+        assert len(sent) == expected, (events_recorded, sent)
+        if postgres and events_recorded:
+            assert sum("pg_notify" in s for s in sent) == 1, sent  # once per transaction, with the first event
+        with count_queries(config, "invitations") as again:
+            outcome, _ = messaging.handle_message(db, inv_models.processed, "invitations", recording(1), body)
+        assert outcome == messaging.Outcome.DUPLICATE
+        assert len(again.statements) == 1, again.statements
