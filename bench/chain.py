@@ -144,13 +144,17 @@ def raw_smtp_send_once(sink: SmtpSink, reps: int) -> list[float]:
 # --------------------------------------------------------------------------- broker and database floors
 
 
-def kombu_round_trips(broker_url: str, reps: int) -> list[float]:
+def kombu_round_trips(broker_url: str, reps: int, *, quorum: bool = True) -> list[float]:
     """Seconds of one persistent message published (publisher confirm) to a durable queue and
-    consumed (manual ack) on the same broker, `reps` times, one at a time."""
+    consumed (manual ack) on the same broker, `reps` times, one at a time. The queue is a quorum
+    queue, as every queue of the product is since issue 12 (services/common/messaging.py
+    `declare_queue`): the broker's replication and log write are part of each hop's floor, not of
+    our code; `quorum=False`: a classic queue."""
     from kombu import Connection, Exchange, Queue
     name = "balcao.bench.rt." + uuid.uuid4().hex[:8]
     exchange = Exchange(name, type="direct", durable=True)
-    q = Queue(name, exchange, routing_key=name, durable=True)
+    q = Queue(name, exchange, routing_key=name, durable=True,
+              queue_arguments={"x-queue-type": "quorum"} if quorum and not broker_url.startswith("memory") else None)
     out: list[float] = []
     got = threading.Event()
     with Connection(broker_url, transport_options={"confirm_publish": True}) as pub, Connection(broker_url) as sub:
