@@ -15,6 +15,7 @@ def create_app(config=None):
     pii.configure(app.config["BALCAO"])
     app.add_template_filter(pii.mask_cpf, "cpf_mascarado")
     app.add_template_filter(pii.mask_phone, "telefone_mascarado")
-    from .queries import invitation_state
-    app.add_template_global(lambda cu: invitation_state(cu), "invitation_state_of")
+    from .states import client_user_state_html, invitation_state_html
+    app.add_template_global(client_user_state_html, "client_user_state_html")
+    app.add_template_global(invitation_state_html, "invitation_state_html")
     return app
