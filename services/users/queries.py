@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, Uuid, and_, bindparam, case, func, literal, or_, select, union_all
 from sqlalchemy.orm import selectinload
@@ -453,7 +454,7 @@ class InvitationState:
     code: "active" | "waiting" | "sent" | "retrying" | "failed" | "expired" | None (nothing to show)
     """
     code: str | None
-    when: object = None  # datetime: sent at / expired at
+    when: datetime | None = None  # sent at / expired at
     error: str | None = None
 
 
