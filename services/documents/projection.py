@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from services.common.contracts import as_uuid
@@ -69,28 +69,37 @@ def remove_department(session: Session, payload: dict) -> None:
     session.flush()
 
 
-def _member(session: Session, member_id: uuid.UUID, firm_id: uuid.UUID, role: str) -> Member:
+def _member(session: Session, member_id: uuid.UUID, firm_id: uuid.UUID, role: str) -> tuple[Member, bool]:
+    """The member (locked), made when the first event about them arrives; and whether it was."""
     member = session.get(Member, member_id, with_for_update=True)
     if member is None:
         member = Member(id=member_id, firm_id=firm_id, role=role, status="invited", revision=0)
         session.add(member)
-    elif member.firm_id != firm_id:
+        return member, True
+    if member.firm_id != firm_id:
         raise ValueError("a member cannot move to another firm")
-    return member
+    return member, False
 
 
-def _replace_links(session: Session, member: Member, *, company_ids, departments: dict) -> None:
-    session.execute(delete(MemberCompany).where(MemberCompany.member_id == member.id))
-    session.execute(delete(MemberDepartment).where(MemberDepartment.member_id == member.id))
-    session.add_all(MemberCompany(member_id=member.id, company_id=as_uuid(cid)) for cid in set(company_ids))
-    session.add_all(MemberDepartment(member_id=member.id, department_id=as_uuid(did), level=level)
-                    for did, level in departments.items())
+def _replace_links(session: Session, member: Member, *, company_ids, departments: dict, new: bool) -> None:
+    """The member's companies and departments become these: the old ones deleted (none to delete for
+    a member just made), the new ones inserted in one statement each, without ORM objects (issue 11:
+    every imported client user comes through here, twice)."""
+    if not new:
+        session.execute(delete(MemberCompany).where(MemberCompany.member_id == member.id))
+        session.execute(delete(MemberDepartment).where(MemberDepartment.member_id == member.id))
+    companies = [{"member_id": member.id, "company_id": cid} for cid in {as_uuid(c) for c in company_ids}]
+    if companies:
+        session.execute(insert(MemberCompany), companies)
+    links = [{"member_id": member.id, "department_id": as_uuid(did), "level": level} for did, level in departments.items()]
+    if links:
+        session.execute(insert(MemberDepartment), links)
 
 
 def apply_client_access(session: Session, payload: dict) -> None:
     """client_user.access_changed: the client user's access whole; the highest revision wins. An
     older producer (minor 0) sends no status: a user with a login is then taken as active."""
-    member = _member(session, as_uuid(payload["client_user_id"]), as_uuid(payload["firm_id"]), "client")
+    member, new = _member(session, as_uuid(payload["client_user_id"]), as_uuid(payload["firm_id"]), "client")
     if payload["revision"] <= member.revision:
         return
     member.revision = payload["revision"]
@@ -105,14 +114,13 @@ def apply_client_access(session: Session, payload: dict) -> None:
     member.notifications = dict(payload["notifications"])
     session.flush()
     _replace_links(session, member, company_ids=payload["company_ids"],
-                   departments={d["department_id"]: d["level"] for d in payload["departments"]})
-    session.flush()
+                   departments={d["department_id"]: d["level"] for d in payload["departments"]}, new=new)
 
 
 def apply_staff_member(session: Session, payload: dict) -> None:
     """staff_member.changed: the member as they now are (the queue delivers one member's events in
     the order they were recorded)."""
-    member = _member(session, as_uuid(payload["staff_member_id"]), as_uuid(payload["firm_id"]), payload["role"])
+    member, new = _member(session, as_uuid(payload["staff_member_id"]), as_uuid(payload["firm_id"]), payload["role"])
     member.role, member.status = payload["role"], payload["status"]
     member.identity_id = as_uuid(payload["identity_id"]) if payload.get("identity_id") else None
     if payload.get("name"):
@@ -121,8 +129,7 @@ def apply_staff_member(session: Session, payload: dict) -> None:
         member.email = payload["email"]
     session.flush()
     _replace_links(session, member, company_ids=payload["company_ids"],
-                   departments={did: None for did in payload["department_ids"]})
-    session.flush()
+                   departments={did: None for did in payload["department_ids"]}, new=new)
 
 
 def firm_by_slug(session: Session, slug: str) -> Firm | None:

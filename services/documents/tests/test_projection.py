@@ -82,3 +82,53 @@ def test_a_documents_service_added_later_learns_the_existing_firms(config, docwo
         announce_state(s)
     bus.pump()
     assert access_of(config, w.carlos.identity_id, w.beta.id) == before
+
+
+def _access_changed(member_id, firm_id, *, revision, companies, departments):
+    return {"firm_id": firm_id, "client_user_id": member_id, "identity_id": None, "revision": revision,
+            "reason": "edited", "departments": [{"department_id": d, "level": lv} for d, lv in departments.items()],
+            "company_ids": companies, "permissions": {"upload": True, "download": True},
+            "notifications": {"new_documents": "email", "due_guias": "email", "firm_notices": "portal"},
+            "status": "not_invited", "name": "Projeção", "email": "projecao@example.com"}
+
+
+def test_a_client_users_links_are_replaced_whole_and_a_new_one_costs_no_deletes(config):
+    """client_user.access_changed replaces a client user's companies and departments whole (a company
+    sent twice is one link); for a person the projection had never seen, nothing is deleted first:
+    the member row and one INSERT per kind of link (issue 11: every imported client user comes
+    through here)."""
+    import uuid
+
+    from services.documents import projection
+    from testsupport import count_queries
+    member_id, firm_id = uuid.uuid4(), uuid.uuid4()
+    c1, c2, c3, d1, d2 = (uuid.uuid4() for _ in range(5))
+
+    def links():
+        with database("documents", config).begin() as s:
+            companies = set(s.scalars(select(models.MemberCompany.company_id)
+                                      .where(models.MemberCompany.member_id == member_id)))
+            departments = dict(s.execute(select(models.MemberDepartment.department_id, models.MemberDepartment.level)
+                                         .where(models.MemberDepartment.member_id == member_id)).all())
+        return companies, departments
+
+    with count_queries(config, "documents") as counted, database("documents", config).begin() as s:
+        projection.apply_client_access(s, _access_changed(member_id, firm_id, revision=1, companies=[c1, c2, c1],
+                                                          departments={d1: "reviewer"}))
+    assert not any(q.lstrip().upper().startswith("DELETE") for q in counted.statements), counted.statements
+    # the member (read with its lock, then inserted) and the two kinds of links
+    assert len(counted.statements) == 4, counted.statements
+    assert links() == ({c1, c2}, {d1: "reviewer"})
+
+    with database("documents", config).begin() as s:
+        projection.apply_client_access(s, _access_changed(member_id, firm_id, revision=2, companies=[c3],
+                                                          departments={d1: "owner", d2: "contributor"}))
+    assert links() == ({c3}, {d1: "owner", d2: "contributor"})
+    with database("documents", config).begin() as s:  # an older revision arriving late changes nothing
+        projection.apply_client_access(s, _access_changed(member_id, firm_id, revision=1, companies=[c1],
+                                                          departments={}))
+    assert links() == ({c3}, {d1: "owner", d2: "contributor"})
+    with database("documents", config).begin() as s:
+        projection.apply_client_access(s, _access_changed(member_id, firm_id, revision=3, companies=[],
+                                                          departments={}))
+    assert links() == (set(), {})
