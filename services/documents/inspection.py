@@ -12,11 +12,12 @@ import struct
 import unicodedata
 import zipfile
 from dataclasses import dataclass
-from typing import IO
-
-from pypdf import PdfReader
+from typing import IO, TYPE_CHECKING
 
 from services.common.documents import N_
+
+if TYPE_CHECKING:
+    from pypdf import PdfReader
 
 # --------------------------------------------------------------------------- refusals
 
@@ -257,7 +258,11 @@ def _ole_directory_names(fileobj: IO[bytes], head: bytes) -> list[str]:
 def open_pdf(fileobj: IO[bytes]) -> PdfReader:
     """A pypdf reader of a PDF whose page count can be read (decrypted with the empty password
     when it is encrypted only against editing, as some banks' and the Receita's PDFs are);
-    CorruptPdf otherwise (truncated, not a PDF, protected by a password, no page)."""
+    CorruptPdf otherwise (truncated, not a PDF, protected by a password, no page).
+
+    pypdf is imported here, not with the module: only an upload of a PDF and Distribuir
+    automaticamente read one, and a web worker that never does keeps its ~10 MB out."""
+    from pypdf import PdfReader
     try:
         fileobj.seek(0)
         reader = PdfReader(fileobj)
