@@ -19,10 +19,12 @@ import hashlib
 import io
 import warnings
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from flask_babel import gettext as _
-from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 LOGO_MAX_BYTES = 1024 * 1024
 LOGO_MAX_PIXELS = 4096 * 4096
@@ -66,7 +68,11 @@ def _too_large() -> LogoError:
 
 
 def reencode(data: bytes) -> Logo:
-    """A PNG (or JPEG, from a JPEG without transparency) made from the pixels of `data`."""
+    """A PNG (or JPEG, from a JPEG without transparency) made from the pixels of `data`.
+
+    Pillow is imported here, not with the module: only a logo upload needs it, and a users web
+    worker that serves the lists and forms keeps its ~2 MB out."""
+    from PIL import Image, UnidentifiedImageError
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -103,6 +109,7 @@ def _has_transparency(image: Image.Image) -> bool:
 def _pixels(image: Image.Image) -> Image.Image:
     """The image's pixels, upright, in RGB or RGBA, fitted into LOGO_BOX, in a new image that
     carries nothing else (Image.new starts with an empty `info`: no EXIF, ICC, XMP or text)."""
+    from PIL import Image, ImageOps
     upright = ImageOps.exif_transpose(image) or image
     if upright.mode.startswith("I") or upright.mode == "F":  # 16/32-bit greyscale: to 8 bits
         upright = upright.point(lambda value: value / 256).convert("L")

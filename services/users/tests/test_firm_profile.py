@@ -430,3 +430,21 @@ def test_an_invitation_sent_on_the_firms_behalf_shows_its_name_logo_and_reply_to
     assert str(beta["Reply-To"]) == "operador@balcao.example"
     assert parseaddr(str(beta["From"]))[0] == "Contabilidade Beta via Balcão"
     assert beta.get_content_type() == "multipart/alternative" and "cid:" not in beta.get_body(("html",)).get_content()
+
+
+def test_the_users_web_app_does_not_import_pillow(tmp_path):
+    """Pillow is imported by the logo upload only (issue 11: what the gunicorn master imports counts
+    in every web worker's RSS)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    code = ("import json, sys\n"
+            "from services.users.app import create_app\n"
+            "create_app()\n"
+            "print(json.dumps('PIL' in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[3],
+                         env={**os.environ, "BALCAO_VAR_DIR": str(tmp_path), "BALCAO_DEMO": "0"})
+    assert json.loads(out.stdout.strip().splitlines()[-1]) is False
