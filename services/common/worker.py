@@ -300,7 +300,7 @@ def run_web(service: str, config: Config, *, bind: str, workers: int) -> None:
             app = service_module(service, "app").create_app(config)
             compile_templates(app)
             if service == "documents" and config.documents_s3_endpoint:
-                # boto3's S3 client (~30 MB of botocore models, no connection yet) built once here and
+                # the S3 client (botocore's, ~15 MB of its models, no connection yet) built once here and
                 # shared by the workers, instead of once per worker at its first request
                 from services.documents.vault import vault_from_config
                 vault_from_config(config)

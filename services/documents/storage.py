@@ -13,8 +13,6 @@ went down, a temporary file of a killed process): `delete(key)` removes those to
 """
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import os
 import re
@@ -188,8 +186,7 @@ def s3_client(endpoint: str, region: str, **credentials) -> S3Client:
     Built by botocore's own session: boto3's `Session().client("s3")` is this very client (boto3
     adds resources and the managed-transfer helpers, which nothing here uses) plus the import of
     boto3 and s3transfer (~2 MB in every documents web worker). Credentials, region and
-    configuration come from the same environment and files. Its data loader keeps only the
-    S3 entries of botocore's endpoint table (see _s3_only_endpoints): ~4 MB less per process."""
+    configuration come from the same environment and files."""
     import botocore.session
     from botocore.config import Config as BotoConfig
 
@@ -197,39 +194,9 @@ def s3_client(endpoint: str, region: str, **credentials) -> S3Client:
         connect_timeout=3, read_timeout=20, retries={"max_attempts": 2, "mode": "standard"},
         s3={"addressing_style": "path"}, signature_version="s3v4",
         request_checksum_calculation="when_required", response_checksum_validation="when_required")
-    session = botocore.session.get_session()
-    loader = session.get_component("data_loader")
-    loader.file_loader = _s3_only_endpoints()
-    client = session.create_client("s3", endpoint_url=endpoint, region_name=region, config=boto_config,
-                                   **credentials)
+    client = botocore.session.get_session().create_client("s3", endpoint_url=endpoint, region_name=region,
+                                                          config=boto_config, **credentials)
     return cast("S3Client", client)
-
-
-@functools.cache
-def _s3_only_endpoints():
-    """The file loader of s3_client's data loader (one per process: it keeps no state)."""
-    from botocore.loaders import JSONFileLoader
-
-    class S3OnlyEndpoints(JSONFileLoader):
-        """botocore's JSON loader, except that the endpoint table ("endpoints": every region of
-        every one of ~450 AWS services, 7 MB of dicts once parsed) comes back with the S3
-        service's entries only, as a fresh compact copy: an S3 client reads nothing else from it
-        (its partitions, regions and defaults are kept whole), and the full table is freed right
-        after parsing instead of staying in the loader's cache for the life of the process."""
-
-        def load_file(self, file_path):
-            data = super().load_file(file_path)
-            if data is None or os.path.basename(file_path) != "endpoints" or "partitions" not in data:
-                return data
-            compact = {**data, "partitions": [
-                {**partition, "services": {name: entry for name, entry in partition.get("services", {}).items()
-                                           if name == "s3"}}
-                for partition in data["partitions"]]}
-            text = json.dumps(compact)
-            del data, compact  # the full table goes before its small copy is built
-            return json.loads(text)
-
-    return S3OnlyEndpoints()
 
 
 def _unavailable(exc: Exception, doing: str) -> StorageUnavailable:
