@@ -109,22 +109,23 @@ def _wait_for_the_link(progress: queries.LinkProgress, *, invitation_id: str, id
     """The link's progress once it is no longer pending, or after LINK_WAIT_SECONDS, whichever
     comes first; `progress` at once when LINK_WAITERS requests are already waiting.
 
-    Each check is one statement in a short transaction of its own (a fresh session, closed before
-    the next sleep): no connection and no snapshot is held while sleeping, and each check sees
-    what was committed since. The request's own session is closed first for the same reason (a
-    later read of the request opens a new one)."""
+    Each check is one statement in a short transaction of its own (a connection of the pool, given
+    back before the next sleep; no ORM session: the check reads plain columns): no connection and
+    no snapshot is held while sleeping, and each check sees what was committed since. The
+    request's own session is closed first for the same reason (a later read of the request opens
+    a new one)."""
     if not _link_waiters.acquire(blocking=False):
         return progress
     try:
         db_session().close()
-        database = db()
+        engine = db().engine
         deadline = time.monotonic() + LINK_WAIT_SECONDS
         while progress.state in _PENDING:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             _sleep(min(LINK_CHECK_INTERVAL, remaining))
-            with database.session() as check:
+            with engine.connect() as check:
                 progress = queries.link_progress(check, invitation_id=invitation_id, identity_id=identity.id,
                                                  email=identity.email)
         return progress
