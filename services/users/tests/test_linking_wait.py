@@ -80,7 +80,8 @@ def _get(client, url):
 
 @pytest.mark.parametrize("known", [True, False], ids=["invitation-known", "invitation-in-flight"])
 def test_the_home_comes_within_the_same_request_once_the_membership_is_granted(
-        browser_client, config, world, diana, sleeps, known, worker_db):
+        browser_client, config, world, diana, sleeps, known, worker_db, monkeypatch):
+    monkeypatch.setattr(views, "LINK_WAIT_SECONDS", 10.0)  # a loaded machine's slow commit still comes within
     cu, person = diana
     invitation_id = uuid.uuid4()
     if known:
@@ -91,13 +92,15 @@ def test_the_home_comes_within_the_same_request_once_the_membership_is_granted(
     response, took = _get(browser_client, f"/vinculando/{invitation_id}")
     worker.join(5)
     assert response.status_code == 303 and response.headers["Location"] == f"/e/{world.alfa.slug}/"
-    assert 0.3 <= took < views.LINK_WAIT_SECONDS  # answered when the grant came, not at the cap
+    assert 0.3 <= took < 5  # answered when the grant came, not at the cap
     assert sleeps and set(sleeps) == {0}  # nothing held while waiting
     html = browser_client.get(response.headers["Location"]).get_data(as_text=True)
     assert "Contas vinculadas. Agora você também acessa Contabilidade Alfa." in html
 
 
-def test_a_refusal_meanwhile_is_answered_within_the_same_request(browser_client, config, world, diana, sleeps, worker_db):
+def test_a_refusal_meanwhile_is_answered_within_the_same_request(browser_client, config, world, diana, sleeps,
+                                                                  worker_db, monkeypatch):
+    monkeypatch.setattr(views, "LINK_WAIT_SECONDS", 10.0)
     cu, person = diana
     invitation_id = uuid.uuid4()
     _invitation_created(worker_db, world, cu, invitation_id)
@@ -112,7 +115,7 @@ def test_a_refusal_meanwhile_is_answered_within_the_same_request(browser_client,
     response, took = _get(browser_client, f"/vinculando/{invitation_id}")
     worker.join(5)
     assert response.status_code == 409 and "expirou" in response.get_data(as_text=True)
-    assert took < views.LINK_WAIT_SECONDS
+    assert 0.2 <= took < 5
 
 
 def test_nothing_happens_the_waiting_page_after_the_cap_one_statement_per_check(
@@ -124,17 +127,17 @@ def test_nothing_happens_the_waiting_page_after_the_cap_one_statement_per_check(
     login(browser_client, config, person)
     url = f"/vinculando/{invitation_id}"
     browser_client.get(url)  # warm
+    sleeps.clear()
     # what the page costs without waiting (every waiter's place taken: it answers at once)
     taken = [views._link_waiters.acquire(blocking=False) for _ in range(views.LINK_WAITERS)]
     try:
         assert all(taken)
         with count_queries(config, "users") as at_once:
-            response, took = _get(browser_client, url)
+            response = browser_client.get(url)
     finally:
         for _ in taken:
             views._link_waiters.release()
-    assert response.status_code == 200 and took < 0.25
-    sleeps.clear()
+    assert response.status_code == 200 and sleeps == []  # answered without waiting
     with count_queries(config, "users") as waited:
         response, took = _get(browser_client, url)
     html = response.get_data(as_text=True)
@@ -146,7 +149,8 @@ def test_nothing_happens_the_waiting_page_after_the_cap_one_statement_per_check(
     assert waited.count == at_once.count + len(sleeps)
 
 
-def test_the_waiter_cap_answers_at_once(browser_client, config, world, diana, sleeps, worker_db):
+def test_the_waiter_cap_answers_at_once(browser_client, config, world, diana, sleeps, worker_db, monkeypatch):
+    monkeypatch.setattr(views, "LINK_WAIT_SECONDS", 10.0)
     cu, person = diana
     invitation_id = uuid.uuid4()
     _invitation_created(worker_db, world, cu, invitation_id)
@@ -156,15 +160,15 @@ def test_the_waiter_cap_answers_at_once(browser_client, config, world, diana, sl
     taken = [views._link_waiters.acquire(blocking=False) for _ in range(views.LINK_WAITERS)]
     try:
         assert all(taken)
-        response, took = _get(browser_client, url)
+        response = browser_client.get(url)
         assert response.status_code == 200 and "Vinculando contas…" in response.get_data(as_text=True)
-        assert took < 0.5 and sleeps == []
+        assert sleeps == []  # answered without waiting
     finally:
         for _ in taken:
             views._link_waiters.release()
     # a place free again: the next request waits (and gets the grant that came meanwhile)
     worker = _later(0.2, lambda: _granted(worker_db, world, cu, person, invitation_id))
-    response, _took = _get(browser_client, url)
+    response = browser_client.get(url)
     worker.join(5)
     assert response.status_code == 303 and sleeps
 
@@ -206,8 +210,8 @@ def test_concurrent_waiters_beyond_the_cap_answer_at_once(config, world, diana, 
     while len(sleeping) < views.LINK_WAITERS and time.monotonic() < deadline:  # every place taken
         time.sleep(0.01)
     assert len(sleeping) == views.LINK_WAITERS
-    response, extra = _get(clients[-1], url)
+    response = clients[-1].get(url)
     for thread in waiting:
         thread.join(10)
-    assert response.status_code == 200 and extra < 0.3
+    assert response.status_code == 200 and threading.get_ident() not in sleeping  # answered without waiting
     assert all(took[i] >= 0.6 for i in range(views.LINK_WAITERS))
