@@ -283,15 +283,21 @@ def login_vs_raw(url: str, emails: list[str], *, rounds: int, seconds: float, th
                       "auth_peak_rss_mb": [proc_peak_rss_mb(pid) for pid in pids]}}
 
 
+_REFRESH = re.compile(r'<meta http-equiv="refresh" content="(\d+)"')  # the waiting page's reload
+
+
 def link_once(s, url: str, job: dict, *, correlation_id: str | None = None,
               phases: dict | None = None) -> tuple[bool, str, float, float]:
     """One link request on the session `s`: open the link page, [Vincular Contas] with the
-    password, then follow /vinculando/<id> (polled every 20 ms, as a browser's refresh would) until
-    the firm's home shows. Returns (ok, reason, wall-clock time of the POST, seconds from the POST
-    to the home page). `correlation_id`: sent as X-Request-ID on the POST, so the chain's log lines
-    carry it (the hops). `phases`, if given, gets the seconds after the POST at which its answer
-    came ("post"), the /vinculando poll that answered 303 was sent ("linked_poll") and the home
-    page was requested ("home_get"), and how many polls it took ("polls")."""
+    password, then follow /vinculando/<id> as a browser does until the firm's home shows: the page
+    waits server-side for the link (users' long poll, views/home.py LINK_WAIT_SECONDS) and answers
+    303 to the home once it is granted; a waiting page that comes back instead is reloaded after
+    its own refresh interval (`<meta http-equiv="refresh">`, 1 s). Returns (ok, reason,
+    wall-clock time of the POST, seconds from the POST to the home page). `correlation_id`: sent
+    as X-Request-ID on the POST, so the chain's log lines carry it (the hops). `phases`, if given,
+    gets the seconds after the POST at which its answer came ("post"), the /vinculando request
+    that answered 303 was sent ("linked_poll") and the home page was requested ("home_get"), and
+    how many /vinculando requests it took ("polls")."""
     s.cookies.clear()
     page = s.get(url + "/auth/convite", params={"ticket": job["ticket"]}, timeout=30)
     token = _csrf(page.text)
@@ -320,7 +326,8 @@ def link_once(s, url: str, job: dict, *, correlation_id: str | None = None,
             if r.status_code != 200:
                 reason = f"GET {location}: HTTP {r.status_code}"
                 break
-            time.sleep(0.02)
+            refresh = _REFRESH.search(r.text)
+            time.sleep(int(refresh.group(1)) if refresh else 1)
     return ok, reason, wall, time.perf_counter() - t0
 
 

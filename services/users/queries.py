@@ -354,11 +354,44 @@ def companies_page(session, *, firm: Firm, q: str = "", status: str = "active", 
     return Page(items=rows[:per_page], number=page, has_next=len(rows) > per_page)
 
 
+@dataclass(frozen=True)
+class LinkFirm:
+    """The firm a link is to, as the waiting page names it and sends the person to it."""
+    name: str
+    slug: str
+
+
 @dataclass
 class LinkProgress:
     state: str  # "unknown" | "waiting" | "linked" | "refused"
-    firm: Firm | None = None
+    firm: LinkFirm | None = None
     reason: str | None = None  # for "refused": not_pending | expired | email_mismatch
+
+
+def _link_progress_statement():
+    """The invitation's ref, the few columns of its invitee (its client user or, for a team
+    invitation, its staff member: exactly one of the two joins finds a row, so each COALESCE is
+    that row's value) and its firm's name and slug. Plain columns: it runs on a Session or on a
+    bare Connection alike."""
+    def either(client_column, staff_column, name):
+        return func.coalesce(client_column, staff_column).label(name)
+    return (select(InvitationRef.refused_reason,
+                   either(ClientUser.id, StaffMember.id, "invitee_id"),
+                   either(ClientUser.identity_id, StaffMember.identity_id, "identity_id"),
+                   either(ClientUser.email, StaffMember.email, "email"),
+                   either(ClientUser.status, StaffMember.status, "status"),
+                   either(ClientUser.invitation_id, StaffMember.invitation_id, "invitation_id"),
+                   Firm.name.label("firm_name"), Firm.slug.label("firm_slug"))
+            .select_from(InvitationRef)
+            .outerjoin(ClientUser, ClientUser.id == InvitationRef.client_user_id)
+            .outerjoin(StaffMember, StaffMember.id == InvitationRef.staff_member_id)
+            .join(Firm, Firm.id == InvitationRef.firm_id)
+            .where(InvitationRef.invitation_id == bindparam("invitation_id")))
+
+
+# Built once: the waiting page runs it every few tens of milliseconds while it waits (building
+# the statement and loading two whole invitee rows and the firm cost more than running it).
+_LINK_PROGRESS = _link_progress_statement()
 
 
 def link_progress(session, *, invitation_id, identity_id, email: str) -> LinkProgress:
@@ -368,30 +401,24 @@ def link_progress(session, *, invitation_id, identity_id, email: str) -> LinkPro
     no such invitation). 404 unless the invitation's client user (or staff member, for a team
     invitation) is linked to this identity or, not linked yet, was addressed to this identity's
     e-mail: someone else's invitation (of any firm) answers exactly like a missing one and never
-    names the firm. One statement."""
+    names the firm. One statement, on primary keys; `session` may be a Session or a Connection."""
     identity_id = _uuid(identity_id)
-    row = session.execute(select(InvitationRef, ClientUser, StaffMember, Firm)
-                          .outerjoin(ClientUser, ClientUser.id == InvitationRef.client_user_id)
-                          .outerjoin(StaffMember, StaffMember.id == InvitationRef.staff_member_id)
-                          .join(Firm, Firm.id == InvitationRef.firm_id)
-                          .where(InvitationRef.invitation_id == _uuid(invitation_id))).first()
-    if row is None:
+    invitation_id = _uuid(invitation_id)
+    row = session.execute(_LINK_PROGRESS, {"invitation_id": invitation_id}).first()
+    if row is None or row.invitee_id is None:
         return LinkProgress("unknown")
-    ref, client_user, staff_member, firm = row
-    invitee = client_user if client_user is not None else staff_member
-    if invitee is None:
-        return LinkProgress("unknown")
-    if invitee.identity_id is not None:
-        addressed = invitee.identity_id == identity_id
+    if row.identity_id is not None:
+        addressed = row.identity_id == identity_id
     else:
-        addressed = invitee.email == normalize_email(email)
+        addressed = row.email == normalize_email(email)
     if not addressed:
         raise NotFound()
-    if invitee.status == "active":
+    firm = LinkFirm(row.firm_name, row.firm_slug)
+    if row.status == "active":
         return LinkProgress("linked", firm)
-    superseded = invitee.invitation_id is not None and invitee.invitation_id != ref.invitation_id
-    if ref.refused_reason or superseded or invitee.status in ("inactive", "deleted"):
-        return LinkProgress("refused", firm, ref.refused_reason or "not_pending")
+    superseded = row.invitation_id is not None and row.invitation_id != invitation_id
+    if row.refused_reason or superseded or row.status in ("inactive", "deleted"):
+        return LinkProgress("refused", firm, row.refused_reason or "not_pending")
     return LinkProgress("waiting", firm)
 
 
