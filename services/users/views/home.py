@@ -48,8 +48,8 @@ def switch_firm():
 def firm_home(slug):
     identity, firm, role = member(slug)
     if role == "client":
-        client_user = queries.client_membership(db_session(), firm=firm, identity_id=identity.id)
-        return render("firm_home.html", current_firm=firm, role=role, companies=client_user.active_companies)
+        companies = queries.client_companies(db_session(), firm=firm, identity_id=identity.id)
+        return render("firm_home.html", current_firm=firm, role=role, companies=companies)
     scope = queries.Scope.of(firm, identity_id=identity.id, role=role)  # a Colaborador: their carteira
     return render("firm_home.html", current_firm=firm, role=role,
                    companies=queries.companies_of(db_session(), firm=firm, scope=scope),
