@@ -19,12 +19,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from flask import current_app, redirect, render_template, request, session, url_for
+from flask import current_app, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 
 from services.common.contracts import normalize_email
 from services.common.sessions import clear_session_cookie, issue_session_token, set_session_cookie
-from services.common.web import db, db_session
+from services.common.web import db
 
 from . import clock, queries, services, signups
 from .throttle import RATE_LIMITS, Gate
@@ -86,9 +86,18 @@ def _account_digest(account: str) -> str:
     return hashlib.sha256(account.encode("utf-8")).hexdigest()
 
 
+def _device_claims() -> dict | None:
+    """The claims of this browser's device cookie if auth signed it; its signature is checked once
+    per request (the throttle's gate and the sign-in both ask)."""
+    if "auth_device_claims" not in g:
+        g.auth_device_claims = _keyring().verify("auth", request.cookies.get(_device_cookie_name(), ""),
+                                                 audience=DEVICE_AUDIENCE)
+    return g.auth_device_claims
+
+
 def _known_device(account: str) -> str | None:
     """The id of this browser's device if auth issued its cookie for `account`, else None."""
-    claims = _keyring().verify("auth", request.cookies.get(_device_cookie_name(), ""), audience=DEVICE_AUDIENCE)
+    claims = _device_claims()
     if not claims or claims.get("acct") != _account_digest(account) or not isinstance(claims.get("dev"), str):
         return None
     return claims["dev"]
@@ -179,20 +188,29 @@ def guarded(email: str, wrong: str):
 
 
 # --------------------------------------------------------------------------- sessions
+# A sign-in is written in the caller's transaction (`begin_sign_in`: the session row, or the
+# enrolment a firm requires), so that a login or a link commits its checks, its event and its
+# session together; the cookies are set once that transaction has committed (`finish_sign_in`).
 
-def signed_in(identity, target: str, *, login: bool = False, response=None, reset: bool = False):
-    """A NEW session (new sid, recorded in auth_sessions) for `identity`, then 303 to `target`
-    (or `response`, given the cookie). `login`: a successful login, reported as identity.logged_in.
-    `reset`: the account had failures; they are reset in the same transaction."""
-    with db().begin() as s:
-        if reset:
-            forget_failures(identity.email, session=s)
-        row = services.start_session(s, identity_id=identity.id, user_agent=request.user_agent.string,
-                                     ip=client_ip(), idle_minutes=current_app.config["AUTH_SESSION_IDLE_MINUTES"],
-                                     absolute_hours=current_app.config["AUTH_SESSION_ABSOLUTE_HOURS"])
-        if login:
-            services.record_login(s, identity_id=identity.id, ip=client_ip())
-        sid = row.sid
+@dataclass
+class SignIn:
+    """What `begin_sign_in` wrote: `sid` the new session's, or None when a firm where the person
+    works requires MFA of its staff and the enrolment was begun instead (no session yet)."""
+    identity: services.Identity
+    target: str
+    sid: str | None
+
+
+def _start_session(s, identity, *, login: bool) -> str:
+    sid = services.start_session(s, identity_id=identity.id, user_agent=request.user_agent.string,
+                                 ip=client_ip(), idle_minutes=current_app.config["AUTH_SESSION_IDLE_MINUTES"],
+                                 absolute_hours=current_app.config["AUTH_SESSION_ABSOLUTE_HOURS"])
+    if login:
+        services.record_login(s, identity_id=identity.id, ip=client_ip())
+    return sid
+
+
+def _session_response(identity, target: str, sid: str, response=None):
     token = issue_session_token(_keyring(), identity_id=identity.id, email=identity.email, name=identity.name,
                                 session_id=sid)
     response = response if response is not None else redirect(target, code=303)
@@ -201,28 +219,54 @@ def signed_in(identity, target: str, *, login: bool = False, response=None, rese
     return response
 
 
-def logged_in(identity, target: str, *, reset: bool, joining_staff_of=None, login: bool = True):
-    """Password (and second factor, if any) checked: a new session, unless a firm where the person
-    works requires MFA of its staff and none is enrolled. Then no session at all until the
-    enrolment is done (a pending state in the signed browser session, like the code step).
+def signed_in(identity, target: str, *, login: bool = False, response=None, reset: bool = False):
+    """A NEW session (new sid, recorded in auth_sessions) for `identity`, then 303 to `target`
+    (or `response`, given the cookie). `login`: a successful login, reported as identity.logged_in.
+    `reset`: the account had failures; they are reset in the same transaction."""
+    with db().begin() as s:
+        if reset:
+            forget_failures(identity.email, session=s)
+        sid = _start_session(s, identity, login=login)
+    return _session_response(identity, target, sid, response)
+
+
+def begin_sign_in(s, identity, target: str, *, reset: bool, joining_staff_of=None, login: bool = True) -> SignIn:
+    """Password (and second factor, if any) checked: in the caller's transaction `s`, a new session,
+    unless a firm where the person works requires MFA of its staff and none is enrolled: then the
+    enrolment begins, and no session at all until it is done (`finish_sign_in` keeps it pending in
+    the signed browser session, like the code step).
     `reset` (Gate.has_failures): the account's failure count is reset in the same transaction.
     `joining_staff_of`: the firm whose team invitation the person just accepted (registered or
     linked): its policy applies already, before the membership comes back through the events.
     `login`: reported as identity.logged_in (a registration is not a login)."""
+    if reset:
+        forget_failures(identity.email, session=s)
     if not identity.mfa_enabled and (
-            queries.staff_mfa_required(db_session(), identity_id=identity.id)
-            or (joining_staff_of is not None
-                and queries.firm_requires_staff_mfa(db_session(), firm_id=joining_staff_of))):
-        with db().begin() as s:
-            if reset:
-                forget_failures(identity.email, session=s)
-            services.begin_required_mfa_enrollment(s, identity_id=identity.id)
-        session["auth_mfa_enrol"] = {"identity": str(identity.id), "email": identity.email, "next": target,
+            queries.staff_mfa_required(s, identity_id=identity.id)
+            or (joining_staff_of is not None and queries.firm_requires_staff_mfa(s, firm_id=joining_staff_of))):
+        services.begin_required_mfa_enrollment(s, identity_id=identity.id)
+        return SignIn(identity, target, None)
+    return SignIn(identity, target, _start_session(s, identity, login=login))
+
+
+def finish_sign_in(started: SignIn):
+    """The answer to a sign-in `begin_sign_in` wrote (call it once the transaction committed): 303
+    to the target with the session cookie, or to the enrolment the firm requires."""
+    identity = started.identity
+    if started.sid is None:
+        session["auth_mfa_enrol"] = {"identity": str(identity.id), "email": identity.email, "next": started.target,
                                      "until": clock.timestamp() + REQUIRED_MFA_SECONDS}
         response = redirect(url_for("auth.required_mfa"), code=303)
         clear_session_cookie(response)
         return response
-    return signed_in(identity, target, login=login, reset=reset)
+    return _session_response(identity, started.target, started.sid)
+
+
+def logged_in(identity, target: str, *, reset: bool, joining_staff_of=None, login: bool = True):
+    """`begin_sign_in` in a transaction of its own, then `finish_sign_in`."""
+    with db().begin() as s:
+        started = begin_sign_in(s, identity, target, reset=reset, joining_staff_of=joining_staff_of, login=login)
+    return finish_sign_in(started)
 
 
 # --------------------------------------------------------------------------- the steps
@@ -239,13 +283,35 @@ def login_with_password(checked: Gate, *, email: str, password: str, next_url: s
     """The login form's password (after `gate("login", email)` let the request through)."""
     if checked.locked_until is not None:  # same answer whether or not the e-mail has an account
         return Step(error=locked_message())
-    with db().begin() as s:
+    with db().begin() as s:  # the check and, when it passes without a second factor, the session
         identity = services.authenticate(s, email=email, password=password)
+        started = (begin_sign_in(s, identity, next_url, reset=checked.has_failures)
+                   if identity is not None and not identity.mfa_enabled else None)
     if identity is None:
         return Step(error=locked_message() if record_failure(email) else _("E-mail ou senha incorretos."))
-    if identity.mfa_enabled:  # the failure count is reset only once the second factor is right too
+    if started is None:  # the failure count is reset only once the second factor is right too
         return Step(response=ask_second_factor(identity, purpose="login", next_url=next_url))
-    return Step(response=logged_in(identity, next_url, reset=checked.has_failures))
+    return Step(response=finish_sign_in(started))
+
+
+def link_with_password(checked: Gate, *, identity, password: str, ticket_claims: dict, raw_ticket: str,
+                       next_url: str, joining_staff_of=None) -> Step:
+    """Vincular Contas: the password of `identity` (the invited e-mail's, read by the caller), after
+    `gate("link", email)` let the request through and found no lock. Right, without a second factor:
+    `link.verified`, the failure reset and the new session commit in ONE transaction."""
+    if not services.password_matches(identity, password):
+        return Step(error=locked_message() if record_failure(identity.email)
+                    else _("Senha incorreta. Nenhuma conta foi vinculada."))
+    if identity.mfa_enabled:  # linking a new firm asks for the second factor too
+        if services.needs_rehash(identity):
+            with db().begin() as s:
+                services.rehash_if_needed(s, identity=identity, password=password)
+        return Step(response=ask_second_factor(identity, purpose="link", next_url=next_url, ticket=raw_ticket))
+    with db().begin() as s:
+        services.rehash_if_needed(s, identity=identity, password=password)
+        services.emit_link_verified(s, ticket=ticket_claims, identity=identity)
+        started = begin_sign_in(s, identity, next_url, reset=checked.has_failures, joining_staff_of=joining_staff_of)
+    return Step(response=finish_sign_in(started))
 
 
 def ask_second_factor(identity, *, purpose: str, next_url: str, ticket: str | None = None,
@@ -282,12 +348,15 @@ def check_second_factor(pending: dict, checked: Gate, *, code: str, ticket_claim
         session.pop("auth_mfa", None)
         return Step(error=locked_message())
     identity_id = uuid.UUID(str(pending["identity"]))
-    with db().begin() as s:
+    signup = pending.get("purpose") == "firm_signup"
+    with db().begin() as s:  # the code, a link's event and (but for a sign-up, confirmed first) the session
         ok = services.verify_second_factor(s, identity_id=identity_id, code=code)
         identity = s.get(services.Identity, identity_id) if ok else None
         if identity is not None and ticket_claims is not None:
             services.emit_link_verified(s, ticket=ticket_claims, identity=identity)
-    if identity is not None and pending.get("purpose") == "firm_signup":
+        started = (begin_sign_in(s, identity, pending["next"], reset=checked.has_failures)
+                   if identity is not None and not signup else None)
+    if identity is not None and signup:
         try:
             with db().begin() as s:
                 signups.confirm_with_existing_login(s, signup_id=pending.get("signup"), identity_id=identity.id,
@@ -299,7 +368,9 @@ def check_second_factor(pending: dict, checked: Gate, *, code: str, ticket_claim
         return Step(error=locked_message() if record_failure(pending["email"])
                     else _("Código inválido. Confira o código no aplicativo e tente novamente."))
     session.pop("auth_mfa", None)
-    return Step(response=logged_in(identity, pending["next"], reset=checked.has_failures))
+    if started is None:  # a sign-up, confirmed above
+        return Step(response=logged_in(identity, pending["next"], reset=checked.has_failures))
+    return Step(response=finish_sign_in(started))
 
 
 def pending_enrolment() -> dict | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from services.common.contracts import normalize_email
@@ -25,11 +25,21 @@ def token_hash(raw_token: str) -> str:
     return hashlib.sha256(raw_token.encode()).hexdigest()
 
 
+# The queries of every login and link, built once: building a statement (and its cache key) costs
+# more CPU than running it.
+_IDENTITY_BY_EMAIL = select(Identity).where(Identity.email == bindparam("email"))
+_STAFF_MFA_REQUIRED = (select(func.count()).select_from(StaffMembership)
+                       .join(FirmMfaPolicy, FirmMfaPolicy.firm_id == StaffMembership.firm_id)
+                       .where(StaffMembership.identity_id == bindparam("identity_id"),
+                              FirmMfaPolicy.require_staff_mfa.is_(True)))
+_FIRM_REQUIRES_STAFF_MFA = select(FirmMfaPolicy.require_staff_mfa).where(FirmMfaPolicy.firm_id == bindparam("firm_id"))
+
+
 def identity_by_email(session: Session, email: str) -> Identity | None:
     normalized = normalize_email(email)
     if not normalized:
         return None
-    return session.scalars(select(Identity).where(Identity.email == normalized)).one_or_none()
+    return session.scalars(_IDENTITY_BY_EMAIL, {"email": normalized}).one_or_none()
 
 
 def email_has_identity(session: Session, email: str) -> bool:
@@ -111,12 +121,9 @@ def remaining_recovery_codes(session: Session, *, identity_id) -> int:
 
 def firm_requires_staff_mfa(session: Session, *, firm_id) -> bool:
     """Does this firm require MFA of its staff (the projection of firm.mfa_policy_changed)?"""
-    return bool(session.scalar(select(FirmMfaPolicy.require_staff_mfa).where(FirmMfaPolicy.firm_id == firm_id)))
+    return bool(session.scalar(_FIRM_REQUIRES_STAFF_MFA, {"firm_id": firm_id}))
 
 
 def staff_mfa_required(session: Session, *, identity_id) -> bool:
     """True when the identity is staff/admin of at least one firm that requires MFA of its staff."""
-    return (session.scalar(select(func.count()).select_from(StaffMembership)
-                          .join(FirmMfaPolicy, FirmMfaPolicy.firm_id == StaffMembership.firm_id)
-                          .where(StaffMembership.identity_id == identity_id,
-                                 FirmMfaPolicy.require_staff_mfa.is_(True))) or 0) > 0
+    return (session.scalar(_STAFF_MFA_REQUIRED, {"identity_id": identity_id}) or 0) > 0

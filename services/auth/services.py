@@ -9,11 +9,12 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask_babel import gettext as _
-from sqlalchemy import select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -137,13 +138,37 @@ def authenticate(session: Session, *, email: str, password: str) -> Identity | N
         except VerificationError:
             pass
         return None
+    if not password_matches(identity, password):
+        return None
+    rehash_if_needed(session, identity=identity, password=password)
+    return identity
+
+
+def password_matches(identity: Identity, password: str) -> bool:
+    """Is `password` the identity's (argon2id verify against its stored hash)?"""
     try:
         PASSWORD_HASHER.verify(identity.password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return None
-    if PASSWORD_HASHER.check_needs_rehash(identity.password_hash):
-        identity.password_hash = hash_password(password)
-    return identity
+        return False
+    return True
+
+
+def needs_rehash(identity: Identity) -> bool:
+    """Was the identity's hash made with other parameters than PASSWORD_HASHER's?"""
+    return PASSWORD_HASHER.check_needs_rehash(identity.password_hash)
+
+
+def rehash_if_needed(session: Session, *, identity: Identity, password: str) -> None:
+    """After a right `password`: store its hash with the current parameters, when they changed. The
+    identity may have been read in another session (a request's read session): then an UPDATE."""
+    if not needs_rehash(identity):
+        return
+    new_hash = hash_password(password)
+    if identity in session:
+        identity.password_hash = new_hash
+        return
+    session.execute(update(Identity).where(Identity.id == identity.id).values(password_hash=new_hash)
+                    .execution_options(synchronize_session=False))
 
 
 def emit_link_verified(session: Session, *, ticket: dict, identity: Identity) -> None:
@@ -292,16 +317,21 @@ class WrongPassword(Exception):
     """The current password given to confirm a sensitive change is not the right one."""
 
 
+# A Core INSERT built once (no ORM unit of work, no statement built per login): nothing in the
+# request reads the row back.
+_INSERT_SESSION = insert(cast(Table, AuthSession.__table__))
+
+
 def start_session(session: Session, *, identity_id, user_agent: str, ip: str, idle_minutes: int,
-                  absolute_hours: int) -> AuthSession:
-    """A new session (new random sid) for the identity."""
+                  absolute_hours: int) -> str:
+    """A new session (new random sid) for the identity; its sid."""
     now = utcnow()
-    row = AuthSession(sid=secrets.token_urlsafe(24), identity_id=identity_id, created_at=now, last_seen_at=now,
-                      expires_at=now + timedelta(hours=absolute_hours), idle_timeout_minutes=idle_minutes,
-                      user_agent=(user_agent or "")[:500], ip=(ip or "")[:64])
-    session.add(row)
-    session.flush()
-    return row
+    sid = secrets.token_urlsafe(24)
+    session.execute(_INSERT_SESSION, {
+        "sid": sid, "identity_id": identity_id, "created_at": now, "last_seen_at": now,
+        "expires_at": now + timedelta(hours=absolute_hours), "idle_timeout_minutes": idle_minutes,
+        "user_agent": (user_agent or "")[:500], "ip": (ip or "")[:64]})
+    return sid
 
 
 def touch_session(session: Session, *, sid: str | None, identity_id) -> AuthSession | None:

@@ -24,7 +24,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -94,17 +94,21 @@ class DatabaseStore:
     def __init__(self, database, prefix: str = ""):
         self.db = database
         self.prefix = prefix
+        # Every login runs these: built once (building a statement costs more CPU than running it).
+        bump = self._insert()(counters).values(key=bindparam("bump_key"), count=1,
+                                               expires_at=bindparam("bump_expires_at"), level=0)
+        self._bump_stmt = bump.on_conflict_do_update(
+            index_elements=[counters.c.key],
+            set_={"count": counters.c.count + 1, "expires_at": bump.excluded.expires_at},
+        ).returning(counters.c.count)
+        self._rows_stmt = (select(counters.c.key, counters.c.count, counters.c.locked_until)
+                           .where(counters.c.key.in_(bindparam("keys", expanding=True))))
 
     def _insert(self):
         return pg_insert if self.db.engine.dialect.name == "postgresql" else sqlite_insert
 
     def _bump(self, session, key: str, expires_at: float) -> int:
-        stmt = self._insert()(counters).values(key=key, count=1, expires_at=expires_at, level=0)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[counters.c.key],
-            set_={"count": counters.c.count + 1, "expires_at": stmt.excluded.expires_at},
-        ).returning(counters.c.count)
-        return session.execute(stmt).scalar_one()
+        return session.execute(self._bump_stmt, {"bump_key": key, "bump_expires_at": expires_at}).scalar_one()
 
     def _sweep(self, session, now: float) -> None:
         """Forget expired counters (a lock's row expires COUNTER_TTL after the lock ends)."""
@@ -135,9 +139,7 @@ class DatabaseStore:
             count = self._bump(s, f"{self.prefix}rl:{name}:{ip}:{bucket}", (bucket + 1) * window)
             if count == 1:  # a new window: sweep the expired counters
                 self._sweep(s, now)
-            rows = {row.key: row for row in s.execute(
-                select(counters.c.key, counters.c.count, counters.c.locked_until)
-                .where(counters.c.key.in_([failures_key, *lock_keys])))}
+            rows = {row.key: row for row in s.execute(self._rows_stmt, {"keys": [failures_key, *lock_keys]})}
         failures = rows.get(failures_key)
         locks = [rows[k] for k in lock_keys if k in rows]
         until = max((r.locked_until for r in locks if r.locked_until and r.locked_until > now), default=None)

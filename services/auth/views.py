@@ -177,7 +177,8 @@ def invitation_link():
     gate = flows.gate("link", claims["email"])
     if gate.over_limit or gate.ip_blocked:
         return flows.too_many()
-    if not queries.email_has_identity(db_session(), claims["email"]):
+    identity = queries.identity_by_email(db_session(), claims["email"])  # the request's read session
+    if identity is None:
         return redirect(url_for("auth.invitation", ticket=raw), code=303)
     try:
         data = InvitationLinkSchema().load(form)
@@ -187,19 +188,13 @@ def invitation_link():
     if gate.locked_until is not None:
         return _invite_page("auth/invite_link.html", raw_ticket=raw, claims=claims, status=422,
                             errors={"password": [flows.locked_message()]})
-    with db().begin() as s:
-        identity = services.authenticate(s, email=claims["email"], password=data["password"])
-    if identity is None:
-        message = (flows.locked_message() if flows.record_failure(claims["email"])
-                   else _("Senha incorreta. Nenhuma conta foi vinculada."))
-        return _invite_page("auth/invite_link.html", raw_ticket=raw, claims=claims, status=422,
-                            errors={"password": [message]})
-    if identity.mfa_enabled:  # linking a new firm asks for the second factor too
-        return flows.ask_second_factor(identity, purpose="link", next_url=f"/vinculando/{claims['inv']}", ticket=raw)
-    with db().begin() as s:
-        services.emit_link_verified(s, ticket=claims, identity=identity)
-    return flows.logged_in(identity, f"/vinculando/{claims['inv']}", reset=gate.has_failures,
-                           joining_staff_of=joining_staff_of(claims))
+    step = flows.link_with_password(gate, identity=identity, password=data["password"], ticket_claims=claims,
+                                    raw_ticket=raw, next_url=f"/vinculando/{claims['inv']}",
+                                    joining_staff_of=joining_staff_of(claims))
+    if step.response is not None:
+        return step.response
+    return _invite_page("auth/invite_link.html", raw_ticket=raw, claims=claims, status=422,
+                        errors={"password": [step.error]})
 
 
 # --------------------------------------------------------------------------- second factor at login / link

@@ -7,7 +7,8 @@ import uuid
 from datetime import timedelta
 from urllib.parse import quote
 
-from flask import abort, current_app, g, redirect, request
+import jwt
+from flask import abort, current_app, g, has_app_context, redirect, request
 
 from .contracts import SESSION_AUDIENCE
 
@@ -24,9 +25,14 @@ def cookie_name(https: bool) -> str:
 
 
 def issue_session_token(keyring, *, identity_id, email: str, name: str, session_id: str | None = None) -> str:
-    return keyring.sign("auth", {"sub": str(identity_id), "email": email, "name": name,
-                                 "sid": session_id or uuid.uuid4().hex},
-                        audience=SESSION_AUDIENCE, ttl=SESSION_TTL)
+    token = keyring.sign("auth", {"sub": str(identity_id), "email": email, "name": name,
+                                  "sid": session_id or uuid.uuid4().hex},
+                         audience=SESSION_AUDIENCE, ttl=SESSION_TTL)
+    if has_app_context():
+        # Signed here, just now: authentic by construction. The response's CSRF binding reads its
+        # claims (web.py) without checking the signature it was just given.
+        g.setdefault(_VERIFIED, {})[token] = jwt.decode(token, options={"verify_signature": False})
+    return token
 
 
 def set_session_cookie(response, token: str) -> None:
@@ -56,6 +62,10 @@ class Identity:
         return f"<Identity {self.email}>"
 
 
+# token -> its claims, for this request: each token's signature is checked at most once per request
+_VERIFIED = "balcao_verified_sessions"
+
+
 def _cookie_token() -> str | None:
     return request.cookies.get(cookie_name(current_app.config["BALCAO"].https))
 
@@ -65,7 +75,7 @@ def authentic_session_claims(token: str | None) -> dict | None:
     (the renewal check, the identity and the CSRF binding all read the same cookie)."""
     if not token:
         return None
-    verified = g.setdefault("balcao_verified_sessions", {})
+    verified = g.setdefault(_VERIFIED, {})
     if token not in verified:
         verified[token] = current_app.extensions["balcao.keyring"].verify("auth", token, audience=SESSION_AUDIENCE,
                                                                           verify_exp=False)
