@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
+from functools import cache
 from typing import Any, NoReturn, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -32,12 +33,12 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from services.common.events import EMAIL_CONTEXTS, EMAIL_SEALED, EmailRequested, validate_email_context
+from services.common.events import EMAIL_CONTEXTS, EMAIL_SEALED, EmailRequested
 from services.common.messaging import record_event, utcnow
 
 from . import queries
 from .models import Delivery, FirmLogo, FirmProfile, outbox
-from .rendering import InlineImage, build_message, from_header, logo_cid, message_bytes, render_email
+from .rendering import InlineImage, build_message, from_shown, logo_cid, message_bytes, render_email
 
 log = logging.getLogger("balcao.notifier")
 
@@ -232,20 +233,16 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-def _decoded(address_header: str) -> str:
-    """An address header as a mail client shows it (RFC 2047 words decoded)."""
-    message = EmailMessage()
-    message["From"] = address_header
-    return str(message["From"])
-
-
 # ------------------------------------------------------------------ one attempt
 
 @dataclass(frozen=True)
 class Attempt:
-    """An attempt claimed for this process: delivery `delivery_id`, attempt number `number`."""
+    """An attempt claimed for this process: delivery `delivery_id`, attempt number `number`.
+    `delivery`: the delivery as this claim created it (its first attempt), committed as it is —
+    the caller need not read it again; None when the claim updated an existing one."""
     delivery_id: uuid.UUID
     number: int
+    delivery: Delivery | None = None
 
 
 def _claim(session: Session, delivery_id, *, status: str, attempts: int) -> bool:
@@ -352,8 +349,16 @@ def record_firm_profile(session: Session, *, profile: dict) -> bool:
 
 def load_request(request: dict) -> dict:
     """A `notification.email_requested` payload as the notifier reads it: the context must fit
-    its template's schema; keys it does not know (a newer producer's) are ignored."""
+    its template's schema; keys it does not know (a newer producer's) are ignored. (The consumer
+    gets it so from handle_message: its catalogue schema is this one, loaded the same way.)"""
     return EmailRequested(unknown=EXCLUDE).load(dict(request))
+
+
+@cache
+def _sealed_schema(template: str):
+    """The schema of a template's unsealed secrets (one instance per template: loading keeps no
+    state in it)."""
+    return EMAIL_SEALED[template]()
 
 
 def delivery_by_key(session: Session, idempotency_key: str) -> Delivery | None:
@@ -373,7 +378,7 @@ def claim_first_attempt(session: Session, *, request: dict, config, keyring) -> 
                                  profile=queries.firm_profile(session, request.get("firm_id")))
         session.add(delivery)
         session.flush()
-        return Attempt(delivery.id, delivery.attempts)
+        return Attempt(delivery.id, delivery.attempts, delivery)
     lease = _aware(existing.next_attempt_at)
     if existing.status != "queued" or (lease is not None and lease > utcnow()):
         return None
@@ -389,9 +394,11 @@ def _new_delivery(request: dict, *, config, keyring, profile: FirmProfile | None
     `profile`: the firm the e-mail is sent on behalf of, as firm.profile_changed last described it.
     Its display name replaces the `firm_name` the producer copied (which may predate a change: an
     invitation issued before it), in From, the subject and the body; its logo is shown at the top
-    (attached inline); its Reply-To replaces the operator's."""
-    validate_email_context(request["template"], request["context"], unknown=EXCLUDE)
-    secrets = EMAIL_SEALED[request["template"]]().load(keyring.unseal(request["sealed"]))
+    (attached inline); its Reply-To replaces the operator's.
+
+    `request` is loaded (`load_request`, or the consumer's payload): its context already fits the
+    template's schema."""
+    secrets = _sealed_schema(request["template"]).load(keyring.unseal(request["sealed"]))
     context = dict(request["context"])
     branding: dict = {}
     if profile is not None:
@@ -407,7 +414,7 @@ def _new_delivery(request: dict, *, config, keyring, profile: FirmProfile | None
         html_body=html, date_header=formatdate(localtime=False, usegmt=True),
         # Stable across attempts: a receiving server can spot a duplicate.
         message_id=make_msgid(domain=_domain(config.mail_from)),
-        from_header=_decoded(from_header(context.get("firm_name"), config.mail_from)),
+        from_header=from_shown(context.get("firm_name"), config.mail_from),
         status="queued", attempts=1, last_error=None, created_at=now,
         next_attempt_at=now + timedelta(seconds=SEND_LEASE_SECONDS),
         reply_to=profile.reply_to if profile is not None else None,
