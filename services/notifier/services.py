@@ -372,10 +372,9 @@ def claim_first_attempt(session: Session, *, request: dict, config, keyring) -> 
     sent, failed, waiting for its retry, or an attempt under way (its lease running) — the
     retry job's business. The caller commits before sending (an IntegrityError at that commit:
     another worker created the same delivery first and owns its first attempt)."""
-    existing = delivery_by_key(session, request["idempotency_key"])
+    existing, branding = queries.claim_lookup(session, request["idempotency_key"], request.get("firm_id"))
     if existing is None:
-        delivery = _new_delivery(request, config=config, keyring=keyring,
-                                 profile=queries.firm_profile(session, request.get("firm_id")))
+        delivery = _new_delivery(request, config=config, keyring=keyring, profile=branding)
         session.add(delivery)
         session.flush()
         return Attempt(delivery.id, delivery.attempts, delivery)
@@ -387,7 +386,7 @@ def claim_first_attempt(session: Session, *, request: dict, config, keyring) -> 
     return Attempt(existing.id, existing.attempts + 1)
 
 
-def _new_delivery(request: dict, *, config, keyring, profile: FirmProfile | None = None) -> Delivery:
+def _new_delivery(request: dict, *, config, keyring, profile: FirmProfile | queries.Branding | None = None) -> Delivery:
     """The rendered e-mail as a "queued" delivery with its first attempt claimed. The context
     (leniently) and the unsealed secrets are checked against the template's schemas first.
 

@@ -121,8 +121,9 @@ def test_a_connection_dropped_mid_burst_costs_one_retry_with_the_same_message_id
 
 def test_a_first_attempt_costs_a_fixed_number_of_statements(config, db, keyring, server):
     """Claim (its own transaction), send, outcome in the consumer's transaction: the delivery row
-    is read once — the claim looks its idempotency key up —, whatever the recipient; the outcome
-    updates the delivery the claim created without reading it again."""
+    is read once — the claim looks its idempotency key up, and the firm's profile, in one
+    statement —, whatever the recipient; the outcome updates the delivery the claim created
+    without reading it again."""
     smtp_config = dataclasses.replace(config, smtp_url=server.url)
     handler = consumers.HANDLERS["notification.email_requested"]
     for i in range(2):
@@ -134,4 +135,6 @@ def test_a_first_attempt_costs_a_fixed_number_of_statements(config, db, keyring,
         assert len(reads) == 1 and "idempotency_key" in reads[0], reads
         on_deliveries = [s.split()[0].upper() for s in counted.statements if "deliveries" in s]
         assert on_deliveries == ["SELECT", "INSERT", "UPDATE"], counted.statements
+        # the firm's profile is read by that same SELECT
+        assert "firm_profiles" in reads[0] and sum("firm_profiles" in s for s in counted.statements) == 1
     assert [r[1] for r in server.received] == ["conta0@example.com", "conta1@example.com"]
