@@ -91,11 +91,12 @@ def _close(client: smtplib.SMTP) -> None:
         client.close()
 
 
-def _transfer(client: smtplib.SMTP, message: EmailMessage, data: bytes | None, envelope_from: str | None) -> None:
+def _transfer(client: smtplib.SMTP, message: EmailMessage, data: bytes | None, envelope_from: str | None,
+              recipients: list[str] | None = None) -> None:
     if data is None:
         client.send_message(message, from_addr=envelope_from)
     else:
-        client.sendmail(envelope_from or parseaddr(str(message["From"]))[1], [str(message["To"])], data)
+        client.sendmail(envelope_from or parseaddr(str(message["From"]))[1], recipients or [str(message["To"])], data)
 
 
 def _delivery_error(exc: BaseException) -> PermanentDeliveryError | TemporaryDeliveryError | None:
@@ -177,8 +178,10 @@ class SmtpConnection:
         except (smtplib.SMTPException, OSError):
             return False
 
-    def send(self, message: EmailMessage, *, data: bytes | None = None, envelope_from: str | None = None) -> None:
-        """Like `send_smtp`, on this connection (opened or replaced as needed)."""
+    def send(self, message: EmailMessage, *, data: bytes | None = None, envelope_from: str | None = None,
+             recipients: list[str] | None = None) -> None:
+        """Like `send_smtp`, on this connection (opened or replaced as needed). `data` goes to
+        `recipients` (default: the message's To)."""
         import time
         try:
             if not self._usable():
@@ -187,7 +190,7 @@ class SmtpConnection:
                 self._sent = 0
                 self.connections += 1
             assert self._client is not None
-            _transfer(self._client, message, data, envelope_from)
+            _transfer(self._client, message, data, envelope_from, recipients)
         except Exception as exc:
             self.close()
             _raise_as_delivery_error(exc)
@@ -262,15 +265,25 @@ def _read_private_key(path: str) -> bytes:
 
 
 def _message_of(delivery: Delivery, config, images: tuple[InlineImage, ...] = ()) -> tuple[EmailMessage, bytes | None]:
+    """The delivery's EmailMessage and the bytes to send for it (the email package's serialisation,
+    DKIM-signed when configured); None: let smtplib.send_message serialise it (SMTPUTF8)."""
     message = build_message(from_=delivery.from_header, to=delivery.recipient, subject=delivery.subject,
                             date=delivery.date_header, message_id=delivery.message_id, text=delivery.text_body,
                             html=delivery.html_body, reply_to=delivery.reply_to or config.mail_reply_to,
                             images=images)
-    data = None
     if config.dkim_selector and config.dkim_private_key_file:
-        data = message_bytes(message, dkim_selector=config.dkim_selector, dkim_domain=_domain(config.mail_from),
-                             dkim_private_key=_read_private_key(config.dkim_private_key_file))
-    return message, data
+        return message, message_bytes(message, dkim_selector=config.dkim_selector,
+                                      dkim_domain=_domain(config.mail_from),
+                                      dkim_private_key=_read_private_key(config.dkim_private_key_file))
+    if not config.smtp_url:  # the dev mailbox: nothing goes on the wire
+        return message, None
+    if not (config.mail_from + delivery.recipient).isascii():
+        # An envelope only SMTPUTF8 carries: smtplib.send_message asks the server for it and
+        # serialises the message with utf8=True.
+        return message, None
+    # What send_message would put on the wire (the same generator and policy, once), without its
+    # copy of the message and its re-reading of To for the recipients.
+    return message, message_bytes(message)
 
 
 def send(delivery: Delivery, config, images: tuple[InlineImage, ...] = ()) -> Exception | None:
@@ -279,7 +292,8 @@ def send(delivery: Delivery, config, images: tuple[InlineImage, ...] = ()) -> Ex
     try:
         message, data = _message_of(delivery, config, images)
         if config.smtp_url:
-            smtp_connection(config.smtp_url).send(message, data=data, envelope_from=config.mail_from)
+            smtp_connection(config.smtp_url).send(message, data=data, envelope_from=config.mail_from,
+                                                  recipients=[delivery.recipient])
         # else: the dev mailbox — storing the delivery is the delivery.
     except (PermanentDeliveryError, TemporaryDeliveryError) as exc:
         return exc
