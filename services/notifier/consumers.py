@@ -5,6 +5,8 @@ spans SMTP: an attempt is committed before the server is contacted, its outcome 
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,7 +20,7 @@ from .models import Delivery
 RETRY_BATCH = 100
 
 
-def deliver_email(session: Session, *, request: dict, config, keyring) -> Delivery | None:
+def deliver_email(session: Session, *, request: dict, config, keyring, loaded: bool = False) -> Delivery | None:
     """Render and send the e-mail of a `notification.email_requested` payload, at most once
     per idempotency key; its outcome is recorded in `session` (the consumer's transaction, which
     the caller commits). Returns the Delivery. Never raises for an SMTP failure:
@@ -27,8 +29,10 @@ def deliver_email(session: Session, *, request: dict, config, keyring) -> Delive
     `notification.failed` (permanent); temporary failure (refused connection, timeout, 4xx)
     → "retrying" with the next attempt scheduled (`retry_due_deliveries` makes it) +
     `notification.failed` (not permanent), or "failed" (permanent) once
-    `config.smtp_max_attempts` attempts were made."""
-    request = services.load_request(request)
+    `config.smtp_max_attempts` attempts were made. `loaded`: `request` is loaded already (the
+    consumer's payload, as `services.load_request` loads it)."""
+    if not loaded:
+        request = services.load_request(request)
     try:
         # The attempt commits before SMTP is contacted, in a transaction of its own.
         with database("notifier", config).begin() as own:
@@ -37,16 +41,31 @@ def deliver_email(session: Session, *, request: dict, config, keyring) -> Delive
         attempt = None
     if attempt is None:
         return services.delivery_by_key(session, request["idempotency_key"])
-    delivery = session.get(Delivery, attempt.delivery_id, populate_existing=True)
-    if delivery is None:  # committed just above: never happens
-        raise LookupError(f"delivery {attempt.delivery_id} vanished")
+    delivery: Delivery | None
+    if attempt.delivery is not None:
+        # created (and committed) just above: the outcome updates it as it is, without reading it again
+        delivery = attempt.delivery
+        session.add(delivery)
+    else:
+        delivery = session.get(Delivery, attempt.delivery_id, populate_existing=True)
+        if delivery is None:  # committed just above: never happens
+            raise LookupError(f"delivery {attempt.delivery_id} vanished")
     error = services.send(delivery, config, queries.inline_images(session, delivery, config))
     return services.record_outcome(session, attempt.delivery_id, attempts=attempt.number, error=error,
                                    config=config)
 
 
+@lru_cache(maxsize=4)
+def _keyring(keys_dir) -> KeyRing:
+    """One KeyRing per keys directory in this process (it reads and parses a key once), as
+    services/common/runtime.py has it: a key changed on disk takes a restart."""
+    return KeyRing(keys_dir)
+
+
 def on_email_requested(payload: dict, ctx) -> None:
-    deliver_email(ctx.session, request=payload, config=ctx.config, keyring=KeyRing(ctx.config.keys_dir))
+    # handle_message loaded the payload with the catalogue's schema: EmailRequested, as load_request
+    deliver_email(ctx.session, request=payload, config=ctx.config, keyring=_keyring(ctx.config.keys_dir),
+                  loaded=True)
 
 
 def on_firm_profile_changed(payload: dict, ctx) -> None:

@@ -91,6 +91,20 @@ def from_header(firm_name: str | None, mail_from: str) -> str:
     return formataddr((display, mail_from))
 
 
+# RFC 5322 specials: a display name holding one is written as a quoted string
+_SPECIALS = frozenset('()<>@,:;."[]\\')
+
+
+def from_shown(firm_name: str | None, mail_from: str) -> str:
+    """The From of `from_header` as a mail client shows it (kept in the delivery): the display name
+    decoded, in quotes when it holds a special. What the email package gives for `from_header`'s
+    value, without parsing its encoded words."""
+    display = f"{_one_line(firm_name)} via Balcão" if firm_name else "Balcão"
+    if not _SPECIALS.isdisjoint(display):
+        display = '"' + display.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{display} <{mail_from}>"
+
+
 @dataclass(frozen=True)
 class InlineImage:
     """An image the HTML body shows as `cid:<cid>` (a firm's logo): attached, not fetched from afar."""

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
+from functools import cache
 from typing import Any, NoReturn, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -32,12 +33,12 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from services.common.events import EMAIL_CONTEXTS, EMAIL_SEALED, EmailRequested, validate_email_context
+from services.common.events import EMAIL_CONTEXTS, EMAIL_SEALED, EmailRequested
 from services.common.messaging import record_event, utcnow
 
 from . import queries
 from .models import Delivery, FirmLogo, FirmProfile, outbox
-from .rendering import InlineImage, build_message, from_header, logo_cid, message_bytes, render_email
+from .rendering import InlineImage, build_message, from_shown, logo_cid, message_bytes, render_email
 
 log = logging.getLogger("balcao.notifier")
 
@@ -90,11 +91,12 @@ def _close(client: smtplib.SMTP) -> None:
         client.close()
 
 
-def _transfer(client: smtplib.SMTP, message: EmailMessage, data: bytes | None, envelope_from: str | None) -> None:
+def _transfer(client: smtplib.SMTP, message: EmailMessage, data: bytes | None, envelope_from: str | None,
+              recipients: list[str] | None = None) -> None:
     if data is None:
         client.send_message(message, from_addr=envelope_from)
     else:
-        client.sendmail(envelope_from or parseaddr(str(message["From"]))[1], [str(message["To"])], data)
+        client.sendmail(envelope_from or parseaddr(str(message["From"]))[1], recipients or [str(message["To"])], data)
 
 
 def _delivery_error(exc: BaseException) -> PermanentDeliveryError | TemporaryDeliveryError | None:
@@ -176,8 +178,10 @@ class SmtpConnection:
         except (smtplib.SMTPException, OSError):
             return False
 
-    def send(self, message: EmailMessage, *, data: bytes | None = None, envelope_from: str | None = None) -> None:
-        """Like `send_smtp`, on this connection (opened or replaced as needed)."""
+    def send(self, message: EmailMessage, *, data: bytes | None = None, envelope_from: str | None = None,
+             recipients: list[str] | None = None) -> None:
+        """Like `send_smtp`, on this connection (opened or replaced as needed). `data` goes to
+        `recipients` (default: the message's To)."""
         import time
         try:
             if not self._usable():
@@ -186,7 +190,7 @@ class SmtpConnection:
                 self._sent = 0
                 self.connections += 1
             assert self._client is not None
-            _transfer(self._client, message, data, envelope_from)
+            _transfer(self._client, message, data, envelope_from, recipients)
         except Exception as exc:
             self.close()
             _raise_as_delivery_error(exc)
@@ -232,20 +236,16 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-def _decoded(address_header: str) -> str:
-    """An address header as a mail client shows it (RFC 2047 words decoded)."""
-    message = EmailMessage()
-    message["From"] = address_header
-    return str(message["From"])
-
-
 # ------------------------------------------------------------------ one attempt
 
 @dataclass(frozen=True)
 class Attempt:
-    """An attempt claimed for this process: delivery `delivery_id`, attempt number `number`."""
+    """An attempt claimed for this process: delivery `delivery_id`, attempt number `number`.
+    `delivery`: the delivery as this claim created it (its first attempt), committed as it is —
+    the caller need not read it again; None when the claim updated an existing one."""
     delivery_id: uuid.UUID
     number: int
+    delivery: Delivery | None = None
 
 
 def _claim(session: Session, delivery_id, *, status: str, attempts: int) -> bool:
@@ -265,15 +265,25 @@ def _read_private_key(path: str) -> bytes:
 
 
 def _message_of(delivery: Delivery, config, images: tuple[InlineImage, ...] = ()) -> tuple[EmailMessage, bytes | None]:
+    """The delivery's EmailMessage and the bytes to send for it (the email package's serialisation,
+    DKIM-signed when configured); None: let smtplib.send_message serialise it (SMTPUTF8)."""
     message = build_message(from_=delivery.from_header, to=delivery.recipient, subject=delivery.subject,
                             date=delivery.date_header, message_id=delivery.message_id, text=delivery.text_body,
                             html=delivery.html_body, reply_to=delivery.reply_to or config.mail_reply_to,
                             images=images)
-    data = None
     if config.dkim_selector and config.dkim_private_key_file:
-        data = message_bytes(message, dkim_selector=config.dkim_selector, dkim_domain=_domain(config.mail_from),
-                             dkim_private_key=_read_private_key(config.dkim_private_key_file))
-    return message, data
+        return message, message_bytes(message, dkim_selector=config.dkim_selector,
+                                      dkim_domain=_domain(config.mail_from),
+                                      dkim_private_key=_read_private_key(config.dkim_private_key_file))
+    if not config.smtp_url:  # the dev mailbox: nothing goes on the wire
+        return message, None
+    if not (config.mail_from + delivery.recipient).isascii():
+        # An envelope only SMTPUTF8 carries: smtplib.send_message asks the server for it and
+        # serialises the message with utf8=True.
+        return message, None
+    # What send_message would put on the wire (the same generator and policy, once), without its
+    # copy of the message and its re-reading of To for the recipients.
+    return message, message_bytes(message)
 
 
 def send(delivery: Delivery, config, images: tuple[InlineImage, ...] = ()) -> Exception | None:
@@ -282,7 +292,8 @@ def send(delivery: Delivery, config, images: tuple[InlineImage, ...] = ()) -> Ex
     try:
         message, data = _message_of(delivery, config, images)
         if config.smtp_url:
-            smtp_connection(config.smtp_url).send(message, data=data, envelope_from=config.mail_from)
+            smtp_connection(config.smtp_url).send(message, data=data, envelope_from=config.mail_from,
+                                                  recipients=[delivery.recipient])
         # else: the dev mailbox — storing the delivery is the delivery.
     except (PermanentDeliveryError, TemporaryDeliveryError) as exc:
         return exc
@@ -352,8 +363,16 @@ def record_firm_profile(session: Session, *, profile: dict) -> bool:
 
 def load_request(request: dict) -> dict:
     """A `notification.email_requested` payload as the notifier reads it: the context must fit
-    its template's schema; keys it does not know (a newer producer's) are ignored."""
+    its template's schema; keys it does not know (a newer producer's) are ignored. (The consumer
+    gets it so from handle_message: its catalogue schema is this one, loaded the same way.)"""
     return EmailRequested(unknown=EXCLUDE).load(dict(request))
+
+
+@cache
+def _sealed_schema(template: str):
+    """The schema of a template's unsealed secrets (one instance per template: loading keeps no
+    state in it)."""
+    return EMAIL_SEALED[template]()
 
 
 def delivery_by_key(session: Session, idempotency_key: str) -> Delivery | None:
@@ -367,13 +386,12 @@ def claim_first_attempt(session: Session, *, request: dict, config, keyring) -> 
     sent, failed, waiting for its retry, or an attempt under way (its lease running) — the
     retry job's business. The caller commits before sending (an IntegrityError at that commit:
     another worker created the same delivery first and owns its first attempt)."""
-    existing = delivery_by_key(session, request["idempotency_key"])
+    existing, branding = queries.claim_lookup(session, request["idempotency_key"], request.get("firm_id"))
     if existing is None:
-        delivery = _new_delivery(request, config=config, keyring=keyring,
-                                 profile=queries.firm_profile(session, request.get("firm_id")))
+        delivery = _new_delivery(request, config=config, keyring=keyring, profile=branding)
         session.add(delivery)
         session.flush()
-        return Attempt(delivery.id, delivery.attempts)
+        return Attempt(delivery.id, delivery.attempts, delivery)
     lease = _aware(existing.next_attempt_at)
     if existing.status != "queued" or (lease is not None and lease > utcnow()):
         return None
@@ -382,16 +400,18 @@ def claim_first_attempt(session: Session, *, request: dict, config, keyring) -> 
     return Attempt(existing.id, existing.attempts + 1)
 
 
-def _new_delivery(request: dict, *, config, keyring, profile: FirmProfile | None = None) -> Delivery:
+def _new_delivery(request: dict, *, config, keyring, profile: FirmProfile | queries.Branding | None = None) -> Delivery:
     """The rendered e-mail as a "queued" delivery with its first attempt claimed. The context
     (leniently) and the unsealed secrets are checked against the template's schemas first.
 
     `profile`: the firm the e-mail is sent on behalf of, as firm.profile_changed last described it.
     Its display name replaces the `firm_name` the producer copied (which may predate a change: an
     invitation issued before it), in From, the subject and the body; its logo is shown at the top
-    (attached inline); its Reply-To replaces the operator's."""
-    validate_email_context(request["template"], request["context"], unknown=EXCLUDE)
-    secrets = EMAIL_SEALED[request["template"]]().load(keyring.unseal(request["sealed"]))
+    (attached inline); its Reply-To replaces the operator's.
+
+    `request` is loaded (`load_request`, or the consumer's payload): its context already fits the
+    template's schema."""
+    secrets = _sealed_schema(request["template"]).load(keyring.unseal(request["sealed"]))
     context = dict(request["context"])
     branding: dict = {}
     if profile is not None:
@@ -407,7 +427,7 @@ def _new_delivery(request: dict, *, config, keyring, profile: FirmProfile | None
         html_body=html, date_header=formatdate(localtime=False, usegmt=True),
         # Stable across attempts: a receiving server can spot a duplicate.
         message_id=make_msgid(domain=_domain(config.mail_from)),
-        from_header=_decoded(from_header(context.get("firm_name"), config.mail_from)),
+        from_header=from_shown(context.get("firm_name"), config.mail_from),
         status="queued", attempts=1, last_error=None, created_at=now,
         next_attempt_at=now + timedelta(seconds=SEND_LEASE_SECONDS),
         reply_to=profile.reply_to if profile is not None else None,

@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--logo", action="store_true", help="the firm has a logo (attached inline)")
     parser.add_argument("--dkim", action="store_true", help="DKIM-sign the messages")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile-out", help="also dump the cProfile stats to this file (pstats)")
     args = parser.parse_args()
 
     from services.common.config import SERVICES
@@ -152,6 +153,8 @@ def main() -> None:
     print("deliveries:", statuses)
     db.dispose()
     if profiler:
+        if args.profile_out:
+            profiler.dump_stats(args.profile_out)
         stats = pstats.Stats(profiler)
         stats.sort_stats("cumulative").print_stats(60)
         stats.sort_stats("tottime").print_stats(40)

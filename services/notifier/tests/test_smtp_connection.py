@@ -121,7 +121,9 @@ def test_a_connection_dropped_mid_burst_costs_one_retry_with_the_same_message_id
 
 def test_a_first_attempt_costs_a_fixed_number_of_statements(config, db, keyring, server):
     """Claim (its own transaction), send, outcome in the consumer's transaction: the delivery row
-    is read once per transaction, whatever the recipient."""
+    is read once — the claim looks its idempotency key up, and the firm's profile, in one
+    statement —, whatever the recipient; the outcome updates the delivery the claim created
+    without reading it again."""
     smtp_config = dataclasses.replace(config, smtp_url=server.url)
     handler = consumers.HANDLERS["notification.email_requested"]
     for i in range(2):
@@ -130,4 +132,9 @@ def test_a_first_attempt_costs_a_fixed_number_of_statements(config, db, keyring,
         with count_queries(config, "notifier") as counted:
             handle_message(db, models.processed, "notifier", handler, envelope, config=smtp_config)
         reads = [s for s in counted.statements if s.lstrip().upper().startswith("SELECT") and "deliveries" in s]
-        assert len(reads) == 2, reads
+        assert len(reads) == 1 and "idempotency_key" in reads[0], reads
+        on_deliveries = [s.split()[0].upper() for s in counted.statements if "deliveries" in s]
+        assert on_deliveries == ["SELECT", "INSERT", "UPDATE"], counted.statements
+        # the firm's profile is read by that same SELECT
+        assert "firm_profiles" in reads[0] and sum("firm_profiles" in s for s in counted.statements) == 1
+    assert [r[1] for r in server.received] == ["conta0@example.com", "conta1@example.com"]
