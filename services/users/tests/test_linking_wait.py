@@ -1,6 +1,7 @@
 """The waiting page after [Vincular Contas] waits server-side for the link (a short long poll):
 it answers with the firm's home within the same request once users has granted the membership,
 the waiting page after LINK_WAIT_SECONDS, and at once when enough requests are already waiting."""
+import contextlib
 import threading
 import time
 import uuid
@@ -72,6 +73,26 @@ def sleeps(config, monkeypatch):
     return seen
 
 
+def _waiting_page(browser_client, config, world, diana, worker_db) -> tuple[str, uuid.UUID]:
+    """Diana logged in, her invitation known to users, not linked yet: her waiting page's URL."""
+    cu, person = diana
+    invitation_id = uuid.uuid4()
+    _invitation_created(worker_db, world, cu, invitation_id)
+    login(browser_client, config, person)
+    return f"/vinculando/{invitation_id}", invitation_id
+
+
+@contextlib.contextmanager
+def _every_waiter_place_taken():
+    taken = [views._link_waiters.acquire(blocking=False) for _ in range(views.LINK_WAITERS)]
+    try:
+        assert all(taken)
+        yield
+    finally:
+        for _ in taken:
+            views._link_waiters.release()
+
+
 def _get(client, url):
     started = time.monotonic()
     response = client.get(url)
@@ -121,22 +142,12 @@ def test_a_refusal_meanwhile_is_answered_within_the_same_request(browser_client,
 def test_nothing_happens_the_waiting_page_after_the_cap_one_statement_per_check(
         browser_client, config, world, diana, sleeps, monkeypatch, worker_db):
     monkeypatch.setattr(views, "LINK_WAIT_SECONDS", 0.3)
-    cu, person = diana
-    invitation_id = uuid.uuid4()
-    _invitation_created(worker_db, world, cu, invitation_id)
-    login(browser_client, config, person)
-    url = f"/vinculando/{invitation_id}"
+    url, _invitation_id = _waiting_page(browser_client, config, world, diana, worker_db)
     browser_client.get(url)  # warm
     sleeps.clear()
     # what the page costs without waiting (every waiter's place taken: it answers at once)
-    taken = [views._link_waiters.acquire(blocking=False) for _ in range(views.LINK_WAITERS)]
-    try:
-        assert all(taken)
-        with count_queries(config, "users") as at_once:
-            response = browser_client.get(url)
-    finally:
-        for _ in taken:
-            views._link_waiters.release()
+    with _every_waiter_place_taken(), count_queries(config, "users") as at_once:
+        response = browser_client.get(url)
     assert response.status_code == 200 and sleeps == []  # answered without waiting
     with count_queries(config, "users") as waited:
         response, took = _get(browser_client, url)
@@ -152,20 +163,12 @@ def test_nothing_happens_the_waiting_page_after_the_cap_one_statement_per_check(
 def test_the_waiter_cap_answers_at_once(browser_client, config, world, diana, sleeps, worker_db, monkeypatch):
     monkeypatch.setattr(views, "LINK_WAIT_SECONDS", 10.0)
     cu, person = diana
-    invitation_id = uuid.uuid4()
-    _invitation_created(worker_db, world, cu, invitation_id)
-    login(browser_client, config, person)
-    url = f"/vinculando/{invitation_id}"
+    url, invitation_id = _waiting_page(browser_client, config, world, diana, worker_db)
     assert 1 <= views.LINK_WAITERS <= max(1, views.WEB_THREADS // 2)
-    taken = [views._link_waiters.acquire(blocking=False) for _ in range(views.LINK_WAITERS)]
-    try:
-        assert all(taken)
+    with _every_waiter_place_taken():
         response = browser_client.get(url)
         assert response.status_code == 200 and "Vinculando contas…" in response.get_data(as_text=True)
         assert sleeps == []  # answered without waiting
-    finally:
-        for _ in taken:
-            views._link_waiters.release()
     # a place free again: the next request waits (and gets the grant that came meanwhile)
     worker = _later(0.2, lambda: _granted(worker_db, world, cu, person, invitation_id))
     response = browser_client.get(url)
