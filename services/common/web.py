@@ -260,7 +260,7 @@ def create_base_app(service: str, import_name: str, *, url_prefix: str, config: 
 
 
 
-def _translations():
+def request_translations():
     """The request's catalogue, looked up once per request: Flask-Babel looks up the context, the
     locale and its cache again for every string a template translates (a list page has dozens)."""
     from flask import has_request_context
@@ -274,13 +274,13 @@ def _translations():
 
 
 def _request_scoped_template_gettext(app) -> None:
-    """Templates' `_()` / `ngettext()` as Flask-Babel installs them, through `_translations`."""
+    """Templates' `_()` / `ngettext()` as Flask-Babel installs them, through `request_translations`."""
     app.jinja_env.install_gettext_callables(
-        gettext=lambda s: _translations().ugettext(s),
-        ngettext=lambda s, p, n: _translations().ungettext(s, p, n),
+        gettext=lambda s: request_translations().ugettext(s),
+        ngettext=lambda s, p, n: request_translations().ungettext(s, p, n),
         newstyle=True,
-        pgettext=lambda c, s: _translations().upgettext(c, s),
-        npgettext=lambda c, s, p, n: _translations().unpgettext(c, s, p, n))
+        pgettext=lambda c, s: request_translations().upgettext(c, s),
+        npgettext=lambda c, s, p, n: request_translations().unpgettext(c, s, p, n))
 
 
 # --------------------------------------------------------------------------- CSRF bound to the login session

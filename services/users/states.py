@@ -7,14 +7,14 @@ from __future__ import annotations
 from markupsafe import Markup
 
 from services.common.dates import datahora
-from services.common.web import _translations
+from services.common.web import request_translations
 
 from .queries import invitation_state
 
 
 def _(message: str) -> str:
     """gettext through the request's catalogue, looked up once per request (50 rows a page)."""
-    return _translations().ugettext(message)
+    return request_translations().ugettext(message)
 
 
 _BADGE = Markup('<span class="status status-{}">{}</span>')
