@@ -29,8 +29,17 @@ def database(service: str, config: Config | None = None) -> Database:
         return _databases[key]
 
 
+_keyrings: dict[str, KeyRing] = {}
+
+
 def keyring(config: Config) -> KeyRing:
-    return KeyRing(config.keys_dir)
+    """The process's KeyRing of `config`'s keys directory (it reads and parses each key once; a key
+    changed on disk takes a restart, as the web apps' keyring always did)."""
+    key = str(config.keys_dir)
+    with _lock:
+        if key not in _keyrings:
+            _keyrings[key] = KeyRing(config.keys_dir)
+        return _keyrings[key]
 
 
 def migrate(service: str, config: Config | None = None) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from services.common.keys import KeyRing
+from services.common.runtime import keyring
 
 from . import services
 
@@ -11,7 +11,7 @@ from . import services
 def _issue(payload: dict, ctx, *, resent: bool) -> None:
     config = ctx.config
     services.issue_invitation(
-        ctx.session, keyring=KeyRing(config.keys_dir), public_url=config.public_url,
+        ctx.session, keyring=keyring(config), public_url=config.public_url,
         ttl=timedelta(days=config.invitation_ttl_days), firm_id=payload["firm_id"],
         firm_name=payload["firm_name"], firm_slug=payload["firm_slug"], subject=payload["subject"],
         subject_id=payload["client_user_id"], email=payload["email"], name=payload["name"], resent=resent)

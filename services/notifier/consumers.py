@@ -5,14 +5,11 @@ spans SMTP: an attempt is committed before the server is contacted, its outcome 
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.common.keys import KeyRing
 from services.common.messaging import utcnow
-from services.common.runtime import database
+from services.common.runtime import database, keyring
 
 from . import queries, services
 from .models import Delivery
@@ -55,16 +52,9 @@ def deliver_email(session: Session, *, request: dict, config, keyring, loaded: b
                                    config=config)
 
 
-@lru_cache(maxsize=4)
-def _keyring(keys_dir) -> KeyRing:
-    """One KeyRing per keys directory in this process (it reads and parses a key once), as
-    services/common/runtime.py has it: a key changed on disk takes a restart."""
-    return KeyRing(keys_dir)
-
-
 def on_email_requested(payload: dict, ctx) -> None:
     # handle_message loaded the payload with the catalogue's schema: EmailRequested, as load_request
-    deliver_email(ctx.session, request=payload, config=ctx.config, keyring=_keyring(ctx.config.keys_dir),
+    deliver_email(ctx.session, request=payload, config=ctx.config, keyring=keyring(ctx.config),
                   loaded=True)
 
 
