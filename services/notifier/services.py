@@ -22,7 +22,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
+from email.message import Message
 from email.utils import formatdate, make_msgid, parseaddr
 from functools import cache
 from typing import Any, NoReturn, cast
@@ -38,7 +38,7 @@ from services.common.messaging import record_event, utcnow
 
 from . import queries
 from .models import Delivery, FirmLogo, FirmProfile, outbox
-from .rendering import InlineImage, build_message, from_shown, logo_cid, message_bytes, render_email
+from .rendering import InlineImage, build_message, from_shown, international, logo_cid, message_bytes, render_email
 
 log = logging.getLogger("balcao.notifier")
 
@@ -91,7 +91,7 @@ def _close(client: smtplib.SMTP) -> None:
         client.close()
 
 
-def _transfer(client: smtplib.SMTP, message: EmailMessage, data: bytes | None, envelope_from: str | None,
+def _transfer(client: smtplib.SMTP, message: Message, data: bytes | None, envelope_from: str | None,
               recipients: list[str] | None = None) -> None:
     if data is None:
         client.send_message(message, from_addr=envelope_from)
@@ -132,7 +132,7 @@ def _raise_as_delivery_error(exc: Exception) -> NoReturn:
     raise error from exc
 
 
-def send_smtp(smtp_url: str, message: EmailMessage, *, data: bytes | None = None,
+def send_smtp(smtp_url: str, message: Message, *, data: bytes | None = None,
               envelope_from: str | None = None) -> None:
     """Send one message over a connection of its own to `smtp_url` (see `_connect`); `data` (the
     exact bytes, e.g. DKIM-signed) replaces the serialisation of `message`.
@@ -178,7 +178,7 @@ class SmtpConnection:
         except (smtplib.SMTPException, OSError):
             return False
 
-    def send(self, message: EmailMessage, *, data: bytes | None = None, envelope_from: str | None = None,
+    def send(self, message: Message, *, data: bytes | None = None, envelope_from: str | None = None,
              recipients: list[str] | None = None) -> None:
         """Like `send_smtp`, on this connection (opened or replaced as needed). `data` goes to
         `recipients` (default: the message's To)."""
@@ -264,25 +264,25 @@ def _read_private_key(path: str) -> bytes:
         return fh.read()
 
 
-def _message_of(delivery: Delivery, config, images: tuple[InlineImage, ...] = ()) -> tuple[EmailMessage, bytes | None]:
-    """The delivery's EmailMessage and the bytes to send for it (the email package's serialisation,
-    DKIM-signed when configured); None: let smtplib.send_message serialise it (SMTPUTF8)."""
-    message = build_message(from_=delivery.from_header, to=delivery.recipient, subject=delivery.subject,
-                            date=delivery.date_header, message_id=delivery.message_id, text=delivery.text_body,
-                            html=delivery.html_body, reply_to=delivery.reply_to or config.mail_reply_to,
-                            images=images)
+def _message_of(delivery: Delivery, config, images: tuple[InlineImage, ...] = ()) -> tuple[Message, bytes | None]:
+    """The delivery's message and the bytes to send for it (rendering.message_bytes, DKIM-signed
+    when configured); None: let smtplib.send_message serialise the message (SMTPUTF8)."""
+    # An envelope only SMTPUTF8 carries (an address that is not ASCII): the To is added to the
+    # message as the email package writes it for SMTPUTF8, which send_message asks the server for
+    # (such a message is not DKIM-signed: send_message writes its bytes, not us).
+    ascii_envelope = (config.mail_from + delivery.recipient).isascii()
+    message = build_message(from_=delivery.from_header, to=delivery.recipient if ascii_envelope else None,
+                            subject=delivery.subject, date=delivery.date_header, message_id=delivery.message_id,
+                            text=delivery.text_body, html=delivery.html_body,
+                            reply_to=delivery.reply_to or config.mail_reply_to, images=images)
+    if not config.smtp_url:  # the dev mailbox: nothing goes on the wire
+        return message, None
+    if not ascii_envelope:
+        return international(message_bytes(message), delivery.recipient), None
     if config.dkim_selector and config.dkim_private_key_file:
         return message, message_bytes(message, dkim_selector=config.dkim_selector,
                                       dkim_domain=_domain(config.mail_from),
                                       dkim_private_key=_read_private_key(config.dkim_private_key_file))
-    if not config.smtp_url:  # the dev mailbox: nothing goes on the wire
-        return message, None
-    if not (config.mail_from + delivery.recipient).isascii():
-        # An envelope only SMTPUTF8 carries: smtplib.send_message asks the server for it and
-        # serialises the message with utf8=True.
-        return message, None
-    # What send_message would put on the wire (the same generator and policy, once), without its
-    # copy of the message and its re-reading of To for the recipients.
     return message, message_bytes(message)
 
 

@@ -1,6 +1,8 @@
 """What the notifier writes of an e-mail: the From kept in the delivery (`from_shown`) is the text
-the email package shows for the header `from_header` writes; the bytes sent are the email package's
-serialisation of `build_message` (once, sent with sendmail), which a mail client reads as the delivery."""
+the email package shows for the header `from_header` writes; the bytes sent are `build_message`
+serialised once (its MIME classes, compat32's header encoder) and sent with sendmail, which a mail
+client reads as the delivery and as the same message built with the email package's EmailMessage
+API and its SMTP policy."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,7 +15,7 @@ import pytest
 
 from services.notifier import services
 from services.notifier.models import Delivery
-from services.notifier.rendering import InlineImage, build_message, from_header, from_shown
+from services.notifier.rendering import InlineImage, build_message, from_header, from_shown, message_bytes
 
 from .test_notifier import Collector, deliver, deliveries, invitation_request, smtp_server
 
@@ -92,10 +94,41 @@ def _delivery(*, firm_name="Contabilidade São João", subject=SUBJECTS[0], reci
 
 
 def _reference(delivery: Delivery, images=()) -> bytes:
-    return build_message(from_=delivery.from_header, to=delivery.recipient, subject=delivery.subject,
-                         date=delivery.date_header, message_id=delivery.message_id, text=delivery.text_body,
-                         html=delivery.html_body, reply_to=delivery.reply_to, images=images
-                         ).as_bytes(policy=email.policy.SMTP)
+    """The delivery as the email package's EmailMessage API writes it (its SMTP policy)."""
+    message = EmailMessage()
+    message["From"] = delivery.from_header
+    message["To"] = delivery.recipient
+    if delivery.reply_to:
+        message["Reply-To"] = delivery.reply_to
+    message["Subject"] = delivery.subject
+    message["Date"] = delivery.date_header
+    message["Message-ID"] = delivery.message_id
+    message.set_content(delivery.text_body, cte="quoted-printable")
+    message.add_alternative(delivery.html_body, subtype="html", cte="quoted-printable")
+    html = message.get_body(("html",))
+    assert html is not None
+    for image in images:
+        maintype, subtype = image.media_type.split("/", 1)
+        html.add_related(image.data, maintype=maintype, subtype=subtype, cid=f"<{image.cid}>",
+                         disposition="inline", filename=f"logo.{subtype}")
+    return message.as_bytes(policy=email.policy.SMTP)
+
+
+def _wire(delivery: Delivery, images=()) -> bytes:
+    return message_bytes(build_message(from_=delivery.from_header, to=delivery.recipient, subject=delivery.subject,
+                                       date=delivery.date_header, message_id=delivery.message_id,
+                                       text=delivery.text_body, html=delivery.html_body, reply_to=delivery.reply_to,
+                                       images=images))
+
+
+@pytest.mark.parametrize("firm_name", FIRM_NAMES)
+@pytest.mark.parametrize("subject", SUBJECTS)
+def test_every_firm_name_and_subject_reads_as_the_email_message_api_writes_them(firm_name, subject):
+    delivery = _delivery(firm_name=firm_name, subject=subject, reply_to=from_shown(firm_name, "contato@alfa.example"))
+    data = _wire(delivery)
+    _same_message(data, _reference(delivery))
+    assert str(_parse(data)["Subject"]) == subject
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998  # RFC 5322 2.1.1
 
 
 @pytest.fixture
