@@ -290,8 +290,8 @@ def client_users_page(session, *, firm: Firm, q: str = "", show_deleted: bool = 
                       per_page: int = PAGE_SIZE, scope: Scope | None = None, state: str | None = None) -> Page:
     """A page of the firm's client users by name (a Colaborador's: those of their carteira); search
     by name or e-mail (case-insensitive) or by exact CPF (any formatting); `state`, a key of
-    STATE_FILTERS, keeps those in that invitation state. Two statements whatever the page size and
-    the carteira: the users, then their companies."""
+    STATE_FILTERS, keeps those in that invitation state. Three statements whatever the page size and
+    the carteira: the users, their links to companies, those companies."""
     query = _client_users_query(firm=firm, q=q, show_deleted=show_deleted, scope=scope, state=state)
     # The page's ids first (on PostgreSQL an index-only scan of ix_client_users_firm_name_id, the
     # search filtered inside the index), then only those rows whole: one statement.
@@ -305,18 +305,24 @@ def client_users_page(session, *, firm: Firm, q: str = "", show_deleted: bool = 
 
 
 def _load_companies(session, client_users: list[ClientUser]) -> None:
-    """Each client user's `companies` in one statement, for the rows shown only (selectinload
-    would also load the extra row that tells whether a next page exists: 51 parameters, past
-    psycopg's limit of 50 for caching a statement's parsing)."""
+    """Each client user's `companies`, by name, for the rows shown only (selectinload would also
+    load the extra row that tells whether a next page exists: 51 parameters, past psycopg's limit
+    of 50 for caching a statement's parsing). Two statements whatever the firm's size: the links
+    (an index-only scan), then their companies by primary key. One join of both made PostgreSQL
+    hash every company of the firm (1.2 ms at 5,000 companies, 0.1 at 50) for the page's ~50."""
     if not client_users:
         return
     by_user: dict[uuid.UUID, list[Company]] = {cu.id: [] for cu in client_users}
-    for client_user_id, company in session.execute(
-            select(client_user_companies.c.client_user_id, Company)
-            .join(Company, Company.id == client_user_companies.c.company_id)
-            .where(client_user_companies.c.client_user_id.in_(list(by_user)))
-            .order_by(Company.name, Company.id)):
-        by_user[client_user_id].append(company)
+    users_of: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for client_user_id, company_id in session.execute(
+            select(client_user_companies.c.client_user_id, client_user_companies.c.company_id)
+            .where(client_user_companies.c.client_user_id.in_(list(by_user)))):
+        users_of.setdefault(company_id, []).append(client_user_id)
+    if users_of:
+        for company in session.scalars(select(Company).where(Company.id.in_(list(users_of)))
+                                       .order_by(Company.name, Company.id)):
+            for client_user_id in users_of[company.id]:
+                by_user[client_user_id].append(company)
     for cu in client_users:
         set_committed_value(cu, "companies", by_user[cu.id])
 

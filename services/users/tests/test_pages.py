@@ -240,6 +240,27 @@ def test_list_query_count_does_not_grow_with_rows(browser_client, config, world)
     assert few.count == many.count
 
 
+def test_each_row_shows_its_own_companies_by_name(browser_client, config, world):
+    """The Empresas column: each client user's companies (several users sharing one among them),
+    in name order, none for a person linked to none."""
+    login(browser_client, config, world.ana)
+    with users_db(config).begin() as s:
+        zeta = services.create_company(s, firm=world.alfa, name="Zeta Transportes Ltda", cnpj=make_cnpj(301))
+        alfa_company, alfa_company2 = s.merge(world.alfa_company), s.merge(world.alfa_company2)
+        services.register_client_user(s, firm=world.alfa, name="Beatriz Campos", email="beatriz@example.com",
+                                      company_ids=[zeta.id, alfa_company.id, alfa_company2.id])
+        services.register_client_user(s, firm=world.alfa, name="Davi Nunes", email="davi@example.com",
+                                      company_ids=[zeta.id])
+        services.register_client_user(s, firm=world.alfa, name="Elisa Prado", email="elisa@example.com",
+                                      company_ids=[])
+    html = _page(browser_client, _url(world.alfa))
+    cells = dict(re.findall(r'>([^<>]+)</a></td>.*?data-label="Empresas">([^<]*)</td>', html, re.S))
+    assert cells["Beatriz Campos"] == "Mercado Central Ltda, Padaria Pão Quente Ltda, Zeta Transportes Ltda"
+    assert cells["Carlos Souza"] == "Padaria Pão Quente Ltda"
+    assert cells["Davi Nunes"] == "Zeta Transportes Ltda"
+    assert cells["Elisa Prado"] == ""
+
+
 def test_list_searches_send_the_same_statements_whatever_the_matches(browser_client, config, world):
     """The e-mail-fragment and name searches: constant SQL per request with 3 or 60 matches, the
     page still by name, 50 to a page."""
